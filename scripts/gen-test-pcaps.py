@@ -79,7 +79,7 @@ ETH_IPV6 = 0x86DD
 ETH_LLDP = 0x88CC
 
 DROP_REASONS = [
-    "runt", "truncated", "not_for_us_mac", "vlan", "ipv6", "unknown_ether_type",
+    "runt", "truncated", "not_for_us_mac", "vlan", "ipv6", "unknown_ethertype",
     "arp_not_for_us", "arp_other", "ipv4_bad_header", "ipv4_bad_checksum",
     "ipv4_fragment", "ipv4_not_for_us", "ip_proto_other", "udp_bad_length",
     "udp_bad_checksum", "udp_wrong_port", "empty_payload", "oversize",
@@ -425,10 +425,10 @@ def gen_junk(rng):
         return struct.pack("!H", (typ << 9) | len(val)) + val
     lldp = (tlv(1, b"\x04" + ROUTER_MAC) + tlv(2, b"\x05" + b"xe-0/0/0")
             + tlv(3, b"\x00\x78") + tlv(0, b""))
-    add("unknown_ether_type", "LLDP (EtherType 0x88CC) sent to our MAC",
+    add("unknown_ethertype", "LLDP (EtherType 0x88CC) sent to our MAC",
         eth(APP_MAC, ROUTER_MAC, ETH_LLDP, lldp))
     llc = b"\x42\x42\x03" + b"\x00" * 35  # STP BPDU over 802.2 LLC
-    add("unknown_ether_type", "IEEE 802.3 length-field frame (type/len 0x0026, LLC/STP) to our MAC",
+    add("unknown_ethertype", "IEEE 802.3 length-field frame (type/len 0x0026, LLC/STP) to our MAC",
         eth(APP_MAC, ROUTER_MAC, len(llc), llc))
 
     # ---- IPv4 header level ----

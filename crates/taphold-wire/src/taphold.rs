@@ -1,0 +1,1516 @@
+//! The taphold PDU: backup frames, heartbeats, acks and confirmations.
+//!
+//! On each backup link Bk it rides directly in Ethernet ([`crate::EtherType::TAPHOLD`]):
+//! ingress launches a *backup frame* per message, the tap Tk shows it back to tap-rx, and
+//! the backup node answers with *acks* and *heartbeats*, which we also send. Towards the
+//! source it rides in UDP on the primary port P as a *confirmation*. A [`Packet`] is a view
+//! starting at the first byte of the taphold header, i.e. after Ethernet or after UDP.
+//!
+//! Every PDU is a 40-byte common header, a body whose length the type fixes, and an 8-byte
+//! keyed digest over both (see [`crate::digest`]). `docs/protocol.md` is the same table
+//! as the `field` module below.
+
+use core::ops::BitOr;
+
+use crate::digest::DigestKey;
+use crate::WireError;
+
+/// `"TH"`.
+pub const MAGIC: u16 = 0x5448;
+/// The only version this crate speaks.
+pub const VERSION: u8 = 1;
+/// Length of the common header; the body starts here.
+pub const HEADER_LEN: usize = 40;
+/// Length of the digest trailer after the body.
+pub const DIGEST_LEN: usize = 8;
+/// Link value of PDUs that are not specific to one backup link (backup frames and
+/// confirmations), so that the same bytes can go out on every link.
+pub const ALL_LINKS: u8 = 0xFF;
+/// Backup links are numbered `0..MAX_LINKS`.
+pub const MAX_LINKS: u8 = 4;
+/// Bytes of the original payload a confirmation echoes back to the source.
+pub const ECHO_LEN: usize = 16;
+
+/// Body length of a backup frame before its content.
+pub const BACKUP_BODY_PREFIX_LEN: usize = 8;
+/// Body length of a digest-only backup frame.
+pub const BACKUP_DIGEST_BODY_LEN: usize = 16;
+/// Body length of a heartbeat.
+pub const HEARTBEAT_BODY_LEN: usize = 16;
+/// Body length of an ack.
+pub const ACK_BODY_LEN: usize = 8;
+/// Body length of a confirmation.
+pub const CONFIRM_BODY_LEN: usize = 24;
+
+mod field {
+    use core::ops::Range;
+
+    pub const MAGIC: Range<usize> = 0..2;
+    pub const VERSION: usize = 2;
+    pub const TYPE: usize = 3;
+    pub const FLAGS: Range<usize> = 4..6;
+    pub const LINK: usize = 6;
+    pub const CONTENT_MODE: usize = 7;
+    pub const STREAM: Range<usize> = 8..12;
+    pub const BODY_LEN: Range<usize> = 12..16;
+    pub const SEQ: Range<usize> = 16..24;
+    pub const TIMESTAMP_NS: Range<usize> = 24..32;
+    pub const WATERMARK: Range<usize> = 32..40;
+    pub const BODY: usize = 40;
+
+    /// Offsets within the body of a backup frame.
+    pub mod backup {
+        use core::ops::Range;
+
+        pub const SRC_IP: Range<usize> = 0..4;
+        pub const SRC_PORT: Range<usize> = 4..6;
+        pub const PAYLOAD_LEN: Range<usize> = 6..8;
+        /// Full copy: the payload from here; digest only: `DIGEST`.
+        pub const CONTENT: usize = 8;
+        pub const DIGEST: Range<usize> = 8..16;
+    }
+
+    /// Offsets within the body of a heartbeat.
+    pub mod heartbeat {
+        use core::ops::Range;
+
+        pub const ECHO_SEQ: Range<usize> = 0..8;
+        pub const ECHO_TIMESTAMP_NS: Range<usize> = 8..16;
+    }
+
+    /// Offsets within the body of an ack.
+    pub mod ack {
+        use core::ops::Range;
+
+        pub const RECORDS: Range<usize> = 0..8;
+    }
+
+    /// Offsets within the body of a confirmation.
+    pub mod confirm {
+        use core::ops::Range;
+
+        pub const PAYLOAD_LEN: Range<usize> = 0..2;
+        pub const RESERVED: Range<usize> = 2..8;
+        pub const ECHO: Range<usize> = 8..24;
+    }
+}
+
+fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn be64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_be_bytes(a)
+}
+
+/// What a PDU is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MsgType {
+    /// A copy (or digest) of one message, primary → backup node, seen again on the tap.
+    Backup = 1,
+    /// Liveness with sequence and timestamp, both ways on a backup link.
+    Heartbeat = 2,
+    /// Cumulative journaling acknowledgement, backup node → primary.
+    Ack = 3,
+    /// Message released, primary → source, in UDP.
+    Confirm = 4,
+}
+
+impl TryFrom<u8> for MsgType {
+    type Error = WireError;
+
+    /// [`WireError::UnknownType`] for anything but 1..=4.
+    fn try_from(v: u8) -> Result<Self, WireError> {
+        match v {
+            1 => Ok(MsgType::Backup),
+            2 => Ok(MsgType::Heartbeat),
+            3 => Ok(MsgType::Ack),
+            4 => Ok(MsgType::Confirm),
+            _ => Err(WireError::UnknownType),
+        }
+    }
+}
+
+impl From<MsgType> for u8 {
+    fn from(t: MsgType) -> u8 {
+        t as u8
+    }
+}
+
+/// What a backup frame carries of its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum ContentMode {
+    /// The whole payload: the backup node can replay the message.
+    #[default]
+    Full = 0,
+    /// Only a keyed digest of the payload: proof of sequence, not a replayable copy.
+    Digest = 1,
+}
+
+impl TryFrom<u8> for ContentMode {
+    type Error = WireError;
+
+    /// [`WireError::Malformed`] for anything but 0 and 1.
+    fn try_from(v: u8) -> Result<Self, WireError> {
+        match v {
+            0 => Ok(ContentMode::Full),
+            1 => Ok(ContentMode::Digest),
+            _ => Err(WireError::Malformed),
+        }
+    }
+}
+
+/// The flags word. Undefined bits are refused on input ([`WireError::BadFlags`]) and
+/// cannot be constructed, so a peer from a later version fails loudly instead of having
+/// its meaning silently dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Flags(u16);
+
+impl Flags {
+    /// No flag.
+    pub const EMPTY: Flags = Flags(0);
+    /// The message may have been delivered already (set by the backup node on replay).
+    pub const POSSIBLE_DUPLICATE: Flags = Flags(1 << 0);
+    /// Released without backup protection (pass-through secondary mode).
+    pub const UNPROTECTED: Flags = Flags(1 << 1);
+    /// The backup frame was re-sent after failover to another backup link.
+    pub const RETRANSMIT: Flags = Flags(1 << 2);
+    /// Every defined bit.
+    pub const ALL: Flags = Flags(0b111);
+
+    /// The flags for `bits`; [`WireError::BadFlags`] if an undefined bit is set.
+    pub const fn from_bits(bits: u16) -> Result<Flags, WireError> {
+        if bits & !Self::ALL.0 != 0 {
+            Err(WireError::BadFlags)
+        } else {
+            Ok(Flags(bits))
+        }
+    }
+
+    /// The wire value.
+    #[inline]
+    pub const fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// Whether every flag of `other` is set in `self`.
+    #[inline]
+    pub const fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Both sets of flags.
+    #[inline]
+    pub const fn union(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+
+    /// `self` without the flags of `other`.
+    #[inline]
+    pub const fn difference(self, other: Flags) -> Flags {
+        Flags(self.0 & !other.0)
+    }
+
+    /// Whether no flag is set.
+    #[inline]
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl BitOr for Flags {
+    type Output = Flags;
+
+    fn bitor(self, rhs: Flags) -> Flags {
+        self.union(rhs)
+    }
+}
+
+/// Length of the taphold PDU of a backup frame — header, body and digest, *not* the
+/// Ethernet header in front of it (add [`crate::ethernet::HEADER_LEN`], then pad to
+/// [`crate::ethernet::MIN_FRAME_LEN`]). Equals [`BackupRepr::buffer_len`]; saturates
+/// instead of overflowing.
+#[inline]
+pub const fn backup_frame_len(payload_len: usize, mode: ContentMode) -> usize {
+    let content = match mode {
+        ContentMode::Full => payload_len,
+        ContentMode::Digest => 8,
+    };
+    content.saturating_add(HEADER_LEN + BACKUP_BODY_PREFIX_LEN + DIGEST_LEN)
+}
+
+/// A view of a taphold PDU.
+#[derive(Debug, Clone)]
+pub struct Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps a buffer without checking it. Accessors panic if it is shorter than the
+    /// fields they read, and read nonsense if its fields are invalid; use only on buffers
+    /// you sized and filled yourself.
+    #[inline]
+    pub const fn new_unchecked(buffer: T) -> Packet<T> {
+        Packet { buffer }
+    }
+
+    /// Wraps a buffer after [`Packet::check`]: every accessor is then meaningful and
+    /// cannot panic. The digest is not checked here (it needs the key):
+    /// [`Packet::verify_digest`] or a `Repr::parse` does that.
+    pub fn new_checked(buffer: T) -> Result<Packet<T>, WireError> {
+        let p = Self::new_unchecked(buffer);
+        p.check()?;
+        Ok(p)
+    }
+
+    /// Validates everything but the digest, in this order (so that every prefix of a
+    /// valid PDU is [`WireError::Truncated`]):
+    /// 1. 40 header bytes present — `Truncated`;
+    /// 2. magic — `BadMagic`; version — `BadVersion`; type — `UnknownType`;
+    ///    flags — `BadFlags`;
+    /// 3. link 0..=3 or 0xFF, and 0xFF for backup frames and confirmations — `Malformed`;
+    ///    content mode 0/1 for backup frames, 0 otherwise — `Malformed`;
+    /// 4. body length as the type requires — `BadLength`;
+    /// 5. body and digest present — `Truncated`;
+    /// 6. full-copy backup: payload length = body length − 8 — `BadLength`;
+    ///    confirmation: reserved bytes zero — `Malformed`.
+    pub fn check(&self) -> Result<(), WireError> {
+        let buf = self.buffer.as_ref();
+        if buf.len() < HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        if be16(&buf[field::MAGIC]) != MAGIC {
+            return Err(WireError::BadMagic);
+        }
+        if buf[field::VERSION] != VERSION {
+            return Err(WireError::BadVersion);
+        }
+        let msg_type = MsgType::try_from(buf[field::TYPE])?;
+        Flags::from_bits(be16(&buf[field::FLAGS]))?;
+        let link = buf[field::LINK];
+        let link_ok = match msg_type {
+            MsgType::Backup | MsgType::Confirm => link == ALL_LINKS,
+            MsgType::Heartbeat | MsgType::Ack => link < MAX_LINKS || link == ALL_LINKS,
+        };
+        if !link_ok {
+            return Err(WireError::Malformed);
+        }
+        let mode = ContentMode::try_from(buf[field::CONTENT_MODE])?;
+        if msg_type != MsgType::Backup && mode != ContentMode::Full {
+            return Err(WireError::Malformed);
+        }
+        let body_len =
+            usize::try_from(be32(&buf[field::BODY_LEN])).map_err(|_| WireError::BadLength)?;
+        let body_ok = match (msg_type, mode) {
+            (MsgType::Backup, ContentMode::Full) => (BACKUP_BODY_PREFIX_LEN
+                ..=BACKUP_BODY_PREFIX_LEN + usize::from(u16::MAX))
+                .contains(&body_len),
+            (MsgType::Backup, ContentMode::Digest) => body_len == BACKUP_DIGEST_BODY_LEN,
+            (MsgType::Heartbeat, _) => body_len == HEARTBEAT_BODY_LEN,
+            (MsgType::Ack, _) => body_len == ACK_BODY_LEN,
+            (MsgType::Confirm, _) => body_len == CONFIRM_BODY_LEN,
+        };
+        if !body_ok {
+            return Err(WireError::BadLength);
+        }
+        if buf.len() < HEADER_LEN + body_len + DIGEST_LEN {
+            return Err(WireError::Truncated);
+        }
+        let body = &buf[field::BODY..field::BODY + body_len];
+        match (msg_type, mode) {
+            (MsgType::Backup, ContentMode::Full)
+                if usize::from(be16(&body[field::backup::PAYLOAD_LEN]))
+                    != body_len - BACKUP_BODY_PREFIX_LEN =>
+            {
+                Err(WireError::BadLength)
+            }
+            (MsgType::Confirm, _) if body[field::confirm::RESERVED].iter().any(|&b| b != 0) => {
+                Err(WireError::Malformed)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Gives the buffer back.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    /// Magic (`0x5448`).
+    #[inline]
+    pub fn magic(&self) -> u16 {
+        be16(&self.buffer.as_ref()[field::MAGIC])
+    }
+
+    /// Version (1).
+    #[inline]
+    pub fn version(&self) -> u8 {
+        self.buffer.as_ref()[field::VERSION]
+    }
+
+    /// Message type. (On an unchecked view, an invalid type byte reads as `Backup`.)
+    #[inline]
+    pub fn msg_type(&self) -> MsgType {
+        MsgType::try_from(self.buffer.as_ref()[field::TYPE]).unwrap_or(MsgType::Backup)
+    }
+
+    /// Flags. (On an unchecked view, undefined bits are dropped.)
+    #[inline]
+    pub fn flags(&self) -> Flags {
+        Flags(be16(&self.buffer.as_ref()[field::FLAGS]) & Flags::ALL.0)
+    }
+
+    /// Backup-link index 0..=3, or [`ALL_LINKS`].
+    #[inline]
+    pub fn link(&self) -> u8 {
+        self.buffer.as_ref()[field::LINK]
+    }
+
+    /// Content mode (always `Full` for other types than backup frames). (On an unchecked
+    /// view, an invalid byte reads as `Full`.)
+    #[inline]
+    pub fn content_mode(&self) -> ContentMode {
+        ContentMode::try_from(self.buffer.as_ref()[field::CONTENT_MODE]).unwrap_or_default()
+    }
+
+    /// Stream id.
+    #[inline]
+    pub fn stream(&self) -> u32 {
+        be32(&self.buffer.as_ref()[field::STREAM])
+    }
+
+    /// Body length field.
+    #[inline]
+    pub fn body_len(&self) -> u32 {
+        be32(&self.buffer.as_ref()[field::BODY_LEN])
+    }
+
+    /// Sequence number: the message's (backup, confirmation), the heartbeat's, or the
+    /// cumulative journaled one (ack).
+    #[inline]
+    pub fn seq(&self) -> u64 {
+        be64(&self.buffer.as_ref()[field::SEQ])
+    }
+
+    /// Sender's clock when emitted, in nanoseconds.
+    #[inline]
+    pub fn timestamp_ns(&self) -> u64 {
+        be64(&self.buffer.as_ref()[field::TIMESTAMP_NS])
+    }
+
+    /// Highest sequence number released to the destination.
+    #[inline]
+    pub fn watermark(&self) -> u64 {
+        be64(&self.buffer.as_ref()[field::WATERMARK])
+    }
+
+    /// Length of the PDU: header, body and digest. Padding after it is not counted.
+    #[inline]
+    pub fn total_len(&self) -> usize {
+        (self.body_len() as usize).saturating_add(HEADER_LEN + DIGEST_LEN)
+    }
+
+    /// The body.
+    #[inline]
+    pub fn body(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::BODY..field::BODY + self.body_len() as usize]
+    }
+
+    /// The digest trailer as received.
+    #[inline]
+    pub fn digest_field(&self) -> u64 {
+        let at = field::BODY + self.body_len() as usize;
+        be64(&self.buffer.as_ref()[at..at + DIGEST_LEN])
+    }
+
+    /// The digest the trailer should hold: keyed SipHash-2-4 of header and body.
+    #[inline]
+    pub fn compute_digest(&self, key: &DigestKey) -> u64 {
+        let covered = HEADER_LEN + self.body_len() as usize;
+        key.digest(&self.buffer.as_ref()[..covered])
+    }
+
+    /// [`WireError::BadDigest`] unless the trailer matches [`Packet::compute_digest`].
+    #[inline]
+    pub fn verify_digest(&self, key: &DigestKey) -> Result<(), WireError> {
+        if self.compute_digest(key) == self.digest_field() {
+            Ok(())
+        } else {
+            Err(WireError::BadDigest)
+        }
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Sets the flags (e.g. RETRANSMIT before re-sending after failover); the digest must
+    /// be refilled afterwards.
+    #[inline]
+    pub fn set_flags(&mut self, flags: Flags) {
+        self.buffer.as_mut()[field::FLAGS].copy_from_slice(&flags.bits().to_be_bytes());
+    }
+
+    /// Sets the timestamp; the digest must be refilled afterwards.
+    #[inline]
+    pub fn set_timestamp_ns(&mut self, v: u64) {
+        self.buffer.as_mut()[field::TIMESTAMP_NS].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// Sets the watermark; the digest must be refilled afterwards.
+    #[inline]
+    pub fn set_watermark(&mut self, v: u64) {
+        self.buffer.as_mut()[field::WATERMARK].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// Computes the digest over header and body, writes it to the trailer, returns it.
+    #[inline]
+    pub fn fill_digest(&mut self, key: &DigestKey) -> u64 {
+        let d = self.compute_digest(key);
+        let at = field::BODY + self.body_len() as usize;
+        self.buffer.as_mut()[at..at + DIGEST_LEN].copy_from_slice(&d.to_be_bytes());
+        d
+    }
+}
+
+/// The common header fields a Repr writes.
+struct Header {
+    msg_type: MsgType,
+    flags: Flags,
+    link: u8,
+    mode: ContentMode,
+    stream: u32,
+    body_len: usize,
+    seq: u64,
+    timestamp_ns: u64,
+    watermark: u64,
+}
+
+impl Header {
+    /// Checks room for the whole PDU and writes the header; returns the body to fill.
+    fn emit<'b>(&self, buf: &'b mut [u8]) -> Result<&'b mut [u8], WireError> {
+        let total = HEADER_LEN + self.body_len + DIGEST_LEN;
+        let pdu = buf.get_mut(..total).ok_or(WireError::Truncated)?;
+        pdu[field::MAGIC].copy_from_slice(&MAGIC.to_be_bytes());
+        pdu[field::VERSION] = VERSION;
+        pdu[field::TYPE] = u8::from(self.msg_type);
+        pdu[field::FLAGS].copy_from_slice(&self.flags.bits().to_be_bytes());
+        pdu[field::LINK] = self.link;
+        pdu[field::CONTENT_MODE] = self.mode as u8;
+        pdu[field::STREAM].copy_from_slice(&self.stream.to_be_bytes());
+        // body_len ≤ 65543 for every type, so it fits in u32.
+        pdu[field::BODY_LEN].copy_from_slice(&(self.body_len as u32).to_be_bytes());
+        pdu[field::SEQ].copy_from_slice(&self.seq.to_be_bytes());
+        pdu[field::TIMESTAMP_NS].copy_from_slice(&self.timestamp_ns.to_be_bytes());
+        pdu[field::WATERMARK].copy_from_slice(&self.watermark.to_be_bytes());
+        Ok(&mut pdu[field::BODY..field::BODY + self.body_len])
+    }
+}
+
+/// Writes the digest of a PDU whose header and body `emit` just wrote.
+fn seal(buf: &mut [u8], key: &DigestKey) -> u64 {
+    Packet::new_unchecked(buf).fill_digest(key)
+}
+
+/// Checks, type and digest, shared by every `Repr::parse`.
+fn open<T: AsRef<[u8]>>(
+    packet: &Packet<T>,
+    want: MsgType,
+    key: &DigestKey,
+) -> Result<(), WireError> {
+    packet.check()?;
+    if packet.msg_type() != want {
+        return Err(WireError::WrongType);
+    }
+    packet.verify_digest(key)
+}
+
+fn valid_link(link: u8) -> bool {
+    link < MAX_LINKS || link == ALL_LINKS
+}
+
+/// What a backup frame carries of its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content<'a> {
+    /// The payload itself.
+    Full(&'a [u8]),
+    /// Keyed digest of the payload.
+    Digest(u64),
+}
+
+impl<'a> Content<'a> {
+    /// The content of `payload` in `mode`.
+    pub fn new(mode: ContentMode, payload: &'a [u8], key: &DigestKey) -> Content<'a> {
+        match mode {
+            ContentMode::Full => Content::Full(payload),
+            ContentMode::Digest => Content::Digest(key.digest(payload)),
+        }
+    }
+
+    /// The mode this content is sent in.
+    pub fn mode(&self) -> ContentMode {
+        match self {
+            Content::Full(_) => ContentMode::Full,
+            Content::Digest(_) => ContentMode::Digest,
+        }
+    }
+}
+
+/// A backup frame: one message, as launched on every backup link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupRepr<'a> {
+    /// Flags.
+    pub flags: Flags,
+    /// Stream id.
+    pub stream: u32,
+    /// Message sequence number.
+    pub seq: u64,
+    /// Our clock when emitted.
+    pub timestamp_ns: u64,
+    /// Highest seq released to the destination.
+    pub watermark: u64,
+    /// The message's original source IPv4 address.
+    pub src_ip: [u8; 4],
+    /// The message's original source UDP port.
+    pub src_port: u16,
+    /// Length of the message payload (also in digest-only mode).
+    pub payload_len: u16,
+    /// The payload or its digest.
+    pub content: Content<'a>,
+}
+
+impl<'a> BackupRepr<'a> {
+    /// Reads a backup frame: checks as [`Packet::check`], then [`WireError::WrongType`]
+    /// for another type, then [`WireError::BadDigest`].
+    pub fn parse(packet: &Packet<&'a [u8]>, key: &DigestKey) -> Result<BackupRepr<'a>, WireError> {
+        open(packet, MsgType::Backup, key)?;
+        let buf: &'a [u8] = packet.buffer;
+        let body = &buf[field::BODY..field::BODY + packet.body_len() as usize];
+        let payload_len = be16(&body[field::backup::PAYLOAD_LEN]);
+        let content = match packet.content_mode() {
+            ContentMode::Full => Content::Full(&body[field::backup::CONTENT..]),
+            ContentMode::Digest => Content::Digest(be64(&body[field::backup::DIGEST])),
+        };
+        let ip = &body[field::backup::SRC_IP];
+        Ok(BackupRepr {
+            flags: packet.flags(),
+            stream: packet.stream(),
+            seq: packet.seq(),
+            timestamp_ns: packet.timestamp_ns(),
+            watermark: packet.watermark(),
+            src_ip: [ip[0], ip[1], ip[2], ip[3]],
+            src_port: be16(&body[field::backup::SRC_PORT]),
+            payload_len,
+            content,
+        })
+    }
+
+    fn body_len(&self) -> usize {
+        match self.content {
+            Content::Full(p) => BACKUP_BODY_PREFIX_LEN + p.len(),
+            Content::Digest(_) => BACKUP_DIGEST_BODY_LEN,
+        }
+    }
+
+    /// Bytes the PDU takes (saturating, for a full payload too long to be valid).
+    pub fn buffer_len(&self) -> usize {
+        match self.content {
+            Content::Full(p) => backup_frame_len(p.len(), ContentMode::Full),
+            Content::Digest(_) => backup_frame_len(0, ContentMode::Digest),
+        }
+    }
+
+    /// Writes the PDU at the start of `buf` and returns its digest.
+    /// [`WireError::BadLength`] if a full copy's length is not `payload_len`;
+    /// [`WireError::Truncated`] if `buf` is shorter than [`BackupRepr::buffer_len`].
+    pub fn emit(&self, buf: &mut [u8], key: &DigestKey) -> Result<u64, WireError> {
+        if let Content::Full(p) = self.content {
+            if p.len() != usize::from(self.payload_len) {
+                return Err(WireError::BadLength);
+            }
+        }
+        let header = Header {
+            msg_type: MsgType::Backup,
+            flags: self.flags,
+            link: ALL_LINKS,
+            mode: self.content.mode(),
+            stream: self.stream,
+            body_len: self.body_len(),
+            seq: self.seq,
+            timestamp_ns: self.timestamp_ns,
+            watermark: self.watermark,
+        };
+        let body = header.emit(buf)?;
+        body[field::backup::SRC_IP].copy_from_slice(&self.src_ip);
+        body[field::backup::SRC_PORT].copy_from_slice(&self.src_port.to_be_bytes());
+        body[field::backup::PAYLOAD_LEN].copy_from_slice(&self.payload_len.to_be_bytes());
+        match self.content {
+            Content::Full(p) => body[field::backup::CONTENT..].copy_from_slice(p),
+            Content::Digest(d) => body[field::backup::DIGEST].copy_from_slice(&d.to_be_bytes()),
+        }
+        Ok(seal(buf, key))
+    }
+}
+
+/// A heartbeat, on one backup link, in either direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatRepr {
+    /// Backup link it was sent on (0..=3), or [`ALL_LINKS`].
+    pub link: u8,
+    /// Heartbeat sequence number (per sender and link).
+    pub seq: u64,
+    /// Sender's clock when emitted.
+    pub timestamp_ns: u64,
+    /// Highest seq released to the destination (primary) or journaled (backup node).
+    pub watermark: u64,
+    /// Stream id.
+    pub stream: u32,
+    /// Last heartbeat seq received from the peer, 0 if none.
+    pub echo_seq: u64,
+    /// That heartbeat's timestamp: the peer measures its round trip without our clock.
+    pub echo_timestamp_ns: u64,
+}
+
+impl HeartbeatRepr {
+    /// Reads a heartbeat: checks as [`Packet::check`], then [`WireError::WrongType`],
+    /// then [`WireError::BadDigest`].
+    pub fn parse(packet: &Packet<&[u8]>, key: &DigestKey) -> Result<HeartbeatRepr, WireError> {
+        open(packet, MsgType::Heartbeat, key)?;
+        let body = packet.body();
+        Ok(HeartbeatRepr {
+            link: packet.link(),
+            seq: packet.seq(),
+            timestamp_ns: packet.timestamp_ns(),
+            watermark: packet.watermark(),
+            stream: packet.stream(),
+            echo_seq: be64(&body[field::heartbeat::ECHO_SEQ]),
+            echo_timestamp_ns: be64(&body[field::heartbeat::ECHO_TIMESTAMP_NS]),
+        })
+    }
+
+    /// Bytes the PDU takes.
+    pub const fn buffer_len(&self) -> usize {
+        HEADER_LEN + HEARTBEAT_BODY_LEN + DIGEST_LEN
+    }
+
+    /// Writes the PDU at the start of `buf` and returns its digest.
+    /// [`WireError::Malformed`] for a link outside 0..=3 and 0xFF;
+    /// [`WireError::Truncated`] if `buf` is too short.
+    pub fn emit(&self, buf: &mut [u8], key: &DigestKey) -> Result<u64, WireError> {
+        if !valid_link(self.link) {
+            return Err(WireError::Malformed);
+        }
+        let header = Header {
+            msg_type: MsgType::Heartbeat,
+            flags: Flags::EMPTY,
+            link: self.link,
+            mode: ContentMode::Full,
+            stream: self.stream,
+            body_len: HEARTBEAT_BODY_LEN,
+            seq: self.seq,
+            timestamp_ns: self.timestamp_ns,
+            watermark: self.watermark,
+        };
+        let body = header.emit(buf)?;
+        body[field::heartbeat::ECHO_SEQ].copy_from_slice(&self.echo_seq.to_be_bytes());
+        body[field::heartbeat::ECHO_TIMESTAMP_NS]
+            .copy_from_slice(&self.echo_timestamp_ns.to_be_bytes());
+        Ok(seal(buf, key))
+    }
+}
+
+/// A cumulative ack from the backup node: health, not a release gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckRepr {
+    /// Backup link it was sent on (0..=3), or [`ALL_LINKS`].
+    pub link: u8,
+    /// Stream id.
+    pub stream: u32,
+    /// Every backup frame with seq ≤ this is journaled.
+    pub seq: u64,
+    /// Backup node's clock when emitted.
+    pub timestamp_ns: u64,
+    /// The primary's released watermark as the backup node last saw it.
+    pub watermark: u64,
+    /// Total backup frames journaled by the backup node.
+    pub records: u64,
+}
+
+impl AckRepr {
+    /// Reads an ack: checks as [`Packet::check`], then [`WireError::WrongType`], then
+    /// [`WireError::BadDigest`].
+    pub fn parse(packet: &Packet<&[u8]>, key: &DigestKey) -> Result<AckRepr, WireError> {
+        open(packet, MsgType::Ack, key)?;
+        Ok(AckRepr {
+            link: packet.link(),
+            stream: packet.stream(),
+            seq: packet.seq(),
+            timestamp_ns: packet.timestamp_ns(),
+            watermark: packet.watermark(),
+            records: be64(&packet.body()[field::ack::RECORDS]),
+        })
+    }
+
+    /// Bytes the PDU takes.
+    pub const fn buffer_len(&self) -> usize {
+        HEADER_LEN + ACK_BODY_LEN + DIGEST_LEN
+    }
+
+    /// Writes the PDU at the start of `buf` and returns its digest.
+    /// [`WireError::Malformed`] for a link outside 0..=3 and 0xFF;
+    /// [`WireError::Truncated`] if `buf` is too short.
+    pub fn emit(&self, buf: &mut [u8], key: &DigestKey) -> Result<u64, WireError> {
+        if !valid_link(self.link) {
+            return Err(WireError::Malformed);
+        }
+        let header = Header {
+            msg_type: MsgType::Ack,
+            flags: Flags::EMPTY,
+            link: self.link,
+            mode: ContentMode::Full,
+            stream: self.stream,
+            body_len: ACK_BODY_LEN,
+            seq: self.seq,
+            timestamp_ns: self.timestamp_ns,
+            watermark: self.watermark,
+        };
+        let body = header.emit(buf)?;
+        body[field::ack::RECORDS].copy_from_slice(&self.records.to_be_bytes());
+        Ok(seal(buf, key))
+    }
+}
+
+/// A confirmation to the source that its message was released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfirmRepr {
+    /// Flags (UNPROTECTED if released without backup).
+    pub flags: Flags,
+    /// Stream id.
+    pub stream: u32,
+    /// Sequence number we gave the message.
+    pub seq: u64,
+    /// Our clock when emitted.
+    pub timestamp_ns: u64,
+    /// Highest seq released to the destination.
+    pub watermark: u64,
+    /// Length of the confirmed message's payload.
+    pub payload_len: u16,
+    /// The first 16 bytes of the payload, zero-padded, so the source can match the
+    /// confirmation to its own message ([`ConfirmRepr::echo_of`]).
+    pub echo: [u8; ECHO_LEN],
+}
+
+impl ConfirmRepr {
+    /// The echo of `payload`: its first 16 bytes, zero-padded.
+    pub fn echo_of(payload: &[u8]) -> [u8; ECHO_LEN] {
+        let mut echo = [0u8; ECHO_LEN];
+        for (e, p) in echo.iter_mut().zip(payload) {
+            *e = *p;
+        }
+        echo
+    }
+
+    /// Reads a confirmation: checks as [`Packet::check`], then
+    /// [`WireError::WrongType`], then [`WireError::BadDigest`].
+    pub fn parse(packet: &Packet<&[u8]>, key: &DigestKey) -> Result<ConfirmRepr, WireError> {
+        open(packet, MsgType::Confirm, key)?;
+        let body = packet.body();
+        let mut echo = [0u8; ECHO_LEN];
+        echo.copy_from_slice(&body[field::confirm::ECHO]);
+        Ok(ConfirmRepr {
+            flags: packet.flags(),
+            stream: packet.stream(),
+            seq: packet.seq(),
+            timestamp_ns: packet.timestamp_ns(),
+            watermark: packet.watermark(),
+            payload_len: be16(&body[field::confirm::PAYLOAD_LEN]),
+            echo,
+        })
+    }
+
+    /// Bytes the PDU takes.
+    pub const fn buffer_len(&self) -> usize {
+        HEADER_LEN + CONFIRM_BODY_LEN + DIGEST_LEN
+    }
+
+    /// Writes the PDU at the start of `buf` and returns its digest.
+    /// [`WireError::Truncated`] if `buf` is too short.
+    pub fn emit(&self, buf: &mut [u8], key: &DigestKey) -> Result<u64, WireError> {
+        let header = Header {
+            msg_type: MsgType::Confirm,
+            flags: self.flags,
+            link: ALL_LINKS,
+            mode: ContentMode::Full,
+            stream: self.stream,
+            body_len: CONFIRM_BODY_LEN,
+            seq: self.seq,
+            timestamp_ns: self.timestamp_ns,
+            watermark: self.watermark,
+        };
+        let body = header.emit(buf)?;
+        body[field::confirm::PAYLOAD_LEN].copy_from_slice(&self.payload_len.to_be_bytes());
+        body[field::confirm::RESERVED].fill(0);
+        body[field::confirm::ECHO].copy_from_slice(&self.echo);
+        Ok(seal(buf, key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key() -> DigestKey {
+        DigestKey::from_hex("000102030405060708090a0b0c0d0e0f").unwrap()
+    }
+
+    /// Message 42 of stream 7, payload "ORDER" from 10.0.0.99:40000, full copy.
+    static BACKUP_FULL: [u8; 61] = [
+        0x54, 0x48, // magic "TH"
+        0x01, // version
+        0x01, // type: backup
+        0x00, 0x00, // flags
+        0xff, // link: all
+        0x00, // content mode: full
+        0x00, 0x00, 0x00, 0x07, // stream 7
+        0x00, 0x00, 0x00, 0x0d, // body length 13
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // seq 42
+        0x00, 0x00, 0x00, 0x00, 0x3b, 0x9a, 0xca, 0x00, // timestamp 1 s
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, // watermark 41
+        10, 0, 0, 99, // source IP
+        0x9c, 0x40, // source port 40000
+        0x00, 0x05, // payload length
+        b'O', b'R', b'D', b'E', b'R', // payload
+        0xbe, 0x5f, 0xbb, 0x00, 0x18, 0x0f, 0xba, 0x0e, // digest
+    ];
+
+    /// The same message, digest only, re-sent after failover.
+    static BACKUP_DIGEST: [u8; 64] = [
+        0x54, 0x48, 0x01, 0x01, //
+        0x00, 0x04, // flags: RETRANSMIT
+        0xff, 0x01, // link all, digest only
+        0x00, 0x00, 0x00, 0x07, // stream
+        0x00, 0x00, 0x00, 0x10, // body length 16
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, //
+        0x00, 0x00, 0x00, 0x00, 0x3b, 0x9a, 0xca, 0x00, //
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, //
+        10, 0, 0, 99, 0x9c, 0x40, 0x00, 0x05, //
+        0x21, 0x09, 0x7d, 0xad, 0xf2, 0x94, 0x5c, 0x6e, // keyed digest of "ORDER"
+        0x4d, 0x5e, 0x5c, 0xfe, 0x3f, 0x98, 0x37, 0x8f, // digest
+    ];
+
+    /// Heartbeat 5 on link 1, echoing the peer's heartbeat 4.
+    static HEARTBEAT: [u8; 64] = [
+        0x54, 0x48, 0x01, 0x02, // type: heartbeat
+        0x00, 0x00, 0x01, 0x00, // flags, link 1, mode
+        0x00, 0x00, 0x00, 0x07, //
+        0x00, 0x00, 0x00, 0x10, // body length 16
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, // seq 5
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0xd0, // timestamp 2000
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, // watermark 41
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, // echo seq 4
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0xdc, // echo timestamp 1500
+        0xfe, 0x14, 0x5d, 0x80, 0xe2, 0x89, 0xb9, 0xc4, // digest
+    ];
+
+    /// Ack on link 0: everything up to 42 journaled, 43 records.
+    static ACK: [u8; 56] = [
+        0x54, 0x48, 0x01, 0x03, // type: ack
+        0x00, 0x00, 0x00, 0x00, // flags, link 0, mode
+        0x00, 0x00, 0x00, 0x07, //
+        0x00, 0x00, 0x00, 0x08, // body length 8
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // seq 42
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0xb8, // timestamp 3000
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, // watermark 41
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2b, // records 43
+        0x98, 0x1b, 0x2c, 0x2b, 0xb9, 0x04, 0x1b, 0xc8, // digest
+    ];
+
+    /// Confirmation of message 42, released unprotected.
+    static CONFIRM: [u8; 72] = [
+        0x54, 0x48, 0x01, 0x04, // type: confirm
+        0x00, 0x02, 0xff, 0x00, // flags UNPROTECTED, link all, mode
+        0x00, 0x00, 0x00, 0x07, //
+        0x00, 0x00, 0x00, 0x18, // body length 24
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // seq 42
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0xa0, // timestamp 4000
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // watermark 42
+        0x00, 0x05, // payload length
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // reserved
+        b'O', b'R', b'D', b'E', b'R', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // echo
+        0x00, 0x9a, 0x4a, 0x7f, 0x22, 0xc3, 0x66, 0x31, // digest
+    ];
+
+    fn backup_full() -> BackupRepr<'static> {
+        BackupRepr {
+            flags: Flags::EMPTY,
+            stream: 7,
+            seq: 42,
+            timestamp_ns: 1_000_000_000,
+            watermark: 41,
+            src_ip: [10, 0, 0, 99],
+            src_port: 40000,
+            payload_len: 5,
+            content: Content::Full(b"ORDER"),
+        }
+    }
+
+    fn backup_digest() -> BackupRepr<'static> {
+        BackupRepr {
+            flags: Flags::RETRANSMIT,
+            content: Content::new(ContentMode::Digest, b"ORDER", &key()),
+            ..backup_full()
+        }
+    }
+
+    fn heartbeat() -> HeartbeatRepr {
+        HeartbeatRepr {
+            link: 1,
+            seq: 5,
+            timestamp_ns: 2000,
+            watermark: 41,
+            stream: 7,
+            echo_seq: 4,
+            echo_timestamp_ns: 1500,
+        }
+    }
+
+    fn ack() -> AckRepr {
+        AckRepr {
+            link: 0,
+            stream: 7,
+            seq: 42,
+            timestamp_ns: 3000,
+            watermark: 41,
+            records: 43,
+        }
+    }
+
+    fn confirm() -> ConfirmRepr {
+        ConfirmRepr {
+            flags: Flags::UNPROTECTED,
+            stream: 7,
+            seq: 42,
+            timestamp_ns: 4000,
+            watermark: 42,
+            payload_len: 5,
+            echo: ConfirmRepr::echo_of(b"ORDER"),
+        }
+    }
+
+    /// Every sample PDU, for the tests that treat them alike.
+    fn samples() -> [&'static [u8]; 5] {
+        [&BACKUP_FULL, &BACKUP_DIGEST, &HEARTBEAT, &ACK, &CONFIRM]
+    }
+
+    /// A copy of `bytes` with one byte changed (the digest is left as it was).
+    fn edited(bytes: &[u8], at: usize, value: u8) -> Vec<u8> {
+        let mut v = bytes.to_vec();
+        v[at] = value;
+        v
+    }
+
+    #[test]
+    fn deconstruct_backup_full() {
+        let p = Packet::new_checked(&BACKUP_FULL[..]).unwrap();
+        assert_eq!(p.magic(), MAGIC);
+        assert_eq!(p.version(), 1);
+        assert_eq!(p.msg_type(), MsgType::Backup);
+        assert_eq!(p.flags(), Flags::EMPTY);
+        assert_eq!(p.link(), ALL_LINKS);
+        assert_eq!(p.content_mode(), ContentMode::Full);
+        assert_eq!(p.stream(), 7);
+        assert_eq!(p.body_len(), 13);
+        assert_eq!(p.seq(), 42);
+        assert_eq!(p.timestamp_ns(), 1_000_000_000);
+        assert_eq!(p.watermark(), 41);
+        assert_eq!(p.body(), &BACKUP_FULL[40..53]);
+        assert_eq!(p.digest_field(), 0xbe5f_bb00_180f_ba0e);
+        assert_eq!(p.total_len(), 61);
+        assert_eq!(p.compute_digest(&key()), p.digest_field());
+        assert_eq!(p.verify_digest(&key()), Ok(()));
+        assert_eq!(BackupRepr::parse(&p, &key()), Ok(backup_full()));
+    }
+
+    #[test]
+    fn deconstruct_backup_digest() {
+        let p = Packet::new_checked(&BACKUP_DIGEST[..]).unwrap();
+        assert_eq!(p.flags(), Flags::RETRANSMIT);
+        assert_eq!(p.content_mode(), ContentMode::Digest);
+        assert_eq!(p.body_len(), 16);
+        assert_eq!(p.total_len(), 64);
+        let r = BackupRepr::parse(&p, &key()).unwrap();
+        assert_eq!(r.content, Content::Digest(0x2109_7dad_f294_5c6e));
+        assert_eq!(r.content, Content::Digest(key().digest(b"ORDER")));
+        assert_eq!(r.payload_len, 5);
+        assert_eq!(r, backup_digest());
+    }
+
+    #[test]
+    fn deconstruct_heartbeat_ack_confirm() {
+        let p = Packet::new_checked(&HEARTBEAT[..]).unwrap();
+        assert_eq!(p.msg_type(), MsgType::Heartbeat);
+        assert_eq!(p.link(), 1);
+        assert_eq!(p.seq(), 5);
+        assert_eq!(HeartbeatRepr::parse(&p, &key()), Ok(heartbeat()));
+
+        let p = Packet::new_checked(&ACK[..]).unwrap();
+        assert_eq!(p.msg_type(), MsgType::Ack);
+        assert_eq!(p.link(), 0);
+        assert_eq!(AckRepr::parse(&p, &key()), Ok(ack()));
+
+        let p = Packet::new_checked(&CONFIRM[..]).unwrap();
+        assert_eq!(p.msg_type(), MsgType::Confirm);
+        assert_eq!(p.flags(), Flags::UNPROTECTED);
+        assert_eq!(&p.body()[8..13], b"ORDER");
+        assert_eq!(ConfirmRepr::parse(&p, &key()), Ok(confirm()));
+    }
+
+    #[test]
+    fn construct_each_type() {
+        fn check(emitted: (Result<u64, WireError>, Vec<u8>), expected: &[u8]) {
+            let (digest, buf) = emitted;
+            assert_eq!(&buf[..], expected);
+            let at = expected.len() - DIGEST_LEN;
+            assert_eq!(digest.unwrap().to_be_bytes(), expected[at..]);
+        }
+        fn run(
+            len: usize,
+            f: impl Fn(&mut [u8]) -> Result<u64, WireError>,
+        ) -> (Result<u64, WireError>, Vec<u8>) {
+            let mut buf = vec![0u8; len];
+            let d = f(&mut buf);
+            (d, buf)
+        }
+        let k = key();
+        check(run(61, |b| backup_full().emit(b, &k)), &BACKUP_FULL);
+        check(run(64, |b| backup_digest().emit(b, &k)), &BACKUP_DIGEST);
+        check(run(64, |b| heartbeat().emit(b, &k)), &HEARTBEAT);
+        check(run(56, |b| ack().emit(b, &k)), &ACK);
+        check(run(72, |b| confirm().emit(b, &k)), &CONFIRM);
+        assert_eq!(backup_full().buffer_len(), 61);
+        assert_eq!(backup_digest().buffer_len(), 64);
+        assert_eq!(heartbeat().buffer_len(), 64);
+        assert_eq!(ack().buffer_len(), 56);
+        assert_eq!(confirm().buffer_len(), 72);
+        assert_eq!(backup_frame_len(5, ContentMode::Full), 61);
+        assert_eq!(backup_frame_len(5, ContentMode::Digest), 64);
+        assert_eq!(backup_frame_len(usize::MAX, ContentMode::Full), usize::MAX);
+    }
+
+    #[test]
+    fn emit_leaves_the_rest_of_the_buffer() {
+        let mut buf = [0xeeu8; 80];
+        ack().emit(&mut buf, &key()).unwrap();
+        assert_eq!(buf[..56], ACK);
+        assert!(buf[56..].iter().all(|&b| b == 0xee));
+    }
+
+    #[test]
+    fn padding_after_trailer_ignored() {
+        for pdu in samples() {
+            let mut padded = pdu.to_vec();
+            padded.extend_from_slice(&[0xaa; 20]);
+            let p = Packet::new_checked(&padded[..]).unwrap();
+            assert_eq!(p.total_len(), pdu.len());
+            assert_eq!(p.verify_digest(&key()), Ok(()));
+        }
+    }
+
+    #[test]
+    fn every_truncation_rejected() {
+        for pdu in samples() {
+            for len in 0..pdu.len() {
+                assert_eq!(
+                    Packet::new_checked(&pdu[..len]).err(),
+                    Some(WireError::Truncated),
+                    "type {} len {len}",
+                    pdu[3]
+                );
+            }
+        }
+        let k = key();
+        for len in 0..61 {
+            assert_eq!(
+                backup_full().emit(&mut [0u8; 61][..len], &k),
+                Err(WireError::Truncated)
+            );
+        }
+        for len in 0..64 {
+            let mut buf = [0u8; 64];
+            assert_eq!(
+                backup_digest().emit(&mut buf[..len], &k),
+                Err(WireError::Truncated)
+            );
+            assert_eq!(
+                heartbeat().emit(&mut buf[..len], &k),
+                Err(WireError::Truncated)
+            );
+        }
+        for len in 0..56 {
+            assert_eq!(
+                ack().emit(&mut [0u8; 56][..len], &k),
+                Err(WireError::Truncated)
+            );
+        }
+        for len in 0..72 {
+            assert_eq!(
+                confirm().emit(&mut [0u8; 72][..len], &k),
+                Err(WireError::Truncated)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_header_fields_rejected() {
+        let cases: &[(usize, u8, WireError)] = &[
+            (0, 0x55, WireError::BadMagic),
+            (1, 0x49, WireError::BadMagic),
+            (2, 0, WireError::BadVersion),
+            (2, 2, WireError::BadVersion),
+            (3, 0, WireError::UnknownType),
+            (3, 5, WireError::UnknownType),
+            (3, 0xff, WireError::UnknownType),
+            (4, 0x80, WireError::BadFlags),
+            (5, 0x08, WireError::BadFlags),
+            (5, 0xff, WireError::BadFlags),
+            (6, 4, WireError::Malformed),
+            (6, 0xfe, WireError::Malformed),
+        ];
+        for pdu in samples() {
+            for &(at, value, err) in cases {
+                let v = edited(pdu, at, value);
+                assert_eq!(
+                    Packet::new_checked(&v[..]).err(),
+                    Some(err),
+                    "type {} byte {at} = {value:#x}",
+                    pdu[3]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn link_rules() {
+        // Backup frames and confirmations are the same on every link: 0xFF only.
+        for pdu in [&BACKUP_FULL[..], &BACKUP_DIGEST, &CONFIRM] {
+            for link in 0..4 {
+                let v = edited(pdu, 6, link);
+                assert_eq!(
+                    Packet::new_checked(&v[..]).err(),
+                    Some(WireError::Malformed)
+                );
+            }
+        }
+        // Heartbeats and acks: any link index, or 0xFF.
+        for pdu in [&HEARTBEAT[..], &ACK] {
+            for link in [0, 1, 2, 3, 0xff] {
+                let v = edited(pdu, 6, link);
+                assert!(Packet::new_checked(&v[..]).is_ok(), "link {link}");
+            }
+        }
+        for link in [4, 0x10, 0xfe] {
+            let mut buf = [0u8; 64];
+            let h = HeartbeatRepr {
+                link,
+                ..heartbeat()
+            };
+            assert_eq!(h.emit(&mut buf, &key()), Err(WireError::Malformed));
+            let a = AckRepr { link, ..ack() };
+            assert_eq!(a.emit(&mut buf, &key()), Err(WireError::Malformed));
+        }
+    }
+
+    #[test]
+    fn content_mode_rules() {
+        let v = edited(&BACKUP_FULL, 7, 2);
+        assert_eq!(
+            Packet::new_checked(&v[..]).err(),
+            Some(WireError::Malformed)
+        );
+        for pdu in [&HEARTBEAT[..], &ACK, &CONFIRM] {
+            for mode in [1, 2, 0xff] {
+                let v = edited(pdu, 7, mode);
+                assert_eq!(
+                    Packet::new_checked(&v[..]).err(),
+                    Some(WireError::Malformed)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_lengths_rejected() {
+        let with_body_len = |pdu: &[u8], len: u32| {
+            let mut v = pdu.to_vec();
+            v[12..16].copy_from_slice(&len.to_be_bytes());
+            v
+        };
+        // Fixed-size bodies: one off either way, and absurd.
+        for (pdu, good) in [
+            (&BACKUP_DIGEST[..], 16u32),
+            (&HEARTBEAT, 16),
+            (&ACK, 8),
+            (&CONFIRM, 24),
+        ] {
+            for bad in [0, good - 1, good + 1, u32::MAX] {
+                let v = with_body_len(pdu, bad);
+                assert_eq!(
+                    Packet::new_checked(&v[..]).err(),
+                    Some(WireError::BadLength)
+                );
+            }
+        }
+        // Full backup: body shorter than its prefix, or longer than a u16 payload.
+        for bad in [0, 7, 8 + 65536, u32::MAX] {
+            let v = with_body_len(&BACKUP_FULL, bad);
+            assert_eq!(
+                Packet::new_checked(&v[..]).err(),
+                Some(WireError::BadLength)
+            );
+        }
+        // Full backup: payload length disagreeing with the body length.
+        for payload_len in [0u16, 4, 6, 0xffff] {
+            let mut v = BACKUP_FULL.to_vec();
+            v[46..48].copy_from_slice(&payload_len.to_be_bytes());
+            assert_eq!(
+                Packet::new_checked(&v[..]).err(),
+                Some(WireError::BadLength)
+            );
+        }
+        // A body length that fits the type but not the buffer.
+        let v = with_body_len(&BACKUP_FULL, 14);
+        assert_eq!(
+            Packet::new_checked(&v[..]).err(),
+            Some(WireError::Truncated)
+        );
+        // Emit refuses a full copy whose length is not payload_len.
+        let r = BackupRepr {
+            payload_len: 4,
+            ..backup_full()
+        };
+        assert_eq!(r.emit(&mut [0u8; 100], &key()), Err(WireError::BadLength));
+    }
+
+    #[test]
+    fn confirm_reserved_must_be_zero() {
+        for at in 42..48 {
+            let v = edited(&CONFIRM, at, 1);
+            assert_eq!(
+                Packet::new_checked(&v[..]).err(),
+                Some(WireError::Malformed),
+                "byte {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_digest_rejected() {
+        // Any bit flipped in the covered bytes that leaves the header valid, or in the
+        // trailer, is a digest mismatch.
+        for pdu in samples() {
+            let covered_fields = (8..12).chain(16..40).chain(40..pdu.len());
+            for at in covered_fields {
+                let v = edited(pdu, at, pdu[at] ^ 0x01);
+                let p = match Packet::new_checked(&v[..]) {
+                    Ok(p) => p,
+                    // Body bytes with rules of their own (lengths, reserved) fail earlier.
+                    Err(_) => continue,
+                };
+                assert_eq!(
+                    p.verify_digest(&key()),
+                    Err(WireError::BadDigest),
+                    "byte {at}"
+                );
+            }
+        }
+        let wrong_key = DigestKey([0x55; 16]);
+        let p = Packet::new_checked(&BACKUP_FULL[..]).unwrap();
+        assert_eq!(BackupRepr::parse(&p, &wrong_key), Err(WireError::BadDigest));
+        let p = Packet::new_checked(&HEARTBEAT[..]).unwrap();
+        assert_eq!(
+            HeartbeatRepr::parse(&p, &wrong_key),
+            Err(WireError::BadDigest)
+        );
+        let p = Packet::new_checked(&ACK[..]).unwrap();
+        assert_eq!(AckRepr::parse(&p, &wrong_key), Err(WireError::BadDigest));
+        let p = Packet::new_checked(&CONFIRM[..]).unwrap();
+        assert_eq!(
+            ConfirmRepr::parse(&p, &wrong_key),
+            Err(WireError::BadDigest)
+        );
+    }
+
+    #[test]
+    fn parse_refuses_other_types() {
+        let k = key();
+        let hb = Packet::new_checked(&HEARTBEAT[..]).unwrap();
+        let bk = Packet::new_checked(&BACKUP_FULL[..]).unwrap();
+        assert_eq!(BackupRepr::parse(&hb, &k), Err(WireError::WrongType));
+        assert_eq!(HeartbeatRepr::parse(&bk, &k), Err(WireError::WrongType));
+        assert_eq!(AckRepr::parse(&bk, &k), Err(WireError::WrongType));
+        assert_eq!(ConfirmRepr::parse(&bk, &k), Err(WireError::WrongType));
+    }
+
+    #[test]
+    fn parse_checks_unchecked_views() {
+        // A Repr never trusts the view: garbage through new_unchecked is refused.
+        let short = Packet::new_unchecked(&BACKUP_FULL[..30]);
+        assert_eq!(BackupRepr::parse(&short, &key()), Err(WireError::Truncated));
+    }
+
+    #[test]
+    fn resend_after_failover() {
+        // The same backup frame goes out again with RETRANSMIT and a fresh timestamp.
+        let mut v = BACKUP_FULL.to_vec();
+        let mut p = Packet::new_checked(&mut v[..]).unwrap();
+        p.set_flags(p.flags().union(Flags::RETRANSMIT));
+        p.set_timestamp_ns(2_000_000_000);
+        p.set_watermark(42);
+        assert_eq!(p.verify_digest(&key()), Err(WireError::BadDigest));
+        let d = p.fill_digest(&key());
+        assert_eq!(p.digest_field(), d);
+        let p = Packet::new_checked(&v[..]).unwrap();
+        let r = BackupRepr::parse(&p, &key()).unwrap();
+        assert_eq!(
+            r,
+            BackupRepr {
+                flags: Flags::RETRANSMIT,
+                timestamp_ns: 2_000_000_000,
+                watermark: 42,
+                ..backup_full()
+            }
+        );
+    }
+
+    #[test]
+    fn flags_ops() {
+        let f = Flags::POSSIBLE_DUPLICATE | Flags::RETRANSMIT;
+        assert_eq!(f.bits(), 0b101);
+        assert!(f.contains(Flags::RETRANSMIT));
+        assert!(f.contains(Flags::EMPTY));
+        assert!(!f.contains(Flags::UNPROTECTED));
+        assert!(!f.contains(Flags::ALL));
+        assert_eq!(f.union(Flags::UNPROTECTED), Flags::ALL);
+        assert_eq!(f.difference(Flags::RETRANSMIT), Flags::POSSIBLE_DUPLICATE);
+        assert!(Flags::EMPTY.is_empty());
+        assert_eq!(Flags::from_bits(7), Ok(Flags::ALL));
+        assert_eq!(Flags::from_bits(8), Err(WireError::BadFlags));
+        assert_eq!(MsgType::try_from(4), Ok(MsgType::Confirm));
+        assert_eq!(u8::from(MsgType::Ack), 3);
+        assert_eq!(ContentMode::try_from(2), Err(WireError::Malformed));
+    }
+
+    #[test]
+    fn echo_pads_and_cuts() {
+        assert_eq!(ConfirmRepr::echo_of(b""), [0; 16]);
+        let long: [u8; 20] = core::array::from_fn(|i| i as u8 + 1);
+        let e = ConfirmRepr::echo_of(&long);
+        assert_eq!(e[..], long[..16]);
+    }
+
+    fn any_flags() -> impl Strategy<Value = Flags> {
+        (0u16..8).prop_map(|b| Flags::from_bits(b).unwrap())
+    }
+
+    fn any_link() -> impl Strategy<Value = u8> {
+        prop_oneof![0u8..4, Just(ALL_LINKS)]
+    }
+
+    proptest! {
+        #[test]
+        fn backup_round_trip(
+            flags in any_flags(),
+            stream in any::<u32>(),
+            seq in any::<u64>(),
+            ts in any::<u64>(),
+            wm in any::<u64>(),
+            src_ip in any::<[u8; 4]>(),
+            src_port in any::<u16>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..1600),
+            digest_only in any::<bool>(),
+            k in any::<[u8; 16]>(),
+        ) {
+            let key = DigestKey(k);
+            let mode = if digest_only { ContentMode::Digest } else { ContentMode::Full };
+            let repr = BackupRepr {
+                flags, stream, seq, timestamp_ns: ts, watermark: wm, src_ip, src_port,
+                payload_len: payload.len() as u16,
+                content: Content::new(mode, &payload, &key),
+            };
+            let mut buf = vec![0u8; repr.buffer_len()];
+            prop_assert_eq!(repr.buffer_len(), backup_frame_len(payload.len(), mode));
+            let d = repr.emit(&mut buf, &key).unwrap();
+            let p = Packet::new_checked(&buf[..]).unwrap();
+            prop_assert_eq!(p.digest_field(), d);
+            prop_assert_eq!(p.total_len(), buf.len());
+            prop_assert_eq!(BackupRepr::parse(&p, &key), Ok(repr));
+        }
+
+        #[test]
+        fn heartbeat_ack_confirm_round_trip(
+            link in any_link(),
+            flags in any_flags(),
+            a in any::<u64>(), b in any::<u64>(), c in any::<u64>(),
+            d in any::<u64>(), e in any::<u64>(),
+            stream in any::<u32>(),
+            len in any::<u16>(),
+            echo in any::<[u8; 16]>(),
+        ) {
+            let key = key();
+            let mut buf = [0u8; 72];
+            let h = HeartbeatRepr {
+                link, seq: a, timestamp_ns: b, watermark: c, stream, echo_seq: d,
+                echo_timestamp_ns: e,
+            };
+            h.emit(&mut buf, &key).unwrap();
+            let p = Packet::new_checked(&buf[..]).unwrap();
+            prop_assert_eq!(HeartbeatRepr::parse(&p, &key), Ok(h));
+
+            let ack = AckRepr { link, stream, seq: a, timestamp_ns: b, watermark: c, records: d };
+            ack.emit(&mut buf, &key).unwrap();
+            let p = Packet::new_checked(&buf[..]).unwrap();
+            prop_assert_eq!(AckRepr::parse(&p, &key), Ok(ack));
+
+            let conf = ConfirmRepr {
+                flags, stream, seq: a, timestamp_ns: b, watermark: c, payload_len: len, echo,
+            };
+            conf.emit(&mut buf, &key).unwrap();
+            let p = Packet::new_checked(&buf[..]).unwrap();
+            prop_assert_eq!(ConfirmRepr::parse(&p, &key), Ok(conf));
+        }
+
+        /// Arbitrary bytes, and valid PDUs with one byte changed, never panic, and
+        /// whatever is accepted stays inside the buffer.
+        #[test]
+        fn never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            which in 0usize..5,
+            at in any::<proptest::sample::Index>(),
+            value in any::<u8>(),
+            use_sample in any::<bool>(),
+        ) {
+            let v = if use_sample {
+                let pdu = samples()[which];
+                edited(pdu, at.index(pdu.len()), value)
+            } else {
+                bytes
+            };
+            if let Ok(p) = Packet::new_checked(&v[..]) {
+                prop_assert!(p.total_len() <= v.len());
+                let _ = (p.body(), p.digest_field(), p.msg_type(), p.flags());
+                let k = key();
+                let _ = BackupRepr::parse(&p, &k);
+                let _ = HeartbeatRepr::parse(&p, &k);
+                let _ = AckRepr::parse(&p, &k);
+                let _ = ConfirmRepr::parse(&p, &k);
+            }
+        }
+    }
+}
