@@ -1,0 +1,249 @@
+//! Model checks (loom) of the hold ring's and the event ring's atomic pairings: every
+//! interleaving, within a preemption bound, of ingress, tap-rx and egress on a tiny ring.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p taphold-core
+//! --release --test loom`.
+#![cfg(loom)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use loom::thread;
+use taphold_core::{Confirm, HoldRing, Spsc};
+
+fn digest_of(seq: u64) -> u64 {
+    seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xabcd
+}
+
+/// A payload that counts its drops (a std atomic: only read after every thread joined, so it
+/// is bookkeeping, not synchronisation under test).
+struct Msg {
+    seq: u64,
+    drops: std::sync::Arc<[AtomicUsize; 4]>,
+}
+
+impl Drop for Msg {
+    fn drop(&mut self) {
+        self.drops[self.seq as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Preemption bound 3 (override with `LOOM_MAX_PREEMPTIONS`): the whole file runs in seconds.
+fn builder() -> loom::model::Builder {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(3);
+    }
+    b
+}
+
+/// Ingress launches up to three messages into a ring of two (the third fits only if egress
+/// has released seq 1, and then reuses its slot); tap-rx sends a forged tap copy of seq 1 on
+/// link 1, one tap copy of each seq on link 0, and a late copy of seq 1 last; egress releases
+/// what is confirmed on link 0, then drains the rest. No thread spins, so loom explores every
+/// interleaving of a bounded program quickly.
+///
+/// Checked: releases in seq order; a message is released by the policy only with its
+/// confirmation, and carries link 0's bit if and only if exactly one tap copy of that seq
+/// returned `Confirmed` (a stale or forged copy never marks anything); the tap time is
+/// published with the bit; every payload is dropped exactly once.
+#[test]
+fn hold_ring_launch_confirm_release() {
+    builder().check(|| {
+        const N: u64 = 3;
+        let drops = std::sync::Arc::new([(); 4].map(|_| AtomicUsize::new(0)));
+        let (mut producer, confirmer, mut consumer) = HoldRing::<Msg>::new(2).unwrap();
+
+        let d = drops.clone();
+        let ingress = thread::spawn(move || {
+            for seq in 1..=N {
+                let item = Msg {
+                    seq,
+                    drops: d.clone(),
+                };
+                match producer.push(item, digest_of(seq), seq) {
+                    Ok(s) => assert_eq!(s, seq),
+                    Err(back) => {
+                        // Full: backpressure. The message comes back intact, unlaunched.
+                        assert_eq!((back.seq, producer.next_seq()), (seq, seq));
+                        return seq - 1;
+                    }
+                }
+            }
+            N
+        });
+
+        let tap_rx = thread::spawn(move || {
+            // A forged tap copy (wrong digest) can never confirm.
+            let forged = confirmer.confirm(1, 1, digest_of(1) ^ 1, 0);
+            assert!(
+                matches!(forged, Confirm::Future | Confirm::DigestMismatch),
+                "{forged:?}"
+            );
+            let mut confirmed = [0u32; 4];
+            // Right-digest copies; the last is a late copy of seq 1, racing its release and
+            // the reuse of its slot by seq 3. Reading seq 3's digest while the word still
+            // says seq 1 must not make a genuine copy look forged.
+            for seq in [1, 2, 3, 1] {
+                match confirmer.confirm(0, seq, digest_of(seq), 100 + seq) {
+                    Confirm::Confirmed => confirmed[seq as usize] += 1,
+                    Confirm::DigestMismatch => panic!("genuine copy of {seq} seen as forged"),
+                    _ => {}
+                }
+            }
+            confirmed
+        });
+
+        let mut records = Vec::new();
+        let mut record = |r: taphold_core::Released<Msg>, by_policy: bool| {
+            assert_eq!(r.seq, r.item.seq);
+            assert_eq!(r.digest, digest_of(r.seq));
+            assert_eq!(r.confirmed & !1, 0, "forged copy marked a message");
+            if by_policy {
+                assert_eq!(r.confirmed, 1, "released without its confirmation");
+            }
+            if r.confirmed & 1 != 0 {
+                assert_eq!(r.tap_ns[0], 100 + r.seq, "tap time published with the bit");
+            }
+            records.push((r.seq, r.confirmed));
+        };
+        for _ in 0..2 {
+            if let Some(r) = consumer.release_if(|bits| bits & 1 != 0) {
+                record(r, true);
+            }
+            thread::yield_now();
+        }
+        let launched = ingress.join().unwrap();
+        let confirmed = tap_rx.join().unwrap();
+        while let Some(r) = consumer.release_if(|bits| bits & 1 != 0) {
+            record(r, true);
+        }
+        consumer.drain(|r| record(r, false));
+
+        assert!(launched >= 2);
+        let seqs: Vec<u64> = records.iter().map(|r| r.0).collect();
+        assert_eq!(
+            seqs,
+            (1..=launched).collect::<Vec<_>>(),
+            "in order, none lost"
+        );
+        for &(seq, bits) in &records {
+            assert_eq!(u32::from(bits & 1), confirmed[seq as usize], "seq {seq}");
+        }
+        drop(consumer);
+        for seq in 1..=N as usize {
+            assert_eq!(drops[seq].load(Ordering::Relaxed), 1, "seq {seq} drops");
+        }
+    });
+}
+
+/// Pass-through (unprotected) release: egress releases unconditionally while ingress refills
+/// the slots, so the payload hand-off rests on the state word's Release/Acquire alone (no
+/// confirmation in between); a tap copy of seq 2 races with its release: the released word's
+/// bit is set exactly when the copy returned `Confirmed`.
+#[test]
+fn hold_ring_unconditional_release_races_confirm() {
+    builder().check(|| {
+        const N: u64 = 3;
+        let drops = std::sync::Arc::new([(); 4].map(|_| AtomicUsize::new(0)));
+        let (mut producer, confirmer, mut consumer) = HoldRing::<Msg>::new(2).unwrap();
+
+        let d = drops.clone();
+        let ingress = thread::spawn(move || {
+            for seq in 1..=N {
+                let mut item = Msg {
+                    seq,
+                    drops: d.clone(),
+                };
+                loop {
+                    match producer.push(item, digest_of(seq), seq) {
+                        Ok(_) => break,
+                        Err(back) => {
+                            item = back;
+                            thread::yield_now();
+                        }
+                    }
+                }
+            }
+        });
+        let tap_rx = thread::spawn(move || confirmer.confirm(0, 2, digest_of(2), 7));
+
+        let mut bits = [0u8; 4];
+        let mut next = 1;
+        while next <= N {
+            match consumer.release() {
+                Some(r) => {
+                    assert_eq!((r.seq, r.item.seq), (next, next));
+                    bits[next as usize] = r.confirmed;
+                    next += 1;
+                }
+                None => thread::yield_now(),
+            }
+        }
+        ingress.join().unwrap();
+        let outcome = tap_rx.join().unwrap();
+        assert_eq!(bits[1] | bits[3], 0);
+        assert_eq!(bits[2] == 1, outcome == Confirm::Confirmed, "{outcome:?}");
+        assert!(matches!(
+            outcome,
+            Confirm::Confirmed | Confirm::Future | Confirm::Released | Confirm::Stale
+        ));
+        drop(consumer);
+        for seq in 1..=N as usize {
+            assert_eq!(drops[seq].load(Ordering::Relaxed), 1, "seq {seq} drops");
+        }
+    });
+}
+
+/// A message still held when the ring goes away is dropped once, by whichever handle is last.
+#[test]
+fn hold_ring_drop_with_held_message() {
+    builder().check(|| {
+        let drops = std::sync::Arc::new([(); 4].map(|_| AtomicUsize::new(0)));
+        let (mut producer, confirmer, consumer) = HoldRing::<Msg>::new(2).unwrap();
+        producer
+            .push(
+                Msg {
+                    seq: 1,
+                    drops: drops.clone(),
+                },
+                1,
+                0,
+            )
+            .ok()
+            .unwrap();
+        let t = thread::spawn(move || {
+            let _ = confirmer.confirm(0, 1, 1, 0);
+            drop(consumer);
+        });
+        drop(producer);
+        t.join().unwrap();
+        assert_eq!(drops[1].load(Ordering::Relaxed), 1);
+    });
+}
+
+/// The event ring: three records through a ring of two, in order, none lost.
+#[test]
+fn spsc_in_order() {
+    builder().check(|| {
+        let (mut tx, mut rx) = Spsc::<u64>::new(2).unwrap();
+        let producer = thread::spawn(move || {
+            for v in 1..=3u64 {
+                while tx.push(v).is_err() {
+                    thread::yield_now();
+                }
+            }
+        });
+        let mut expect = 1;
+        while expect <= 3 {
+            match rx.pop() {
+                Some(v) => {
+                    assert_eq!(v, expect);
+                    expect += 1;
+                }
+                None => thread::yield_now(),
+            }
+        }
+        producer.join().unwrap();
+        assert_eq!(rx.pop(), None);
+    });
+}
