@@ -99,6 +99,22 @@ impl<const N: usize> Burst<N> {
         Some(unsafe { Mbuf::from_raw(NonNull::new_unchecked(p)) })
     }
 
+    /// Takes the newest mbuf.
+    #[inline]
+    pub fn pop_back(&mut self) -> Option<Mbuf> {
+        if self.is_empty() {
+            return None;
+        }
+        self.tail -= 1;
+        let p = self.ptrs[self.tail];
+        if self.head == self.tail {
+            self.head = 0;
+            self.tail = 0;
+        }
+        // SAFETY: p was the last owned, non-null entry; it left the owned range.
+        Some(unsafe { Mbuf::from_raw(NonNull::new_unchecked(p)) })
+    }
+
     /// The mbuf at position `i` (0 = oldest), borrowed.
     #[inline]
     pub fn get(&self, i: usize) -> Option<&Mbuf> {

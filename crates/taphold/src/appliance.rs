@@ -1,0 +1,425 @@
+//! Start-up and shutdown: turns a config into ports, a hold ring and roles on
+//! lcores; then the main lcore's watch loop; then a clean stop that accounts
+//! for every held message.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dpdk::{lcore, Burst, Clock, Eal, EthRingPair, Mempool, Port, PortConfig, SpscRing};
+use taphold_core::event::{MessageEvent, MessageStatus};
+use taphold_core::hold_ring::HoldRing;
+use taphold_core::spsc::{Spsc, SpscConsumer};
+use taphold_wire::classify::PrimaryAddr;
+use taphold_wire::emit::Endpoint;
+use taphold_wire::ethernet::EthernetAddress;
+use taphold_wire::taphold::ContentMode;
+
+use crate::config::{Config, ContentText, RoleName};
+use crate::report::Report;
+use crate::roles::egress::Egress;
+use crate::roles::ingress::{Ingress, LinkTx};
+use crate::roles::link_rx::{LinkRx, LinkRxLink};
+use crate::roles::tap_model::{ModelLink, TapModel};
+use crate::roles::tap_rx::{TapLink, TapRx};
+use crate::roles::{Role, BURST};
+use crate::{worker, Opts, Shared};
+
+pub struct Appliance {
+    eal: Eal,
+    pool: Mempool,
+    /// Every port by config name, for stats and an orderly stop.
+    ports: BTreeMap<String, Arc<Port>>,
+    shared: &'static Shared,
+    /// Roles per worker lcore, ready to launch.
+    lcores: Vec<(u32, Vec<Role>)>,
+    events: SpscConsumer<MessageEvent>,
+    clock: Clock,
+    cfg: Config,
+}
+
+fn err(what: impl std::fmt::Display) -> String {
+    what.to_string()
+}
+
+impl Appliance {
+    pub fn build(eal: &Eal, cfg: &Config, _opts: &Opts) -> Result<Appliance, String> {
+        let workers = eal.worker_lcores();
+        for l in &cfg.lcores {
+            if !workers.contains(&l.lcore) {
+                return Err(format!(
+                    "config lcores: lcore {} is not a worker lcore of this EAL (workers {:?}; the main lcore {} only watches) — adjust -l",
+                    l.lcore,
+                    workers,
+                    eal.main_lcore()
+                ));
+            }
+        }
+        let pool = Mempool::new(
+            eal,
+            "taphold",
+            cfg.mempool.mbufs,
+            cfg.mempool.cache,
+            cfg.mempool.data_room,
+            -1,
+        )
+        .map_err(err)?;
+        // Lives as long as the process: every role and the main lcore read it.
+        let shared: &'static Shared = Box::leak(Box::new(Shared::default()));
+        let clock = Clock::new(eal);
+
+        // Ports. The harness's ring ports are created first, so that the
+        // backup link and tap names resolve to them like any device.
+        let mut ports: BTreeMap<String, Arc<Port>> = BTreeMap::new();
+        let mut model_links = Vec::new();
+        let mut sinks: Vec<Arc<Port>> = Vec::new();
+        let mut sink_index: BTreeMap<String, usize> = BTreeMap::new();
+        let port_cfg = |rx: u16, tx: u16| PortConfig {
+            rx_queues: rx,
+            tx_queues: tx,
+            ..PortConfig::default()
+        };
+        let start = |mut p: Port, pc: PortConfig| -> Result<Port, String> {
+            p.configure(&pc, &pool).map_err(err)?;
+            p.start().map_err(err)?;
+            Ok(p)
+        };
+        if let Some(h) = &cfg.harness {
+            for hl in &h.links {
+                let link = cfg
+                    .backup_links
+                    .iter()
+                    .find(|l| l.name == hl.link)
+                    .expect("validated");
+                let (b, fibre) = EthRingPair::ports(
+                    eal,
+                    &link.port,
+                    &format!("{}_fibre", link.port),
+                    h.ring_size,
+                )
+                .map_err(err)?;
+                let (t, tap_feed) =
+                    EthRingPair::ports(eal, &link.tap, &format!("{}_feed", link.tap), h.ring_size)
+                        .map_err(err)?;
+                ports.insert(link.port.clone(), Arc::new(start(b, port_cfg(1, 1))?));
+                ports.insert(link.tap.clone(), Arc::new(start(t, port_cfg(1, 1))?));
+                let sink = match &hl.sink {
+                    Some(name) => Some(match sink_index.get(name) {
+                        Some(&i) => i,
+                        None => {
+                            let p = Arc::new(start(
+                                Port::by_name(eal, name).map_err(err)?,
+                                port_cfg(0, 1),
+                            )?);
+                            sinks.push(p.clone());
+                            ports.insert(name.clone(), p);
+                            sink_index.insert(name.clone(), sinks.len() - 1);
+                            sinks.len() - 1
+                        }
+                    }),
+                    None => None,
+                };
+                model_links.push(ModelLink {
+                    fibre: start(fibre, port_cfg(1, 1))?,
+                    tap_feed: start(tap_feed, port_cfg(1, 1))?,
+                    mode: hl.tap,
+                    sink,
+                    tap_out: Burst::new(),
+                });
+            }
+        }
+        let primary = Arc::new(start(
+            Port::by_name(eal, &cfg.primary.port).map_err(err)?,
+            port_cfg(1, cfg.primary.tx_queues),
+        )?);
+        ports.insert(cfg.primary.port.clone(), primary.clone());
+        for l in &cfg.backup_links {
+            for name in [&l.port, &l.tap] {
+                if !ports.contains_key(name) {
+                    let p = start(Port::by_name(eal, name).map_err(err)?, port_cfg(1, 1))?;
+                    ports.insert(name.clone(), Arc::new(p));
+                }
+            }
+        }
+
+        // The hold ring and the hand-off rings.
+        let (producer, confirmer, consumer) = HoldRing::new(cfg.hold_ring.capacity as usize)
+            .map_err(|e| format!("hold ring: {e:?}"))?;
+        let (events_tx, events_rx) =
+            Spsc::new(cfg.events.ring as usize).map_err(|e| format!("event ring: {e:?}"))?;
+        let (arp_tx, arp_rx) = SpscRing::new(eal, "taphold_arp", 1024).map_err(err)?;
+
+        let key = cfg.digest_key.0;
+        let link_mac = |i: usize| -> Result<EthernetAddress, String> {
+            let l = &cfg.backup_links[i];
+            Ok(match l.mac {
+                Some(m) => m.0,
+                None => EthernetAddress(ports[&l.port].mac().map_err(err)?),
+            })
+        };
+        let mut links_tx = Vec::new();
+        let mut taps = Vec::new();
+        let mut link_rx = Vec::new();
+        for (i, l) in cfg.backup_links.iter().enumerate() {
+            let mac = link_mac(i)?;
+            links_tx.push(LinkTx {
+                port: ports[&l.port].clone(),
+                mac,
+                peer_mac: l.peer_mac.0,
+                pending: Burst::new(),
+            });
+            taps.push(TapLink {
+                link: i,
+                port: ports[&l.tap].clone(),
+                our_mac: mac,
+                peer_mac: l.peer_mac.0,
+            });
+            link_rx.push(LinkRxLink {
+                link: i,
+                port: ports[&l.port].clone(),
+                our_mac: mac,
+                peer_mac: l.peer_mac.0,
+            });
+        }
+        let ours = Endpoint {
+            mac: cfg.primary.mac.0,
+            ip: cfg.primary.ip.octets(),
+            port: cfg.primary.udp_port,
+        };
+        let policy = cfg
+            .release
+            .policy
+            .0
+            .check(cfg.backup_links.len())
+            .map_err(|e| format!("release.policy: {e}"))?;
+
+        let mut ingress = Some(Role::Ingress(Ingress {
+            primary: primary.clone(),
+            addr: PrimaryAddr {
+                mac: cfg.primary.mac.0,
+                ip: cfg.primary.ip.octets(),
+                udp_port: cfg.primary.udp_port,
+                max_payload: cfg.primary.max_payload,
+            },
+            links: links_tx,
+            hold: producer,
+            pool: pool.clone(),
+            key,
+            content: match cfg.release.content {
+                ContentText::Full => ContentMode::Full,
+                ContentText::Digest => ContentMode::Digest,
+            },
+            stream: cfg.stream_id,
+            arp_out: arp_tx,
+            clock,
+            shared,
+            rx: Burst::new(),
+            launched: [0; BURST],
+        }));
+        let mut tap_rx = Some(Role::TapRx(TapRx {
+            taps,
+            hold: confirmer,
+            key,
+            stream: cfg.stream_id,
+            clock,
+            shared,
+            rx: Burst::new(),
+        }));
+        let mut egress = Some(Role::Egress(Egress {
+            primary: primary.clone(),
+            release_q: 0,
+            confirm_q: cfg.primary.tx_queues - 1,
+            hold: consumer,
+            policy,
+            pool: pool.clone(),
+            key,
+            stream: cfg.stream_id,
+            ours,
+            destination: Endpoint {
+                mac: cfg.destination.mac.0,
+                ip: cfg.destination.ip.octets(),
+                port: cfg.destination.udp_port,
+            },
+            arp_in: arp_rx,
+            events: events_tx,
+            clock,
+            shared,
+            confirm_timeout_ns: cfg.hold_ring.confirm_timeout_us * 1000,
+            release_tx: Burst::new(),
+            confirm_tx: Burst::new(),
+            last_overdue: 0,
+        }));
+        let mut link_rx = Some(Role::LinkRx(LinkRx {
+            links: link_rx,
+            key,
+            shared,
+            rx: Burst::new(),
+        }));
+        let mut tap_model = Some(Role::TapModel(TapModel {
+            links: model_links,
+            sinks,
+            pool: pool.clone(),
+            shared,
+            rx: Burst::new(),
+            sink_out: Burst::new(),
+        }));
+
+        let mut lcores: Vec<(u32, Vec<Role>)> = Vec::new();
+        for l in &cfg.lcores {
+            let mut roles = Vec::new();
+            for r in &l.roles {
+                let slot = match r {
+                    RoleName::Ingress => &mut ingress,
+                    RoleName::TapRx => &mut tap_rx,
+                    RoleName::Egress => &mut egress,
+                    RoleName::LinkRx => &mut link_rx,
+                    RoleName::TapModel => &mut tap_model,
+                };
+                roles.push(
+                    slot.take()
+                        .ok_or_else(|| format!("role {r} mapped twice"))?,
+                );
+            }
+            match lcores.iter_mut().find(|(id, _)| *id == l.lcore) {
+                Some((_, rs)) => rs.extend(roles),
+                None => lcores.push((l.lcore, roles)),
+            }
+        }
+        // Unmapped optional roles (link-rx, tap-model without a harness) are dropped here.
+
+        for (name, p) in &ports {
+            if let Ok(link) = p.link() {
+                log::info!(
+                    "port {name} (id {}): link {}",
+                    p.id(),
+                    if link.up { "up" } else { "down" }
+                );
+            }
+        }
+        Ok(Appliance {
+            eal: eal.clone(),
+            pool,
+            ports,
+            shared,
+            lcores,
+            events: events_rx,
+            clock,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn run(mut self, opts: &Opts, signalled: &AtomicBool) -> Result<i32, String> {
+        let mut report = Report::new(opts.out.as_deref(), self.clock).map_err(err)?;
+        let mut handles = Vec::new();
+        for (lcore_id, roles) in std::mem::take(&mut self.lcores) {
+            let names: Vec<String> = self
+                .cfg
+                .roles_on(lcore_id)
+                .iter()
+                .map(|r| r.to_string())
+                .collect();
+            log::info!("lcore {lcore_id}: {}", names.join(", "));
+            let shared = self.shared;
+            let idle = self.cfg.idle;
+            handles.push(
+                lcore::launch(&self.eal, lcore_id, move || {
+                    worker::run(roles, idle, shared)
+                })
+                .map_err(err)?,
+            );
+        }
+
+        let started = Instant::now();
+        let stats_every = Duration::from_millis(self.cfg.stats_interval_ms.max(1));
+        let mut next_stats = started + stats_every;
+        let mut last_progress = (0u64, Instant::now());
+        let why = loop {
+            std::thread::sleep(Duration::from_millis(5));
+            report.drain_events(&mut self.events);
+            let now = Instant::now();
+            if signalled.load(Ordering::SeqCst) {
+                break "signal";
+            }
+            if let Some(ms) = opts.duration_ms {
+                if now.duration_since(started) >= Duration::from_millis(ms) {
+                    break "duration";
+                }
+            }
+            if let Some(ms) = opts.exit_when_idle_ms {
+                let p = progress(self.shared);
+                if p != last_progress.0 {
+                    last_progress = (p, now);
+                } else if now.duration_since(last_progress.1) >= Duration::from_millis(ms) {
+                    break "idle";
+                }
+            }
+            if now >= next_stats {
+                next_stats += stats_every;
+                println!(
+                    "{}",
+                    report.stats_line(self.shared, now.duration_since(started))
+                );
+            }
+        };
+        log::info!("stopping ({why})");
+
+        self.shared.quit.store(true, Ordering::SeqCst);
+        let mut egress: Option<Egress> = None;
+        let mut failed = false;
+        for h in handles {
+            let id = h.lcore();
+            match h.join() {
+                Ok(e) => {
+                    if e.is_some() {
+                        egress = e;
+                    }
+                }
+                Err(msg) => {
+                    log::error!("lcore {id} failed: {msg}");
+                    failed = true;
+                }
+            }
+        }
+        report.drain_events(&mut self.events);
+
+        // Every message still held is accounted: an event line, a frame in
+        // held.pcap, a count in the summary. Then its mbuf is freed (once).
+        let mut held = 0u64;
+        if let Some(mut e) = egress {
+            let stream = self.cfg.stream_id;
+            e.drain_held(|r| {
+                held += 1;
+                report.held_at_shutdown(
+                    MessageEvent {
+                        seq: r.seq,
+                        stream,
+                        rx_ns: r.rx_ns,
+                        backup_tx_ns: r.backup_tx_ns,
+                        tap_ns: r.tap_ns.iter().copied().max().unwrap_or(0),
+                        release_ns: 0,
+                        status: MessageStatus::HeldAtShutdown,
+                    },
+                    r.item.mbuf.data(),
+                );
+            });
+            drop(e);
+        } else if failed {
+            log::error!("the egress lcore failed: held messages cannot be accounted individually");
+        }
+        let summary = report
+            .finish(self.shared, &self.ports, &self.cfg, held, why, &self.pool)
+            .map_err(err)?;
+        println!("{summary}");
+        Ok(if failed { 1 } else { 0 })
+    }
+}
+
+/// Anything moving: frames in, tap copies, releases.
+fn progress(s: &Shared) -> u64 {
+    let c = &s.counters;
+    c.ingress.rx_frames.get()
+        + c.egress.released.get()
+        + c.tap.iter().map(|t| t.rx_frames.get()).sum::<u64>()
+        + c.tap_model.fibre_frames.get()
+}

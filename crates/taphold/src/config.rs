@@ -1,0 +1,728 @@
+//! The appliance's configuration: one YAML file, read once at start-up.
+//!
+//! Everything the hot roles need is resolved here into plain values (parsed
+//! addresses, the digest key, the role→lcore map) before any lcore starts, so
+//! the data path never parses or looks anything up. Unknown fields are
+//! errors, and every error names the field and the line it is on.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use taphold_core::policy::{PolicySpec, ReleasePolicy};
+use taphold_wire::digest::DigestKey;
+use taphold_wire::ethernet::EthernetAddress;
+
+/// Most backup links a hold-ring slot has confirmation bits for.
+pub const MAX_LINKS: usize = 4;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Stream id stamped on every backup frame and confirmation.
+    #[serde(default = "default_stream_id")]
+    pub stream_id: u32,
+    /// 32 hex digits: the key of the digest that proves a tap copy is ours.
+    pub digest_key: Hex128,
+    #[serde(default)]
+    pub mempool: MempoolConfig,
+    #[serde(default)]
+    pub hold_ring: HoldRingConfig,
+    pub primary: PrimaryConfig,
+    pub destination: DestinationConfig,
+    pub backup_links: Vec<BackupLinkConfig>,
+    #[serde(default)]
+    pub release: ReleaseConfig,
+    pub lcores: Vec<LcoreConfig>,
+    #[serde(default)]
+    pub idle: IdlePolicy,
+    #[serde(default = "default_stats_interval_ms")]
+    pub stats_interval_ms: u64,
+    #[serde(default)]
+    pub events: EventsConfig,
+    /// Offline replay only: the in-process fibre and passive tap model.
+    #[serde(default)]
+    pub harness: Option<HarnessConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MempoolConfig {
+    pub mbufs: u32,
+    pub cache: u32,
+    /// Bytes per mbuf including DPDK's 128-byte headroom. Every accepted frame
+    /// must fit one segment: jumbo input needs about 10 KB.
+    pub data_room: u16,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            mbufs: 16383,
+            cache: 256,
+            data_room: 10240,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRingConfig {
+    /// Slots; a power of two.
+    pub capacity: u32,
+    /// A message still unconfirmed this long after launch is counted overdue.
+    pub confirm_timeout_us: u64,
+}
+
+impl Default for HoldRingConfig {
+    fn default() -> Self {
+        HoldRingConfig {
+            capacity: 4096,
+            confirm_timeout_us: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrimaryConfig {
+    /// DPDK device name (e.g. net_pcap0, net_af_packet0, 0000:3b:00.0).
+    pub port: String,
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
+    pub udp_port: u16,
+    #[serde(default = "default_max_payload")]
+    pub max_payload: u16,
+    /// Transmit queues on P: 1 shares one queue for released messages,
+    /// confirmations and ARP replies; 2 puts confirmations and ARP on queue 1.
+    #[serde(default = "one")]
+    pub tx_queues: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// Next-hop MAC for released messages.
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
+    pub udp_port: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupLinkConfig {
+    pub name: String,
+    /// Device that transmits backup frames (and receives acks).
+    pub port: String,
+    /// Receive-only device that sees the passive tap's copy of `port`'s TX.
+    pub tap: String,
+    /// Our MAC on this link (source of backup frames). Defaults to the port's.
+    #[serde(default)]
+    pub mac: Option<Mac>,
+    /// The backup node's MAC on this link.
+    pub peer_mac: Mac,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseConfig {
+    /// any | all | k-of-n
+    pub policy: PolicyText,
+    /// full | digest
+    pub content: ContentText,
+}
+
+impl Default for ReleaseConfig {
+    fn default() -> Self {
+        ReleaseConfig {
+            policy: PolicyText(ReleasePolicy::Any.into(), "any".into()),
+            content: ContentText::Full,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LcoreConfig {
+    pub lcore: u32,
+    pub roles: Vec<RoleName>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoleName {
+    Ingress,
+    TapRx,
+    Egress,
+    LinkRx,
+    /// Replay harness: carries backup frames down the modelled fibre and
+    /// feeds the modelled tap.
+    TapModel,
+}
+
+impl fmt::Display for RoleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RoleName::Ingress => "ingress",
+            RoleName::TapRx => "tap-rx",
+            RoleName::Egress => "egress",
+            RoleName::LinkRx => "link-rx",
+            RoleName::TapModel => "tap-model",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdlePolicy {
+    /// Busy-poll forever: production, one lcore per core.
+    Spin,
+    /// Sleep briefly after a run of empty polls: tests, shared machines.
+    #[default]
+    Backoff,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Records in the egress→main event ring.
+    pub ring: u32,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig { ring: 65536 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HarnessConfig {
+    pub links: Vec<HarnessLinkConfig>,
+    /// Frames each modelled fibre/tap ring holds.
+    #[serde(default = "default_harness_ring")]
+    pub ring_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HarnessLinkConfig {
+    /// The backup link this models (its `port` and `tap` become in-process
+    /// ring ports).
+    pub link: String,
+    /// What the modelled tap does with each frame.
+    #[serde(default)]
+    pub tap: TapMode,
+    /// Device receiving what reaches the far end of the fibre (a net_pcap
+    /// with tx_pcap=backup.pcap in replay). None: the frames are counted and freed.
+    #[serde(default)]
+    pub sink: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TapMode {
+    /// A faithful passive tap.
+    #[default]
+    Mirror,
+    /// The tap fibre is cut: no copies arrive.
+    Cut,
+    /// Every copy arrives with one payload bit flipped.
+    Corrupt,
+}
+
+fn default_stream_id() -> u32 {
+    1
+}
+fn default_stats_interval_ms() -> u64 {
+    1000
+}
+fn default_max_payload() -> u16 {
+    8900
+}
+fn default_harness_ring() -> u32 {
+    4096
+}
+fn one() -> u16 {
+    1
+}
+
+/// A MAC address field (`02:00:00:00:00:01`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mac(pub EthernetAddress);
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        EthernetAddress::from_str(&s).map(Mac).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"
+            ))
+        })
+    }
+}
+
+/// The digest key field.
+#[derive(Debug, Clone)]
+pub struct Hex128(pub DigestKey);
+
+impl<'de> Deserialize<'de> for Hex128 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        DigestKey::from_hex(&s).map(Hex128).map_err(|_| {
+            serde::de::Error::custom("the digest key must be exactly 32 hex digits (128 bits)")
+        })
+    }
+}
+
+/// The release policy field, kept with its text for messages.
+#[derive(Debug, Clone)]
+pub struct PolicyText(pub PolicySpec, pub String);
+
+impl<'de> Deserialize<'de> for PolicyText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        PolicySpec::from_str(&s)
+            .map(|p| PolicyText(p, s.clone()))
+            .map_err(|e| serde::de::Error::custom(format!("`{s}`: {e} (want any, all or k-of-n)")))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContentText {
+    Full,
+    Digest,
+}
+
+/// A configuration error: what is wrong, with the field path and its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}: {}", self.file, l, self.field, self.message),
+            None => write!(f, "{}: {}: {}", self.file, self.field, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    pub fn load(path: &str) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_string(),
+            line: None,
+            field: "(file)".into(),
+            message: e.to_string(),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates. `file` only labels the messages.
+    pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = serde_yaml::from_str(text).map_err(|e| {
+            let msg = e.to_string();
+            // serde_yaml says "<path>: <message> at line L column C"; keep the
+            // path as the field and the line as ours.
+            let (field, rest) = match msg.split_once(": ") {
+                Some((p, r)) if !p.contains(' ') => (p.to_string(), r.to_string()),
+                _ => ("(document)".to_string(), msg.clone()),
+            };
+            let message = match rest.rfind(" at line ") {
+                Some(i) => rest[..i].to_string(),
+                None => rest,
+            };
+            let mut line = e.location().map(|l| l.line());
+            // serde_yaml places errors from our own value parsers at the start
+            // of the enclosing mapping; the refused value, quoted in the
+            // message, finds its real line.
+            if let Some(value) = message.split('`').nth(1).filter(|v| !v.is_empty()) {
+                let from = line.unwrap_or(1).saturating_sub(1);
+                if let Some(i) = text
+                    .lines()
+                    .enumerate()
+                    .skip(from)
+                    .find(|(_, l)| l.contains(value))
+                    .map(|(i, _)| i)
+                {
+                    line = Some(i + 1);
+                }
+            } else if message.starts_with("the digest key") {
+                line = line_of(text, "digest_key");
+            }
+            // A value our own parsers refused is reported at the struct's path;
+            // the key on the error's line names the field itself.
+            let key = line
+                .and_then(|l| text.lines().nth(l.saturating_sub(1)))
+                .and_then(|l| l.trim_start().trim_start_matches("- ").split_once(':'))
+                .map(|(k, _)| k.trim().to_string())
+                .filter(|k| !k.is_empty() && !k.contains(' '));
+            let field = match key {
+                Some(k) if field == "(document)" => k,
+                Some(k) if !field.ends_with(&k) && !message.contains(&format!("`{k}`")) => {
+                    format!("{field}.{k}")
+                }
+                _ => field,
+            };
+            ConfigError {
+                file: file.to_string(),
+                line,
+                field,
+                message,
+            }
+        })?;
+        cfg.validate(file, text)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, file: &str, text: &str) -> Result<(), ConfigError> {
+        let err = |path: &str, message: String| ConfigError {
+            file: file.to_string(),
+            line: line_of(text, path),
+            field: path.to_string(),
+            message,
+        };
+        let n = self.backup_links.len();
+        if n == 0 || n > MAX_LINKS {
+            return Err(err(
+                "backup_links",
+                format!("need 1 to {MAX_LINKS} backup links, found {n}"),
+            ));
+        }
+        let mut names = BTreeSet::new();
+        for (i, l) in self.backup_links.iter().enumerate() {
+            if !names.insert(l.name.as_str()) {
+                return Err(err(
+                    &format!("backup_links.{i}.name"),
+                    format!("duplicate link name `{}`", l.name),
+                ));
+            }
+            if l.port == l.tap {
+                return Err(err(
+                    &format!("backup_links.{i}.tap"),
+                    "the tap must be a different device from the link port".into(),
+                ));
+            }
+        }
+        self.release.policy.0.validate(n).map_err(|e| {
+            err(
+                "release.policy",
+                format!("`{}` with {n} backup link(s): {e}", self.release.policy.1),
+            )
+        })?;
+        let cap = self.hold_ring.capacity;
+        if !cap.is_power_of_two() || !(2..=1 << 24).contains(&cap) {
+            return Err(err(
+                "hold_ring.capacity",
+                format!("{cap} must be a power of two between 2 and 2^24"),
+            ));
+        }
+        let needed = cap * (1 + n as u32) + 2048;
+        if self.mempool.mbufs < needed {
+            return Err(err(
+                "mempool.mbufs",
+                format!("{} is too few: a full hold ring ({cap}) with a backup frame per link in flight, plus rx descriptors, needs at least {needed}", self.mempool.mbufs),
+            ));
+        }
+        if self.mempool.data_room < 2176 {
+            return Err(err(
+                "mempool.data_room",
+                format!(
+                    "{} is below DPDK's 2176-byte default",
+                    self.mempool.data_room
+                ),
+            ));
+        }
+        let max_frame = 14 + 60 + 8 + self.primary.max_payload as usize + 48 + 8;
+        if max_frame + 128 > self.mempool.data_room as usize {
+            return Err(err(
+                "mempool.data_room",
+                format!(
+                    "{} cannot hold a {}-byte message with its headers and headroom (needs {})",
+                    self.mempool.data_room,
+                    self.primary.max_payload,
+                    max_frame + 128
+                ),
+            ));
+        }
+        if !(1..=2).contains(&self.primary.tx_queues) {
+            return Err(err("primary.tx_queues", "must be 1 or 2".into()));
+        }
+        if self.primary.max_payload == 0 {
+            return Err(err("primary.max_payload", "must be at least 1".into()));
+        }
+        if !self.events.ring.is_power_of_two() {
+            return Err(err(
+                "events.ring",
+                format!("{} must be a power of two", self.events.ring),
+            ));
+        }
+        // Every hot role runs exactly once, on a worker lcore.
+        let mut seen = BTreeSet::new();
+        for (i, l) in self.lcores.iter().enumerate() {
+            for r in &l.roles {
+                if !seen.insert(*r) {
+                    return Err(err(
+                        &format!("lcores.{i}.roles"),
+                        format!("role {r} is mapped more than once"),
+                    ));
+                }
+            }
+        }
+        for r in [RoleName::Ingress, RoleName::TapRx, RoleName::Egress] {
+            if !seen.contains(&r) {
+                return Err(err(
+                    "lcores",
+                    format!("role {r} is not mapped to any lcore"),
+                ));
+            }
+        }
+        match &self.harness {
+            Some(h) => {
+                if !seen.contains(&RoleName::TapModel) {
+                    return Err(err(
+                        "lcores",
+                        "a harness is configured but role tap-model is not mapped".into(),
+                    ));
+                }
+                for (i, hl) in h.links.iter().enumerate() {
+                    if !names.contains(hl.link.as_str()) {
+                        return Err(err(
+                            &format!("harness.links.{i}.link"),
+                            format!("no backup link named `{}`", hl.link),
+                        ));
+                    }
+                }
+                if !h.ring_size.is_power_of_two() {
+                    return Err(err(
+                        "harness.ring_size",
+                        format!("{} must be a power of two", h.ring_size),
+                    ));
+                }
+            }
+            None if seen.contains(&RoleName::TapModel) => {
+                return Err(err(
+                    "lcores",
+                    "role tap-model needs a `harness` section".into(),
+                ));
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    pub fn roles_on(&self, lcore: u32) -> Vec<RoleName> {
+        self.lcores
+            .iter()
+            .filter(|l| l.lcore == lcore)
+            .flat_map(|l| l.roles.clone())
+            .collect()
+    }
+}
+
+/// The 1-based line of a dotted field path (`backup_links.1.tap`) in YAML
+/// text, found by walking keys and list items by indentation. `None` when the
+/// path is absent (a missing field: the message says which).
+pub fn line_of(text: &str, path: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut from = 0usize;
+    let mut min_indent: i64 = -1;
+    let mut found = None;
+    for part in path.split('.') {
+        let mut hit = None;
+        if let Ok(idx) = part.parse::<usize>() {
+            // The idx-th list item below the current key.
+            let mut count = 0;
+            let mut item_indent = None;
+            for (i, l) in lines
+                .iter()
+                .enumerate()
+                .skip(from + usize::from(found.is_some()))
+            {
+                let ind = indent(l) as i64;
+                let t = l.trim_start();
+                if t.is_empty() || t.starts_with('#') {
+                    continue;
+                }
+                if ind <= min_indent && !t.starts_with('-') {
+                    break;
+                }
+                if t.starts_with('-') && item_indent.is_none_or(|x| x == ind) {
+                    item_indent = Some(ind);
+                    if count == idx {
+                        hit = Some((i, ind));
+                        break;
+                    }
+                    count += 1;
+                }
+            }
+        } else {
+            for (i, l) in lines.iter().enumerate().skip(from) {
+                let ind = indent(l) as i64;
+                let t = l.trim_start().trim_start_matches("- ");
+                if l.trim().is_empty() || l.trim_start().starts_with('#') {
+                    continue;
+                }
+                if i > from && ind <= min_indent {
+                    break;
+                }
+                if t.starts_with(&format!("{part}:")) {
+                    hit = Some((i, ind));
+                    break;
+                }
+            }
+        }
+        let (i, ind) = hit?;
+        found = Some(i + 1);
+        from = i;
+        min_indent = ind;
+    }
+    found
+}
+
+fn indent(l: &str) -> usize {
+    l.len() - l.trim_start().len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const GOOD: &str = include_str!("../../../config/default.yaml");
+
+    #[test]
+    fn the_shipped_default_config_is_valid() {
+        let c = Config::parse("default.yaml", GOOD).unwrap();
+        assert_eq!(c.backup_links.len(), 1);
+        assert_eq!(c.primary.udp_port, 9000);
+    }
+
+    fn bad(edit: impl Fn(&str) -> String) -> ConfigError {
+        Config::parse("t.yaml", &edit(GOOD)).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_line() {
+        let e = bad(|s| s.replace("  udp_port: 9000\n", "  udp_port: 9000\n  udp_prot: 9001\n"));
+        assert!(e.message.contains("udp_prot"), "{e}");
+        let want = GOOD
+            .lines()
+            .position(|l| l.contains("udp_port: 9000"))
+            .unwrap()
+            + 2;
+        assert_eq!(e.line, Some(want), "{e}");
+    }
+
+    #[test]
+    fn malformed_values_are_named_with_their_line() {
+        let e = bad(|s| s.replace("mac: 02:00:00:00:00:01", "mac: 02:00:00:zz:00:01"));
+        assert!(
+            e.to_string().contains("primary.mac") && e.to_string().contains("not a MAC"),
+            "{e}"
+        );
+        assert_eq!(
+            e.line,
+            Some(
+                GOOD.lines()
+                    .position(|l| l.contains("mac: 02:00:00:00:00:01"))
+                    .unwrap()
+                    + 1
+            )
+        );
+        let e = bad(|s| s.replace("ip: 198.51.100.1", "ip: 198.51.100.300"));
+        assert!(e.to_string().contains("primary.ip"), "{e}");
+        let e = bad(|s| s.replace("digest_key: \"", "digest_key: \"ab"));
+        assert!(
+            e.to_string().contains("digest_key") && e.to_string().contains("32 hex"),
+            "{e}"
+        );
+        assert_eq!(
+            e.line,
+            Some(
+                GOOD.lines()
+                    .position(|l| l.starts_with("digest_key"))
+                    .unwrap()
+                    + 1
+            )
+        );
+        let e = bad(|s| s.replace("policy: any", "policy: most"));
+        assert!(e.to_string().contains("release.policy"), "{e}");
+        let e = bad(|s| s.replace("idle: backoff", "idle: nap"));
+        assert!(e.to_string().contains("idle"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_field_and_line() {
+        let e = bad(|s| s.replace("capacity: 4096", "capacity: 1000"));
+        assert_eq!(e.field, "hold_ring.capacity");
+        assert_eq!(
+            e.line,
+            Some(
+                GOOD.lines()
+                    .position(|l| l.contains("capacity: 4096"))
+                    .unwrap()
+                    + 1
+            )
+        );
+        let e = bad(|s| s.replace("policy: any", "policy: 2-of-1"));
+        assert_eq!(e.field, "release.policy", "{e}");
+        assert!(e.line.is_some());
+        let e = bad(|s| {
+            s.replace(
+                "roles: [ingress, tap-rx, egress, link-rx, tap-model]",
+                "roles: [ingress, tap-rx, link-rx, tap-model]",
+            )
+        });
+        assert!(e.message.contains("egress"), "{e}");
+        let e = bad(|s| {
+            s.replace(
+                "roles: [ingress, tap-rx, egress, link-rx, tap-model]",
+                "roles: [ingress, tap-rx, egress, egress, tap-model]",
+            )
+        });
+        assert_eq!(e.field, "lcores.0.roles", "{e}");
+        assert!(e.line.is_some());
+        let e = bad(|s| s.replace("  - link: b1", "  - link: b9"));
+        assert_eq!(e.field, "harness.links.0.link", "{e}");
+        assert_eq!(
+            e.line,
+            Some(GOOD.lines().position(|l| l.contains("- link: b1")).unwrap() + 1)
+        );
+        let e = bad(|s| s.replace("mbufs: 16383", "mbufs: 100"));
+        assert_eq!(e.field, "mempool.mbufs", "{e}");
+    }
+
+    #[test]
+    fn missing_required_field_is_named() {
+        let e = bad(|s| s.replace("  udp_port: 9100\n", ""));
+        assert!(e.to_string().contains("udp_port"), "{e}");
+    }
+
+    #[test]
+    fn not_yaml_at_all_is_an_error_not_a_panic() {
+        for junk in ["", ":::", "[1,2", "primary: [", "\u{0}\u{1}"] {
+            assert!(Config::parse("t.yaml", junk).is_err(), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn line_of_walks_nested_keys_and_list_items() {
+        let y = "a:\n  b: 1\n  c:\n    - x: 1\n      y: 2\n    - x: 3\n      y: 4\nd: 5\n";
+        assert_eq!(line_of(y, "a.b"), Some(2));
+        assert_eq!(line_of(y, "a.c.0.y"), Some(5));
+        assert_eq!(line_of(y, "a.c.1.x"), Some(6));
+        assert_eq!(line_of(y, "a.c.1.y"), Some(7));
+        assert_eq!(line_of(y, "d"), Some(8));
+        assert_eq!(line_of(y, "a.zz"), None);
+    }
+}

@@ -1,0 +1,328 @@
+//! Named counters, written by one hot role each and read by the main lcore.
+//!
+//! Each counter has exactly one writer (the role that owns it), so an
+//! increment is a relaxed load and store — no locked read-modify-write on the
+//! data path. The main lcore reads them relaxed for the stats line and the
+//! summary; a reading may be a moment old, never torn (64-bit atomics).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use taphold_core::hold_ring::Confirm;
+use taphold_wire::classify::DropReason;
+use taphold_wire::WireError;
+
+#[derive(Default, Debug)]
+#[repr(transparent)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Single-writer increment.
+    #[inline(always)]
+    pub fn inc(&self) {
+        self.add(1)
+    }
+
+    #[inline(always)]
+    pub fn add(&self, n: u64) {
+        // Relaxed: a statistic; only this role writes it, the main lcore reads.
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    #[inline(always)]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Keeps each role's counters on their own cache lines.
+#[repr(align(64))]
+#[derive(Default)]
+pub struct Padded<T>(pub T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Something the summary can list as (name, value) pairs.
+pub trait Named {
+    fn each(&self, f: &mut dyn FnMut(&str, u64));
+}
+
+#[derive(Default)]
+pub struct IngressCounters {
+    pub rx_frames: Counter,
+    /// Messages accepted: launched on the backup link(s) and put in the hold ring.
+    pub accepted: Counter,
+    pub arp_replies: Counter,
+    /// Frames refused by the classifier, by reason (DropReason::index).
+    pub dropped: [Counter; DropReason::ALL.len()],
+    /// Frames that arrived in more than one mbuf segment (pool too small).
+    pub multi_segment: Counter,
+    /// Messages refused because no mbuf was free for the backup frame.
+    pub no_mbuf: Counter,
+    /// Polls where the hold ring had no room: we stopped pulling from P.
+    pub ring_full_polls: Counter,
+    /// Polls that waited for a backup link to accept earlier backup frames.
+    pub backup_link_busy_polls: Counter,
+    pub backup_frames_sent: Counter,
+    /// ARP replies dropped because the egress hand-off ring was full.
+    pub arp_reply_dropped: Counter,
+}
+
+impl Named for IngressCounters {
+    fn each(&self, f: &mut dyn FnMut(&str, u64)) {
+        f("rx_frames", self.rx_frames.get());
+        f("accepted", self.accepted.get());
+        f("arp_replies", self.arp_replies.get());
+        for r in DropReason::ALL {
+            f(
+                &format!("drop_{}", r.as_str()),
+                self.dropped[r.index()].get(),
+            );
+        }
+        f("drop_multi_segment", self.multi_segment.get());
+        f("drop_no_mbuf", self.no_mbuf.get());
+        f("ring_full_polls", self.ring_full_polls.get());
+        f("backup_link_busy_polls", self.backup_link_busy_polls.get());
+        f("backup_frames_sent", self.backup_frames_sent.get());
+        f("arp_reply_dropped", self.arp_reply_dropped.get());
+    }
+}
+
+impl IngressCounters {
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().map(Counter::get).sum::<u64>()
+            + self.multi_segment.get()
+            + self.no_mbuf.get()
+    }
+}
+
+/// Why a tap copy did not confirm anything, or that it did.
+#[derive(Default)]
+pub struct TapCounters {
+    pub rx_frames: Counter,
+    pub confirmed: Counter,
+    /// A second copy for a link that already confirmed that message.
+    pub duplicate: Counter,
+    /// A copy for a message already released (e.g. the slower link under `any`).
+    pub late: Counter,
+    pub stale: Counter,
+    pub future: Counter,
+    /// In flight, but not the bytes we launched (keyed digest differs).
+    pub digest_mismatch: Counter,
+    /// The frame's own digest field does not match its bytes: corrupted on
+    /// the way, or not made with our key.
+    pub corrupt: Counter,
+    /// Not a taphold PDU, or malformed (by wire error).
+    pub malformed: [Counter; WireErrorKind::COUNT],
+    /// Ethernet addresses or type are not those of our backup frames.
+    pub foreign: Counter,
+    /// Tap copies of our own heartbeats.
+    pub heartbeats: Counter,
+    /// Taphold PDUs that never travel our way on a tap (acks, confirmations).
+    pub unexpected_type: Counter,
+}
+
+impl TapCounters {
+    #[inline]
+    pub fn count_outcome(&self, c: Confirm) {
+        match c {
+            Confirm::Confirmed => self.confirmed.inc(),
+            Confirm::Duplicate => self.duplicate.inc(),
+            Confirm::Released => self.late.inc(),
+            Confirm::Stale => self.stale.inc(),
+            Confirm::Future => self.future.inc(),
+            Confirm::DigestMismatch => self.digest_mismatch.inc(),
+        }
+    }
+}
+
+impl Named for TapCounters {
+    fn each(&self, f: &mut dyn FnMut(&str, u64)) {
+        f("rx_frames", self.rx_frames.get());
+        f("confirmed", self.confirmed.get());
+        f("duplicate", self.duplicate.get());
+        f("late", self.late.get());
+        f("stale", self.stale.get());
+        f("future", self.future.get());
+        f("digest_mismatch", self.digest_mismatch.get());
+        f("corrupt", self.corrupt.get());
+        for (i, name) in WireErrorKind::NAMES.iter().enumerate() {
+            f(&format!("malformed_{name}"), self.malformed[i].get());
+        }
+        f("foreign", self.foreign.get());
+        f("heartbeats", self.heartbeats.get());
+        f("unexpected_type", self.unexpected_type.get());
+    }
+}
+
+/// Dense indexes for wire errors, for counter arrays.
+pub struct WireErrorKind;
+
+impl WireErrorKind {
+    pub const COUNT: usize = 9;
+    pub const NAMES: [&'static str; Self::COUNT] = [
+        "truncated",
+        "bad_magic",
+        "bad_version",
+        "unknown_type",
+        "bad_flags",
+        "bad_length",
+        "bad_digest",
+        "bad_checksum",
+        "other",
+    ];
+
+    #[inline]
+    pub fn index(e: WireError) -> usize {
+        match e {
+            WireError::Truncated => 0,
+            WireError::BadMagic => 1,
+            WireError::BadVersion => 2,
+            WireError::UnknownType => 3,
+            WireError::BadFlags => 4,
+            WireError::BadLength => 5,
+            WireError::BadDigest => 6,
+            WireError::BadChecksum => 7,
+            _ => 8,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct EgressCounters {
+    pub released: Counter,
+    pub release_tx_retries: Counter,
+    pub confirmations_sent: Counter,
+    pub confirm_tx_retries: Counter,
+    /// Confirmations not sent because no mbuf was free (the message itself
+    /// was released; the source will see it as unconfirmed and may resend).
+    pub confirm_no_mbuf: Counter,
+    pub arp_replies_sent: Counter,
+    /// Event records lost because the main lcore fell behind (telemetry only).
+    pub events_lost: Counter,
+    /// Messages whose confirmation took longer than confirm_timeout_us.
+    pub overdue: Counter,
+}
+
+impl Named for EgressCounters {
+    fn each(&self, f: &mut dyn FnMut(&str, u64)) {
+        f("released", self.released.get());
+        f("release_tx_retries", self.release_tx_retries.get());
+        f("confirmations_sent", self.confirmations_sent.get());
+        f("confirm_tx_retries", self.confirm_tx_retries.get());
+        f("confirm_no_mbuf", self.confirm_no_mbuf.get());
+        f("arp_replies_sent", self.arp_replies_sent.get());
+        f("events_lost", self.events_lost.get());
+        f("overdue", self.overdue.get());
+    }
+}
+
+#[derive(Default)]
+pub struct LinkRxCounters {
+    pub rx_frames: Counter,
+    pub acks: Counter,
+    pub heartbeats: Counter,
+    pub malformed: Counter,
+    pub foreign: Counter,
+    pub unexpected_type: Counter,
+    /// Highest cumulative ack seen from the backup node (not a counter: a level).
+    pub acked_seq: Counter,
+}
+
+impl Named for LinkRxCounters {
+    fn each(&self, f: &mut dyn FnMut(&str, u64)) {
+        f("rx_frames", self.rx_frames.get());
+        f("acks", self.acks.get());
+        f("heartbeats", self.heartbeats.get());
+        f("malformed", self.malformed.get());
+        f("foreign", self.foreign.get());
+        f("unexpected_type", self.unexpected_type.get());
+        f("acked_seq", self.acked_seq.get());
+    }
+}
+
+#[derive(Default)]
+pub struct TapModelCounters {
+    pub fibre_frames: Counter,
+    pub tap_copies: Counter,
+    pub tap_corrupted: Counter,
+    pub tap_cut: Counter,
+    /// Frames the model could not pass on (its own ring full, or no mbuf).
+    pub model_drops: Counter,
+    pub sink_frames: Counter,
+}
+
+impl Named for TapModelCounters {
+    fn each(&self, f: &mut dyn FnMut(&str, u64)) {
+        f("fibre_frames", self.fibre_frames.get());
+        f("tap_copies", self.tap_copies.get());
+        f("tap_corrupted", self.tap_corrupted.get());
+        f("tap_cut", self.tap_cut.get());
+        f("model_drops", self.model_drops.get());
+        f("sink_frames", self.sink_frames.get());
+    }
+}
+
+/// Every counter of the appliance, one block per role (per link where the
+/// role works per link).
+#[derive(Default)]
+pub struct Counters {
+    pub ingress: Padded<IngressCounters>,
+    pub tap: [Padded<TapCounters>; crate::config::MAX_LINKS],
+    pub egress: Padded<EgressCounters>,
+    pub link_rx: [Padded<LinkRxCounters>; crate::config::MAX_LINKS],
+    pub tap_model: Padded<TapModelCounters>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_wire_error_has_a_distinct_named_slot() {
+        let all = [
+            WireError::Truncated,
+            WireError::BadMagic,
+            WireError::BadVersion,
+            WireError::UnknownType,
+            WireError::BadFlags,
+            WireError::BadLength,
+            WireError::BadDigest,
+            WireError::BadChecksum,
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for e in all {
+            assert!(seen.insert(WireErrorKind::index(e)), "{e:?}");
+        }
+        assert_eq!(WireErrorKind::index(WireError::Malformed), 8);
+    }
+
+    #[test]
+    fn counter_names_are_unique_per_block() {
+        let c = Counters::default();
+        let mut names = Vec::new();
+        c.ingress.each(&mut |n, _| names.push(n.to_string()));
+        let before = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), before);
+        assert!(names.contains(&"drop_runt".to_string()));
+    }
+
+    #[test]
+    fn single_writer_increments_add_up() {
+        let c = Counter::default();
+        for _ in 0..1000 {
+            c.inc();
+        }
+        c.add(24);
+        assert_eq!(c.get(), 1024);
+    }
+}

@@ -1,0 +1,144 @@
+//! taphold — tap-confirmed forwarding on DPDK poll-mode lcores.
+//!
+//! `taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N]
+//! [--duration-ms N]`
+//!
+//! The main lcore builds everything from the config (pool, ports, hold ring,
+//! roles), launches the workers, then only watches: it drains the event ring
+//! into events.csv and the latency histograms, prints a stats line, and on
+//! SIGINT/SIGTERM (or when a replay has gone idle) stops the workers and
+//! accounts for every message still held.
+
+mod alloc_count;
+mod appliance;
+mod config;
+mod counters;
+mod report;
+mod roles;
+mod worker;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[global_allocator]
+static ALLOC: alloc_count::CountingAlloc = alloc_count::CountingAlloc;
+
+/// State every role and the main lcore share: counters and the quit flag.
+#[derive(Default)]
+pub struct Shared {
+    pub counters: counters::Counters,
+    pub quit: AtomicBool,
+}
+
+/// Set by SIGINT/SIGTERM; async-signal-safe (a single atomic store).
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+/// Command-line options after EAL's `--`.
+#[derive(Debug, Default, PartialEq)]
+pub struct Opts {
+    pub config: String,
+    pub out: Option<std::path::PathBuf>,
+    pub exit_when_idle_ms: Option<u64>,
+    pub duration_ms: Option<u64>,
+}
+
+const USAGE: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N] [--duration-ms N]";
+
+impl Opts {
+    pub fn parse(args: &[String]) -> Result<Opts, String> {
+        let mut o = Opts::default();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+            };
+            let number = |name: &str, v: String| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("{name}: `{v}` is not a number"))
+            };
+            match a.as_str() {
+                "--config" => o.config = value("--config")?,
+                "--out" => o.out = Some(value("--out")?.into()),
+                "--exit-when-idle-ms" => o.exit_when_idle_ms = Some(number(a, value(a)?)?),
+                "--duration-ms" => o.duration_ms = Some(number(a, value(a)?)?),
+                "-h" | "--help" => return Err(USAGE.to_string()),
+                other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+            }
+        }
+        if o.config.is_empty() {
+            return Err(format!("--config is required\n{USAGE}"));
+        }
+        Ok(o)
+    }
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let code = match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("taphold: {e}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run() -> Result<i32, String> {
+    let args: Vec<String> = std::env::args().collect();
+    // Validate the app arguments and config before EAL starts, when they are
+    // present after `--`: a typo should not cost a DPDK start-up.
+    if let Some(i) = args.iter().position(|a| a == "--") {
+        let opts = Opts::parse(&args[i + 1..])?;
+        config::Config::load(&opts.config).map_err(|e| e.to_string())?;
+    }
+    let (eal, app_args) = dpdk::Eal::init(&args).map_err(|e| e.to_string())?;
+    let opts = Opts::parse(&app_args)?;
+    let cfg = config::Config::load(&opts.config).map_err(|e| e.to_string())?;
+    // SAFETY: on_signal only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let app = appliance::Appliance::build(&eal, &cfg, &opts).map_err(|e| e.to_string())?;
+    app.run(&opts, &SIGNALLED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_options() {
+        let o = Opts::parse(&v("--config c.yaml --out /tmp/o --exit-when-idle-ms 300")).unwrap();
+        assert_eq!(o.config, "c.yaml");
+        assert_eq!(o.out.as_deref(), Some(std::path::Path::new("/tmp/o")));
+        assert_eq!(o.exit_when_idle_ms, Some(300));
+        assert_eq!(o.duration_ms, None);
+    }
+
+    #[test]
+    fn refuses_bad_options_with_a_reason() {
+        assert!(Opts::parse(&v("--out x"))
+            .unwrap_err()
+            .contains("--config is required"));
+        assert!(Opts::parse(&v("--config"))
+            .unwrap_err()
+            .contains("needs a value"));
+        assert!(Opts::parse(&v("--config c --bogus"))
+            .unwrap_err()
+            .contains("--bogus"));
+        assert!(Opts::parse(&v("--config c --duration-ms soon"))
+            .unwrap_err()
+            .contains("not a number"));
+    }
+}

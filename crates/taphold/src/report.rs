@@ -1,0 +1,237 @@
+//! What the main lcore makes of the run: events.csv (one line per message),
+//! held.pcap (messages still held at shutdown), latency histograms, the
+//! periodic stats line and summary.json. All of it off the hot path: the
+//! roles only bump counters and push fixed-size event records.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dpdk::{Clock, Mempool, Port};
+use hdrhistogram::Histogram;
+use serde_json::{json, Map, Value};
+use taphold_core::event::{MessageEvent, MessageStatus};
+use taphold_core::spsc::SpscConsumer;
+
+use crate::config::Config;
+use crate::counters::Named;
+use crate::{alloc_count, Shared};
+
+pub struct Report {
+    out: Option<PathBuf>,
+    events_csv: Option<BufWriter<File>>,
+    held_pcap: Option<BufWriter<File>>,
+    hold: Histogram<u64>,
+    tap_rtt: Histogram<u64>,
+    events: u64,
+    /// Messages whose timestamps broke release >= tap >= backup_tx: must stay 0.
+    order_violations: u64,
+    unprotected: u64,
+    _clock: Clock,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 ns .. 100 s at 3 significant digits; allocated once, here.
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("static bounds")
+}
+
+impl Report {
+    pub fn new(out: Option<&Path>, clock: Clock) -> std::io::Result<Report> {
+        let mut events_csv = None;
+        if let Some(dir) = out {
+            std::fs::create_dir_all(dir)?;
+            let mut w = BufWriter::new(File::create(dir.join("events.csv"))?);
+            writeln!(w, "{}", MessageEvent::CSV_HEADER)?;
+            events_csv = Some(w);
+        }
+        Ok(Report {
+            out: out.map(Path::to_path_buf),
+            events_csv,
+            held_pcap: None,
+            hold: histogram(),
+            tap_rtt: histogram(),
+            events: 0,
+            order_violations: 0,
+            unprotected: 0,
+            _clock: clock,
+        })
+    }
+
+    fn record(&mut self, ev: &MessageEvent) {
+        self.events += 1;
+        if let Some(w) = &mut self.events_csv {
+            if let Err(e) = ev.write_csv_line(w) {
+                log::error!("events.csv: {e}; no more event lines will be written");
+                self.events_csv = None;
+            }
+        }
+        if ev.status == MessageStatus::Released {
+            if !(ev.release_ns >= ev.tap_ns
+                && ev.tap_ns >= ev.backup_tx_ns
+                && ev.backup_tx_ns >= ev.rx_ns)
+            {
+                self.order_violations += 1;
+            }
+            let _ = self
+                .hold
+                .record(ev.release_ns.saturating_sub(ev.rx_ns).max(1));
+            let _ = self
+                .tap_rtt
+                .record(ev.tap_ns.saturating_sub(ev.backup_tx_ns).max(1));
+        }
+        if ev.status == MessageStatus::ReleasedUnprotected {
+            self.unprotected += 1;
+        }
+    }
+
+    /// Takes every event record egress has published so far.
+    pub fn drain_events(&mut self, rx: &mut SpscConsumer<MessageEvent>) {
+        while let Some(ev) = rx.pop() {
+            self.record(&ev);
+        }
+    }
+
+    /// A message still held when the workers stopped: its event line, and its
+    /// frame appended to held.pcap so nothing accepted vanishes.
+    pub fn held_at_shutdown(&mut self, ev: MessageEvent, frame: &[u8]) {
+        self.record(&ev);
+        let Some(dir) = &self.out else { return };
+        if self.held_pcap.is_none() {
+            match File::create(dir.join("held.pcap")).map(BufWriter::new) {
+                Ok(mut w) => {
+                    // Classic pcap header: microseconds, Ethernet, snaplen 65535.
+                    let mut h = Vec::with_capacity(24);
+                    h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+                    h.extend_from_slice(&2u16.to_le_bytes());
+                    h.extend_from_slice(&4u16.to_le_bytes());
+                    h.extend_from_slice(&[0; 8]);
+                    h.extend_from_slice(&65535u32.to_le_bytes());
+                    h.extend_from_slice(&1u32.to_le_bytes());
+                    if w.write_all(&h).is_ok() {
+                        self.held_pcap = Some(w);
+                    }
+                }
+                Err(e) => log::error!("held.pcap: {e}"),
+            }
+        }
+        if let Some(w) = &mut self.held_pcap {
+            let us = ev.rx_ns / 1000;
+            let mut rec = Vec::with_capacity(16 + frame.len());
+            rec.extend_from_slice(&((us / 1_000_000) as u32).to_le_bytes());
+            rec.extend_from_slice(&((us % 1_000_000) as u32).to_le_bytes());
+            rec.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            rec.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            rec.extend_from_slice(frame);
+            if let Err(e) = w.write_all(&rec) {
+                log::error!("held.pcap: {e}");
+            }
+        }
+    }
+
+    pub fn stats_line(&self, s: &Shared, elapsed: Duration) -> String {
+        let c = &s.counters;
+        let accepted = c.ingress.accepted.get();
+        let released = c.egress.released.get();
+        let confirmed: u64 = c.tap.iter().map(|t| t.confirmed.get()).sum();
+        format!(
+            "t={:.1}s rx={} accepted={} released={} held={} confirmed={} dropped={} ring_full_polls={} tap_rtt_p50={}ns hold_p50={}ns hold_p99={}ns",
+            elapsed.as_secs_f64(),
+            c.ingress.rx_frames.get(),
+            accepted,
+            released,
+            accepted.saturating_sub(released),
+            confirmed,
+            c.ingress.dropped_total(),
+            c.ingress.ring_full_polls.get(),
+            self.tap_rtt.value_at_quantile(0.5),
+            self.hold.value_at_quantile(0.5),
+            self.hold.value_at_quantile(0.99),
+        )
+    }
+
+    /// Writes summary.json (when there is an output directory) and returns it.
+    pub fn finish(
+        mut self,
+        s: &Shared,
+        ports: &BTreeMap<String, std::sync::Arc<Port>>,
+        cfg: &Config,
+        held_at_shutdown: u64,
+        stopped_by: &str,
+        pool: &Mempool,
+    ) -> std::io::Result<String> {
+        if let Some(w) = &mut self.events_csv {
+            w.flush()?;
+        }
+        if let Some(w) = &mut self.held_pcap {
+            w.flush()?;
+        }
+        let c = &s.counters;
+        let block = |n: &dyn Named| {
+            let mut m = Map::new();
+            n.each(&mut |k, v| {
+                m.insert(k.to_string(), json!(v));
+            });
+            Value::Object(m)
+        };
+        let mut taps = Map::new();
+        let mut link_rx = Map::new();
+        for (i, l) in cfg.backup_links.iter().enumerate() {
+            taps.insert(l.name.clone(), block(&*c.tap[i]));
+            link_rx.insert(l.name.clone(), block(&*c.link_rx[i]));
+        }
+        let mut port_stats = Map::new();
+        for (name, p) in ports {
+            if let Ok(st) = p.stats() {
+                port_stats.insert(
+                    name.clone(),
+                    json!({
+                        "ipackets": st.ipackets, "opackets": st.opackets,
+                        "ibytes": st.ibytes, "obytes": st.obytes,
+                        "imissed": st.imissed, "ierrors": st.ierrors,
+                        "oerrors": st.oerrors, "rx_nombuf": st.rx_nombuf,
+                    }),
+                );
+            }
+        }
+        let pct = |h: &Histogram<u64>| {
+            json!({
+                "count": h.len(),
+                "p50": h.value_at_quantile(0.5),
+                "p99": h.value_at_quantile(0.99),
+                "p999": h.value_at_quantile(0.999),
+                "max": h.max(),
+            })
+        };
+        let accepted = c.ingress.accepted.get();
+        let released = c.egress.released.get();
+        let summary = json!({
+            "stopped_by": stopped_by,
+            "messages": {
+                "accepted": accepted,
+                "released": released,
+                "held_at_shutdown": held_at_shutdown,
+                "unaccounted": accepted as i128 - released as i128 - held_at_shutdown as i128,
+                "released_unprotected": self.unprotected,
+                "confirmations_sent": c.egress.confirmations_sent.get(),
+                "dropped": c.ingress.dropped_total(),
+            },
+            "ingress": block(&*c.ingress),
+            "tap": taps,
+            "egress": block(&*c.egress),
+            "link_rx": link_rx,
+            "tap_model": block(&*c.tap_model),
+            "ports": port_stats,
+            "latency_ns": { "hold": pct(&self.hold), "tap_rtt": pct(&self.tap_rtt) },
+            "events": { "recorded": self.events, "order_violations": self.order_violations },
+            "hot_path_allocations": alloc_count::hot_allocations(),
+            "mempool": { "in_use_at_exit": pool.in_use() },
+        });
+        let text = serde_json::to_string_pretty(&summary).expect("json");
+        if let Some(dir) = &self.out {
+            std::fs::write(dir.join("summary.json"), format!("{text}\n"))?;
+        }
+        Ok(text)
+    }
+}

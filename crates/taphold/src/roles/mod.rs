@@ -1,0 +1,68 @@
+//! The lcore roles: short `poll` functions over one burst, composed onto
+//! lcores by the config's role map (all of them on one worker is what a
+//! 2-core machine runs).
+//!
+//! ```text
+//!  P rx ─► ingress ─► backup frame ─► Bk tx ══ fibre ══► backup node
+//!             │                         ╽ passive tap
+//!             ▼ hold ring ◄── confirm ── tap-rx ◄── Tk rx
+//!           egress ─► P tx (destination), then P tx (confirmation to source)
+//!  Bk rx ─► link-rx (acks, heartbeats: health, not gate)
+//! ```
+//!
+//! A role owns every queue it polls or transmits on, so no queue is ever
+//! touched by two lcores: P rx belongs to ingress, every P tx queue to egress
+//! (ingress hands its ARP replies over), Bk tx to ingress, Bk rx to link-rx,
+//! Tk rx to tap-rx.
+
+pub mod egress;
+pub mod ingress;
+pub mod link_rx;
+pub mod tap_model;
+pub mod tap_rx;
+
+use taphold_wire::classify::MessageMeta;
+
+/// Frames taken from a port per poll, as in DPDK's examples.
+pub const BURST: usize = 32;
+
+/// What the hold ring holds for each accepted message: the original frame,
+/// untouched (zero copy), and where its payload is.
+pub struct HeldMessage {
+    pub mbuf: dpdk::Mbuf,
+    pub meta: MessageMeta,
+}
+
+/// One role, as the worker loop sees it. Built once per lcore and kept in a
+/// Vec there: inline (not boxed) so a role's state is one contiguous block.
+#[allow(clippy::large_enum_variant)]
+pub enum Role {
+    Ingress(ingress::Ingress),
+    TapRx(tap_rx::TapRx),
+    Egress(egress::Egress),
+    LinkRx(link_rx::LinkRx),
+    TapModel(tap_model::TapModel),
+}
+
+impl Role {
+    /// One poll; returns how much work it did (0 = idle).
+    #[inline]
+    pub fn poll(&mut self) -> usize {
+        match self {
+            Role::Ingress(r) => r.poll(),
+            Role::TapRx(r) => r.poll(),
+            Role::Egress(r) => r.poll(),
+            Role::LinkRx(r) => r.poll(),
+            Role::TapModel(r) => r.poll(),
+        }
+    }
+
+    /// Called once after the quit flag, before the lcore returns: hand back
+    /// what must outlive the loop (the hold ring's consumer, for accounting).
+    pub fn finish(self) -> Option<egress::Egress> {
+        match self {
+            Role::Egress(e) => Some(e),
+            _ => None,
+        }
+    }
+}

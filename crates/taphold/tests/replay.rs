@@ -1,0 +1,495 @@
+//! End to end, through the real binary: captures replayed into the primary
+//! port with net_pcap, the backup link and tap modelled by in-process ring
+//! ports, everything that leaves every port recorded and checked.
+//!
+//! The runs are serialised (one DPDK process at a time): on a 2-core machine
+//! every run's worker lcore shares core 1.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use dpdk::testing::pcap;
+use serde_json::Value;
+use taphold_wire::classify::{classify, Classified, PrimaryAddr};
+use taphold_wire::digest::DigestKey;
+use taphold_wire::ethernet::EthernetAddress;
+use taphold_wire::taphold::{BackupRepr, ConfirmRepr, Content, MsgType, Packet};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+const KEY: &str = "5461706f6c642d64656d6f2d6b657931";
+const APPLIANCE: PrimaryAddr = PrimaryAddr {
+    mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+    ip: [198, 51, 100, 1],
+    udp_port: 9000,
+    max_payload: 8900,
+};
+const DESTINATION: PrimaryAddr = PrimaryAddr {
+    mac: EthernetAddress([2, 0, 0, 0, 0, 2]),
+    ip: [203, 0, 113, 10],
+    udp_port: 9100,
+    max_payload: 9000,
+};
+
+struct Run {
+    out: PathBuf,
+    status: std::process::ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn summary(&self) -> Value {
+        let text = std::fs::read_to_string(self.out.join("summary.json")).unwrap_or_else(|e| {
+            panic!(
+                "summary.json: {e}\nstdout:\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        });
+        serde_json::from_str(&text).unwrap()
+    }
+    fn pcap(&self, name: &str) -> Vec<Vec<u8>> {
+        let p = self.out.join(name);
+        if !p.exists() {
+            return Vec::new();
+        }
+        pcap::read(&p).unwrap()
+    }
+    fn events(&self) -> Vec<Vec<String>> {
+        let text = std::fs::read_to_string(self.out.join("events.csv")).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("seq,stream,rx_ns,backup_tx_ns,tap_ns,release_ns,status")
+        );
+        lines
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect()
+    }
+}
+
+/// Replays `input` with the default config edited by `edit`.
+fn replay(tag: &str, input: &str, edit: impl Fn(String) -> String) -> Run {
+    let root = repo();
+    let out = std::env::temp_dir().join(format!("taphold-e2e-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let config = out.join("config.yaml");
+    let text = std::fs::read_to_string(root.join("config/default.yaml")).unwrap();
+    std::fs::write(&config, edit(text)).unwrap();
+    let o = Command::new(root.join("scripts/replay.sh"))
+        .arg(root.join("test-pcaps").join(input))
+        .arg(&out)
+        .env("TAPHOLD_BIN", env!("CARGO_BIN_EXE_taphold"))
+        .env("TAPHOLD_CONFIG", &config)
+        .env("TAPHOLD_IDLE_MS", "400")
+        .output()
+        .unwrap();
+    Run {
+        out,
+        status: o.status,
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Payloads of the valid messages in a capture, in order.
+fn message_payloads(frames: &[Vec<u8>], to: &PrimaryAddr) -> Vec<Vec<u8>> {
+    frames
+        .iter()
+        .filter_map(|f| match classify(f, to) {
+            Classified::Message(m) => {
+                Some(f[m.payload_off as usize..][..m.payload_len as usize].to_vec())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn input(name: &str) -> Vec<Vec<u8>> {
+    pcap::read(&repo().join("test-pcaps").join(name)).unwrap()
+}
+
+fn expected(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(repo().join("test-pcaps").join(name)).unwrap())
+        .unwrap()
+}
+
+fn n(v: &Value, path: &str) -> u64 {
+    let mut cur = v;
+    for p in path.split('.') {
+        cur = &cur[p];
+    }
+    cur.as_u64()
+        .unwrap_or_else(|| panic!("{path} missing in {v:#}"))
+}
+
+fn key() -> DigestKey {
+    DigestKey::from_hex(KEY).unwrap()
+}
+
+/// Everything a clean run must show whatever the input: all accepted
+/// messages accounted, no hot-path allocation, no leaked mbuf.
+fn assert_clean(r: &Run) -> Value {
+    assert!(
+        r.status.success(),
+        "taphold failed: {}\n{}\n{}",
+        r.status,
+        r.stdout,
+        r.stderr
+    );
+    let s = r.summary();
+    assert_eq!(s["messages"]["unaccounted"].as_i64(), Some(0), "{s:#}");
+    assert_eq!(n(&s, "hot_path_allocations"), 0, "the hot path allocated");
+    assert_eq!(n(&s, "mempool.in_use_at_exit"), 0, "mbufs leaked");
+    assert_eq!(n(&s, "events.order_violations"), 0);
+    s
+}
+
+#[test]
+fn every_message_reaches_the_destination_once_in_order_after_its_tap_copy() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = replay("mixed", "mixed.pcap", |c| c);
+    let s = assert_clean(&r);
+    let exp = expected("mixed.expected.json");
+    let want = message_payloads(&input("mixed.pcap"), &APPLIANCE);
+    assert_eq!(want.len() as u64, n(&exp, "messages"));
+
+    // Destination: exactly the messages, once each, in order, payload
+    // identical, rewritten with valid IPv4 and UDP checksums (classify checks both).
+    let dest = r.pcap("destination.pcap");
+    assert_eq!(message_payloads(&dest, &DESTINATION), want);
+    assert_eq!(
+        dest.len(),
+        want.len(),
+        "nothing else left toward the destination"
+    );
+    for f in &dest {
+        assert_eq!(&f[6..12], &APPLIANCE.mac.0, "source MAC is the appliance's");
+        assert_eq!(&f[26..30], &APPLIANCE.ip, "source IP is the appliance's");
+    }
+
+    // Backup link: one backup frame per message, digest valid, content = payload, seq 1..n.
+    let backup = r.pcap("backup.pcap");
+    assert_eq!(backup.len(), want.len());
+    for (i, f) in backup.iter().enumerate() {
+        let p = Packet::new_checked(&f[14..]).unwrap();
+        assert_eq!(p.msg_type(), MsgType::Backup);
+        let b = BackupRepr::parse(&p, &key()).unwrap();
+        assert_eq!(b.seq, i as u64 + 1);
+        assert_eq!(b.content, Content::Full(&want[i][..]));
+    }
+
+    // Events: one per message, release >= tap >= backup launch >= rx.
+    let ev = r.events();
+    assert_eq!(ev.len(), want.len());
+    for (i, e) in ev.iter().enumerate() {
+        let t: Vec<u64> = e[2..6].iter().map(|x| x.parse().unwrap()).collect();
+        assert_eq!(e[0], (i + 1).to_string(), "events in release order");
+        assert!(
+            t[3] >= t[2] && t[2] >= t[1] && t[1] >= t[0] && t[2] > 0,
+            "event {e:?}"
+        );
+        assert_eq!(e[6], "released");
+    }
+
+    // Source: a confirmation per message, in order, echoing its first 16
+    // bytes; and a reply per ARP request for our address.
+    let src = r.pcap("source.pcap");
+    let mut confirms = Vec::new();
+    let mut arp_replies = 0;
+    for f in &src {
+        if f[12..14] == [0x08, 0x06] {
+            assert_eq!(&f[20..22], &[0, 2], "ARP reply opcode");
+            assert_eq!(&f[22..28], &APPLIANCE.mac.0, "sender is us");
+            arp_replies += 1;
+            continue;
+        }
+        let dst = PrimaryAddr {
+            mac: EthernetAddress(f[0..6].try_into().unwrap()),
+            ip: f[30..34].try_into().unwrap(),
+            udp_port: u16::from_be_bytes([f[36], f[37]]),
+            max_payload: 9000,
+        };
+        let Classified::Message(m) = classify(f, &dst) else {
+            panic!("confirmation is not a valid UDP datagram")
+        };
+        let p = Packet::new_checked(&f[m.payload_off as usize..]).unwrap();
+        confirms.push(ConfirmRepr::parse(&p, &key()).unwrap());
+    }
+    assert_eq!(arp_replies, n(&exp, "arp_request"));
+    assert_eq!(confirms.len(), want.len());
+    for (i, c) in confirms.iter().enumerate() {
+        assert_eq!(c.seq, i as u64 + 1);
+        let k = want[i].len().min(16);
+        assert_eq!(&c.echo[..k], &want[i][..k]);
+        assert_eq!(c.payload_len as usize, want[i].len());
+    }
+
+    // Every junk frame counted under its reason.
+    for (reason, count) in exp.as_object().unwrap() {
+        if reason == "messages" || reason == "arp_request" {
+            continue;
+        }
+        assert_eq!(
+            n(&s, &format!("ingress.drop_{reason}")),
+            count.as_u64().unwrap(),
+            "drop reason {reason}"
+        );
+    }
+    assert_eq!(n(&s, "messages.accepted"), want.len() as u64);
+    assert_eq!(n(&s, "messages.released"), want.len() as u64);
+    assert_eq!(n(&s, "tap.b1.confirmed"), want.len() as u64);
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn the_same_input_gives_the_same_destination_payloads_every_run() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let want = message_payloads(&input("orders.pcap"), &APPLIANCE);
+    assert_eq!(
+        want.len() as u64,
+        n(&expected("orders.expected.json"), "messages")
+    );
+    let mut runs = Vec::new();
+    for i in 0..2 {
+        let r = replay(&format!("orders{i}"), "orders.pcap", |c| c);
+        assert_clean(&r);
+        runs.push(message_payloads(&r.pcap("destination.pcap"), &DESTINATION));
+        let _ = std::fs::remove_dir_all(&r.out);
+    }
+    assert_eq!(
+        runs[0], want,
+        "jumbo and small messages all delivered, in order"
+    );
+    assert_eq!(runs[0], runs[1]);
+}
+
+#[test]
+fn with_the_tap_cut_nothing_is_released_and_every_message_is_accounted() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = replay("cut", "mixed.pcap", |c| {
+        c.replace("tap: mirror", "tap: cut")
+    });
+    let s = assert_clean(&r);
+    let inp = input("mixed.pcap");
+    let want = message_payloads(&inp, &APPLIANCE);
+    assert_eq!(
+        r.pcap("destination.pcap").len(),
+        0,
+        "nothing may leave without a tap copy"
+    );
+    assert_eq!(n(&s, "messages.accepted"), want.len() as u64);
+    assert_eq!(n(&s, "messages.released"), 0);
+    assert_eq!(n(&s, "messages.held_at_shutdown"), want.len() as u64);
+    assert_eq!(
+        n(&s, "egress.confirmations_sent"),
+        0,
+        "no confirmation without release"
+    );
+    assert_eq!(n(&s, "tap.b1.confirmed"), 0);
+    // The backup frames were still launched.
+    assert_eq!(r.pcap("backup.pcap").len(), want.len());
+    // Held messages are written out, originals untouched, in order.
+    let held = r.pcap("held.pcap");
+    assert_eq!(message_payloads(&held, &APPLIANCE), want);
+    let ev = r.events();
+    assert_eq!(ev.len(), want.len());
+    assert!(ev.iter().all(|e| e[6] == "held_at_shutdown" && e[4] == "0"));
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn corrupted_tap_copies_never_confirm_and_are_counted() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = replay("corrupt", "mixed.pcap", |c| {
+        c.replace("tap: mirror", "tap: corrupt")
+    });
+    let s = assert_clean(&r);
+    let want = n(&expected("mixed.expected.json"), "messages");
+    assert_eq!(r.pcap("destination.pcap").len(), 0);
+    assert_eq!(n(&s, "messages.released"), 0);
+    assert_eq!(n(&s, "messages.held_at_shutdown"), want);
+    assert_eq!(
+        n(&s, "tap.b1.corrupt"),
+        want,
+        "each corrupted copy is counted as corrupt"
+    );
+    assert_eq!(n(&s, "tap.b1.confirmed"), 0);
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn junk_is_counted_by_reason_and_never_forwarded() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = replay("junk", "junk.pcap", |c| c);
+    let s = assert_clean(&r);
+    let exp = expected("junk.expected.json");
+    assert_eq!(r.pcap("destination.pcap").len(), 0);
+    assert_eq!(r.pcap("backup.pcap").len(), 0);
+    assert_eq!(n(&s, "messages.accepted"), 0);
+    let mut total = 0;
+    for (reason, count) in exp.as_object().unwrap() {
+        if reason == "messages" || reason == "arp_request" {
+            continue;
+        }
+        total += count.as_u64().unwrap();
+        assert_eq!(
+            n(&s, &format!("ingress.drop_{reason}")),
+            count.as_u64().unwrap(),
+            "drop reason {reason}"
+        );
+    }
+    assert_eq!(n(&s, "messages.dropped"), total);
+    assert_eq!(n(&s, "ingress.rx_frames"), total + n(&exp, "arp_request"));
+    assert_eq!(n(&s, "ingress.arp_replies"), n(&exp, "arp_request"));
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn a_full_hold_ring_applies_backpressure_and_loses_nothing() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = replay("ring8", "orders.pcap", |c| {
+        c.replace("capacity: 4096", "capacity: 8")
+    });
+    let s = assert_clean(&r);
+    let want = message_payloads(&input("orders.pcap"), &APPLIANCE);
+    assert_eq!(
+        message_payloads(&r.pcap("destination.pcap"), &DESTINATION),
+        want
+    );
+    assert!(
+        n(&s, "ingress.ring_full_polls") > 0,
+        "an 8-slot ring must fill: {s:#}"
+    );
+    assert_eq!(n(&s, "ingress.drop_no_mbuf"), 0);
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn digest_only_backup_content_protects_just_the_same() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = replay("digest", "mixed.pcap", |c| {
+        c.replace("content: full", "content: digest")
+    });
+    assert_clean(&r);
+    let want = message_payloads(&input("mixed.pcap"), &APPLIANCE);
+    assert_eq!(
+        message_payloads(&r.pcap("destination.pcap"), &DESTINATION),
+        want
+    );
+    let backup = r.pcap("backup.pcap");
+    assert_eq!(backup.len(), want.len());
+    for (i, f) in backup.iter().enumerate() {
+        let b = BackupRepr::parse(&Packet::new_checked(&f[14..]).unwrap(), &key()).unwrap();
+        assert_eq!(b.content, Content::Digest(key().digest(&want[i])));
+        assert_eq!(b.payload_len as usize, want[i].len());
+    }
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_accounts_for_held_messages() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let root = repo();
+    let out = std::env::temp_dir().join(format!("taphold-e2e-sigterm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let config = out.join("config.yaml");
+    let text = std::fs::read_to_string(root.join("config/default.yaml")).unwrap();
+    std::fs::write(&config, text.replace("tap: mirror", "tap: cut")).unwrap();
+    let inp = root.join("test-pcaps/mixed.pcap");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_taphold"))
+        .args([
+            "--no-huge",
+            "-m",
+            "1024",
+            "--no-pci",
+            "-l",
+            "0,1",
+            "--log-level",
+            "*:warning",
+        ])
+        .arg(format!("--file-prefix=taphold-sig-{}", std::process::id()))
+        .arg("--vdev")
+        .arg(format!(
+            "net_pcap0,rx_pcap={},tx_pcap={},tx_pcap={}",
+            inp.display(),
+            out.join("destination.pcap").display(),
+            out.join("source.pcap").display()
+        ))
+        .arg("--vdev")
+        .arg(format!(
+            "net_pcap1,tx_pcap={}",
+            out.join("backup.pcap").display()
+        ))
+        .args(["--", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until every backup frame has been launched, then signal.
+    let want = n(&expected("mixed.expected.json"), "messages") as usize;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while pcap::read(&out.join("backup.pcap"))
+        .map(|v| v.len())
+        .unwrap_or(0)
+        < want
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backup frames never all launched"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["stopped_by"], "signal");
+    assert_eq!(n(&s, "messages.held_at_shutdown"), want as u64);
+    assert_eq!(s["messages"]["unaccounted"].as_i64(), Some(0));
+    assert_eq!(n(&s, "mempool.in_use_at_exit"), 0);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_bad_config_is_refused_naming_field_and_line() {
+    let out = std::env::temp_dir().join(format!("taphold-e2e-badcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let config = out.join("config.yaml");
+    let text = std::fs::read_to_string(repo().join("config/default.yaml")).unwrap();
+    std::fs::write(&config, text.replace("udp_port: 9000", "udp_port: 90000")).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.contains("udp_port: 9000"))
+        .unwrap()
+        + 1;
+    let o = Command::new(env!("CARGO_BIN_EXE_taphold"))
+        .args(["--no-huge", "-m", "64", "--no-pci", "--", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("primary.udp_port") && err.contains(&format!(":{line}:")),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
