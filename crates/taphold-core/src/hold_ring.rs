@@ -568,6 +568,33 @@ impl<T> Consumer<T> {
                 .then_some((seq, (state & LINK_BITS) as u8))
         })
     }
+
+    /// The message `seq` while it is still held, with its confirmation bits: for failover,
+    /// which re-launches held messages on another backup link without releasing them.
+    ///
+    /// Takes `&mut self` so the reference cannot outlive or overlap a release, and so only
+    /// the one egress thread ever sees a payload in place (`T` need not be `Sync`).
+    #[cfg(not(loom))]
+    pub fn peek(&mut self, seq: u64) -> Option<(u8, &T)> {
+        // Acquire: pairs with ingress's Release store of `tail`.
+        let tail = self.ring.tail.load(Ordering::Acquire);
+        if seq < self.head || seq >= tail {
+            return None;
+        }
+        let slot = self.ring.slot(seq);
+        // Acquire: pairs with ingress's Release store of `state`, which published the payload.
+        let state = slot.state.load(Ordering::Acquire);
+        if word_seq(state) != seq || state & OCCUPIED == 0 {
+            return None;
+        }
+        slot.payload.with_mut(|p| {
+            // SAFETY: OCCUPIED with this seq means ingress wrote the payload before publishing
+            // the state we acquired; only egress (us, through &mut self) takes payloads out and
+            // ingress cannot reuse the slot until our head passes `seq`, which needs &mut self
+            // again. So a shared reference for the borrow of self is sound.
+            Some(((state & LINK_BITS) as u8, unsafe { (*p).assume_init_ref() }))
+        })
+    }
 }
 
 #[cfg(all(test, not(loom)))]

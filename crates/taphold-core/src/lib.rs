@@ -11,6 +11,10 @@
 //! - [`spsc`]: a fixed single-producer/single-consumer ring that hands per-message event
 //!   records from egress to the main lcore.
 //! - [`event`]: the per-message event record and its `events.csv` line.
+//! - [`health`]: the per-backup-link health state machine (Up → Degraded → Down → Up) over
+//!   acks, peer heartbeats and tap copies, run by the control lcore.
+//! - [`latency`]: windowed latency histograms that alert when a window's percentile departs
+//!   from the baseline, run by the control lcore.
 //!
 //! Every hot-path operation here is allocation-free, lock-free and syscall-free; memory is
 //! allocated once at construction. Under `--cfg loom` the atomics and cells come from loom
@@ -19,7 +23,9 @@
 #![warn(missing_docs)]
 
 pub mod event;
+pub mod health;
 pub mod hold_ring;
+pub mod latency;
 pub mod policy;
 pub mod spsc;
 
@@ -28,7 +34,11 @@ mod sync;
 use core::fmt;
 
 pub use event::{MessageEvent, MessageStatus};
+pub use health::{Check, HealthConfig, LinkHealth, LinkObservation, LinkState, Transition};
 pub use hold_ring::{Confirm, Confirmer, Consumer, Head, HoldRing, Producer, Released};
+pub use latency::{
+    Alert, Direction, LatencyMonitor, MonitorConfig, MonitorConfigError, WindowSummary,
+};
 pub use policy::{PolicyCheck, PolicyError, PolicySpec, ReleasePolicy};
 pub use spsc::{Spsc, SpscConsumer, SpscProducer};
 

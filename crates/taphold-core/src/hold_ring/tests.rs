@@ -537,3 +537,20 @@ fn threaded_stress() {
     assert_eq!(tap_rx.join().unwrap(), N);
     assert!(e.release().is_none());
 }
+
+#[test]
+fn peek_sees_held_messages_only_and_never_releases() {
+    let (mut p, c, mut e) = HoldRing::<u32>::new(4).unwrap();
+    assert!(e.peek(1).is_none(), "nothing launched");
+    for v in [10, 20, 30] {
+        p.push(v, v as u64, 0).unwrap();
+    }
+    assert_eq!(c.confirm(1, 2, 20, 5), Confirm::Confirmed);
+    assert_eq!(e.peek(1), Some((0, &10)));
+    assert_eq!(e.peek(2), Some((0b10, &20)));
+    assert_eq!(e.peek(4), None, "future");
+    assert_eq!(e.held(), 3, "peeking releases nothing");
+    assert_eq!(e.release().unwrap().item, 10);
+    assert_eq!(e.peek(1), None, "released");
+    assert_eq!(e.peek(3), Some((0, &30)));
+}
