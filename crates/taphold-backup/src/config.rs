@@ -1,0 +1,444 @@
+//! The backup node's configuration: one YAML file, read once at start-up.
+//!
+//! Unknown fields are errors, and every error names the field and the line it is on
+//! (the same rules, and the same error mapping, as the appliance's `config.rs`).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use taphold_journal::{FsyncPolicy, JournalConfig};
+use taphold_wire::digest::DigestKey;
+use taphold_wire::ethernet::EthernetAddress;
+use taphold_wire::taphold::MAX_LINKS;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// DPDK device name of the backup link (net_pcap0, net_af_packet0, 0000:3b:00.0).
+    pub port: String,
+    /// Our MAC on the link: destination of the backup frames, source of what we send.
+    pub mac: Mac,
+    /// The appliance's MAC on this link.
+    pub peer_mac: Mac,
+    /// The index the appliance gives this link (0..=3); our heartbeats and acks carry it.
+    pub link: u8,
+    /// The stream we journal; backup frames of another stream are refused.
+    pub stream: u32,
+    /// 32 hex digits: the same key as the appliance's.
+    pub digest_key: Hex128,
+    pub journal: JournalSection,
+    #[serde(default = "default_heartbeat_period_us")]
+    pub heartbeat_period_us: u64,
+    #[serde(default)]
+    pub idle: IdlePolicy,
+    #[serde(default)]
+    pub mempool: MempoolConfig,
+    #[serde(default = "default_interval_ms")]
+    pub stats_interval_ms: u64,
+    /// How often the journal is trimmed below the watermark.
+    #[serde(default = "default_interval_ms")]
+    pub trim_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSection {
+    pub dir: PathBuf,
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
+    /// Sync once this many records are unsynced (checked after each burst). `null`: off.
+    #[serde(default = "default_fsync_every_records")]
+    pub fsync_every_records: Option<u32>,
+    /// Sync once this long has passed since the last sync. `null` (default): off.
+    #[serde(default)]
+    pub fsync_every_us: Option<u64>,
+    /// The first seq of the stream (a node that joins late starts higher).
+    #[serde(default = "one")]
+    pub first_seq: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MempoolConfig {
+    pub mbufs: u32,
+    pub cache: u32,
+    /// Bytes per mbuf including DPDK's 128-byte headroom; a backup frame must fit one.
+    pub data_room: u16,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            mbufs: 4095,
+            cache: 256,
+            data_room: 10240,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdlePolicy {
+    /// Busy-poll: production, a core of its own.
+    Spin,
+    /// Sleep briefly after a run of empty polls: tests, shared machines.
+    #[default]
+    Backoff,
+}
+
+fn default_heartbeat_period_us() -> u64 {
+    10_000
+}
+fn default_interval_ms() -> u64 {
+    1000
+}
+fn default_segment_bytes() -> u64 {
+    64 << 20
+}
+fn default_fsync_every_records() -> Option<u32> {
+    Some(1)
+}
+fn one() -> u64 {
+    1
+}
+
+/// A MAC address field (`02:00:00:00:00:01`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mac(pub EthernetAddress);
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        EthernetAddress::from_str(&s).map(Mac).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"
+            ))
+        })
+    }
+}
+
+/// The digest key field.
+#[derive(Debug, Clone)]
+pub struct Hex128(pub DigestKey);
+
+impl<'de> Deserialize<'de> for Hex128 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        DigestKey::from_hex(&s).map(Hex128).map_err(|_| {
+            serde::de::Error::custom("the digest key must be exactly 32 hex digits (128 bits)")
+        })
+    }
+}
+
+/// A configuration error: what is wrong, with the field path and its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}: {}", self.file, l, self.field, self.message),
+            None => write!(f, "{}: {}: {}", self.file, self.field, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    pub fn load(path: &str) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_string(),
+            line: None,
+            field: "(file)".into(),
+            message: e.to_string(),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates. `file` only labels the messages.
+    pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = serde_yaml::from_str(text).map_err(|e| yaml_error(file, text, e))?;
+        cfg.validate(file, text)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, file: &str, text: &str) -> Result<(), ConfigError> {
+        let err = |path: &str, message: String| ConfigError {
+            file: file.to_string(),
+            line: line_of(text, path),
+            field: path.to_string(),
+            message,
+        };
+        if self.link >= MAX_LINKS {
+            return Err(err(
+                "link",
+                format!("{} is not a link index (0..={})", self.link, MAX_LINKS - 1),
+            ));
+        }
+        for (name, m) in [("mac", self.mac), ("peer_mac", self.peer_mac)] {
+            if !m.0.is_unicast() {
+                return Err(err(name, format!("{} is a group address", m.0)));
+            }
+        }
+        if self.mac == self.peer_mac {
+            return Err(err(
+                "peer_mac",
+                "the appliance's MAC must differ from ours".into(),
+            ));
+        }
+        let j = &self.journal;
+        if j.segment_bytes < 4096 {
+            return Err(err(
+                "journal.segment_bytes",
+                format!("{} is below the 4096-byte minimum", j.segment_bytes),
+            ));
+        }
+        if j.fsync_every_records == Some(0) {
+            return Err(err(
+                "journal.fsync_every_records",
+                "must be at least 1 (or null to disable)".into(),
+            ));
+        }
+        if j.fsync_every_us == Some(0) {
+            return Err(err(
+                "journal.fsync_every_us",
+                "must be at least 1 (or null to disable)".into(),
+            ));
+        }
+        if j.first_seq == 0 {
+            return Err(err(
+                "journal.first_seq",
+                "sequence numbers start at 1".into(),
+            ));
+        }
+        if self.heartbeat_period_us == 0 {
+            return Err(err("heartbeat_period_us", "must be at least 1".into()));
+        }
+        if self.stats_interval_ms == 0 {
+            return Err(err("stats_interval_ms", "must be at least 1".into()));
+        }
+        if self.trim_interval_ms == 0 {
+            return Err(err("trim_interval_ms", "must be at least 1".into()));
+        }
+        if self.mempool.mbufs < 2048 {
+            return Err(err(
+                "mempool.mbufs",
+                format!(
+                    "{} is too few: 1024 rx descriptors, a burst and the frames we send need at least 2048",
+                    self.mempool.mbufs
+                ),
+            ));
+        }
+        if self.mempool.data_room < 2176 {
+            return Err(err(
+                "mempool.data_room",
+                format!(
+                    "{} is below DPDK's 2176-byte default",
+                    self.mempool.data_room
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn journal_config(&self) -> JournalConfig {
+        JournalConfig {
+            dir: self.journal.dir.clone(),
+            segment_bytes: self.journal.segment_bytes,
+            fsync: FsyncPolicy {
+                every_records: self.journal.fsync_every_records,
+                every_us: self.journal.fsync_every_us,
+            },
+            first_seq: self.journal.first_seq,
+        }
+    }
+}
+
+/// serde_yaml's error, turned into field and line.
+fn yaml_error(file: &str, text: &str, e: serde_yaml::Error) -> ConfigError {
+    let msg = e.to_string();
+    // serde_yaml says "<path>: <message> at line L column C"; keep the path as the
+    // field and the line as ours.
+    let (field, rest) = match msg.split_once(": ") {
+        Some((p, r)) if !p.contains(' ') => (p.to_string(), r.to_string()),
+        _ => ("(document)".to_string(), msg.clone()),
+    };
+    let message = match rest.rfind(" at line ") {
+        Some(i) => rest[..i].to_string(),
+        None => rest,
+    };
+    let mut line = e.location().map(|l| l.line());
+    // serde_yaml places errors from our own value parsers at the start of the
+    // enclosing mapping; the refused value, quoted in the message, finds its line.
+    if let Some(value) = message.split('`').nth(1).filter(|v| !v.is_empty()) {
+        let from = line.unwrap_or(1).saturating_sub(1);
+        if let Some(i) = text
+            .lines()
+            .enumerate()
+            .skip(from)
+            .find(|(_, l)| l.contains(value))
+            .map(|(i, _)| i)
+        {
+            line = Some(i + 1);
+        }
+    } else if message.starts_with("the digest key") {
+        line = line_of(text, "digest_key");
+    }
+    // A value our own parsers refused is reported at the struct's path; the key on
+    // the error's line names the field itself.
+    let key = line
+        .and_then(|l| text.lines().nth(l.saturating_sub(1)))
+        .and_then(|l| l.trim_start().trim_start_matches("- ").split_once(':'))
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.is_empty() && !k.contains(' '));
+    let field = match key {
+        Some(k) if field == "(document)" => k,
+        Some(k) if !field.ends_with(&k) && !message.contains(&format!("`{k}`")) => {
+            format!("{field}.{k}")
+        }
+        _ => field,
+    };
+    ConfigError {
+        file: file.to_string(),
+        line,
+        field,
+        message,
+    }
+}
+
+/// The 1-based line of a dotted field path (`journal.dir`) in YAML text, found by
+/// walking keys by indentation. `None` when the path is absent.
+pub fn line_of(text: &str, path: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut from = 0usize;
+    let mut min_indent: i64 = -1;
+    let mut found = None;
+    for part in path.split('.') {
+        let mut hit = None;
+        for (i, l) in lines.iter().enumerate().skip(from) {
+            let ind = (l.len() - l.trim_start().len()) as i64;
+            let t = l.trim_start().trim_start_matches("- ");
+            if l.trim().is_empty() || l.trim_start().starts_with('#') {
+                continue;
+            }
+            if i > from && ind <= min_indent {
+                break;
+            }
+            if t.starts_with(&format!("{part}:")) {
+                hit = Some((i, ind));
+                break;
+            }
+        }
+        let (i, ind) = hit?;
+        found = Some(i + 1);
+        from = i;
+        min_indent = ind;
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const GOOD: &str = include_str!("../backup.example.yaml");
+
+    fn line(needle: &str) -> usize {
+        GOOD.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    fn bad(edit: impl Fn(&str) -> String) -> ConfigError {
+        let text = edit(GOOD);
+        assert_ne!(text, GOOD, "the edit changed nothing");
+        Config::parse("t.yaml", &text).unwrap_err()
+    }
+
+    #[test]
+    fn the_example_config_is_valid_and_defaults_apply() {
+        let c = Config::parse("backup.example.yaml", GOOD).unwrap();
+        assert_eq!(c.link, 0);
+        assert_eq!(c.heartbeat_period_us, 10_000);
+        let min = "port: net_pcap0\nmac: 02:00:00:00:0c:01\npeer_mac: 02:00:00:00:0b:01\nlink: 1\nstream: 1\ndigest_key: \"5461706f6c642d64656d6f2d6b657931\"\njournal:\n  dir: /tmp/j\n";
+        let c = Config::parse("min.yaml", min).unwrap();
+        assert_eq!(c.idle, IdlePolicy::Backoff);
+        assert_eq!(c.journal.fsync_every_records, Some(1));
+        assert_eq!(c.journal.fsync_every_us, None);
+        assert_eq!(c.journal.segment_bytes, 64 << 20);
+        assert_eq!(c.mempool.mbufs, 4095);
+        let j = c.journal_config();
+        assert_eq!(j.first_seq, 1);
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_line() {
+        let e = bad(|s| s.replace("  segment_bytes:", "  segment_byte: 1\n  segment_bytes:"));
+        assert!(e.message.contains("segment_byte"), "{e}");
+        assert_eq!(e.line, Some(line("segment_bytes:")), "{e}");
+    }
+
+    #[test]
+    fn malformed_values_are_named_with_their_line() {
+        let e = bad(|s| s.replace("peer_mac: 02:00:00:00:0b:01", "peer_mac: 02:00:zz:00:0b:01"));
+        assert!(
+            e.to_string().contains("peer_mac") && e.message.contains("not a MAC"),
+            "{e}"
+        );
+        assert_eq!(e.line, Some(line("peer_mac:")));
+        let e = bad(|s| s.replace("digest_key: \"", "digest_key: \"ab"));
+        assert!(
+            e.to_string().contains("digest_key") && e.message.contains("32 hex"),
+            "{e}"
+        );
+        assert_eq!(e.line, Some(line("digest_key")));
+        let e = bad(|s| s.replace("idle: backoff", "idle: nap"));
+        assert!(e.to_string().contains("idle"), "{e}");
+        assert_eq!(e.line, Some(line("idle:")));
+        let e = bad(|s| s.replace("link: 0", "link: -1"));
+        assert!(e.to_string().contains("link"), "{e}");
+        assert_eq!(e.line, Some(line("link: 0")));
+    }
+
+    #[test]
+    fn semantic_errors_name_field_and_line() {
+        let e = bad(|s| s.replace("link: 0", "link: 4"));
+        assert_eq!((e.field.as_str(), e.line), ("link", Some(line("link: 0"))));
+        let e = bad(|s| s.replace("segment_bytes: 67108864", "segment_bytes: 100"));
+        assert_eq!(e.field, "journal.segment_bytes");
+        assert_eq!(e.line, Some(line("segment_bytes:")));
+        let e = bad(|s| s.replace("fsync_every_records: 1", "fsync_every_records: 0"));
+        assert_eq!(e.field, "journal.fsync_every_records");
+        assert_eq!(e.line, Some(line("fsync_every_records:")));
+        let e = bad(|s| s.replace("peer_mac: 02:00:00:00:0b:01", "peer_mac: 02:00:00:00:0c:01"));
+        assert_eq!(e.field, "peer_mac");
+        let e = bad(|s| s.replace("mac: 02:00:00:00:0c:01", "mac: 03:00:00:00:0c:01"));
+        assert_eq!(e.field, "mac", "{e}");
+        let e = bad(|s| s.replace("mbufs: 4095", "mbufs: 100"));
+        assert_eq!(e.field, "mempool.mbufs");
+        assert_eq!(e.line, Some(line("mbufs:")));
+        let e = bad(|s| s.replace("heartbeat_period_us: 10000", "heartbeat_period_us: 0"));
+        assert_eq!(e.field, "heartbeat_period_us");
+    }
+
+    #[test]
+    fn missing_required_field_is_named() {
+        let e = bad(|s| s.replace("  dir: /var/lib/taphold/journal\n", ""));
+        assert!(e.to_string().contains("dir"), "{e}");
+        let e = bad(|s| s.replace("stream: 1 ", "# stream: 1 "));
+        assert!(e.to_string().contains("stream"), "{e}");
+    }
+
+    #[test]
+    fn not_yaml_at_all_is_an_error_not_a_panic() {
+        for junk in ["", ":::", "[1,2", "journal: [", "\u{0}\u{1}"] {
+            assert!(Config::parse("t.yaml", junk).is_err(), "{junk:?}");
+        }
+    }
+}

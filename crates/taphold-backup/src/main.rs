@@ -1,0 +1,189 @@
+//! taphold-backup — the backup node at the far end of one backup link.
+//!
+//! ```text
+//! taphold-backup [EAL args] -- --config FILE [--exit-when-idle-ms N] [--duration-ms N]
+//!                               [--stats-json FILE]
+//! taphold-backup journal inspect DIR
+//! ```
+//!
+//! The first form journals every backup frame the appliance sends on the link, acks
+//! cumulatively once the journal is synced, and exchanges heartbeats (`node.rs`). The
+//! poll loop runs on the main lcore: `-l 0` is enough. SIGINT/SIGTERM sync the journal,
+//! print the summary and exit 0. The second form needs no EAL: it prints what is in a
+//! journal directory and exits 1 if it found any problem.
+//!
+//! Exit codes: 0 done; 1 a journal problem (inspect found one, or the journal failed
+//! while running); 2 a usage, configuration or DPDK start-up error.
+
+mod alloc_count;
+mod config;
+mod node;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[global_allocator]
+static ALLOC: alloc_count::CountingAlloc = alloc_count::CountingAlloc;
+
+/// Set by SIGINT/SIGTERM; async-signal-safe (a single atomic store).
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+const USAGE: &str = "usage: taphold-backup [EAL args] -- --config FILE [--exit-when-idle-ms N] [--duration-ms N] [--stats-json FILE]\n       taphold-backup journal inspect DIR";
+
+/// Command-line options after EAL's `--`.
+#[derive(Debug, Default, PartialEq)]
+pub struct Opts {
+    pub config: String,
+    pub run: node::RunOpts,
+    pub stats_json: Option<PathBuf>,
+}
+
+impl Opts {
+    pub fn parse(args: &[String]) -> Result<Opts, String> {
+        let mut o = Opts::default();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+            };
+            let number = |name: &str, v: String| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("{name}: `{v}` is not a number"))
+            };
+            match a.as_str() {
+                "--config" => o.config = value("--config")?,
+                "--exit-when-idle-ms" => o.run.exit_when_idle_ms = Some(number(a, value(a)?)?),
+                "--duration-ms" => o.run.duration_ms = Some(number(a, value(a)?)?),
+                "--stats-json" => o.stats_json = Some(value(a)?.into()),
+                "-h" | "--help" => return Err(USAGE.to_string()),
+                other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+            }
+        }
+        if o.config.is_empty() {
+            return Err(format!("--config is required\n{USAGE}"));
+        }
+        Ok(o)
+    }
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args: Vec<String> = std::env::args().collect();
+    let code = if args.get(1).map(String::as_str) == Some("journal") {
+        journal_command(&args[2..])
+    } else {
+        match run(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("taphold-backup: {e}");
+                2
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+/// `journal inspect DIR`: 0 clean, 1 problems, 2 usage or unreadable.
+fn journal_command(args: &[String]) -> i32 {
+    let [cmd, dir] = args else {
+        eprintln!("{USAGE}");
+        return 2;
+    };
+    if cmd != "inspect" {
+        eprintln!("unknown journal command `{cmd}`\n{USAGE}");
+        return 2;
+    }
+    match taphold_journal::inspect(Path::new(dir)) {
+        Ok(r) => {
+            println!("{r}");
+            if r.is_clean() {
+                0
+            } else {
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("taphold-backup: journal {dir}: {e}");
+            2
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<i32, String> {
+    // Validate the app arguments and config before EAL starts, when they are present
+    // after `--`: a typo should not cost a DPDK start-up.
+    if let Some(i) = args.iter().position(|a| a == "--") {
+        let opts = Opts::parse(&args[i + 1..])?;
+        config::Config::load(&opts.config).map_err(|e| e.to_string())?;
+    }
+    let (eal, app_args) = dpdk::Eal::init(args).map_err(|e| e.to_string())?;
+    let opts = Opts::parse(&app_args)?;
+    let cfg = config::Config::load(&opts.config).map_err(|e| e.to_string())?;
+    // SAFETY: on_signal only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let mut node = node::Node::build(&eal, &cfg)?;
+    let (why, failed) = match node.run(&opts.run, &SIGNALLED) {
+        Ok(why) => (why, None),
+        Err(e) => ("journal failure", Some(e)),
+    };
+    log::info!("stopping ({why})");
+    let shutdown = node.shutdown();
+    let summary = node.summary(why);
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
+    println!("{text}");
+    if let Some(p) = &opts.stats_json {
+        std::fs::write(p, format!("{text}\n")).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    drop(node);
+    if let Some(e) = failed.or(shutdown.err()) {
+        eprintln!("taphold-backup: {e}");
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_options() {
+        let o = Opts::parse(&v(
+            "--config c.yaml --exit-when-idle-ms 300 --stats-json s.json --duration-ms 5",
+        ))
+        .unwrap();
+        assert_eq!(o.config, "c.yaml");
+        assert_eq!(o.run.exit_when_idle_ms, Some(300));
+        assert_eq!(o.run.duration_ms, Some(5));
+        assert_eq!(o.stats_json.as_deref(), Some(Path::new("s.json")));
+    }
+
+    #[test]
+    fn refuses_bad_options_with_a_reason() {
+        assert!(Opts::parse(&v("--duration-ms 1"))
+            .unwrap_err()
+            .contains("--config is required"));
+        assert!(Opts::parse(&v("--config"))
+            .unwrap_err()
+            .contains("needs a value"));
+        assert!(Opts::parse(&v("--config c --bogus"))
+            .unwrap_err()
+            .contains("--bogus"));
+        assert!(Opts::parse(&v("--config c --duration-ms soon"))
+            .unwrap_err()
+            .contains("not a number"));
+    }
+}
