@@ -17,7 +17,7 @@ use taphold_wire::ethernet::EthernetAddress;
 use taphold_wire::taphold::ContentMode;
 
 use crate::config::{Config, ContentText, RoleName};
-use crate::report::Report;
+use crate::report::{Ending, Report};
 use crate::roles::egress::Egress;
 use crate::roles::ingress::{Ingress, LinkTx};
 use crate::roles::link_rx::{LinkRx, LinkRxLink};
@@ -66,7 +66,8 @@ impl Appliance {
         )
         .map_err(err)?;
         // Lives as long as the process: every role and the main lcore read it.
-        let shared: &'static Shared = Box::leak(Box::new(Shared::default()));
+        let shared: &'static Shared =
+            Box::leak(Box::new(Shared::new(crate::control::initial_active(cfg))));
         let clock = Clock::new(eal);
 
         // Ports. The harness's ring ports are created first, so that the
@@ -120,12 +121,31 @@ impl Appliance {
                     }),
                     None => None,
                 };
+                let k = cfg
+                    .backup_links
+                    .iter()
+                    .position(|l| l.name == hl.link)
+                    .expect("validated");
                 model_links.push(ModelLink {
+                    link: k,
                     fibre: start(fibre, port_cfg(1, 1))?,
                     tap_feed: start(tap_feed, port_cfg(1, 1))?,
                     mode: hl.tap,
                     sink,
                     tap_out: Burst::new(),
+                    // Filled in once the link's MAC is known (below).
+                    appliance_mac: EthernetAddress([0; 6]),
+                    node_mac: link.peer_mac.0,
+                    backup_node: hl.backup_node,
+                    ack_delay_ns: 2 * hl.fibre_delay_us * 1000,
+                    acks: vec![(0, 0); 1 << 16],
+                    acks_head: 0,
+                    acks_len: 0,
+                    records: 0,
+                    node_hb_seq: 0,
+                    next_node_hb_ns: 0,
+                    echo: (0, 0),
+                    node_out: Burst::new(),
                 });
             }
         }
@@ -149,6 +169,9 @@ impl Appliance {
         let (events_tx, events_rx) =
             Spsc::new(cfg.events.ring as usize).map_err(|e| format!("event ring: {e:?}"))?;
         let (arp_tx, arp_rx) = SpscRing::new(eal, "taphold_arp", 1024).map_err(err)?;
+        let (resend_tx, resend_rx) =
+            SpscRing::new(eal, "taphold_resend", (2 * cfg.hold_ring.capacity).max(64))
+                .map_err(err)?;
 
         let key = cfg.digest_key.0;
         let link_mac = |i: usize| -> Result<EthernetAddress, String> {
@@ -159,16 +182,24 @@ impl Appliance {
             })
         };
         let mut links_tx = Vec::new();
+        let mut egress_links = Vec::new();
         let mut taps = Vec::new();
         let mut link_rx = Vec::new();
         for (i, l) in cfg.backup_links.iter().enumerate() {
             let mac = link_mac(i)?;
-            links_tx.push(LinkTx {
+            let tx = || LinkTx {
                 port: ports[&l.port].clone(),
                 mac,
                 peer_mac: l.peer_mac.0,
                 pending: Burst::new(),
-            });
+                hb_seq: 0,
+                next_hb_ns: 0,
+            };
+            links_tx.push(tx());
+            egress_links.push(tx());
+            for m in model_links.iter_mut().filter(|m| m.link == i) {
+                m.appliance_mac = mac;
+            }
             taps.push(TapLink {
                 link: i,
                 port: ports[&l.tap].clone(),
@@ -212,9 +243,13 @@ impl Appliance {
             },
             stream: cfg.stream_id,
             arp_out: arp_tx,
+            resend_in: resend_rx,
             clock,
             shared,
             rx: Burst::new(),
+            hb_interval_ns: cfg.health.heartbeat_interval_us * 1000,
+            epoch: 0,
+            paused: false,
             launched: [0; BURST],
         }));
         let mut tap_rx = Some(Role::TapRx(TapRx {
@@ -249,10 +284,21 @@ impl Appliance {
             release_tx: Burst::new(),
             confirm_tx: Burst::new(),
             last_overdue: 0,
+            gate: cfg.release.gate,
+            content: match cfg.release.content {
+                ContentText::Full => ContentMode::Full,
+                ContentText::Digest => ContentMode::Digest,
+            },
+            links: egress_links,
+            resend_out: resend_tx,
+            resend_epoch: 0,
+            resend_next: u64::MAX,
         }));
         let mut link_rx = Some(Role::LinkRx(LinkRx {
             links: link_rx,
             key,
+            stream: cfg.stream_id,
+            clock,
             shared,
             rx: Burst::new(),
         }));
@@ -260,6 +306,9 @@ impl Appliance {
             links: model_links,
             sinks,
             pool: pool.clone(),
+            key,
+            stream: cfg.stream_id,
+            clock,
             shared,
             rx: Burst::new(),
             sink_out: Burst::new(),
@@ -330,12 +379,15 @@ impl Appliance {
             );
         }
 
+        let mut control = crate::control::ControlLoop::new(&self.cfg, self.clock.now_ns());
         let started = Instant::now();
         let stats_every = Duration::from_millis(self.cfg.stats_interval_ms.max(1));
         let mut next_stats = started + stats_every;
         let mut last_progress = (0u64, Instant::now());
         let why = loop {
-            std::thread::sleep(Duration::from_millis(5));
+            // The control tick: finer than any health threshold we enforce.
+            std::thread::sleep(Duration::from_micros(100));
+            control.tick(self.shared, self.clock.now_ns());
             report.drain_events(&mut self.events);
             let now = Instant::now();
             if signalled.load(Ordering::SeqCst) {
@@ -407,19 +459,34 @@ impl Appliance {
         } else if failed {
             log::error!("the egress lcore failed: held messages cannot be accounted individually");
         }
+        // Port counters are final now; then close every port (the ring ports
+        // free what they still queue) so the pool's in-use count is the truth.
+        let port_stats = Report::port_stats(&self.ports);
+        self.ports.clear();
+        let in_use = self.pool.in_use();
         let summary = report
-            .finish(self.shared, &self.ports, &self.cfg, held, why, &self.pool)
+            .finish(
+                self.shared,
+                &self.cfg,
+                &control,
+                Ending {
+                    port_stats,
+                    held_at_shutdown: held,
+                    stopped_by: why,
+                    mbufs_in_use: in_use,
+                },
+            )
             .map_err(err)?;
         println!("{summary}");
         Ok(if failed { 1 } else { 0 })
     }
 }
 
-/// Anything moving: frames in, tap copies, releases.
+/// Messages moving: frames in from P, tap confirmations, releases. Not
+/// heartbeats, which flow for as long as the links are alive.
 fn progress(s: &Shared) -> u64 {
     let c = &s.counters;
     c.ingress.rx_frames.get()
         + c.egress.released.get()
-        + c.tap.iter().map(|t| t.rx_frames.get()).sum::<u64>()
-        + c.tap_model.fibre_frames.get()
+        + c.tap.iter().map(|t| t.confirmed.get()).sum::<u64>()
 }

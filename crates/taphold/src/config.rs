@@ -35,6 +35,11 @@ pub struct Config {
     pub backup_links: Vec<BackupLinkConfig>,
     #[serde(default)]
     pub release: ReleaseConfig,
+    #[serde(default)]
+    pub health: HealthSection,
+    /// What happens when the release policy cannot be met by the links in service.
+    #[serde(default)]
+    pub secondary_mode: SecondaryMode,
     pub lcores: Vec<LcoreConfig>,
     #[serde(default)]
     pub idle: IdlePolicy,
@@ -123,6 +128,9 @@ pub struct BackupLinkConfig {
     pub mac: Option<Mac>,
     /// The backup node's MAC on this link.
     pub peer_mac: Mac,
+    /// A standby link carries only heartbeats until a failover puts it in service.
+    #[serde(default)]
+    pub standby: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +140,11 @@ pub struct ReleaseConfig {
     pub policy: PolicyText,
     /// full | digest
     pub content: ContentText,
+    /// tap: release on verified tap copies (the product); ack: release only
+    /// once the backup node has acknowledged (the strictest mode, and the
+    /// wait-for-ack design taphold replaces, for comparison).
+    #[serde(default)]
+    pub gate: Gate,
 }
 
 impl Default for ReleaseConfig {
@@ -139,8 +152,69 @@ impl Default for ReleaseConfig {
         ReleaseConfig {
             policy: PolicyText(ReleasePolicy::Any.into(), "any".into()),
             content: ContentText::Full,
+            gate: Gate::Tap,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Gate {
+    #[default]
+    Tap,
+    Ack,
+}
+
+/// Per-link health thresholds (the patent's defaults) and our heartbeats.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSection {
+    /// The backup node must ack a backup frame within this.
+    pub ack_timeout_us: u64,
+    /// The backup node heartbeats this often...
+    pub peer_heartbeat_period_us: u64,
+    /// ...and a heartbeat later than this past due is a miss.
+    pub heartbeat_grace_us: u64,
+    /// A frame we launched must show on the tap within this.
+    pub tap_timeout_us: u64,
+    /// Failing continuously this long: the link is down.
+    pub down_after_us: u64,
+    /// Passing continuously this long: the link is up again.
+    pub up_after_us: u64,
+    /// Our heartbeat on every link (active and standby) this often; its tap
+    /// copy proves the tap path while traffic is idle.
+    pub heartbeat_interval_us: u64,
+    /// false: no backup node answers (a tap-only replay); only the tap path
+    /// is judged.
+    pub require_peer: bool,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        HealthSection {
+            ack_timeout_us: 500,
+            peer_heartbeat_period_us: 10_000,
+            heartbeat_grace_us: 350,
+            tap_timeout_us: 500,
+            down_after_us: 30_000,
+            up_after_us: 100_000,
+            heartbeat_interval_us: 1_000,
+            require_peer: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecondaryMode {
+    /// Put a standby link in service, re-send every held unconfirmed message
+    /// on it in order, continue there. Without a usable standby: halt.
+    Failover,
+    /// Release every message unconfirmed, flagged unprotected, with an alert.
+    PassThrough,
+    /// Fail closed: accept nothing new; held messages stay held.
+    #[default]
+    Halt,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -219,6 +293,14 @@ pub struct HarnessLinkConfig {
     /// with tx_pcap=backup.pcap in replay). None: the frames are counted and freed.
     #[serde(default)]
     pub sink: Option<String>,
+    /// One-way delay of the modelled backup fibre: the modelled backup node
+    /// acks a backup frame this long after launch, and the ack takes as long
+    /// again to come back. The tap is at 0 m.
+    #[serde(default)]
+    pub fibre_delay_us: u64,
+    /// Model a backup node at the far end (acks, heartbeats) or none.
+    #[serde(default = "yes")]
+    pub backup_node: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -247,6 +329,9 @@ fn default_harness_ring() -> u32 {
 }
 fn one() -> u16 {
     1
+}
+fn yes() -> bool {
+    true
 }
 
 /// A MAC address field (`02:00:00:00:00:01`).
@@ -414,12 +499,6 @@ impl Config {
                 ));
             }
         }
-        self.release.policy.0.validate(n).map_err(|e| {
-            err(
-                "release.policy",
-                format!("`{}` with {n} backup link(s): {e}", self.release.policy.1),
-            )
-        })?;
         let cap = self.hold_ring.capacity;
         if !cap.is_power_of_two() || !(2..=1 << 24).contains(&cap) {
             return Err(err(
@@ -454,6 +533,36 @@ impl Config {
                     max_frame + 128
                 ),
             ));
+        }
+        let active = self.backup_links.iter().filter(|l| !l.standby).count();
+        if active == 0 {
+            return Err(err(
+                "backup_links",
+                "every backup link is a standby: at least one must be in service".into(),
+            ));
+        }
+        self.release.policy.0.validate(active).map_err(|e| {
+            err(
+                "release.policy",
+                format!(
+                    "`{}` with {active} link(s) in service: {e}",
+                    self.release.policy.1
+                ),
+            )
+        })?;
+        let h = &self.health;
+        for (name, v) in [
+            ("health.ack_timeout_us", h.ack_timeout_us),
+            (
+                "health.peer_heartbeat_period_us",
+                h.peer_heartbeat_period_us,
+            ),
+            ("health.tap_timeout_us", h.tap_timeout_us),
+            ("health.heartbeat_interval_us", h.heartbeat_interval_us),
+        ] {
+            if v == 0 {
+                return Err(err(name, "must be greater than 0".into()));
+            }
         }
         if !(1..=2).contains(&self.primary.tx_queues) {
             return Err(err("primary.tx_queues", "must be 1 or 2".into()));

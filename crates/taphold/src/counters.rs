@@ -73,6 +73,15 @@ pub struct IngressCounters {
     pub backup_frames_sent: Counter,
     /// ARP replies dropped because the egress hand-off ring was full.
     pub arp_reply_dropped: Counter,
+    pub heartbeats_sent: Counter,
+    /// Messages refused because no backup link was in service.
+    pub no_link: Counter,
+    /// Polls that accepted nothing because the appliance is halted (fail closed).
+    pub halted_polls: Counter,
+    /// Polls that accepted nothing while a failover re-send was under way.
+    pub failover_paused_polls: Counter,
+    /// Held messages re-launched on a link put in service by a failover.
+    pub resent: Counter,
 }
 
 impl Named for IngressCounters {
@@ -92,6 +101,11 @@ impl Named for IngressCounters {
         f("backup_link_busy_polls", self.backup_link_busy_polls.get());
         f("backup_frames_sent", self.backup_frames_sent.get());
         f("arp_reply_dropped", self.arp_reply_dropped.get());
+        f("heartbeats_sent", self.heartbeats_sent.get());
+        f("drop_no_link", self.no_link.get());
+        f("halted_polls", self.halted_polls.get());
+        f("failover_paused_polls", self.failover_paused_polls.get());
+        f("resent", self.resent.get());
     }
 }
 
@@ -209,6 +223,8 @@ pub struct EgressCounters {
     pub events_lost: Counter,
     /// Messages whose confirmation took longer than confirm_timeout_us.
     pub overdue: Counter,
+    /// Released in pass-through mode without meeting the policy (flagged).
+    pub released_unprotected: Counter,
 }
 
 impl Named for EgressCounters {
@@ -221,6 +237,7 @@ impl Named for EgressCounters {
         f("arp_replies_sent", self.arp_replies_sent.get());
         f("events_lost", self.events_lost.get());
         f("overdue", self.overdue.get());
+        f("released_unprotected", self.released_unprotected.get());
     }
 }
 
@@ -257,6 +274,9 @@ pub struct TapModelCounters {
     /// Frames the model could not pass on (its own ring full, or no mbuf).
     pub model_drops: Counter,
     pub sink_frames: Counter,
+    /// The modelled backup node's acks and heartbeats.
+    pub node_acks: Counter,
+    pub node_heartbeats: Counter,
 }
 
 impl Named for TapModelCounters {
@@ -267,6 +287,8 @@ impl Named for TapModelCounters {
         f("tap_cut", self.tap_cut.get());
         f("model_drops", self.model_drops.get());
         f("sink_frames", self.sink_frames.get());
+        f("node_acks", self.node_acks.get());
+        f("node_heartbeats", self.node_heartbeats.get());
     }
 }
 

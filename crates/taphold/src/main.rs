@@ -12,7 +12,9 @@
 mod alloc_count;
 mod appliance;
 mod config;
+mod control;
 mod counters;
+mod links;
 mod report;
 mod roles;
 mod worker;
@@ -22,11 +24,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[global_allocator]
 static ALLOC: alloc_count::CountingAlloc = alloc_count::CountingAlloc;
 
-/// State every role and the main lcore share: counters and the quit flag.
-#[derive(Default)]
+/// State every role and the main lcore share: counters, the per-link facts
+/// and control words, and the quit flag.
 pub struct Shared {
     pub counters: counters::Counters,
+    pub control: links::Control,
     pub quit: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(active_links: u8) -> Shared {
+        Shared {
+            counters: Default::default(),
+            control: links::Control::new(active_links),
+            quit: AtomicBool::new(false),
+        }
+    }
 }
 
 /// Set by SIGINT/SIGTERM; async-signal-safe (a single atomic store).

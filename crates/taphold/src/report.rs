@@ -9,7 +9,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dpdk::{Clock, Mempool, Port};
+use dpdk::{Clock, Port};
 use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 use taphold_core::event::{MessageEvent, MessageStatus};
@@ -18,6 +18,14 @@ use taphold_core::spsc::SpscConsumer;
 use crate::config::Config;
 use crate::counters::Named;
 use crate::{alloc_count, Shared};
+
+/// How the run ended, as the main lcore found it after stopping the workers.
+pub struct Ending {
+    pub port_stats: Map<String, Value>,
+    pub held_at_shutdown: u64,
+    pub stopped_by: &'static str,
+    pub mbufs_in_use: u32,
+}
 
 pub struct Report {
     out: Option<PathBuf>,
@@ -151,16 +159,39 @@ impl Report {
         )
     }
 
+    /// Every port's counters, read before the ports are closed.
+    pub fn port_stats(ports: &BTreeMap<String, std::sync::Arc<Port>>) -> Map<String, Value> {
+        let mut out = Map::new();
+        for (name, p) in ports {
+            if let Ok(st) = p.stats() {
+                out.insert(
+                    name.clone(),
+                    json!({
+                        "ipackets": st.ipackets, "opackets": st.opackets,
+                        "ibytes": st.ibytes, "obytes": st.obytes,
+                        "imissed": st.imissed, "ierrors": st.ierrors,
+                        "oerrors": st.oerrors, "rx_nombuf": st.rx_nombuf,
+                    }),
+                );
+            }
+        }
+        out
+    }
+
     /// Writes summary.json (when there is an output directory) and returns it.
     pub fn finish(
         mut self,
         s: &Shared,
-        ports: &BTreeMap<String, std::sync::Arc<Port>>,
         cfg: &Config,
-        held_at_shutdown: u64,
-        stopped_by: &str,
-        pool: &Mempool,
+        control: &crate::control::ControlLoop,
+        end: Ending,
     ) -> std::io::Result<String> {
+        let Ending {
+            port_stats,
+            held_at_shutdown,
+            stopped_by,
+            mbufs_in_use,
+        } = end;
         if let Some(w) = &mut self.events_csv {
             w.flush()?;
         }
@@ -177,23 +208,37 @@ impl Report {
         };
         let mut taps = Map::new();
         let mut link_rx = Map::new();
+        let mut health = Map::new();
+        let states = control.states();
         for (i, l) in cfg.backup_links.iter().enumerate() {
             taps.insert(l.name.clone(), block(&*c.tap[i]));
             link_rx.insert(l.name.clone(), block(&*c.link_rx[i]));
-        }
-        let mut port_stats = Map::new();
-        for (name, p) in ports {
-            if let Ok(st) = p.stats() {
-                port_stats.insert(
-                    name.clone(),
+            let ls = &s.control.links[i];
+            let transitions: Vec<Value> = control
+                .transitions
+                .iter()
+                .filter(|(_, k, _)| *k == i)
+                .map(|(at, _, t)| {
                     json!({
-                        "ipackets": st.ipackets, "opackets": st.opackets,
-                        "ibytes": st.ibytes, "obytes": st.obytes,
-                        "imissed": st.imissed, "ierrors": st.ierrors,
-                        "oerrors": st.oerrors, "rx_nombuf": st.rx_nombuf,
-                    }),
-                );
-            }
+                        "at_ns": at, "from": t.from.as_str(), "to": t.to.as_str(),
+                        "failing": t.failing.map(|c| c.as_str()),
+                    })
+                })
+                .collect();
+            health.insert(
+                l.name.clone(),
+                json!({
+                    "state": states[i].as_str(),
+                    "in_service": s.control.active() & (1 << i) != 0,
+                    "transitions": transitions,
+                    "launched_seq": crate::links::get(&ls.launched_seq),
+                    "tapped_seq": crate::links::get(&ls.tapped_seq),
+                    "acked_seq": crate::links::get(&ls.acked_seq),
+                    "heartbeats_sent": crate::links::get(&ls.hb_sent_seq),
+                    "heartbeats_tapped": crate::links::get(&ls.hb_tapped_seq),
+                    "heartbeat_echo_rtt_ns": crate::links::get(&ls.hb_echo_rtt_ns),
+                }),
+            );
         }
         let pct = |h: &Histogram<u64>| {
             json!({
@@ -222,11 +267,17 @@ impl Report {
             "egress": block(&*c.egress),
             "link_rx": link_rx,
             "tap_model": block(&*c.tap_model),
+            "health": health,
+            "mode": {
+                "final": s.control.mode().as_str(),
+                "changes": control.mode_changes,
+                "failovers": control.failovers,
+            },
             "ports": port_stats,
             "latency_ns": { "hold": pct(&self.hold), "tap_rtt": pct(&self.tap_rtt) },
             "events": { "recorded": self.events, "order_violations": self.order_violations },
             "hot_path_allocations": alloc_count::hot_allocations(),
-            "mempool": { "in_use_at_exit": pool.in_use() },
+            "mempool": { "in_use_at_exit": mbufs_in_use },
         });
         let text = serde_json::to_string_pretty(&summary).expect("json");
         if let Some(dir) = &self.out {

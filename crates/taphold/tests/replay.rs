@@ -63,6 +63,10 @@ impl Run {
         }
         pcap::read(&p).unwrap()
     }
+    /// The backup frames launched on the link (backup.pcap also holds our heartbeats).
+    fn backup_frames(&self) -> Vec<Vec<u8>> {
+        backup_frames_only(self.pcap("backup.pcap"))
+    }
     fn events(&self) -> Vec<Vec<String>> {
         let text = std::fs::read_to_string(self.out.join("events.csv")).unwrap();
         let mut lines = text.lines();
@@ -74,6 +78,17 @@ impl Run {
             .map(|l| l.split(',').map(String::from).collect())
             .collect()
     }
+}
+
+fn backup_frames_only(frames: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    frames
+        .into_iter()
+        .filter(|f| {
+            Packet::new_checked(&f[14..])
+                .map(|p| p.msg_type() == MsgType::Backup)
+                .unwrap_or(false)
+        })
+        .collect()
 }
 
 /// Replays `input` with the default config edited by `edit`.
@@ -178,8 +193,15 @@ fn every_message_reaches_the_destination_once_in_order_after_its_tap_copy() {
     }
 
     // Backup link: one backup frame per message, digest valid, content = payload, seq 1..n.
-    let backup = r.pcap("backup.pcap");
+    let backup = r.backup_frames();
     assert_eq!(backup.len(), want.len());
+    let heartbeats = r.pcap("backup.pcap").len() - backup.len();
+    assert!(
+        heartbeats > 0 && heartbeats as u64 <= n(&s, "ingress.heartbeats_sent"),
+        "our heartbeats ride the link too"
+    );
+    assert_eq!(s["health"]["b1"]["state"], "up", "{s:#}");
+    assert_eq!(s["mode"]["final"], "protected");
     for (i, f) in backup.iter().enumerate() {
         let p = Packet::new_checked(&f[14..]).unwrap();
         assert_eq!(p.msg_type(), MsgType::Backup);
@@ -287,17 +309,25 @@ fn with_the_tap_cut_nothing_is_released_and_every_message_is_accounted() {
         0,
         "nothing may leave without a tap copy"
     );
-    assert_eq!(n(&s, "messages.accepted"), want.len() as u64);
+    // The silent tap takes the link down, and the default secondary mode
+    // fails closed: ingress stops accepting. The replay reads the whole
+    // capture within milliseconds, well before that, so everything was
+    // accepted; either way, held equals accepted.
+    let accepted = n(&s, "messages.accepted");
+    assert_eq!(accepted, want.len() as u64);
     assert_eq!(n(&s, "messages.released"), 0);
-    assert_eq!(n(&s, "messages.held_at_shutdown"), want.len() as u64);
+    assert_eq!(n(&s, "messages.held_at_shutdown"), accepted);
     assert_eq!(
         n(&s, "egress.confirmations_sent"),
         0,
         "no confirmation without release"
     );
     assert_eq!(n(&s, "tap.b1.confirmed"), 0);
+    assert_eq!(s["health"]["b1"]["state"], "down", "{s:#}");
+    assert_eq!(s["health"]["b1"]["transitions"][0]["failing"], "tap_silent");
+    assert_eq!(s["mode"]["final"], "halt");
     // The backup frames were still launched.
-    assert_eq!(r.pcap("backup.pcap").len(), want.len());
+    assert_eq!(r.backup_frames().len(), want.len());
     // Held messages are written out, originals untouched, in order.
     let held = r.pcap("held.pcap");
     assert_eq!(message_payloads(&held, &APPLIANCE), want);
@@ -334,7 +364,7 @@ fn junk_is_counted_by_reason_and_never_forwarded() {
     let s = assert_clean(&r);
     let exp = expected("junk.expected.json");
     assert_eq!(r.pcap("destination.pcap").len(), 0);
-    assert_eq!(r.pcap("backup.pcap").len(), 0);
+    assert_eq!(r.backup_frames().len(), 0);
     assert_eq!(n(&s, "messages.accepted"), 0);
     let mut total = 0;
     for (reason, count) in exp.as_object().unwrap() {
@@ -386,7 +416,7 @@ fn digest_only_backup_content_protects_just_the_same() {
         message_payloads(&r.pcap("destination.pcap"), &DESTINATION),
         want
     );
-    let backup = r.pcap("backup.pcap");
+    let backup = r.backup_frames();
     assert_eq!(backup.len(), want.len());
     for (i, f) in backup.iter().enumerate() {
         let b = BackupRepr::parse(&Packet::new_checked(&f[14..]).unwrap(), &key()).unwrap();
@@ -492,4 +522,192 @@ fn a_bad_config_is_refused_naming_field_and_line() {
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The default config with a second backup link b2 (its own tap, the same
+/// sink), the given policy and secondary mode, and each tap's mode.
+fn two_links(
+    c: String,
+    policy: &str,
+    secondary: &str,
+    b1_tap: &str,
+    b2_tap: &str,
+    b2_standby: bool,
+) -> String {
+    let c = c
+        .replace(
+            "    peer_mac: 02:00:00:00:0c:01\n",
+            &format!(
+                "    peer_mac: 02:00:00:00:0c:01\n  - name: b2\n    port: b2\n    tap: t2\n    mac: 02:00:00:00:0b:02\n    peer_mac: 02:00:00:00:0c:02\n    standby: {b2_standby}\n"
+            ),
+        )
+        .replace("policy: any ", &format!("policy: {policy} "))
+        .replace("secondary_mode: halt", &format!("secondary_mode: {secondary}"))
+        .replace("    tap: mirror           # mirror | cut | corrupt", &format!("    tap: {b1_tap}"));
+    format!("{c}  - link: b2\n    tap: {b2_tap}\n    sink: net_pcap1\n")
+}
+
+fn released_in_order(r: &Run) -> Vec<Vec<u8>> {
+    message_payloads(&r.pcap("destination.pcap"), &DESTINATION)
+}
+
+#[test]
+fn two_links_any_all_and_2_of_2_with_one_tap_cut() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let want = message_payloads(&input("mixed.pcap"), &APPLIANCE);
+    // Both taps faithful: every policy releases everything, both links confirm.
+    for policy in ["any", "all", "2-of-2"] {
+        let r = replay(&format!("2l-{policy}"), "mixed.pcap", |c| {
+            two_links(c, policy, "halt", "mirror", "mirror", false)
+        });
+        let s = assert_clean(&r);
+        assert_eq!(released_in_order(&r), want, "{policy}");
+        assert_eq!(
+            n(&s, "tap.b1.confirmed") + n(&s, "tap.b1.late"),
+            want.len() as u64,
+            "{policy}"
+        );
+        assert_eq!(
+            n(&s, "tap.b2.confirmed") + n(&s, "tap.b2.late"),
+            want.len() as u64,
+            "{policy}"
+        );
+        let _ = std::fs::remove_dir_all(&r.out);
+    }
+    // b2's tap cut: `any` still releases everything on b1 alone; `all` and
+    // `2-of-2` release nothing and fail closed once b2 is declared down.
+    for (policy, cut, releases) in [
+        ("any", "b2", true),
+        ("any", "b1", true),
+        ("all", "b2", false),
+        ("2-of-2", "b1", false),
+        ("2-of-2", "b2", false),
+    ] {
+        let (t1, t2) = if cut == "b1" {
+            ("cut", "mirror")
+        } else {
+            ("mirror", "cut")
+        };
+        let r = replay(&format!("2l-{policy}-{cut}"), "mixed.pcap", |c| {
+            two_links(c, policy, "halt", t1, t2, false)
+        });
+        let s = assert_clean(&r);
+        let tag = format!("{policy} with {cut}'s tap cut");
+        assert_eq!(s["health"][cut]["state"], "down", "{tag}: {s:#}");
+        if releases {
+            assert_eq!(released_in_order(&r), want, "{tag}");
+            assert_eq!(s["mode"]["final"], "protected", "{tag}");
+        } else {
+            assert_eq!(r.pcap("destination.pcap").len(), 0, "{tag}");
+            assert_eq!(
+                n(&s, "messages.held_at_shutdown"),
+                want.len() as u64,
+                "{tag}"
+            );
+            assert_eq!(s["mode"]["final"], "halt", "{tag}");
+        }
+        assert_eq!(n(&s, &format!("tap.{cut}.confirmed")), 0, "{tag}");
+        let _ = std::fs::remove_dir_all(&r.out);
+    }
+}
+
+#[test]
+fn failover_resends_held_messages_on_the_standby_link_in_order() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let want = message_payloads(&input("mixed.pcap"), &APPLIANCE);
+    // b1 in service with its tap cut; b2 standby. Nothing can be confirmed on
+    // b1, so everything is held until b1 is declared down; then b2 goes into
+    // service, every held message is re-launched on it, confirmed, released.
+    let r = replay("failover", "mixed.pcap", |c| {
+        two_links(c, "any", "failover", "cut", "mirror", true)
+    });
+    let s = assert_clean(&r);
+    assert_eq!(
+        released_in_order(&r),
+        want,
+        "everything released once, in order, after the failover"
+    );
+    assert_eq!(n(&s, "mode.failovers"), 1);
+    assert_eq!(s["mode"]["final"], "protected");
+    assert_eq!(s["health"]["b1"]["state"], "down");
+    assert_eq!(s["health"]["b2"]["in_service"], true);
+    assert_eq!(
+        n(&s, "ingress.resent"),
+        want.len() as u64,
+        "every held message re-launched on b2"
+    );
+    assert_eq!(n(&s, "tap.b2.confirmed"), want.len() as u64);
+    assert_eq!(n(&s, "tap.b1.confirmed"), 0);
+    // On b2 the re-sent frames come in seq order, each the very frame
+    // launched on b1 (same digest), before anything newer.
+    let on_b2: Vec<u64> = r
+        .backup_frames()
+        .iter()
+        .filter(|f| f[6..12] == [2, 0, 0, 0, 0x0b, 2])
+        .map(|f| Packet::new_checked(&f[14..]).unwrap().seq())
+        .collect();
+    assert_eq!(on_b2, (1..=want.len() as u64).collect::<Vec<_>>());
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn pass_through_releases_flagged_unprotected_when_the_link_is_down() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let want = message_payloads(&input("mixed.pcap"), &APPLIANCE);
+    let r = replay("passthrough", "mixed.pcap", |c| {
+        c.replace("tap: mirror", "tap: cut")
+            .replace("secondary_mode: halt", "secondary_mode: pass-through")
+    });
+    let s = assert_clean(&r);
+    assert_eq!(
+        released_in_order(&r),
+        want,
+        "released in order once the link is down"
+    );
+    assert_eq!(s["mode"]["final"], "pass-through");
+    assert_eq!(n(&s, "messages.released_unprotected"), want.len() as u64);
+    assert_eq!(n(&s, "egress.released_unprotected"), want.len() as u64);
+    assert!(r.events().iter().all(|e| e[6] == "released_unprotected"));
+    // Every confirmation carries the UNPROTECTED flag.
+    let confirms: Vec<ConfirmRepr> = r
+        .pcap("source.pcap")
+        .iter()
+        .filter(|f| f[12..14] == [0x08, 0x00])
+        .map(|f| ConfirmRepr::parse(&Packet::new_checked(&f[42..]).unwrap(), &key()).unwrap())
+        .collect();
+    assert_eq!(confirms.len(), want.len());
+    assert!(confirms
+        .iter()
+        .all(|c| c.flags.contains(taphold_wire::taphold::Flags::UNPROTECTED)));
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn ack_gate_releases_only_what_the_backup_node_acknowledged() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let want = message_payloads(&input("mixed.pcap"), &APPLIANCE);
+    // With a modelled backup node 50 us of fibre away: everything released,
+    // each only after the node's ack (which covers it).
+    let r = replay("ackgate", "mixed.pcap", |c| {
+        c.replace("gate: tap ", "gate: ack ")
+            .replace("fibre_delay_us: 0 ", "fibre_delay_us: 50 ")
+    });
+    let s = assert_clean(&r);
+    assert_eq!(released_in_order(&r), want);
+    assert_eq!(n(&s, "health.b1.acked_seq"), want.len() as u64);
+    // Without a backup node nothing is ever acked, so nothing is released,
+    // although every tap copy came back.
+    let r = replay("ackgate-nonode", "mixed.pcap", |c| {
+        c.replace("gate: tap ", "gate: ack ")
+            .replace("backup_node: true ", "backup_node: false ")
+            .replace(
+                "  heartbeat_interval_us: 1000\n",
+                "  heartbeat_interval_us: 1000\n  require_peer: false\n",
+            )
+    });
+    let s = assert_clean(&r);
+    assert_eq!(r.pcap("destination.pcap").len(), 0);
+    assert_eq!(n(&s, "tap.b1.confirmed"), want.len() as u64);
+    assert_eq!(n(&s, "messages.held_at_shutdown"), want.len() as u64);
+    let _ = std::fs::remove_dir_all(&r.out);
 }

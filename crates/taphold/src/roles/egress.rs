@@ -17,10 +17,14 @@ use taphold_core::spsc::SpscProducer;
 use taphold_wire::digest::DigestKey;
 use taphold_wire::emit::{emit_udp_headers, rewrite_released, Endpoint, UDP_FRAME_HEADER_LEN};
 use taphold_wire::ethernet::MIN_FRAME_LEN;
-use taphold_wire::taphold::{ConfirmRepr, Flags};
+use taphold_wire::taphold::{BackupRepr, ConfirmRepr, Content, ContentMode, Flags};
 
+use super::ingress::{build_backup, LinkTx};
 use super::{HeldMessage, BURST};
+use crate::config::Gate;
+use crate::links::{self, Mode};
 use crate::Shared;
+use std::sync::atomic::Ordering;
 
 pub struct Egress {
     pub primary: Arc<Port>,
@@ -43,6 +47,15 @@ pub struct Egress {
     pub confirm_tx: Burst<{ 2 * BURST }>,
     /// Last head seq counted overdue, so each message counts once.
     pub last_overdue: u64,
+    pub gate: Gate,
+    pub content: ContentMode,
+    /// Addresses of every backup link, to rebuild backup frames on failover.
+    pub links: Vec<LinkTx>,
+    /// Rebuilt backup frames for ingress to re-launch.
+    pub resend_out: dpdk::ring::Producer<Mbuf>,
+    /// Failover walk: the epoch being served and the next seq to look at.
+    pub resend_epoch: u64,
+    pub resend_next: u64,
 }
 
 impl Egress {
@@ -74,17 +87,41 @@ impl Egress {
             work += 1;
         }
 
+        work += self.failover_walk();
+
         let now = self.clock.now_ns();
+        let ctl = &self.shared.control;
+        let mode = ctl.mode();
+        let policy = self.policy.with_links(ctl.active());
         let mut released = 0;
-        while released < BURST {
-            let policy = self.policy;
-            let Some(r) = self
-                .hold
-                .release_if(|confirmed| policy.satisfied(confirmed))
-            else {
-                break;
+        // Halted: fail closed. The links in service no longer meet the policy,
+        // so nothing is released until they do again.
+        while released < BURST && mode != Mode::Halt {
+            let r = match (mode, self.gate) {
+                // Degraded beyond the policy, configured to keep flowing:
+                // release anyway, and say so on every such message.
+                (Mode::PassThrough, _) => self.hold.release(),
+                (_, Gate::Tap) => self
+                    .hold
+                    .release_if(|confirmed| policy.satisfied(confirmed)),
+                (_, Gate::Ack) => {
+                    // The strictest mode: only what the backup node has stored.
+                    let Some(h) = self.hold.head() else { break };
+                    let mut acked = 0u8;
+                    for k in 0..self.links.len() {
+                        if links::get(&ctl.links[k].acked_seq) >= h.seq {
+                            acked |= 1 << k;
+                        }
+                    }
+                    self.hold.release_if(|_| policy.satisfied(acked))
+                }
             };
-            self.release(r, now);
+            let Some(r) = r else { break };
+            let protected = match self.gate {
+                Gate::Tap => policy.satisfied(r.confirmed),
+                Gate::Ack => mode != Mode::PassThrough,
+            };
+            self.release(r, now, protected);
             released += 1;
         }
         c.released.add(released as u64);
@@ -110,9 +147,9 @@ impl Egress {
         work
     }
 
-    fn release(&mut self, r: Released<HeldMessage>, now: u64) {
+    fn release(&mut self, r: Released<HeldMessage>, now: u64, protected: bool) {
         let c = &self.shared.counters.egress;
-        let HeldMessage { mut mbuf, meta } = r.item;
+        let HeldMessage { mut mbuf, meta, .. } = r.item;
         let payload_off = meta.payload_off as usize;
         let payload_len = meta.payload_len as usize;
         let mut echo = [0u8; 16];
@@ -145,14 +182,25 @@ impl Egress {
             backup_tx_ns: r.backup_tx_ns,
             tap_ns,
             release_ns: now,
-            status: MessageStatus::Released,
+            status: if protected {
+                MessageStatus::Released
+            } else {
+                MessageStatus::ReleasedUnprotected
+            },
         };
+        if !protected {
+            c.released_unprotected.inc();
+        }
         if self.events.push(ev).is_err() {
             c.events_lost.inc();
         }
 
         let repr = ConfirmRepr {
-            flags: Flags::EMPTY,
+            flags: if protected {
+                Flags::EMPTY
+            } else {
+                Flags::UNPROTECTED
+            },
             stream: self.stream,
             seq: r.seq,
             timestamp_ns: now,
@@ -182,6 +230,83 @@ impl Egress {
         // Cannot fail: confirm_tx keeps BURST of room for this poll's confirmations.
         let _ = self.confirm_tx.push(cm);
         c.confirmations_sent.inc();
+    }
+
+    /// Failover: once ingress has paused for the new epoch (its tail frozen),
+    /// rebuild the backup frame of every held message the new link has not
+    /// confirmed — the same bytes, so the same digest — and hand them to
+    /// ingress in seq order; then tell it to resume.
+    fn failover_walk(&mut self) -> usize {
+        let ctl = &self.shared.control;
+        // Acquire: pairs with the main lcore's Release bump (failover_link first).
+        let epoch = ctl.failover_epoch.load(Ordering::Acquire);
+        if epoch == self.resend_epoch && self.resend_next == u64::MAX {
+            return 0;
+        }
+        if epoch != self.resend_epoch {
+            // Acquire: pairs with ingress's Release; after it, no new seq appears.
+            if ctl.ingress_paused_epoch.load(Ordering::Acquire) != epoch {
+                return 0;
+            }
+            self.resend_epoch = epoch;
+            self.resend_next = self.hold.head().map(|h| h.seq).unwrap_or(u64::MAX);
+        }
+        let target = ctl.failover_link.load(Ordering::Relaxed) as usize;
+        let bit = 1u8 << target;
+        let mut built = 0;
+        while self.resend_next != u64::MAX && built < BURST {
+            let seq = self.resend_next;
+            let Some((confirmed, held)) = self.hold.peek(seq) else {
+                // Past the newest held message (or released meanwhile): done.
+                if seq
+                    >= self
+                        .hold
+                        .head()
+                        .map(|h| h.seq + self.hold.held() as u64)
+                        .unwrap_or(0)
+                {
+                    self.resend_next = u64::MAX;
+                    break;
+                }
+                self.resend_next += 1;
+                continue;
+            };
+            if confirmed & bit == 0 {
+                let payload = &held.mbuf.data()[held.meta.payload_off as usize..]
+                    [..held.meta.payload_len as usize];
+                let repr = BackupRepr {
+                    flags: Flags::EMPTY,
+                    stream: self.stream,
+                    seq,
+                    timestamp_ns: held.timestamp_ns,
+                    watermark: held.watermark,
+                    src_ip: held.meta.src_ip,
+                    src_port: held.meta.src_port,
+                    payload_len: held.meta.payload_len,
+                    content: match self.content {
+                        ContentMode::Full => Content::Full(payload),
+                        ContentMode::Digest => Content::Digest(self.key.digest(payload)),
+                    },
+                };
+                let Some((frame, _digest)) =
+                    build_backup(&self.pool, &repr, &self.key, &self.links[target])
+                else {
+                    return built; // no mbuf now: retry this seq next poll
+                };
+                if let Err(frame) = self.resend_out.push(frame) {
+                    drop(frame);
+                    return built; // ingress has not caught up: retry next poll
+                }
+                built += 1;
+            }
+            self.resend_next += 1;
+        }
+        if self.resend_next == u64::MAX {
+            // Release: pairs with ingress's Acquire; every frame enqueued above
+            // is visible to it once it sees the epoch done.
+            ctl.resend_done_epoch.store(epoch, Ordering::Release);
+        }
+        built
     }
 
     /// Shutdown accounting: every message still held, in seq order.

@@ -1,25 +1,29 @@
 //! ingress: P rx → classify → stamp (stream, seq) → build the backup frame →
 //! put the original in the hold ring → launch the backup frame on every
-//! backup link.
+//! backup link in service. Also launches our heartbeats on every link, and
+//! re-launches held messages on a link put in service by a failover.
 //!
 //! The slot is written before the backup frame is transmitted: on another
 //! lcore, tap-rx may see the tap copy the instant it leaves, and must find the
 //! message already held. Backpressure: ingress only takes from P as many
 //! frames as the hold ring has free slots, and takes none while a backup link
-//! still has backup frames it refused earlier (they go first, in order).
+//! still has frames it refused earlier (they go first, in order), while a
+//! failover re-send is under way, or while the appliance is halted.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use dpdk::{Burst, Clock, Mbuf, Mempool, Port};
 use taphold_core::hold_ring::Producer;
 use taphold_wire::arp;
-use taphold_wire::classify::{classify, Classified, MessageMeta, PrimaryAddr};
+use taphold_wire::classify::{classify, Classified, DropReason, MessageMeta, PrimaryAddr};
 use taphold_wire::digest::DigestKey;
 use taphold_wire::ethernet::{self, EtherType, EthernetAddress, MIN_FRAME_LEN};
-use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags};
+use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags, HeartbeatRepr};
 
 use super::{HeldMessage, BURST};
 use crate::counters::IngressCounters;
+use crate::links::{self, Mode, HB_LOG};
 use crate::Shared;
 
 /// One backup link as ingress transmits on it.
@@ -27,8 +31,10 @@ pub struct LinkTx {
     pub port: Arc<Port>,
     pub mac: EthernetAddress,
     pub peer_mac: EthernetAddress,
-    /// Backup frames built but not yet accepted by the driver, oldest first.
-    pub pending: Burst<{ 2 * BURST }>,
+    /// Backup frames and heartbeats built but not yet accepted by the driver, oldest first.
+    pub pending: Burst<{ 4 * BURST }>,
+    pub hb_seq: u64,
+    pub next_hb_ns: u64,
 }
 
 pub struct Ingress {
@@ -41,9 +47,15 @@ pub struct Ingress {
     pub content: ContentMode,
     pub stream: u32,
     pub arp_out: dpdk::ring::Producer<Mbuf>,
+    /// Backup frames egress rebuilt for a failover, to launch before anything new.
+    pub resend_in: dpdk::ring::Consumer<Mbuf>,
     pub clock: Clock,
     pub shared: &'static Shared,
     pub rx: Burst<BURST>,
+    pub hb_interval_ns: u64,
+    /// Failover epoch last seen, and whether we are paused for its re-send.
+    pub epoch: u64,
+    pub paused: bool,
     /// Seqs accepted in this poll, to stamp their launch time.
     pub launched: [u64; BURST],
 }
@@ -51,8 +63,28 @@ pub struct Ingress {
 impl Ingress {
     pub fn poll(&mut self) -> usize {
         let c: &IngressCounters = &self.shared.counters.ingress;
+        let ctl = &self.shared.control;
+        let now = self.clock.now_ns();
+        let mut work = self.heartbeats(now);
 
-        // Backup frames a link refused earlier leave before anything newer.
+        // Acquire: pairs with the main lcore's Release store of `active`, made
+        // after it bumped the failover epoch; seeing a new mask means seeing
+        // the epoch that goes with it below.
+        let active = ctl.active.load(Ordering::Acquire);
+        // Acquire: pairs with the main lcore's Release bump (failover_link first).
+        let epoch = ctl.failover_epoch.load(Ordering::Acquire);
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.paused = true;
+            // Release: tells egress our tail is frozen, so its walk of the held
+            // messages sees every one we will ever launch before resuming.
+            ctl.ingress_paused_epoch.store(epoch, Ordering::Release);
+        }
+        if self.paused {
+            work += self.take_resends();
+        }
+
+        // Frames a link refused earlier leave before anything newer.
         let mut busy = false;
         for l in &mut self.links {
             if !l.pending.is_empty() {
@@ -63,20 +95,27 @@ impl Ingress {
         }
         if busy {
             c.backup_link_busy_polls.inc();
-            return 0;
+            return work;
+        }
+        if self.paused {
+            c.failover_paused_polls.inc();
+            return work;
+        }
+        if ctl.mode() == Mode::Halt {
+            c.halted_polls.inc();
+            return work;
         }
 
         let room = self.hold.free().min(BURST);
         if room == 0 {
             c.ring_full_polls.inc();
-            return 0;
+            return work;
         }
         let n = self.primary.rx_burst_max(0, &mut self.rx, room);
         if n == 0 {
-            return 0;
+            return work;
         }
         c.rx_frames.add(n as u64);
-        let now = self.clock.now_ns();
         // Highest seq egress has released: the backup node may trim below it.
         let held = (self.hold.capacity() - self.hold.free()) as u64;
         let watermark = self.hold.next_seq() - 1 - held;
@@ -89,7 +128,7 @@ impl Ingress {
             }
             match classify(m.data(), &self.addr) {
                 Classified::Message(meta) => {
-                    if let Some(seq) = self.accept(m, meta, now, watermark) {
+                    if let Some(seq) = self.accept(m, meta, now, watermark, active) {
                         self.launched[accepted] = seq;
                         accepted += 1;
                     }
@@ -100,7 +139,7 @@ impl Ingress {
                         Err(_) => false,
                     };
                     if !ok {
-                        c.dropped[taphold_wire::classify::DropReason::ArpOther.index()].inc();
+                        c.dropped[DropReason::ArpOther.index()].inc();
                     } else if self.arp_out.push(m).is_err() {
                         c.arp_reply_dropped.inc();
                     } else {
@@ -115,23 +154,40 @@ impl Ingress {
         if accepted > 0 {
             // Stamp before transmitting: the tap copy cannot precede this.
             let t = self.clock.now_ns();
+            let last = self.launched[accepted - 1];
             for &seq in &self.launched[..accepted] {
                 self.hold.set_backup_tx_ns(seq, t);
+                ctl.record_launch(seq, t);
             }
-            for l in &mut self.links {
+            for (k, l) in self.links.iter_mut().enumerate() {
+                if active & (1 << k) != 0 {
+                    links::raise(&ctl.links[k].launched_seq, last);
+                }
                 c.backup_frames_sent
                     .add(l.port.tx_burst(0, &mut l.pending) as u64);
             }
             c.accepted.add(accepted as u64);
         }
-        n
+        work + n
     }
 
-    /// Builds the backup frame for every link, then holds the message.
-    /// Returns its seq, or None if it could not be protected (counted).
-    fn accept(&mut self, m: Mbuf, meta: MessageMeta, now: u64, watermark: u64) -> Option<u64> {
+    /// Builds the backup frame for every link in service, then holds the
+    /// message. Returns its seq, or None if it could not be protected (counted).
+    fn accept(
+        &mut self,
+        m: Mbuf,
+        meta: MessageMeta,
+        now: u64,
+        watermark: u64,
+        active: u8,
+    ) -> Option<u64> {
         let c = &self.shared.counters.ingress;
         let seq = self.hold.next_seq();
+        let Some(first) = (0..self.links.len()).find(|k| active & (1 << k) != 0) else {
+            // No link in service: the main lcore halts us; count it meanwhile.
+            c.no_link.inc();
+            return None;
+        };
         let payload = &m.data()[meta.payload_off as usize..][..meta.payload_len as usize];
         let content = match self.content {
             ContentMode::Full => Content::Full(payload),
@@ -148,36 +204,24 @@ impl Ingress {
             payload_len: meta.payload_len,
             content,
         };
-        let pdu_len = repr.buffer_len();
-        let frame_len = (ethernet::HEADER_LEN + pdu_len).max(MIN_FRAME_LEN);
-
-        // Allocate every link's frame first: a message is accepted whole or not at all.
-        let Some(mut first) = self.pool.alloc() else {
+        let Some((frame, digest)) = build_backup(&self.pool, &repr, &self.key, &self.links[first])
+        else {
             c.no_mbuf.inc();
             return None;
         };
-        let Some(buf) = first.append(frame_len as u16) else {
-            c.no_mbuf.inc();
-            return None;
-        };
-        let l0 = &self.links[0];
-        // The frame is at least 70 bytes: a 14-byte header always fits.
-        let _ = ethernet::emit_header(buf, l0.peer_mac, l0.mac, EtherType::TAPHOLD);
-        let Ok(digest) = repr.emit(
-            &mut buf[ethernet::HEADER_LEN..ethernet::HEADER_LEN + pdu_len],
-            &self.key,
-        ) else {
-            c.no_mbuf.inc();
-            return None;
-        };
-        buf[ethernet::HEADER_LEN + pdu_len..].fill(0);
 
         // Same PDU bytes on every link; only the Ethernet addresses differ.
-        for k in 1..self.links.len() {
-            let Some(mut copy) = first.copy(&self.pool) else {
-                // Undo: frames already queued for links 1..k this round go back.
-                for l in &mut self.links[1..k] {
-                    drop(l.pending_pop_last());
+        let mut queued = 0u8;
+        for k in (first + 1)..self.links.len() {
+            if active & (1 << k) == 0 {
+                continue;
+            }
+            let Some(mut copy) = frame.copy(&self.pool) else {
+                // Undo: the copies already queued this round go back.
+                for j in 0..self.links.len() {
+                    if queued & (1 << j) != 0 {
+                        drop(self.links[j].pending.pop_back());
+                    }
                 }
                 c.no_mbuf.inc();
                 return None;
@@ -185,33 +229,136 @@ impl Ingress {
             let l = &self.links[k];
             let _ = ethernet::emit_header(copy.data_mut(), l.peer_mac, l.mac, EtherType::TAPHOLD);
             // Cannot fail: pending was empty at the start of this poll and
-            // holds 2×BURST, and at most BURST frames are added per poll.
+            // holds 4×BURST: at most BURST frames and a heartbeat per poll.
             let _ = self.links[k].pending.push(copy);
+            queued |= 1 << k;
         }
-        let _ = self.links[0].pending.push(first);
+        let _ = self.links[first].pending.push(frame);
 
-        match self.hold.push(HeldMessage { mbuf: m, meta }, digest, now) {
+        let held = HeldMessage {
+            mbuf: m,
+            meta,
+            timestamp_ns: now,
+            watermark,
+        };
+        match self.hold.push(held, digest, now) {
             Ok(s) => {
                 debug_assert_eq!(s, seq);
                 Some(s)
             }
             // Unreachable: we took at most `free()` frames and are the only producer.
             Err(_msg) => {
-                for l in &mut self.links {
-                    drop(l.pending_pop_last());
+                for (k, l) in self.links.iter_mut().enumerate() {
+                    if active & (1 << k) != 0 {
+                        drop(l.pending.pop_back());
+                    }
                 }
                 c.ring_full_polls.inc();
                 None
             }
         }
     }
+
+    /// Our heartbeat on every link that is due one (active and standby: the
+    /// tap copy of a heartbeat proves a tap path that carries no traffic).
+    fn heartbeats(&mut self, now: u64) -> usize {
+        let ctl = &self.shared.control;
+        let mut sent = 0;
+        for (k, l) in self.links.iter_mut().enumerate() {
+            if now < l.next_hb_ns || l.pending.room() == 0 {
+                continue;
+            }
+            l.next_hb_ns = now + self.hb_interval_ns;
+            let ls = &ctl.links[k];
+            let seq = l.hb_seq + 1;
+            let repr = HeartbeatRepr {
+                link: k as u8,
+                stream: self.stream,
+                seq,
+                timestamp_ns: now,
+                watermark: links::get(&ls.acked_seq),
+                echo_seq: links::get(&ls.peer_hb_seq),
+                echo_timestamp_ns: links::get(&ls.peer_hb_ts),
+            };
+            let Some(mut m) = self.pool.alloc() else {
+                self.shared.counters.ingress.no_mbuf.inc();
+                continue;
+            };
+            let pdu = repr.buffer_len();
+            let len = (ethernet::HEADER_LEN + pdu).max(MIN_FRAME_LEN);
+            let Some(buf) = m.append(len as u16) else {
+                continue;
+            };
+            buf.fill(0);
+            let _ = ethernet::emit_header(buf, l.peer_mac, l.mac, EtherType::TAPHOLD);
+            if repr
+                .emit(
+                    &mut buf[ethernet::HEADER_LEN..ethernet::HEADER_LEN + pdu],
+                    &self.key,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            l.hb_seq = seq;
+            // Recorded before the frame leaves, like a backup frame's launch.
+            links::set(&ls.hb_sent_ns[seq as usize % HB_LOG], now);
+            links::set(&ls.hb_sent_seq, seq);
+            let _ = l.pending.push(m);
+            self.shared.counters.ingress.heartbeats_sent.inc();
+            sent += 1;
+        }
+        sent
+    }
+
+    /// Moves egress's rebuilt backup frames to the failover link, and resumes
+    /// once egress says the walk is done and every one of them is queued.
+    fn take_resends(&mut self) -> usize {
+        let ctl = &self.shared.control;
+        let c = &self.shared.counters.ingress;
+        let target = ctl.failover_link.load(Ordering::Relaxed) as usize;
+        // Acquire: pairs with egress's Release store after its last enqueue,
+        // so an empty ring below really means every re-send was taken.
+        let done = ctl.resend_done_epoch.load(Ordering::Acquire) == self.epoch;
+        let mut moved = 0;
+        let Some(l) = self.links.get_mut(target) else {
+            return 0;
+        };
+        while l.pending.room() > 0 {
+            let Some(m) = self.resend_in.pop() else { break };
+            let _ = l.pending.push(m);
+            moved += 1;
+        }
+        c.resent.add(moved as u64);
+        if done && self.resend_in.count() == 0 {
+            self.paused = false;
+        }
+        moved
+    }
 }
 
-impl LinkTx {
-    /// Takes back the newest queued backup frame (undo of a half-built accept).
-    fn pending_pop_last(&mut self) -> Option<Mbuf> {
-        self.pending.pop_back()
-    }
+/// A backup frame for link `l`: Ethernet header, the PDU, padding. Returns
+/// the frame and the digest it carries.
+pub fn build_backup(
+    pool: &Mempool,
+    repr: &BackupRepr,
+    key: &DigestKey,
+    l: &LinkTx,
+) -> Option<(Mbuf, u64)> {
+    let pdu_len = repr.buffer_len();
+    let frame_len = (ethernet::HEADER_LEN + pdu_len).max(MIN_FRAME_LEN);
+    let mut m = pool.alloc()?;
+    let buf = m.append(u16::try_from(frame_len).ok()?)?;
+    // The frame is at least 70 bytes: a 14-byte header always fits.
+    let _ = ethernet::emit_header(buf, l.peer_mac, l.mac, EtherType::TAPHOLD);
+    let digest = repr
+        .emit(
+            &mut buf[ethernet::HEADER_LEN..ethernet::HEADER_LEN + pdu_len],
+            key,
+        )
+        .ok()?;
+    buf[ethernet::HEADER_LEN + pdu_len..].fill(0);
+    Some((m, digest))
 }
 
 /// Grows a frame to `len` bytes (at least the Ethernet minimum), zero padding.

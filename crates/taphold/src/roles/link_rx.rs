@@ -6,12 +6,13 @@
 
 use std::sync::Arc;
 
-use dpdk::{Burst, Port};
+use dpdk::{Burst, Clock, Port};
 use taphold_wire::digest::DigestKey;
 use taphold_wire::ethernet::{self, EtherType, EthernetAddress};
 use taphold_wire::taphold::{AckRepr, HeartbeatRepr, MsgType, Packet};
 
 use super::BURST;
+use crate::links::{self, HB_LOG};
 use crate::Shared;
 
 pub struct LinkRxLink {
@@ -24,6 +25,8 @@ pub struct LinkRxLink {
 pub struct LinkRx {
     pub links: Vec<LinkRxLink>,
     pub key: DigestKey,
+    pub stream: u32,
+    pub clock: Clock,
     pub shared: &'static Shared,
     pub rx: Burst<BURST>,
 }
@@ -34,7 +37,12 @@ impl LinkRx {
         for l in &self.links {
             let n = l.port.rx_burst(0, &mut self.rx);
             work += n;
+            if n == 0 {
+                continue;
+            }
+            let now = self.clock.now_ns();
             let c = &self.shared.counters.link_rx[l.link];
+            let ls = &self.shared.control.links[l.link];
             c.rx_frames.add(n as u64);
             while let Some(m) = self.rx.pop() {
                 let f = m.data();
@@ -53,16 +61,34 @@ impl LinkRx {
                 };
                 match p.msg_type() {
                     MsgType::Ack => match AckRepr::parse(&p, &self.key) {
-                        Ok(a) => {
+                        Ok(a) if a.link as usize == l.link && a.stream == self.stream => {
                             c.acks.inc();
                             if a.seq > c.acked_seq.get() {
                                 c.acked_seq.add(a.seq - c.acked_seq.get());
                             }
+                            links::raise(&ls.acked_seq, a.seq);
+                            links::set(&ls.last_ack_ns, now);
                         }
+                        Ok(_) => c.foreign.inc(),
                         Err(_) => c.malformed.inc(),
                     },
                     MsgType::Heartbeat => match HeartbeatRepr::parse(&p, &self.key) {
-                        Ok(_) => c.heartbeats.inc(),
+                        Ok(h) if h.link as usize == l.link && h.stream == self.stream => {
+                            c.heartbeats.inc();
+                            links::set(&ls.peer_hb_seq, h.seq);
+                            links::set(&ls.peer_hb_ts, h.timestamp_ns);
+                            links::set(&ls.last_peer_hb_ns, now);
+                            // The echo of one of our recent heartbeats: its round trip.
+                            let sent = links::get(&ls.hb_sent_seq);
+                            if h.echo_seq != 0
+                                && h.echo_seq <= sent
+                                && sent - h.echo_seq < HB_LOG as u64
+                            {
+                                let t = links::get(&ls.hb_sent_ns[h.echo_seq as usize % HB_LOG]);
+                                links::set(&ls.hb_echo_rtt_ns, now.saturating_sub(t));
+                            }
+                        }
+                        Ok(_) => c.foreign.inc(),
                         Err(_) => c.malformed.inc(),
                     },
                     _ => c.unexpected_type.inc(),

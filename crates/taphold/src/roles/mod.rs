@@ -31,6 +31,10 @@ pub const BURST: usize = 32;
 pub struct HeldMessage {
     pub mbuf: dpdk::Mbuf,
     pub meta: MessageMeta,
+    /// The backup frame's timestamp and watermark fields: with the message
+    /// they rebuild the very bytes (and digest) for a failover re-launch.
+    pub timestamp_ns: u64,
+    pub watermark: u64,
 }
 
 /// One role, as the worker loop sees it. Built once per lcore and kept in a

@@ -11,13 +11,15 @@
 use std::sync::Arc;
 
 use dpdk::{Burst, Clock, Mbuf, Port};
+use taphold_core::hold_ring::Confirm;
 use taphold_core::hold_ring::Confirmer;
 use taphold_wire::digest::DigestKey;
 use taphold_wire::ethernet::{self, EtherType, EthernetAddress};
-use taphold_wire::taphold::{MsgType, Packet};
+use taphold_wire::taphold::{HeartbeatRepr, MsgType, Packet};
 
 use super::{HeldMessage, BURST};
 use crate::counters::{TapCounters, WireErrorKind};
+use crate::links::{self, LinkShared};
 use crate::Shared;
 
 pub struct TapLink {
@@ -43,16 +45,24 @@ impl TapRx {
     pub fn poll(&mut self) -> usize {
         let mut work = 0;
         for t in &self.taps {
-            let n = t.port.rx_burst(0, &mut self.rx);
-            if n == 0 {
-                continue;
-            }
-            work += n;
-            let now = self.clock.now_ns();
-            let c = &self.shared.counters.tap[t.link];
-            c.rx_frames.add(n as u64);
-            while let Some(m) = self.rx.pop() {
-                check(&m, t, &self.hold, &self.key, self.stream, now, c);
+            // Confirmations gate every release: drain the tap (a few bursts at
+            // most) rather than let copies queue behind heartbeats.
+            for _ in 0..4 {
+                let n = t.port.rx_burst(0, &mut self.rx);
+                if n == 0 {
+                    break;
+                }
+                work += n;
+                let now = self.clock.now_ns();
+                let c = &self.shared.counters.tap[t.link];
+                let ls = &self.shared.control.links[t.link];
+                c.rx_frames.add(n as u64);
+                while let Some(m) = self.rx.pop() {
+                    check(&m, t, &self.hold, &self.key, self.stream, now, c, ls);
+                }
+                if n < BURST {
+                    break;
+                }
             }
         }
         work
@@ -60,6 +70,7 @@ impl TapRx {
 }
 
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn check(
     m: &Mbuf,
     t: &TapLink,
@@ -68,6 +79,7 @@ fn check(
     stream: u32,
     now: u64,
     c: &TapCounters,
+    ls: &LinkShared,
 ) {
     let f = m.data();
     if f.len() < ethernet::HEADER_LEN
@@ -96,9 +108,24 @@ fn check(
                 c.corrupt.inc();
                 return;
             }
-            c.count_outcome(hold.confirm(t.link, p.seq(), digest, now));
+            let outcome = hold.confirm(t.link, p.seq(), digest, now);
+            c.count_outcome(outcome);
+            // A genuine copy of a frame we launched: the tap path works up to it.
+            if matches!(
+                outcome,
+                Confirm::Confirmed | Confirm::Duplicate | Confirm::Released
+            ) {
+                links::raise(&ls.tapped_seq, p.seq());
+            }
         }
-        MsgType::Heartbeat => c.heartbeats.inc(),
+        MsgType::Heartbeat => match HeartbeatRepr::parse(&p, key) {
+            Ok(h) if h.link as usize == t.link && h.stream == stream => {
+                c.heartbeats.inc();
+                links::raise(&ls.hb_tapped_seq, h.seq);
+            }
+            Ok(_) => c.foreign.inc(),
+            Err(e) => c.malformed[WireErrorKind::index(e)].inc(),
+        },
         _ => c.unexpected_type.inc(),
     }
 }
