@@ -14,6 +14,9 @@ pub enum MessageStatus {
     Released,
     /// Released without the policy holding (pass-through secondary mode, flagged).
     ReleasedUnprotected,
+    /// Released without the policy holding once written and synced to the
+    /// appliance's local journal (journal secondary mode).
+    ReleasedJournaled,
     /// Still held when the appliance shut down.
     HeldAtShutdown,
 }
@@ -24,6 +27,7 @@ impl MessageStatus {
         match self {
             MessageStatus::Released => "released",
             MessageStatus::ReleasedUnprotected => "released_unprotected",
+            MessageStatus::ReleasedJournaled => "released_journaled",
             MessageStatus::HeldAtShutdown => "held_at_shutdown",
         }
     }

@@ -37,6 +37,54 @@ pub struct Appliance {
     events: SpscConsumer<MessageEvent>,
     clock: Clock,
     cfg: Config,
+    local_journal: Option<LocalJournal>,
+}
+
+/// The main lcore's side of the journal secondary mode.
+pub struct LocalJournal {
+    journal: taphold_journal::Journal,
+    rx: dpdk::ring::Consumer<dpdk::Mbuf>,
+    stream: u32,
+}
+
+impl LocalJournal {
+    /// Writes every backup frame egress handed over, syncs, and publishes
+    /// the highest seq now on disk. An I/O error is returned: the caller
+    /// fails closed.
+    fn service(&mut self, s: &Shared) -> std::io::Result<usize> {
+        let mut last = 0;
+        let mut n = 0;
+        while let Some(m) = self.rx.pop() {
+            let f = m.data();
+            let Some(p) = f
+                .get(taphold_wire::ethernet::HEADER_LEN..)
+                .and_then(|b| taphold_wire::taphold::Packet::new_checked(b).ok())
+            else {
+                continue; // built by egress: cannot happen
+            };
+            let pdu = &f[taphold_wire::ethernet::HEADER_LEN..][..p.total_len()];
+            if self
+                .journal
+                .append(p.seq(), self.stream, 0, p.timestamp_ns(), pdu)?
+                == taphold_journal::Appended::Duplicate
+            {
+                return Err(std::io::Error::other(format!(
+                    "seq {} is already in the local journal",
+                    p.seq()
+                )));
+            }
+            last = p.seq();
+            n += 1;
+        }
+        if n > 0 {
+            self.journal.sync()?;
+            // Release: pairs with egress's Acquire; the records are on disk.
+            s.control
+                .journaled_seq
+                .store(last, std::sync::atomic::Ordering::Release);
+        }
+        Ok(n)
+    }
 }
 
 fn err(what: impl std::fmt::Display) -> String {
@@ -169,6 +217,39 @@ impl Appliance {
         let (events_tx, events_rx) =
             Spsc::new(cfg.events.ring as usize).map_err(|e| format!("event ring: {e:?}"))?;
         let (arp_tx, arp_rx) = SpscRing::new(eal, "taphold_arp", 1024).map_err(err)?;
+        // The journal secondary mode's hand-off to the main lcore, and the
+        // journal itself (opened, and recovered, now: a bad directory is a
+        // start-up error, not a surprise during an outage).
+        let (journal_out, local_journal) = match &cfg.local_journal {
+            Some(j) => {
+                let (tx, rx) =
+                    SpscRing::new(eal, "taphold_journal", (2 * cfg.hold_ring.capacity).max(64))
+                        .map_err(err)?;
+                let jc = taphold_journal::JournalConfig {
+                    segment_bytes: j.segment_bytes,
+                    ..taphold_journal::JournalConfig::new(std::path::PathBuf::from(&j.dir))
+                };
+                let (journal, recovery) = taphold_journal::Journal::open(jc)
+                    .map_err(|e| format!("local_journal.dir {}: {e}", j.dir))?;
+                // The appliance numbers messages from 1 on every start, so an
+                // earlier run's records would collide with this run's seqs.
+                if recovery.records > 0 {
+                    return Err(format!(
+                        "local_journal.dir {}: holds {} records from an earlier run (seqs restart at 1); move them aside first",
+                        j.dir, recovery.records
+                    ));
+                }
+                (
+                    Some(tx),
+                    Some(LocalJournal {
+                        journal,
+                        rx,
+                        stream: cfg.stream_id,
+                    }),
+                )
+            }
+            None => (None, None),
+        };
         let (resend_tx, resend_rx) =
             SpscRing::new(eal, "taphold_resend", (2 * cfg.hold_ring.capacity).max(64))
                 .map_err(err)?;
@@ -293,6 +374,8 @@ impl Appliance {
             resend_out: resend_tx,
             resend_epoch: 0,
             resend_next: u64::MAX,
+            journal_out,
+            journal_next: 0,
         }));
         let mut link_rx = Some(Role::LinkRx(LinkRx {
             links: link_rx,
@@ -355,11 +438,14 @@ impl Appliance {
             events: events_rx,
             clock,
             cfg: cfg.clone(),
+            local_journal,
         })
     }
 
     pub fn run(mut self, opts: &Opts, signalled: &AtomicBool) -> Result<i32, String> {
-        let mut report = Report::new(opts.out.as_deref(), self.clock).map_err(err)?;
+        let monitors = crate::report::Monitors::new(&self.cfg.latency_monitor, self.clock.now_ns());
+        let mut report = Report::new(opts.out.as_deref(), self.clock, monitors).map_err(err)?;
+        let mut acked_seen = [0u64; crate::config::MAX_LINKS];
         let mut handles = Vec::new();
         for (lcore_id, roles) in std::mem::take(&mut self.lcores) {
             let names: Vec<String> = self
@@ -387,7 +473,37 @@ impl Appliance {
         let why = loop {
             // The control tick: finer than any health threshold we enforce.
             std::thread::sleep(Duration::from_micros(100));
-            control.tick(self.shared, self.clock.now_ns());
+            let now_ns = self.clock.now_ns();
+            control.tick(self.shared, now_ns);
+            // Ack round trips: each time a link's cumulative ack moves, the
+            // newest acked message's launch-to-ack time.
+            for (k, seen) in acked_seen
+                .iter_mut()
+                .enumerate()
+                .take(self.cfg.backup_links.len())
+            {
+                let l = &self.shared.control.links[k];
+                let acked = crate::links::get(&l.acked_seq);
+                if acked > *seen {
+                    *seen = acked;
+                    let launched = self.shared.control.launch_of(acked);
+                    let at = crate::links::get(&l.last_ack_ns);
+                    if launched != 0 && at >= launched {
+                        report.monitors.record_ack(at, at - launched);
+                    }
+                }
+            }
+            report.monitors.poll(now_ns);
+            if let Some(j) = &mut self.local_journal {
+                if let Err(e) = j.service(self.shared) {
+                    log::error!("ALERT local journal: {e}; failing closed");
+                    self.shared
+                        .control
+                        .mode
+                        .store(crate::links::Mode::Halt as u8, Ordering::Relaxed);
+                    self.local_journal = None;
+                }
+            }
             report.drain_events(&mut self.events);
             let now = Instant::now();
             if signalled.load(Ordering::SeqCst) {

@@ -40,6 +40,10 @@ pub struct Config {
     /// What happens when the release policy cannot be met by the links in service.
     #[serde(default)]
     pub secondary_mode: SecondaryMode,
+    #[serde(default)]
+    pub local_journal: Option<LocalJournalConfig>,
+    #[serde(default)]
+    pub latency_monitor: LatencyMonitorConfig,
     pub lcores: Vec<LcoreConfig>,
     #[serde(default)]
     pub idle: IdlePolicy,
@@ -215,6 +219,62 @@ pub enum SecondaryMode {
     /// Fail closed: accept nothing new; held messages stay held.
     #[default]
     Halt,
+    /// Write every unconfirmed held message to the local journal
+    /// (`local_journal`), fsync, then release it (counted and in events).
+    Journal,
+}
+
+/// The appliance's own journal, for the journal secondary mode.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalJournalConfig {
+    pub dir: String,
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
+}
+
+fn default_segment_bytes() -> u64 {
+    64 << 20
+}
+
+/// Alerts when a window's latency percentile departs from its baseline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LatencyMonitorConfig {
+    pub window_ms: u64,
+    /// e.g. 0.99
+    pub quantile: f64,
+    /// Alert when a window's quantile is more than `factor` times the
+    /// baseline, or less than the baseline divided by it.
+    pub factor: f64,
+    /// The first this-many qualifying windows form the baseline.
+    pub baseline_windows: u32,
+    /// Windows with fewer samples are ignored.
+    pub min_samples: u32,
+}
+
+impl LatencyMonitorConfig {
+    pub fn monitor_config(&self) -> taphold_core::latency::MonitorConfig {
+        taphold_core::latency::MonitorConfig {
+            window_ns: self.window_ms.saturating_mul(1_000_000),
+            quantile: self.quantile,
+            factor: self.factor,
+            baseline_windows: self.baseline_windows,
+            min_samples: self.min_samples,
+        }
+    }
+}
+
+impl Default for LatencyMonitorConfig {
+    fn default() -> Self {
+        LatencyMonitorConfig {
+            window_ms: 1000,
+            quantile: 0.99,
+            factor: 4.0,
+            baseline_windows: 5,
+            min_samples: 100,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -564,6 +624,16 @@ impl Config {
                 return Err(err(name, "must be greater than 0".into()));
             }
         }
+        if self.secondary_mode == SecondaryMode::Journal && self.local_journal.is_none() {
+            return Err(err(
+                "secondary_mode",
+                "journal needs a `local_journal: {dir: ...}` section".into(),
+            ));
+        }
+        self.latency_monitor
+            .monitor_config()
+            .validate()
+            .map_err(|e| err("latency_monitor", e.to_string()))?;
         if !(1..=2).contains(&self.primary.tx_queues) {
             return Err(err("primary.tx_queues", "must be 1 or 2".into()));
         }
@@ -809,6 +879,26 @@ mod tests {
         );
         let e = bad(|s| s.replace("mbufs: 16383", "mbufs: 100"));
         assert_eq!(e.field, "mempool.mbufs", "{e}");
+    }
+
+    #[test]
+    fn secondary_mode_and_monitor_settings_are_checked() {
+        let e = bad(|s| s.replace("secondary_mode: halt", "secondary_mode: journal"));
+        assert_eq!(e.field, "secondary_mode", "{e}");
+        assert!(e.message.contains("local_journal"), "{e}");
+        assert!(e.line.is_some());
+        let e = bad(|s| format!("{s}latency_monitor:\n  factor: 0.5\n"));
+        assert_eq!(e.field, "latency_monitor", "{e}");
+        let e = bad(|s| s.replace("secondary_mode: halt", "secondary_mode: pray"));
+        assert!(e.to_string().contains("secondary_mode"), "{e}");
+        let e = bad(|s| s.replace("    peer_mac: 02:00:00:00:0c:01", "    peer_mac: 02:00:00:00:0c:01\n    standby: true"));
+        assert_eq!(e.field, "backup_links", "every link a standby: {e}");
+        let ok = Config::parse(
+            "t.yaml",
+            &GOOD.replace("secondary_mode: halt", "secondary_mode: journal\nlocal_journal:\n  dir: /tmp/j"),
+        )
+        .unwrap();
+        assert_eq!(ok.secondary_mode, SecondaryMode::Journal);
     }
 
     #[test]

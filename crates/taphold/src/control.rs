@@ -132,6 +132,7 @@ impl ControlLoop {
                 }
                 SecondaryMode::PassThrough => mode = Mode::PassThrough,
                 SecondaryMode::Halt => mode = Mode::Halt,
+                SecondaryMode::Journal => mode = Mode::Journal,
             }
         }
         if active != old_active {
@@ -150,6 +151,10 @@ impl ControlLoop {
                 ),
                 Mode::Halt => log::error!(
                     "ALERT mode: {} -> halt: failing closed, nothing new accepted",
+                    old_mode.as_str()
+                ),
+                Mode::Journal => log::error!(
+                    "ALERT mode: {} -> journal: messages released once synced to the local journal",
                     old_mode.as_str()
                 ),
             }

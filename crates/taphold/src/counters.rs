@@ -225,6 +225,8 @@ pub struct EgressCounters {
     pub overdue: Counter,
     /// Released in pass-through mode without meeting the policy (flagged).
     pub released_unprotected: Counter,
+    /// Released in journal mode once synced locally, without meeting the policy.
+    pub released_journaled: Counter,
 }
 
 impl Named for EgressCounters {
@@ -238,6 +240,7 @@ impl Named for EgressCounters {
         f("events_lost", self.events_lost.get());
         f("overdue", self.overdue.get());
         f("released_unprotected", self.released_unprotected.get());
+        f("released_journaled", self.released_journaled.get());
     }
 }
 

@@ -56,6 +56,8 @@ pub enum Mode {
     PassThrough = 1,
     /// Failed closed: nothing new accepted.
     Halt = 2,
+    /// Released once written and synced to the local journal.
+    Journal = 3,
 }
 
 impl Mode {
@@ -63,6 +65,7 @@ impl Mode {
         match v {
             1 => Mode::PassThrough,
             2 => Mode::Halt,
+            3 => Mode::Journal,
             _ => Mode::Protected,
         }
     }
@@ -71,6 +74,7 @@ impl Mode {
             Mode::Protected => "protected",
             Mode::PassThrough => "pass-through",
             Mode::Halt => "halt",
+            Mode::Journal => "journal",
         }
     }
 }
@@ -89,6 +93,8 @@ pub struct Control {
     /// Set by egress once every held unconfirmed message of that epoch has
     /// been handed to ingress for re-launch.
     pub resend_done_epoch: AtomicU64,
+    /// Highest seq written and synced to the local journal (journal mode).
+    pub journaled_seq: AtomicU64,
 }
 
 impl Control {
@@ -102,6 +108,7 @@ impl Control {
             failover_link: AtomicU8::new(0),
             ingress_paused_epoch: AtomicU64::new(0),
             resend_done_epoch: AtomicU64::new(0),
+            journaled_seq: AtomicU64::new(0),
         }
     }
 

@@ -13,6 +13,7 @@ use dpdk::{Clock, Port};
 use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 use taphold_core::event::{MessageEvent, MessageStatus};
+use taphold_core::latency::LatencyMonitor;
 use taphold_core::spsc::SpscConsumer;
 
 use crate::config::Config;
@@ -27,7 +28,80 @@ pub struct Ending {
     pub mbufs_in_use: u32,
 }
 
+/// Latency monitors for tap round trip, ack round trip and hold time: each
+/// alerts when a window's quantile departs from its baseline.
+pub struct Monitors {
+    by_name: [(&'static str, LatencyMonitor); 3],
+    pub alerts: Vec<Value>,
+    pub alerts_total: u64,
+}
+
+const TAP_RTT: usize = 0;
+const ACK_RTT: usize = 1;
+const HOLD: usize = 2;
+/// Alerts kept for summary.json (all are counted and logged).
+const ALERTS_KEPT: usize = 256;
+
+impl Monitors {
+    pub fn new(cfg: &crate::config::LatencyMonitorConfig, now_ns: u64) -> Monitors {
+        let mc = cfg.monitor_config();
+        Monitors {
+            by_name: [
+                ("tap_rtt", LatencyMonitor::new(mc, now_ns)),
+                ("ack_rtt", LatencyMonitor::new(mc, now_ns)),
+                ("hold", LatencyMonitor::new(mc, now_ns)),
+            ],
+            alerts: Vec::new(),
+            alerts_total: 0,
+        }
+    }
+
+    pub fn record_ack(&mut self, now_ns: u64, rtt_ns: u64) {
+        self.by_name[ACK_RTT].1.record(now_ns, rtt_ns);
+    }
+
+    /// Closes due windows; logs and keeps their alerts.
+    pub fn poll(&mut self, now_ns: u64) {
+        for (name, m) in &mut self.by_name {
+            if let Some(a) = m.poll(now_ns) {
+                self.alerts_total += 1;
+                log::warn!(
+                    "ALERT latency {name}: window quantile {} ns is {:.1}x the baseline {} ns ({})",
+                    a.quantile_ns,
+                    a.ratio,
+                    a.baseline_ns,
+                    a.direction.as_str()
+                );
+                if self.alerts.len() < ALERTS_KEPT {
+                    self.alerts.push(json!({
+                        "monitor": name, "window_end_ns": a.window_end_ns,
+                        "quantile_ns": a.quantile_ns, "baseline_ns": a.baseline_ns,
+                        "ratio": a.ratio, "direction": a.direction.as_str(),
+                    }));
+                }
+            }
+        }
+    }
+
+    fn summary(&self) -> Value {
+        let mut m = Map::new();
+        for (name, mon) in &self.by_name {
+            m.insert(
+                name.to_string(),
+                json!({
+                    "baseline_ns": mon.baseline(),
+                    "last_window": mon.last_window().map(|w| json!({
+                        "count": w.count, "quantile_ns": w.quantile_ns, "max_ns": w.max_ns,
+                    })),
+                }),
+            );
+        }
+        json!({ "monitors": m, "alerts_total": self.alerts_total, "alerts": self.alerts })
+    }
+}
+
 pub struct Report {
+    pub monitors: Monitors,
     out: Option<PathBuf>,
     events_csv: Option<BufWriter<File>>,
     held_pcap: Option<BufWriter<File>>,
@@ -46,7 +120,7 @@ fn histogram() -> Histogram<u64> {
 }
 
 impl Report {
-    pub fn new(out: Option<&Path>, clock: Clock) -> std::io::Result<Report> {
+    pub fn new(out: Option<&Path>, clock: Clock, monitors: Monitors) -> std::io::Result<Report> {
         let mut events_csv = None;
         if let Some(dir) = out {
             std::fs::create_dir_all(dir)?;
@@ -55,6 +129,7 @@ impl Report {
             events_csv = Some(w);
         }
         Ok(Report {
+            monitors,
             out: out.map(Path::to_path_buf),
             events_csv,
             held_pcap: None,
@@ -73,6 +148,17 @@ impl Report {
             if let Err(e) = ev.write_csv_line(w) {
                 log::error!("events.csv: {e}; no more event lines will be written");
                 self.events_csv = None;
+            }
+        }
+        if ev.status != MessageStatus::HeldAtShutdown {
+            let m = &mut self.monitors.by_name;
+            m[HOLD]
+                .1
+                .record(ev.release_ns, ev.release_ns.saturating_sub(ev.rx_ns));
+            if ev.tap_ns != 0 {
+                m[TAP_RTT]
+                    .1
+                    .record(ev.release_ns, ev.tap_ns.saturating_sub(ev.backup_tx_ns));
             }
         }
         if ev.status == MessageStatus::Released {
@@ -276,6 +362,7 @@ impl Report {
             "ports": port_stats,
             "latency_ns": { "hold": pct(&self.hold), "tap_rtt": pct(&self.tap_rtt) },
             "events": { "recorded": self.events, "order_violations": self.order_violations },
+            "latency_monitor": self.monitors.summary(),
             "hot_path_allocations": alloc_count::hot_allocations(),
             "mempool": { "in_use_at_exit": mbufs_in_use },
         });

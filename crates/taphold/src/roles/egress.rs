@@ -22,7 +22,7 @@ use taphold_wire::taphold::{BackupRepr, ConfirmRepr, Content, ContentMode, Flags
 use super::ingress::{build_backup, LinkTx};
 use super::{HeldMessage, BURST};
 use crate::config::Gate;
-use crate::links::{self, Mode};
+use crate::links::{self, Control, Mode};
 use crate::Shared;
 use std::sync::atomic::Ordering;
 
@@ -56,6 +56,11 @@ pub struct Egress {
     /// Failover walk: the epoch being served and the next seq to look at.
     pub resend_epoch: u64,
     pub resend_next: u64,
+    /// Journal secondary mode: backup frames of unconfirmed held messages go
+    /// to the main lcore, which writes and syncs them; `journal_next` is the
+    /// next seq to hand over.
+    pub journal_out: Option<dpdk::ring::Producer<Mbuf>>,
+    pub journal_next: u64,
 }
 
 impl Egress {
@@ -88,6 +93,9 @@ impl Egress {
         }
 
         work += self.failover_walk();
+        if mode_is_journal(&self.shared.control) {
+            work += self.journal_handoff();
+        }
 
         let now = self.clock.now_ns();
         let ctl = &self.shared.control;
@@ -101,6 +109,15 @@ impl Egress {
                 // Degraded beyond the policy, configured to keep flowing:
                 // release anyway, and say so on every such message.
                 (Mode::PassThrough, _) => self.hold.release(),
+                // Degraded beyond the policy, protected by the local journal:
+                // release what the policy allows, and what is synced to disk.
+                (Mode::Journal, _) => {
+                    let Some(h) = self.hold.head() else { break };
+                    // Acquire: pairs with the main lcore's Release store after its fsync.
+                    let journaled = h.seq <= ctl.journaled_seq.load(Ordering::Acquire);
+                    self.hold
+                        .release_if(|confirmed| journaled || policy.satisfied(confirmed))
+                }
                 (_, Gate::Tap) => self
                     .hold
                     .release_if(|confirmed| policy.satisfied(confirmed)),
@@ -117,11 +134,14 @@ impl Egress {
                 }
             };
             let Some(r) = r else { break };
-            let protected = match self.gate {
-                Gate::Tap => policy.satisfied(r.confirmed),
-                Gate::Ack => mode != Mode::PassThrough,
+            let status = match (mode, self.gate) {
+                (Mode::PassThrough, Gate::Ack) => MessageStatus::ReleasedUnprotected,
+                (_, Gate::Ack) => MessageStatus::Released,
+                _ if policy.satisfied(r.confirmed) => MessageStatus::Released,
+                (Mode::Journal, _) => MessageStatus::ReleasedJournaled,
+                _ => MessageStatus::ReleasedUnprotected,
             };
-            self.release(r, now, protected);
+            self.release(r, now, status);
             released += 1;
         }
         c.released.add(released as u64);
@@ -147,7 +167,8 @@ impl Egress {
         work
     }
 
-    fn release(&mut self, r: Released<HeldMessage>, now: u64, protected: bool) {
+    fn release(&mut self, r: Released<HeldMessage>, now: u64, status: MessageStatus) {
+        let protected = status != MessageStatus::ReleasedUnprotected;
         let c = &self.shared.counters.egress;
         let HeldMessage { mut mbuf, meta, .. } = r.item;
         let payload_off = meta.payload_off as usize;
@@ -182,14 +203,12 @@ impl Egress {
             backup_tx_ns: r.backup_tx_ns,
             tap_ns,
             release_ns: now,
-            status: if protected {
-                MessageStatus::Released
-            } else {
-                MessageStatus::ReleasedUnprotected
-            },
+            status,
         };
-        if !protected {
-            c.released_unprotected.inc();
+        match status {
+            MessageStatus::ReleasedUnprotected => c.released_unprotected.inc(),
+            MessageStatus::ReleasedJournaled => c.released_journaled.inc(),
+            _ => {}
         }
         if self.events.push(ev).is_err() {
             c.events_lost.inc();
@@ -309,6 +328,50 @@ impl Egress {
         built
     }
 
+    /// Journal mode: hand the backup frame of each held message, in seq
+    /// order, to the main lcore for the local journal (a burst per poll).
+    fn journal_handoff(&mut self) -> usize {
+        let Some(out) = self.journal_out.as_mut() else {
+            return 0;
+        };
+        let Some(h) = self.hold.head() else { return 0 };
+        let end = h.seq + self.hold.held() as u64;
+        self.journal_next = self.journal_next.max(h.seq);
+        let mut sent = 0;
+        while self.journal_next < end && sent < BURST {
+            let seq = self.journal_next;
+            let Some((_, held)) = self.hold.peek(seq) else {
+                self.journal_next += 1;
+                continue;
+            };
+            let payload = &held.mbuf.data()[held.meta.payload_off as usize..]
+                [..held.meta.payload_len as usize];
+            let repr = BackupRepr {
+                flags: Flags::EMPTY,
+                stream: self.stream,
+                seq,
+                timestamp_ns: held.timestamp_ns,
+                watermark: held.watermark,
+                src_ip: held.meta.src_ip,
+                src_port: held.meta.src_port,
+                payload_len: held.meta.payload_len,
+                // Always the full message: the local journal is the only copy we rely on.
+                content: Content::Full(payload),
+            };
+            let Some((frame, _)) = build_backup(&self.pool, &repr, &self.key, &self.links[0])
+            else {
+                break; // no mbuf now: next poll
+            };
+            if let Err(frame) = out.push(frame) {
+                drop(frame);
+                break; // the main lcore is behind: next poll
+            }
+            self.journal_next += 1;
+            sent += 1;
+        }
+        sent
+    }
+
     /// Shutdown accounting: every message still held, in seq order.
     pub fn drain_held(&mut self, mut f: impl FnMut(Released<HeldMessage>)) -> usize {
         self.hold.drain(&mut f)
@@ -321,4 +384,9 @@ impl Egress {
 #[cold]
 fn unreachable_rewrite() {
     debug_assert!(false, "rewrite_released refused a classified message");
+}
+
+#[inline]
+fn mode_is_journal(ctl: &Control) -> bool {
+    ctl.mode() == Mode::Journal
 }
