@@ -3,14 +3,12 @@
 //! Unknown fields are errors, and every error names the field and the line it is on
 //! (the same rules, and the same error mapping, as the appliance's `config.rs`).
 
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use serde::Deserialize;
 use taphold_journal::{FsyncPolicy, JournalConfig};
-use taphold_wire::digest::DigestKey;
-use taphold_wire::ethernet::EthernetAddress;
+use taphold_runtime::yaml;
+pub use taphold_runtime::yaml::{ConfigError, Hex128, Mac};
 use taphold_wire::taphold::MAX_LINKS;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -104,79 +102,20 @@ fn one() -> u64 {
     1
 }
 
-/// A MAC address field (`02:00:00:00:00:01`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mac(pub EthernetAddress);
-
-impl<'de> Deserialize<'de> for Mac {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        EthernetAddress::from_str(&s).map(Mac).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"
-            ))
-        })
-    }
-}
-
-/// The digest key field.
-#[derive(Debug, Clone)]
-pub struct Hex128(pub DigestKey);
-
-impl<'de> Deserialize<'de> for Hex128 {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        DigestKey::from_hex(&s).map(Hex128).map_err(|_| {
-            serde::de::Error::custom("the digest key must be exactly 32 hex digits (128 bits)")
-        })
-    }
-}
-
-/// A configuration error: what is wrong, with the field path and its line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: String,
-    pub line: Option<usize>,
-    pub field: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "{}:{}: {}: {}", self.file, l, self.field, self.message),
-            None => write!(f, "{}: {}: {}", self.file, self.field, self.message),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 impl Config {
     pub fn load(path: &str) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_string(),
-            line: None,
-            field: "(file)".into(),
-            message: e.to_string(),
-        })?;
-        Config::parse(path, &text)
+        Config::parse(path, &yaml::read(path)?)
     }
 
     /// Parses and validates. `file` only labels the messages.
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = serde_yaml::from_str(text).map_err(|e| yaml_error(file, text, e))?;
+        let cfg: Config = yaml::parse(file, text)?;
         cfg.validate(file, text)?;
         Ok(cfg)
     }
 
     fn validate(&self, file: &str, text: &str) -> Result<(), ConfigError> {
-        let err = |path: &str, message: String| ConfigError {
-            file: file.to_string(),
-            line: line_of(text, path),
-            field: path.to_string(),
-            message,
-        };
+        let err = |path: &str, message: String| ConfigError::at(file, text, path, message);
         if self.link >= MAX_LINKS {
             return Err(err(
                 "link",
@@ -260,89 +199,6 @@ impl Config {
             first_seq: self.journal.first_seq,
         }
     }
-}
-
-/// serde_yaml's error, turned into field and line.
-fn yaml_error(file: &str, text: &str, e: serde_yaml::Error) -> ConfigError {
-    let msg = e.to_string();
-    // serde_yaml says "<path>: <message> at line L column C"; keep the path as the
-    // field and the line as ours.
-    let (field, rest) = match msg.split_once(": ") {
-        Some((p, r)) if !p.contains(' ') => (p.to_string(), r.to_string()),
-        _ => ("(document)".to_string(), msg.clone()),
-    };
-    let message = match rest.rfind(" at line ") {
-        Some(i) => rest[..i].to_string(),
-        None => rest,
-    };
-    let mut line = e.location().map(|l| l.line());
-    // serde_yaml places errors from our own value parsers at the start of the
-    // enclosing mapping; the refused value, quoted in the message, finds its line.
-    if let Some(value) = message.split('`').nth(1).filter(|v| !v.is_empty()) {
-        let from = line.unwrap_or(1).saturating_sub(1);
-        if let Some(i) = text
-            .lines()
-            .enumerate()
-            .skip(from)
-            .find(|(_, l)| l.contains(value))
-            .map(|(i, _)| i)
-        {
-            line = Some(i + 1);
-        }
-    } else if message.starts_with("the digest key") {
-        line = line_of(text, "digest_key");
-    }
-    // A value our own parsers refused is reported at the struct's path; the key on
-    // the error's line names the field itself.
-    let key = line
-        .and_then(|l| text.lines().nth(l.saturating_sub(1)))
-        .and_then(|l| l.trim_start().trim_start_matches("- ").split_once(':'))
-        .map(|(k, _)| k.trim().to_string())
-        .filter(|k| !k.is_empty() && !k.contains(' '));
-    let field = match key {
-        Some(k) if field == "(document)" => k,
-        Some(k) if !field.ends_with(&k) && !message.contains(&format!("`{k}`")) => {
-            format!("{field}.{k}")
-        }
-        _ => field,
-    };
-    ConfigError {
-        file: file.to_string(),
-        line,
-        field,
-        message,
-    }
-}
-
-/// The 1-based line of a dotted field path (`journal.dir`) in YAML text, found by
-/// walking keys by indentation. `None` when the path is absent.
-pub fn line_of(text: &str, path: &str) -> Option<usize> {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut from = 0usize;
-    let mut min_indent: i64 = -1;
-    let mut found = None;
-    for part in path.split('.') {
-        let mut hit = None;
-        for (i, l) in lines.iter().enumerate().skip(from) {
-            let ind = (l.len() - l.trim_start().len()) as i64;
-            let t = l.trim_start().trim_start_matches("- ");
-            if l.trim().is_empty() || l.trim_start().starts_with('#') {
-                continue;
-            }
-            if i > from && ind <= min_indent {
-                break;
-            }
-            if t.starts_with(&format!("{part}:")) {
-                hit = Some((i, ind));
-                break;
-            }
-        }
-        let (i, ind) = hit?;
-        found = Some(i + 1);
-        from = i;
-        min_indent = ind;
-    }
-    found
 }
 
 #[cfg(test)]

@@ -15,7 +15,6 @@
 //! Exit codes: 0 done; 1 a journal problem (inspect found one, or the journal failed
 //! while running); 2 a usage, configuration or DPDK start-up error.
 
-mod alloc_count;
 mod config;
 mod node;
 
@@ -23,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[global_allocator]
-static ALLOC: alloc_count::CountingAlloc = alloc_count::CountingAlloc;
+static ALLOC: taphold_runtime::alloc_count::CountingAlloc =
+    taphold_runtime::alloc_count::CountingAlloc;
 
 /// Set by SIGINT/SIGTERM; async-signal-safe (a single atomic store).
 static SIGNALLED: AtomicBool = AtomicBool::new(false);

@@ -30,8 +30,8 @@ use taphold_wire::ethernet::{self, EtherType, EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::taphold::{AckRepr, BackupRepr, HeartbeatRepr, MsgType, Packet, ALL_LINKS};
 use taphold_wire::WireError;
 
-use crate::alloc_count;
 use crate::config::{Config, IdlePolicy};
+use taphold_runtime::alloc_count;
 
 pub const BURST: usize = 32;
 /// Empty polls before the backoff idle policy first sleeps, and its longest sleep.

@@ -12,8 +12,8 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 use taphold_core::policy::{PolicySpec, ReleasePolicy};
-use taphold_wire::digest::DigestKey;
-use taphold_wire::ethernet::EthernetAddress;
+use taphold_runtime::yaml;
+pub use taphold_runtime::yaml::{ConfigError, Hex128, Mac};
 
 /// Most backup links a hold-ring slot has confirmation bits for.
 pub const MAX_LINKS: usize = 4;
@@ -394,34 +394,6 @@ fn yes() -> bool {
     true
 }
 
-/// A MAC address field (`02:00:00:00:00:01`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mac(pub EthernetAddress);
-
-impl<'de> Deserialize<'de> for Mac {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        EthernetAddress::from_str(&s).map(Mac).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"
-            ))
-        })
-    }
-}
-
-/// The digest key field.
-#[derive(Debug, Clone)]
-pub struct Hex128(pub DigestKey);
-
-impl<'de> Deserialize<'de> for Hex128 {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        DigestKey::from_hex(&s).map(Hex128).map_err(|_| {
-            serde::de::Error::custom("the digest key must be exactly 32 hex digits (128 bits)")
-        })
-    }
-}
-
 /// The release policy field, kept with its text for messages.
 #[derive(Debug, Clone)]
 pub struct PolicyText(pub PolicySpec, pub String);
@@ -442,101 +414,20 @@ pub enum ContentText {
     Digest,
 }
 
-/// A configuration error: what is wrong, with the field path and its line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: String,
-    pub line: Option<usize>,
-    pub field: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "{}:{}: {}: {}", self.file, l, self.field, self.message),
-            None => write!(f, "{}: {}: {}", self.file, self.field, self.message),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 impl Config {
     pub fn load(path: &str) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_string(),
-            line: None,
-            field: "(file)".into(),
-            message: e.to_string(),
-        })?;
-        Config::parse(path, &text)
+        Config::parse(path, &yaml::read(path)?)
     }
 
     /// Parses and validates. `file` only labels the messages.
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = serde_yaml::from_str(text).map_err(|e| {
-            let msg = e.to_string();
-            // serde_yaml says "<path>: <message> at line L column C"; keep the
-            // path as the field and the line as ours.
-            let (field, rest) = match msg.split_once(": ") {
-                Some((p, r)) if !p.contains(' ') => (p.to_string(), r.to_string()),
-                _ => ("(document)".to_string(), msg.clone()),
-            };
-            let message = match rest.rfind(" at line ") {
-                Some(i) => rest[..i].to_string(),
-                None => rest,
-            };
-            let mut line = e.location().map(|l| l.line());
-            // serde_yaml places errors from our own value parsers at the start
-            // of the enclosing mapping; the refused value, quoted in the
-            // message, finds its real line.
-            if let Some(value) = message.split('`').nth(1).filter(|v| !v.is_empty()) {
-                let from = line.unwrap_or(1).saturating_sub(1);
-                if let Some(i) = text
-                    .lines()
-                    .enumerate()
-                    .skip(from)
-                    .find(|(_, l)| l.contains(value))
-                    .map(|(i, _)| i)
-                {
-                    line = Some(i + 1);
-                }
-            } else if message.starts_with("the digest key") {
-                line = line_of(text, "digest_key");
-            }
-            // A value our own parsers refused is reported at the struct's path;
-            // the key on the error's line names the field itself.
-            let key = line
-                .and_then(|l| text.lines().nth(l.saturating_sub(1)))
-                .and_then(|l| l.trim_start().trim_start_matches("- ").split_once(':'))
-                .map(|(k, _)| k.trim().to_string())
-                .filter(|k| !k.is_empty() && !k.contains(' '));
-            let field = match key {
-                Some(k) if field == "(document)" => k,
-                Some(k) if !field.ends_with(&k) && !message.contains(&format!("`{k}`")) => {
-                    format!("{field}.{k}")
-                }
-                _ => field,
-            };
-            ConfigError {
-                file: file.to_string(),
-                line,
-                field,
-                message,
-            }
-        })?;
+        let cfg: Config = yaml::parse(file, text)?;
         cfg.validate(file, text)?;
         Ok(cfg)
     }
 
     fn validate(&self, file: &str, text: &str) -> Result<(), ConfigError> {
-        let err = |path: &str, message: String| ConfigError {
-            file: file.to_string(),
-            line: line_of(text, path),
-            field: path.to_string(),
-            message,
-        };
+        let err = |path: &str, message: String| ConfigError::at(file, text, path, message);
         let n = self.backup_links.len();
         if n == 0 || n > MAX_LINKS {
             return Err(err(
@@ -709,70 +600,6 @@ impl Config {
     }
 }
 
-/// The 1-based line of a dotted field path (`backup_links.1.tap`) in YAML
-/// text, found by walking keys and list items by indentation. `None` when the
-/// path is absent (a missing field: the message says which).
-pub fn line_of(text: &str, path: &str) -> Option<usize> {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut from = 0usize;
-    let mut min_indent: i64 = -1;
-    let mut found = None;
-    for part in path.split('.') {
-        let mut hit = None;
-        if let Ok(idx) = part.parse::<usize>() {
-            // The idx-th list item below the current key.
-            let mut count = 0;
-            let mut item_indent = None;
-            for (i, l) in lines
-                .iter()
-                .enumerate()
-                .skip(from + usize::from(found.is_some()))
-            {
-                let ind = indent(l) as i64;
-                let t = l.trim_start();
-                if t.is_empty() || t.starts_with('#') {
-                    continue;
-                }
-                if ind <= min_indent && !t.starts_with('-') {
-                    break;
-                }
-                if t.starts_with('-') && item_indent.is_none_or(|x| x == ind) {
-                    item_indent = Some(ind);
-                    if count == idx {
-                        hit = Some((i, ind));
-                        break;
-                    }
-                    count += 1;
-                }
-            }
-        } else {
-            for (i, l) in lines.iter().enumerate().skip(from) {
-                let ind = indent(l) as i64;
-                let t = l.trim_start().trim_start_matches("- ");
-                if l.trim().is_empty() || l.trim_start().starts_with('#') {
-                    continue;
-                }
-                if i > from && ind <= min_indent {
-                    break;
-                }
-                if t.starts_with(&format!("{part}:")) {
-                    hit = Some((i, ind));
-                    break;
-                }
-            }
-        }
-        let (i, ind) = hit?;
-        found = Some(i + 1);
-        from = i;
-        min_indent = ind;
-    }
-    found
-}
-
-fn indent(l: &str) -> usize {
-    l.len() - l.trim_start().len()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -891,11 +718,19 @@ mod tests {
         assert_eq!(e.field, "latency_monitor", "{e}");
         let e = bad(|s| s.replace("secondary_mode: halt", "secondary_mode: pray"));
         assert!(e.to_string().contains("secondary_mode"), "{e}");
-        let e = bad(|s| s.replace("    peer_mac: 02:00:00:00:0c:01", "    peer_mac: 02:00:00:00:0c:01\n    standby: true"));
+        let e = bad(|s| {
+            s.replace(
+                "    peer_mac: 02:00:00:00:0c:01",
+                "    peer_mac: 02:00:00:00:0c:01\n    standby: true",
+            )
+        });
         assert_eq!(e.field, "backup_links", "every link a standby: {e}");
         let ok = Config::parse(
             "t.yaml",
-            &GOOD.replace("secondary_mode: halt", "secondary_mode: journal\nlocal_journal:\n  dir: /tmp/j"),
+            &GOOD.replace(
+                "secondary_mode: halt",
+                "secondary_mode: journal\nlocal_journal:\n  dir: /tmp/j",
+            ),
         )
         .unwrap();
         assert_eq!(ok.secondary_mode, SecondaryMode::Journal);
@@ -912,16 +747,5 @@ mod tests {
         for junk in ["", ":::", "[1,2", "primary: [", "\u{0}\u{1}"] {
             assert!(Config::parse("t.yaml", junk).is_err(), "{junk:?}");
         }
-    }
-
-    #[test]
-    fn line_of_walks_nested_keys_and_list_items() {
-        let y = "a:\n  b: 1\n  c:\n    - x: 1\n      y: 2\n    - x: 3\n      y: 4\nd: 5\n";
-        assert_eq!(line_of(y, "a.b"), Some(2));
-        assert_eq!(line_of(y, "a.c.0.y"), Some(5));
-        assert_eq!(line_of(y, "a.c.1.x"), Some(6));
-        assert_eq!(line_of(y, "a.c.1.y"), Some(7));
-        assert_eq!(line_of(y, "d"), Some(8));
-        assert_eq!(line_of(y, "a.zz"), None);
     }
 }

@@ -9,7 +9,6 @@
 //! SIGINT/SIGTERM (or when a replay has gone idle) stops the workers and
 //! accounts for every message still held.
 
-mod alloc_count;
 mod appliance;
 mod config;
 mod control;
@@ -22,7 +21,8 @@ mod worker;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[global_allocator]
-static ALLOC: alloc_count::CountingAlloc = alloc_count::CountingAlloc;
+static ALLOC: taphold_runtime::alloc_count::CountingAlloc =
+    taphold_runtime::alloc_count::CountingAlloc;
 
 /// State every role and the main lcore share: counters, the per-link facts
 /// and control words, and the quit flag.

@@ -18,7 +18,8 @@ use taphold_core::spsc::SpscConsumer;
 
 use crate::config::Config;
 use crate::counters::Named;
-use crate::{alloc_count, Shared};
+use crate::Shared;
+use taphold_runtime::alloc_count;
 
 /// How the run ended, as the main lcore found it after stopping the workers.
 pub struct Ending {

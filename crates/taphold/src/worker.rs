@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::config::IdlePolicy;
 use crate::roles::{egress::Egress, Role};
-use crate::{alloc_count, Shared};
+use crate::Shared;
+use taphold_runtime::alloc_count;
 
 /// Empty passes before the first sleep.
 const SPIN_BEFORE_SLEEP: u32 = 256;

@@ -17,7 +17,7 @@ use taphold_core::spsc::SpscProducer;
 use taphold_wire::digest::DigestKey;
 use taphold_wire::emit::{emit_udp_headers, rewrite_released, Endpoint, UDP_FRAME_HEADER_LEN};
 use taphold_wire::ethernet::MIN_FRAME_LEN;
-use taphold_wire::taphold::{BackupRepr, ConfirmRepr, Content, ContentMode, Flags};
+use taphold_wire::taphold::{ConfirmRepr, ContentMode, Flags};
 
 use super::ingress::{build_backup, LinkTx};
 use super::{HeldMessage, BURST};
@@ -291,22 +291,7 @@ impl Egress {
                 continue;
             };
             if confirmed & bit == 0 {
-                let payload = &held.mbuf.data()[held.meta.payload_off as usize..]
-                    [..held.meta.payload_len as usize];
-                let repr = BackupRepr {
-                    flags: Flags::EMPTY,
-                    stream: self.stream,
-                    seq,
-                    timestamp_ns: held.timestamp_ns,
-                    watermark: held.watermark,
-                    src_ip: held.meta.src_ip,
-                    src_port: held.meta.src_port,
-                    payload_len: held.meta.payload_len,
-                    content: match self.content {
-                        ContentMode::Full => Content::Full(payload),
-                        ContentMode::Digest => Content::Digest(self.key.digest(payload)),
-                    },
-                };
+                let repr = held.backup_repr(seq, self.stream, self.content, &self.key);
                 let Some((frame, _digest)) =
                     build_backup(&self.pool, &repr, &self.key, &self.links[target])
                 else {
@@ -344,20 +329,8 @@ impl Egress {
                 self.journal_next += 1;
                 continue;
             };
-            let payload = &held.mbuf.data()[held.meta.payload_off as usize..]
-                [..held.meta.payload_len as usize];
-            let repr = BackupRepr {
-                flags: Flags::EMPTY,
-                stream: self.stream,
-                seq,
-                timestamp_ns: held.timestamp_ns,
-                watermark: held.watermark,
-                src_ip: held.meta.src_ip,
-                src_port: held.meta.src_port,
-                payload_len: held.meta.payload_len,
-                // Always the full message: the local journal is the only copy we rely on.
-                content: Content::Full(payload),
-            };
+            // Always the full message: the local journal is the only copy we rely on.
+            let repr = held.backup_repr(seq, self.stream, ContentMode::Full, &self.key);
             let Some((frame, _)) = build_backup(&self.pool, &repr, &self.key, &self.links[0])
             else {
                 break; // no mbuf now: next poll

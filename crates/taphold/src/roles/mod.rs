@@ -22,6 +22,8 @@ pub mod tap_model;
 pub mod tap_rx;
 
 use taphold_wire::classify::MessageMeta;
+use taphold_wire::digest::DigestKey;
+use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags};
 
 /// Frames taken from a port per poll, as in DPDK's examples.
 pub const BURST: usize = 32;
@@ -35,6 +37,33 @@ pub struct HeldMessage {
     /// they rebuild the very bytes (and digest) for a failover re-launch.
     pub timestamp_ns: u64,
     pub watermark: u64,
+}
+
+impl HeldMessage {
+    /// The backup frame this message was launched with (message `seq` of
+    /// `stream`): the same bytes, hence the same digest, for a re-launch on
+    /// another link or for the local journal.
+    pub fn backup_repr<'a>(
+        &'a self,
+        seq: u64,
+        stream: u32,
+        mode: ContentMode,
+        key: &DigestKey,
+    ) -> BackupRepr<'a> {
+        let payload =
+            &self.mbuf.data()[self.meta.payload_off as usize..][..self.meta.payload_len as usize];
+        BackupRepr {
+            flags: Flags::EMPTY,
+            stream,
+            seq,
+            timestamp_ns: self.timestamp_ns,
+            watermark: self.watermark,
+            src_ip: self.meta.src_ip,
+            src_port: self.meta.src_port,
+            payload_len: self.meta.payload_len,
+            content: Content::new(mode, payload, key),
+        }
+    }
 }
 
 /// One role, as the worker loop sees it. Built once per lcore and kept in a

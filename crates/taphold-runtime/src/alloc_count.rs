@@ -1,10 +1,9 @@
 //! Proof that the hot path does not allocate.
 //!
 //! The binary's global allocator counts every allocation made by a thread
-//! while it is marked hot (the backup node inside its poll loop, outside the
-//! periodic trim and stats). The count is in the summary as
-//! `hot_path_allocations`, and the offline test asserts it is zero over a
-//! whole replay. (A copy of the appliance's `alloc_count.rs`.) Threads that are not hot pay one thread-local
+//! while it is marked hot (an lcore inside its poll loop). The count is in
+//! summary.json as `hot_path_allocations`, and the end-to-end tests assert it
+//! is zero over a whole replay. Threads that are not hot pay one thread-local
 //! read per allocation.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -65,9 +64,11 @@ pub fn hot_allocations() -> u64 {
 mod tests {
     use super::*;
 
+    #[global_allocator]
+    static ALLOC: CountingAlloc = CountingAlloc;
+
     #[test]
     fn counts_only_while_hot() {
-        // The test binary uses the same global allocator (see main.rs).
         let before = hot_allocations();
         let v: Vec<u8> = Vec::with_capacity(16);
         drop(v);

@@ -1,0 +1,6 @@
+//! Shared by the appliance (`taphold`) and the backup node (`taphold-backup`):
+//! reading a YAML config so that every error names its field and line
+//! ([`yaml`]), and proving a poll loop does not allocate ([`alloc_count`]).
+
+pub mod alloc_count;
+pub mod yaml;
