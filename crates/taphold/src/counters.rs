@@ -227,6 +227,8 @@ pub struct EgressCounters {
     pub released_unprotected: Counter,
     /// Released in journal mode once synced locally, without meeting the policy.
     pub released_journaled: Counter,
+    /// Messages whose rewrite for the destination failed (never expected).
+    pub rewrite_failed: Counter,
 }
 
 impl Named for EgressCounters {
@@ -241,6 +243,7 @@ impl Named for EgressCounters {
         f("overdue", self.overdue.get());
         f("released_unprotected", self.released_unprotected.get());
         f("released_journaled", self.released_journaled.get());
+        f("rewrite_failed", self.rewrite_failed.get());
     }
 }
 
