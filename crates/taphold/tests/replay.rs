@@ -201,6 +201,19 @@ fn every_message_reaches_the_destination_once_in_order_after_its_tap_copy() {
         "our heartbeats ride the link too"
     );
     assert_eq!(s["health"]["b1"]["state"], "up", "{s:#}");
+    // Heartbeats carry the released watermark, which only grows, up to the last message.
+    let marks: Vec<u64> = r
+        .pcap("backup.pcap")
+        .iter()
+        .filter_map(|f| {
+            Packet::new_checked(&f[14..])
+                .ok()
+                .filter(|p| p.msg_type() == MsgType::Heartbeat)
+                .map(|p| p.watermark())
+        })
+        .collect();
+    assert!(marks.windows(2).all(|w| w[0] <= w[1]), "{marks:?}");
+    assert_eq!(marks.last().copied(), Some(want.len() as u64));
     assert_eq!(s["mode"]["final"], "protected");
     for (i, f) in backup.iter().enumerate() {
         let p = Packet::new_checked(&f[14..]).unwrap();

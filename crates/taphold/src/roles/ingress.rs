@@ -116,9 +116,7 @@ impl Ingress {
             return work;
         }
         c.rx_frames.add(n as u64);
-        // Highest seq egress has released: the backup node may trim below it.
-        let held = (self.hold.capacity() - self.hold.free()) as u64;
-        let watermark = self.hold.next_seq() - 1 - held;
+        let watermark = self.released_watermark();
 
         let mut accepted = 0;
         while let Some(mut m) = self.rx.pop() {
@@ -259,10 +257,17 @@ impl Ingress {
         }
     }
 
+    /// Highest seq egress has released: the backup node may trim below it.
+    fn released_watermark(&self) -> u64 {
+        let held = (self.hold.capacity() - self.hold.free()) as u64;
+        self.hold.next_seq() - 1 - held
+    }
+
     /// Our heartbeat on every link that is due one (active and standby: the
     /// tap copy of a heartbeat proves a tap path that carries no traffic).
     fn heartbeats(&mut self, now: u64) -> usize {
         let ctl = &self.shared.control;
+        let watermark = self.released_watermark();
         let mut sent = 0;
         for (k, l) in self.links.iter_mut().enumerate() {
             if now < l.next_hb_ns || l.pending.room() == 0 {
@@ -276,7 +281,7 @@ impl Ingress {
                 stream: self.stream,
                 seq,
                 timestamp_ns: now,
-                watermark: links::get(&ls.acked_seq),
+                watermark,
                 echo_seq: links::get(&ls.peer_hb_seq),
                 echo_timestamp_ns: links::get(&ls.peer_hb_ts),
             };
