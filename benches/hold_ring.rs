@@ -95,6 +95,33 @@ fn single_thread(c: &mut Criterion, eal: &Eal) {
             })
         });
 
+        // The floor of the design: the two locked read-modify-writes every message needs
+        // (tap-rx's confirmation CAS, egress's release CAS) on a slot's state word, and
+        // nothing else. Not a ring; what no hold-ring layout can go below.
+        let words: Vec<std::sync::atomic::AtomicU64> = (0..32)
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect();
+        g.bench_function(BenchmarkId::new("two_cas_floor", batch), |b| {
+            use std::sync::atomic::Ordering;
+            b.iter(|| {
+                for w in words.iter().take(batch) {
+                    let s = w.load(Ordering::Acquire);
+                    let _ = black_box(w.compare_exchange(
+                        s,
+                        s | 1,
+                        Ordering::Release,
+                        Ordering::Acquire,
+                    ));
+                    let _ = black_box(w.compare_exchange(
+                        s | 1,
+                        s + 256,
+                        Ordering::Acquire,
+                        Ordering::Acquire,
+                    ));
+                }
+            })
+        });
+
         let (mut p, mut q) =
             SpscRing::<Token>::new(eal, &format!("bench_single_{batch}"), CAPACITY as u32)
                 .expect("rte_ring");

@@ -14,6 +14,7 @@ BENCHES = [
     ("single_thread/hold_ring/1", 1), ("single_thread/rte_ring/1", 1),
     ("single_thread/hold_ring/32", 32), ("single_thread/rte_ring/32", 32),
     ("single_thread/rte_ring_bulk/32", 32),
+    ("single_thread/two_cas_floor/1", 1), ("single_thread/two_cas_floor/32", 32),
     ("two_threads/hold_ring", 1), ("two_threads/rte_ring", 1),
 ]
 
@@ -36,6 +37,8 @@ def main():
     for a, b, k in [("single_thread/hold_ring/1", "single_thread/rte_ring/1", "batch 1"),
                     ("single_thread/hold_ring/32", "single_thread/rte_ring/32", "batch 32"),
                     ("single_thread/hold_ring/32", "single_thread/rte_ring_bulk/32", "batch 32 vs bulk"),
+                    ("single_thread/two_cas_floor/1", "single_thread/rte_ring/1", "two-CAS floor, batch 1"),
+                    ("single_thread/two_cas_floor/32", "single_thread/rte_ring/32", "two-CAS floor, batch 32"),
                     ("two_threads/hold_ring", "two_threads/rte_ring", "two threads")]:
         if a in ns and b in ns and ns[b]:
             ratios[k] = round(ns[a] / ns[b], 2)

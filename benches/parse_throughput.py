@@ -67,6 +67,7 @@ def main():
         ratio = th["mps"] / tp["pps"] if th["mps"] and tp["pps"] else None
         rows.append({
             "payload": int(size), "capacity": int(cap), "tag": tag,
+            "tap_model": "lcore 2 (CPU 0)" if tag.endswith("-split") else "worker lcore",
             "testpmd": tp, "taphold": th,
             "ratio": round(ratio, 4) if ratio else None,
             "testpmd_cmd": tp_cmd, "taphold_cmd": th_cmd,

@@ -52,16 +52,23 @@ def figures(out):
     else:
         L += ["Same input (256 messages looped by `net_pcap0,infinite_rx=1`), same port, run one "
               "after the other. Rates: median of the one-second rates after the first second.", "",
-              "| payload B | hold ring | testpmd Mpps | taphold Mmsg/s | ratio | hot-path allocations | events lost | unaccounted |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| payload B | hold ring | harness tap-model on | testpmd Mpps | taphold Mmsg/s | ratio | hot-path allocations | events lost | unaccounted |",
+              "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
         for r in t["runs"]:
             th = r["taphold"]
-            L.append("| %d | %d | %s | %s | **%s** | %s | %s | %s |" % (
-                r["payload"], r["capacity"], mpps(r["testpmd"]["pps"]), mpps(th["mps"]),
+            L.append("| %d | %d | %s | %s | %s | **%s** | %s | %s | %s |" % (
+                r["payload"], r["capacity"], r.get("tap_model", "worker lcore"),
+                mpps(r["testpmd"]["pps"]), mpps(th["mps"]),
                 f(r["ratio"], 3), th["hot_path_allocations"], th["events_lost"], th["unaccounted"]))
         r0 = t["runs"][0]
         L += ["", "Commands (one pair per row; `msgs-<payload>B-256.pcap` and `bench-cap<capacity>.yaml` vary):", "",
-              "```sh", r0["testpmd_cmd"], r0["taphold_cmd"], "```", ""]
+              "```sh", r0["testpmd_cmd"], r0["taphold_cmd"]]
+        split = [x for x in t["runs"] if x["tag"].endswith("-split")]
+        if split:
+            L += ["# tap-model on its own lcore (rows \"lcore 2\"): --lcores instead of -l, and a config",
+                  "# whose lcores map tap-model to lcore 2 (bench-cap4096-split.yaml)",
+                  split[0]["taphold_cmd"]]
+        L += ["```", ""]
 
     r = load(out, "ring.json")
     L += ["## 2. Hold ring vs rte_ring, per message (target <= 2x)", ""]

@@ -11,7 +11,8 @@
 # Only one busy-polling DPDK process runs at any time: testpmd and taphold are run
 # one after the other, never together. Environment: DURATION_MS (throughput run
 # length, default 6000), SIZES ("64 256 1024 1500"), CAPS ("64 1024 4096", swept at
-# 64 B), LAT_COUNT (messages per latency replay, 20000), LAT_MS (3000).
+# 64 B), SPLIT_SIZES ("64 1500": sizes also run with the harness's tap-model on its own
+# lcore, see below), LAT_COUNT (messages per latency replay, 20000), LAT_MS (3000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -34,6 +35,7 @@ want() { local s; for s in "${sections[@]}"; do [ "$s" = "$1" ] && return 0; don
 DURATION_MS=${DURATION_MS:-6000}
 SIZES=${SIZES:-64 256 1024 1500}
 CAPS=${CAPS:-64 1024 4096}
+SPLIT_SIZES=${SPLIT_SIZES:-64 1500}
 LAT_COUNT=${LAT_COUNT:-20000}
 # Latency replays stop on a timer: the modelled backup node's heartbeats keep the
 # appliance busy, so --exit-when-idle-ms would never fire.
@@ -105,13 +107,35 @@ if want throughput; then
     runs=()
     for s in $SIZES; do runs+=("$s:4096"); done
     for c in $CAPS; do [ "$c" = 4096 ] || runs+=("64:$c"); done
+    # "split": the replay harness's tap-model (modelled fibre, tap copy, modelled backup
+    # node: hardware in a deployment) on lcore 2, sharing CPU 0 with the main lcore (which
+    # mostly sleeps), instead of on the appliance's worker lcore. Both lcores spin.
+    for s in $SPLIT_SIZES; do runs+=("$s:4096:split"); done
     : > "$out/throughput.runs"
     for r in "${runs[@]}"; do
-        size=${r%%:*} cap=${r##*:}
+        IFS=: read -r size cap place <<< "$r"
         pcap=$(pcap_for "$size" 256)
         cfg=$out/bench-cap$cap.yaml
         bench_config "$cfg" "$cap"
         tag=${size}B-cap$cap
+        lcores=(-l 0,1)
+        if [ "$place" = split ]; then
+            cfg=$out/bench-cap$cap-split.yaml
+            bench_config "$cfg" "$cap"
+            python3 - "$cfg" <<'EOF'
+import re, sys
+path = sys.argv[1]
+s = open(path).read()
+s, n = re.subn(r"^lcores:\n  - lcore: 1\n    roles: \[ingress, tap-rx, egress, link-rx, tap-model\]\n",
+               "lcores:\n  - lcore: 1\n    roles: [ingress, tap-rx, egress, link-rx]\n"
+               "  - lcore: 2\n    roles: [tap-model]\n", s, flags=re.M)
+if n != 1:
+    sys.exit("run.sh: config/default.yaml's lcores changed shape; fix the split config")
+open(path, "w").write(s)
+EOF
+            tag=$tag-split
+            lcores=(--lcores 0@0,1@1,2@0)
+        fi
         busy_check
         tp_cmd=(timeout -s INT $((secs + 2)) dpdk-testpmd --no-huge -m 1024 --no-pci -l 0,1
             --file-prefix "bench-tp-$$" --log-level '*:warning'
@@ -119,11 +143,12 @@ if want throughput; then
             -- --forward-mode=io --port-topology=loop --nb-cores=1 --stats-period 1)
         log "testpmd $tag"
         "${tp_cmd[@]}" > "$out/testpmd-$tag.txt" 2>&1 || true
-        th_cmd=("$bin" --no-huge -m 1024 --no-pci -l 0,1 --file-prefix "bench-th-$$" --log-level '*:warning'
+        th_cmd=("$bin" --no-huge -m 1024 --no-pci "${lcores[@]}" --file-prefix "bench-th-$$" --log-level '*:warning'
             --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev net_null0
             -- --config "$cfg" --duration-ms "$DURATION_MS")
         log "taphold $tag"
         "${th_cmd[@]}" > "$out/taphold-$tag.txt" 2>&1
+        rm -rf "/var/run/dpdk/bench-tp-$$" "/var/run/dpdk/bench-th-$$"
         printf '%s\t%s\t%s\t%s\t%s\n' "$size" "$cap" "$tag" \
             "${tp_cmd[*]}" "${th_cmd[*]}" | sed "s#$root/##g" >> "$out/throughput.runs"
     done

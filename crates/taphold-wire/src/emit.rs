@@ -35,6 +35,10 @@ fn be16(b: &[u8]) -> u16 {
     u16::from_be_bytes([b[0], b[1]])
 }
 
+fn ip4(b: &[u8]) -> [u8; 4] {
+    [b[0], b[1], b[2], b[3]]
+}
+
 /// Rewrites a message frame that [`crate::classify()`] accepted so that it leaves for `to`
 /// from `from`, in place. Returns where the new frame starts: it is
 /// `frame[start..start + UDP_FRAME_HEADER_LEN + meta.payload_len]`.
@@ -76,14 +80,14 @@ pub fn rewrite_released(
     let udp_checksum = if meta.udp_checksum != 0 {
         // Lengths, protocol and payload are unchanged; only addresses and ports move.
         let old = checksum::combine(&[
-            checksum::data(&frame[IP_SRC]),
-            checksum::data(&frame[IP_DST]),
+            checksum::addr(ip4(&frame[IP_SRC])),
+            checksum::addr(ip4(&frame[IP_DST])),
             be16(&old_udp[0..2]),
             be16(&old_udp[2..4]),
         ]);
         let new = checksum::combine(&[
-            checksum::data(&from.ip),
-            checksum::data(&to.ip),
+            checksum::addr(from.ip),
+            checksum::addr(to.ip),
             from.port,
             to.port,
         ]);

@@ -18,7 +18,7 @@ use crate::WireError;
 /// `"TH"`.
 pub const MAGIC: u16 = 0x5448;
 /// The only version this crate speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Length of the common header; the body starts here.
 pub const HEADER_LEN: usize = 40;
 /// Length of the digest trailer after the body.
@@ -431,7 +431,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         be64(&self.buffer.as_ref()[at..at + DIGEST_LEN])
     }
 
-    /// The digest the trailer should hold: keyed SipHash-2-4 of header and body.
+    /// The digest the trailer should hold: keyed SipHash-1-3 of header and body.
     #[inline]
     pub fn compute_digest(&self, key: &DigestKey) -> u64 {
         let covered = HEADER_LEN + self.body_len() as usize;
@@ -497,18 +497,22 @@ impl Header {
     fn emit<'b>(&self, buf: &'b mut [u8]) -> Result<&'b mut [u8], WireError> {
         let total = HEADER_LEN + self.body_len + DIGEST_LEN;
         let pdu = buf.get_mut(..total).ok_or(WireError::Truncated)?;
-        pdu[field::MAGIC].copy_from_slice(&MAGIC.to_be_bytes());
-        pdu[field::VERSION] = VERSION;
-        pdu[field::TYPE] = u8::from(self.msg_type);
-        pdu[field::FLAGS].copy_from_slice(&self.flags.bits().to_be_bytes());
-        pdu[field::LINK] = self.link;
-        pdu[field::CONTENT_MODE] = self.mode as u8;
-        pdu[field::STREAM].copy_from_slice(&self.stream.to_be_bytes());
+        // Five 8-byte stores, one per 8-byte word of the header (magic .. content mode,
+        // stream + body length, seq, timestamp, watermark): the digest then reads each word
+        // back with one load that the store forwards, instead of stalling on a load that
+        // spans several 1- and 2-byte stores.
+        let w0 = u64::from(MAGIC) << 48
+            | u64::from(VERSION) << 40
+            | u64::from(u8::from(self.msg_type)) << 32
+            | u64::from(self.flags.bits()) << 16
+            | u64::from(self.link) << 8
+            | u64::from(self.mode as u8);
         // body_len ≤ 65543 for every type, so it fits in u32.
-        pdu[field::BODY_LEN].copy_from_slice(&(self.body_len as u32).to_be_bytes());
-        pdu[field::SEQ].copy_from_slice(&self.seq.to_be_bytes());
-        pdu[field::TIMESTAMP_NS].copy_from_slice(&self.timestamp_ns.to_be_bytes());
-        pdu[field::WATERMARK].copy_from_slice(&self.watermark.to_be_bytes());
+        let w1 = u64::from(self.stream) << 32 | u64::from(self.body_len as u32);
+        let words = [w0, w1, self.seq, self.timestamp_ns, self.watermark];
+        for (chunk, w) in pdu[..field::BODY].chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&w.to_be_bytes());
+        }
         Ok(&mut pdu[field::BODY..field::BODY + self.body_len])
     }
 }
@@ -647,9 +651,11 @@ impl<'a> BackupRepr<'a> {
             watermark: self.watermark,
         };
         let body = header.emit(buf)?;
-        body[field::backup::SRC_IP].copy_from_slice(&self.src_ip);
-        body[field::backup::SRC_PORT].copy_from_slice(&self.src_port.to_be_bytes());
-        body[field::backup::PAYLOAD_LEN].copy_from_slice(&self.payload_len.to_be_bytes());
+        // src_ip, src_port, payload_len: one 8-byte store (see `Header::emit`).
+        let prefix = u64::from(u32::from_be_bytes(self.src_ip)) << 32
+            | u64::from(self.src_port) << 16
+            | u64::from(self.payload_len);
+        body[..field::backup::CONTENT].copy_from_slice(&prefix.to_be_bytes());
         match self.content {
             Content::Full(p) => body[field::backup::CONTENT..].copy_from_slice(p),
             Content::Digest(d) => body[field::backup::DIGEST].copy_from_slice(&d.to_be_bytes()),
@@ -854,8 +860,9 @@ impl ConfirmRepr {
             watermark: self.watermark,
         };
         let body = header.emit(buf)?;
-        body[field::confirm::PAYLOAD_LEN].copy_from_slice(&self.payload_len.to_be_bytes());
-        body[field::confirm::RESERVED].fill(0);
+        // payload_len and the reserved zeros: one 8-byte store (see `Header::emit`).
+        body[field::confirm::PAYLOAD_LEN.start..field::confirm::RESERVED.end]
+            .copy_from_slice(&(u64::from(self.payload_len) << 48).to_be_bytes());
         body[field::confirm::ECHO].copy_from_slice(&self.echo);
         Ok(seal(buf, key))
     }
@@ -873,7 +880,7 @@ mod tests {
     /// Message 42 of stream 7, payload "ORDER" from 10.0.0.99:40000, full copy.
     static BACKUP_FULL: [u8; 61] = [
         0x54, 0x48, // magic "TH"
-        0x01, // version
+        0x02, // version
         0x01, // type: backup
         0x00, 0x00, // flags
         0xff, // link: all
@@ -887,12 +894,12 @@ mod tests {
         0x9c, 0x40, // source port 40000
         0x00, 0x05, // payload length
         b'O', b'R', b'D', b'E', b'R', // payload
-        0xbe, 0x5f, 0xbb, 0x00, 0x18, 0x0f, 0xba, 0x0e, // digest
+        0xee, 0x5c, 0x8f, 0xe2, 0x2a, 0x6a, 0x37, 0xf3, // digest
     ];
 
     /// The same message, digest only, re-sent after failover.
     static BACKUP_DIGEST: [u8; 64] = [
-        0x54, 0x48, 0x01, 0x01, //
+        0x54, 0x48, 0x02, 0x01, //
         0x00, 0x04, // flags: RETRANSMIT
         0xff, 0x01, // link all, digest only
         0x00, 0x00, 0x00, 0x07, // stream
@@ -901,13 +908,13 @@ mod tests {
         0x00, 0x00, 0x00, 0x00, 0x3b, 0x9a, 0xca, 0x00, //
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, //
         10, 0, 0, 99, 0x9c, 0x40, 0x00, 0x05, //
-        0x21, 0x09, 0x7d, 0xad, 0xf2, 0x94, 0x5c, 0x6e, // keyed digest of "ORDER"
-        0x4d, 0x5e, 0x5c, 0xfe, 0x3f, 0x98, 0x37, 0x8f, // digest
+        0xa3, 0x8e, 0x0c, 0xd8, 0x73, 0xf8, 0x9a, 0x67, // keyed digest of "ORDER"
+        0x8c, 0x4b, 0x56, 0x6c, 0xd8, 0x24, 0x76, 0x51, // digest
     ];
 
     /// Heartbeat 5 on link 1, echoing the peer's heartbeat 4.
     static HEARTBEAT: [u8; 64] = [
-        0x54, 0x48, 0x01, 0x02, // type: heartbeat
+        0x54, 0x48, 0x02, 0x02, // type: heartbeat
         0x00, 0x00, 0x01, 0x00, // flags, link 1, mode
         0x00, 0x00, 0x00, 0x07, //
         0x00, 0x00, 0x00, 0x10, // body length 16
@@ -916,12 +923,12 @@ mod tests {
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, // watermark 41
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, // echo seq 4
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0xdc, // echo timestamp 1500
-        0xfe, 0x14, 0x5d, 0x80, 0xe2, 0x89, 0xb9, 0xc4, // digest
+        0x60, 0x17, 0x2c, 0xe3, 0x32, 0x82, 0x8b, 0x8d, // digest
     ];
 
     /// Ack on link 0: everything up to 42 journaled, 43 records.
     static ACK: [u8; 56] = [
-        0x54, 0x48, 0x01, 0x03, // type: ack
+        0x54, 0x48, 0x02, 0x03, // type: ack
         0x00, 0x00, 0x00, 0x00, // flags, link 0, mode
         0x00, 0x00, 0x00, 0x07, //
         0x00, 0x00, 0x00, 0x08, // body length 8
@@ -929,12 +936,12 @@ mod tests {
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0xb8, // timestamp 3000
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, // watermark 41
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2b, // records 43
-        0x98, 0x1b, 0x2c, 0x2b, 0xb9, 0x04, 0x1b, 0xc8, // digest
+        0x60, 0x84, 0x22, 0x52, 0x08, 0x8a, 0xd6, 0x66, // digest
     ];
 
     /// Confirmation of message 42, released unprotected.
     static CONFIRM: [u8; 72] = [
-        0x54, 0x48, 0x01, 0x04, // type: confirm
+        0x54, 0x48, 0x02, 0x04, // type: confirm
         0x00, 0x02, 0xff, 0x00, // flags UNPROTECTED, link all, mode
         0x00, 0x00, 0x00, 0x07, //
         0x00, 0x00, 0x00, 0x18, // body length 24
@@ -944,7 +951,7 @@ mod tests {
         0x00, 0x05, // payload length
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // reserved
         b'O', b'R', b'D', b'E', b'R', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // echo
-        0x00, 0x9a, 0x4a, 0x7f, 0x22, 0xc3, 0x66, 0x31, // digest
+        0x81, 0x86, 0x1b, 0xcb, 0xcc, 0x0b, 0x69, 0x9a, // digest
     ];
 
     fn backup_full() -> BackupRepr<'static> {
@@ -1020,7 +1027,7 @@ mod tests {
     fn deconstruct_backup_full() {
         let p = Packet::new_checked(&BACKUP_FULL[..]).unwrap();
         assert_eq!(p.magic(), MAGIC);
-        assert_eq!(p.version(), 1);
+        assert_eq!(p.version(), 2);
         assert_eq!(p.msg_type(), MsgType::Backup);
         assert_eq!(p.flags(), Flags::EMPTY);
         assert_eq!(p.link(), ALL_LINKS);
@@ -1031,7 +1038,7 @@ mod tests {
         assert_eq!(p.timestamp_ns(), 1_000_000_000);
         assert_eq!(p.watermark(), 41);
         assert_eq!(p.body(), &BACKUP_FULL[40..53]);
-        assert_eq!(p.digest_field(), 0xbe5f_bb00_180f_ba0e);
+        assert_eq!(p.digest_field(), 0xee5c_8fe2_2a6a_37f3);
         assert_eq!(p.total_len(), 61);
         assert_eq!(p.compute_digest(&key()), p.digest_field());
         assert_eq!(p.verify_digest(&key()), Ok(()));
@@ -1046,7 +1053,7 @@ mod tests {
         assert_eq!(p.body_len(), 16);
         assert_eq!(p.total_len(), 64);
         let r = BackupRepr::parse(&p, &key()).unwrap();
-        assert_eq!(r.content, Content::Digest(0x2109_7dad_f294_5c6e));
+        assert_eq!(r.content, Content::Digest(0xa38e_0cd8_73f8_9a67));
         assert_eq!(r.content, Content::Digest(key().digest(b"ORDER")));
         assert_eq!(r.payload_len, 5);
         assert_eq!(r, backup_digest());
@@ -1173,7 +1180,9 @@ mod tests {
             (0, 0x55, WireError::BadMagic),
             (1, 0x49, WireError::BadMagic),
             (2, 0, WireError::BadVersion),
-            (2, 2, WireError::BadVersion),
+            // Version 1 (SipHash-2-4 digests): refused by version, not as corrupt.
+            (2, 1, WireError::BadVersion),
+            (2, 3, WireError::BadVersion),
             (3, 0, WireError::UnknownType),
             (3, 5, WireError::UnknownType),
             (3, 0xff, WireError::UnknownType),
