@@ -380,7 +380,7 @@ impl Node {
                     return Err(Ok(Refusal::WrongStream));
                 }
                 self.counters.backup_frames += 1;
-                self.watermark = self.watermark.max(b.watermark);
+                self.note_watermark(b.watermark);
                 let pdu = &buf[..p.total_len()];
                 match self
                     .journal
@@ -402,7 +402,7 @@ impl Node {
                     return Err(Ok(Refusal::WrongLink));
                 }
                 self.counters.heartbeats_received += 1;
-                self.watermark = self.watermark.max(h.watermark);
+                self.note_watermark(h.watermark);
                 self.peer_hb = PeerHeartbeat {
                     seq: h.seq,
                     timestamp_ns: h.timestamp_ns,
@@ -439,6 +439,16 @@ impl Node {
         if self.tx.push(m).is_err() {
             // Dropping the returned mbuf frees it.
             self.counters.tx_dropped += 1;
+        }
+    }
+
+    /// The primary's released watermark, from an authentic backup frame or
+    /// heartbeat: kept for trimming, and counted as covered by our acks
+    /// (taphold_journal::Journal::note_released).
+    fn note_watermark(&mut self, w: u64) {
+        if w > self.watermark {
+            self.watermark = w;
+            self.journal.note_released(w);
         }
     }
 
@@ -566,6 +576,7 @@ impl Node {
                 "untracked": js.untracked,
                 "floor": self.journal.floor(),
                 "recovered_records": self.recovery.records,
+                "covered_by_watermark": self.journal.stats().covered_by_watermark,
                 "torn_bytes_discarded": self.recovery.torn_bytes_discarded,
                 "valid_records_discarded": self.recovery.valid_records_discarded,
             },

@@ -168,6 +168,11 @@ pub struct JournalStats {
     pub beyond_window: u64,
     /// Of those, seqs the window could not remember ([`window::OVERFLOW_CAP`]).
     pub untracked: u64,
+    /// Seqs never journaled here but covered by the primary's released
+    /// watermark ([`Journal::note_released`]): frames this node never got
+    /// (before it joined, while it was down, or lost on the link) whose
+    /// messages had already been delivered.
+    pub covered_by_watermark: u64,
 }
 
 struct Segment {
@@ -541,6 +546,18 @@ impl Journal {
     /// what a cumulative ack may claim.
     pub fn contiguous_seq(&self) -> u64 {
         self.synced_contiguous
+    }
+
+    /// The primary has released every seq `<= watermark` to the destination:
+    /// the cumulative ack may cover them without this journal holding them.
+    /// This is what lets a node that joins mid-stream (a standby put in
+    /// service by a failover, or a node restarted after a gap) ack again; it
+    /// never covers a seq above the watermark that is not journaled and synced.
+    pub fn note_released(&mut self, watermark: u64) {
+        self.stats.covered_by_watermark += self.window.raise_base(watermark);
+        self.synced_contiguous = self
+            .synced_contiguous
+            .max(watermark.min(self.window.contiguous()));
     }
 
     /// As [`Journal::contiguous_seq`], counting records not yet synced.

@@ -101,6 +101,35 @@ impl SeqWindow {
         Insert::New
     }
 
+    /// Counts every seq `<= to` as held without journaling it (the primary has
+    /// released them: they are the destination's now), then moves the
+    /// contiguous point over whatever held seqs follow.
+    ///
+    /// Returns how many seqs it covered that were not held (gaps the
+    /// primary's watermark filled).
+    pub fn raise_base(&mut self, to: u64) -> u64 {
+        if to <= self.base {
+            return 0;
+        }
+        let mut held = 0;
+        let clear_to = to.min(self.base + WINDOW);
+        for seq in self.base + 1..=clear_to {
+            held += u64::from(self.bit(seq));
+            self.set(seq, false);
+        }
+        while let Some(&s) = self.overflow.first() {
+            if s > to {
+                break;
+            }
+            self.overflow.pop_first();
+            held += 1;
+        }
+        let covered = (to - self.base).saturating_sub(held);
+        self.base = to;
+        self.advance();
+        covered
+    }
+
     /// Moves the contiguous point over every held seq, sliding the window over the
     /// overflow set as it goes.
     fn advance(&mut self) {
@@ -129,6 +158,30 @@ impl SeqWindow {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn raising_the_base_covers_released_seqs_and_joins_what_follows() {
+        let mut w = SeqWindow::new(0);
+        for s in [5, 6, 8] {
+            w.insert(s);
+        }
+        assert_eq!(w.contiguous(), 0, "1..=4 never arrived");
+        assert_eq!(w.raise_base(4), 4, "four seqs covered without being held");
+        assert_eq!(w.contiguous(), 6, "released up to 4, 5 and 6 held");
+        assert!(
+            w.contains(3),
+            "a released seq counts as held (a re-send is a duplicate)"
+        );
+        assert_eq!(w.raise_base(2), 0);
+        assert_eq!(w.contiguous(), 6, "never lowers");
+        assert_eq!(w.raise_base(7), 1, "7 was a gap; 8 held");
+        assert_eq!(w.contiguous(), 8);
+        w.insert(WINDOW * 3);
+        w.raise_base(WINDOW * 2);
+        assert_eq!(w.contiguous(), WINDOW * 2);
+        w.raise_base(WINDOW * 3 - 1);
+        assert_eq!(w.contiguous(), WINDOW * 3, "the overflow seq joined");
+    }
 
     #[test]
     fn in_order_out_of_order_and_duplicates() {
