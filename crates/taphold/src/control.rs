@@ -19,6 +19,10 @@ use crate::Shared;
 
 pub struct ControlLoop {
     health: Vec<LinkHealth>,
+    /// Per link, the seq up to which nothing is expected on it any more
+    /// (neither a tap copy nor an ack): what it carried before it left
+    /// service, or what was released before it (re-)entered service.
+    floor: Vec<u64>,
     /// Links configured in service (not standby).
     primary_set: u8,
     policy: ReleasePolicy,
@@ -26,6 +30,8 @@ pub struct ControlLoop {
     pub transitions: Vec<(u64, usize, Transition)>,
     pub failovers: u64,
     pub mode_changes: u64,
+    /// Links put in service by a failover in the current decision.
+    failover_targets: u8,
 }
 
 impl ControlLoop {
@@ -47,12 +53,14 @@ impl ControlLoop {
                 .iter()
                 .map(|_| LinkHealth::new(hc, now_ns))
                 .collect(),
+            floor: vec![0; cfg.backup_links.len()],
             primary_set: active_set(cfg),
             policy: cfg.release.policy.0.policy,
             secondary: cfg.secondary_mode,
             transitions: Vec::new(),
             failovers: 0,
             mode_changes: 0,
+            failover_targets: 0,
         }
     }
 
@@ -61,7 +69,7 @@ impl ControlLoop {
         let ctl = &s.control;
         let mut changed = false;
         for (k, h) in self.health.iter_mut().enumerate() {
-            let obs = observe(s, k, now);
+            let obs = observe(s, k, now, self.floor[k]);
             if let Some(t) = h.update(&obs) {
                 log::warn!(
                     "backup link {k}: {} -> {}{}",
@@ -137,10 +145,39 @@ impl ControlLoop {
         }
         if active != old_active {
             log::warn!("links in service: {old_active:#06b} -> {active:#06b}");
-            // Release: pairs with the roles' Acquire loads of `active`.
-            ctl.active.store(active, Ordering::Release);
+            let launched_any = (0..self.health.len())
+                .map(|k| links::get(&ctl.links[k].launched_seq))
+                .max()
+                .unwrap_or(0);
+            for k in 0..self.health.len() {
+                let bit = 1u8 << k;
+                if old_active & bit != 0 && active & bit == 0 {
+                    // Leaving service: what it carried is written off for its health.
+                    self.floor[k] = links::get(&ctl.links[k].launched_seq);
+                } else if old_active & bit == 0 && active & bit != 0 {
+                    // Entering service: a failover target gets every held
+                    // message (everything after the released point); a link
+                    // coming back gets only what is launched from now on.
+                    self.floor[k] = if self.failover_targets & bit != 0 {
+                        links::get(&ctl.released_seq)
+                    } else {
+                        launched_any
+                    };
+                }
+            }
+            self.failover_targets = 0;
         }
         let old_mode = ctl.mode();
+        // Order matters to egress, which loads `active` then the mode: going
+        // degraded, the mode is stored first; going protected, `active` is.
+        // Release: pairs with egress's and ingress's Acquire loads.
+        if mode != Mode::Protected {
+            ctl.mode.store(mode as u8, Ordering::Release);
+            ctl.active.store(active, Ordering::Release);
+        } else {
+            ctl.active.store(active, Ordering::Release);
+            ctl.mode.store(mode as u8, Ordering::Release);
+        }
         if mode != old_mode {
             self.mode_changes += 1;
             match mode {
@@ -158,7 +195,6 @@ impl ControlLoop {
                     old_mode.as_str()
                 ),
             }
-            ctl.mode.store(mode as u8, Ordering::Relaxed);
         }
     }
 
@@ -174,6 +210,7 @@ impl ControlLoop {
         // (stored by our caller, also Release) comes after it.
         ctl.failover_epoch.fetch_add(1, Ordering::Release);
         *active |= 1 << k;
+        self.failover_targets |= 1 << k;
         self.failovers += 1;
     }
 
@@ -194,22 +231,27 @@ pub fn initial_active(cfg: &Config) -> u8 {
     active_set(cfg)
 }
 
-/// What link `k`'s roles have published, as the health state machine wants it.
-fn observe(s: &Shared, k: usize, now: u64) -> LinkObservation {
+/// What link `k`'s roles have published, as the health state machine wants
+/// it; messages up to `floor` are no longer expected on the link.
+fn observe(s: &Shared, k: usize, now: u64, floor: u64) -> LinkObservation {
     let ctl = &s.control;
     let l = &ctl.links[k];
     let launched = links::get(&l.launched_seq);
-    let acked = links::get(&l.acked_seq);
-    let tapped = links::get(&l.tapped_seq);
+    let acked = links::get(&l.acked_seq).max(floor);
+    let tapped = links::get(&l.tapped_seq).max(floor);
     let oldest_unacked = (launched > acked).then(|| ctl.launch_of(acked + 1));
     let msg_untapped = (launched > tapped).then(|| ctl.launch_of(tapped + 1));
     let hb_sent = links::get(&l.hb_sent_seq);
     let hb_tapped = links::get(&l.hb_tapped_seq);
     let hb_untapped = (hb_sent > hb_tapped).then(|| {
-        // The oldest of our heartbeats not seen on the tap, or the oldest we
-        // still remember if the gap is longer than the log.
-        let oldest = (hb_tapped + 1).max(hb_sent.saturating_sub(HB_LOG as u64 - 1));
-        links::get(&l.hb_sent_ns[oldest as usize % HB_LOG])
+        // The first heartbeat sent after the last one the tap showed; if it
+        // has left the log, it is older than any tap timeout: time 0.
+        let first = hb_tapped + 1;
+        if hb_sent - first < HB_LOG as u64 {
+            links::get(l.hb_sent_ns.slot(first))
+        } else {
+            0
+        }
     });
     let last_peer = links::get(&l.last_peer_hb_ns);
     LinkObservation {

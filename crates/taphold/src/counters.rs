@@ -82,6 +82,8 @@ pub struct IngressCounters {
     pub failover_paused_polls: Counter,
     /// Held messages re-launched on a link put in service by a failover.
     pub resent: Counter,
+    /// Accepted with no link in service (pass-through or journal mode): no backup frame.
+    pub unlaunched: Counter,
 }
 
 impl Named for IngressCounters {
@@ -106,6 +108,7 @@ impl Named for IngressCounters {
         f("halted_polls", self.halted_polls.get());
         f("failover_paused_polls", self.failover_paused_polls.get());
         f("resent", self.resent.get());
+        f("accepted_unlaunched", self.unlaunched.get());
     }
 }
 

@@ -17,8 +17,26 @@ use crate::counters::Padded;
 /// launch time is `launch_ns[acked + 1]`. Sized so that a link 64K messages
 /// behind on acks has long been declared down.
 pub const LAUNCH_LOG: usize = 1 << 16;
-/// Recent heartbeat send times kept per link, by heartbeat seq.
-pub const HB_LOG: usize = 8;
+/// Recent heartbeat send times kept per link, by heartbeat seq: enough that
+/// an untapped heartbeat older than the log is older than any sane tap
+/// timeout (256 ms at the default 1 ms interval).
+pub const HB_LOG: usize = 256;
+
+/// Send times of a link's recent heartbeats.
+pub struct HbLog(pub [AtomicU64; HB_LOG]);
+
+impl Default for HbLog {
+    fn default() -> Self {
+        HbLog(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl HbLog {
+    #[inline]
+    pub fn slot(&self, seq: u64) -> &AtomicU64 {
+        &self.0[seq as usize % HB_LOG]
+    }
+}
 
 #[derive(Default)]
 pub struct LinkShared {
@@ -27,7 +45,7 @@ pub struct LinkShared {
     pub launched_seq: AtomicU64,
     /// Our last heartbeat's seq, and send times of the recent ones.
     pub hb_sent_seq: AtomicU64,
-    pub hb_sent_ns: [AtomicU64; HB_LOG],
+    pub hb_sent_ns: HbLog,
     // tap-rx
     /// Highest message seq whose tap copy was verified on this link.
     pub tapped_seq: AtomicU64,
@@ -95,6 +113,8 @@ pub struct Control {
     pub resend_done_epoch: AtomicU64,
     /// Highest seq written and synced to the local journal (journal mode).
     pub journaled_seq: AtomicU64,
+    /// Highest seq egress has released (written by egress once per poll).
+    pub released_seq: AtomicU64,
 }
 
 impl Control {
@@ -109,6 +129,7 @@ impl Control {
             ingress_paused_epoch: AtomicU64::new(0),
             resend_done_epoch: AtomicU64::new(0),
             journaled_seq: AtomicU64::new(0),
+            released_seq: AtomicU64::new(0),
         }
     }
 

@@ -99,9 +99,14 @@ impl Egress {
 
         let now = self.clock.now_ns();
         let ctl = &self.shared.control;
-        let mode = ctl.mode();
-        let policy = self.policy.with_links(ctl.active());
+        // `active` first, then the mode (both Acquire): the main lcore stores
+        // a degraded mode before it shrinks `active`, and a shrunk `active`
+        // before it returns to protected, so a policy over fewer links is
+        // never applied as if the appliance were still fully protected.
+        let policy = self.policy.with_links(ctl.active.load(Ordering::Acquire));
+        let mode = Mode::from_u8(ctl.mode.load(Ordering::Acquire));
         let mut released = 0;
+        let mut last_released = 0;
         // Halted: fail closed. The links in service no longer meet the policy,
         // so nothing is released until they do again.
         while released < BURST && mode != Mode::Halt {
@@ -115,8 +120,7 @@ impl Egress {
                     let Some(h) = self.hold.head() else { break };
                     // Acquire: pairs with the main lcore's Release store after its fsync.
                     let journaled = h.seq <= ctl.journaled_seq.load(Ordering::Acquire);
-                    self.hold
-                        .release_if(|confirmed| journaled || policy.satisfied(confirmed))
+                    self.hold.release_if(|_| journaled)
                 }
                 (_, Gate::Tap) => self
                     .hold
@@ -134,19 +138,25 @@ impl Egress {
                 }
             };
             let Some(r) = r else { break };
-            let status = match (mode, self.gate) {
-                (Mode::PassThrough, Gate::Ack) => MessageStatus::ReleasedUnprotected,
-                (_, Gate::Ack) => MessageStatus::Released,
-                _ if policy.satisfied(r.confirmed) => MessageStatus::Released,
-                (Mode::Journal, _) => MessageStatus::ReleasedJournaled,
-                _ => MessageStatus::ReleasedUnprotected,
+            // In a degraded mode the links in service cannot meet the policy,
+            // so whatever leaves is labelled by the mode, confirmed or not.
+            let status = match mode {
+                Mode::PassThrough => MessageStatus::ReleasedUnprotected,
+                Mode::Journal => MessageStatus::ReleasedJournaled,
+                Mode::Protected | Mode::Halt => MessageStatus::Released,
             };
+            let seq = r.seq;
             if self.release(r, now, status) {
                 released += 1;
             }
+            last_released = seq;
         }
         c.released.add(released as u64);
         work += released;
+        if last_released != 0 {
+            // The main lcore's health checks skip what is already released.
+            links::raise(&ctl.released_seq, last_released);
+        }
 
         // Releases first; a confirmation only once every release is with the driver.
         self.primary.tx_burst(self.release_q, &mut self.release_tx);

@@ -19,11 +19,11 @@ use taphold_wire::arp;
 use taphold_wire::classify::{classify, Classified, DropReason, MessageMeta, PrimaryAddr};
 use taphold_wire::digest::DigestKey;
 use taphold_wire::ethernet::{self, EtherType, EthernetAddress, MIN_FRAME_LEN};
-use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags, HeartbeatRepr};
+use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags, HeartbeatRepr, Packet};
 
 use super::{HeldMessage, BURST};
 use crate::counters::IngressCounters;
-use crate::links::{self, Mode, HB_LOG};
+use crate::links::{self, Mode};
 use crate::Shared;
 
 /// One backup link as ingress transmits on it.
@@ -182,9 +182,7 @@ impl Ingress {
         let c = &self.shared.counters.ingress;
         let seq = self.hold.next_seq();
         let Some(first) = (0..self.links.len()).find(|k| active & (1 << k) != 0) else {
-            // No link in service: the main lcore halts us; count it meanwhile.
-            c.no_link.inc();
-            return None;
+            return self.accept_unlaunched(m, meta, now, watermark);
         };
         let payload = &m.data()[meta.payload_off as usize..][..meta.payload_len as usize];
         let content = match self.content {
@@ -263,6 +261,44 @@ impl Ingress {
         self.hold.next_seq() - 1 - held
     }
 
+    /// No backup link in service. In pass-through and journal modes the
+    /// message is still accepted and held, with no backup frame (egress
+    /// releases it flagged, or once journaled); otherwise it is refused and
+    /// counted (the main lcore is about to halt us).
+    fn accept_unlaunched(
+        &mut self,
+        m: Mbuf,
+        meta: MessageMeta,
+        now: u64,
+        watermark: u64,
+    ) -> Option<u64> {
+        let c = &self.shared.counters.ingress;
+        if !matches!(
+            self.shared.control.mode(),
+            Mode::PassThrough | Mode::Journal
+        ) {
+            c.no_link.inc();
+            return None;
+        }
+        let held = HeldMessage {
+            mbuf: m,
+            meta,
+            timestamp_ns: now,
+            watermark,
+        };
+        // Digest 0: no tap copy exists to match; release is the mode's decision.
+        match self.hold.push(held, 0, now) {
+            Ok(seq) => {
+                c.unlaunched.inc();
+                Some(seq)
+            }
+            Err(_) => {
+                c.ring_full_polls.inc();
+                None
+            }
+        }
+    }
+
     /// Our heartbeat on every link that is due one (active and standby: the
     /// tap copy of a heartbeat proves a tap path that carries no traffic).
     fn heartbeats(&mut self, now: u64) -> usize {
@@ -307,7 +343,7 @@ impl Ingress {
             }
             l.hb_seq = seq;
             // Recorded before the frame leaves, like a backup frame's launch.
-            links::set(&ls.hb_sent_ns[seq as usize % HB_LOG], now);
+            links::set(ls.hb_sent_ns.slot(seq), now);
             links::set(&ls.hb_sent_seq, seq);
             let _ = l.pending.push(m);
             self.shared.counters.ingress.heartbeats_sent.inc();
@@ -329,8 +365,14 @@ impl Ingress {
         let Some(l) = self.links.get_mut(target) else {
             return 0;
         };
+        let now = self.clock.now_ns();
         while l.pending.room() > 0 {
             let Some(m) = self.resend_in.pop() else { break };
+            // Its launch on this link is now: the ack and tap deadlines count from here.
+            if let Ok(p) = Packet::new_checked(&m.data()[ethernet::HEADER_LEN..]) {
+                ctl.record_launch(p.seq(), now);
+                links::raise(&ctl.links[target].launched_seq, p.seq());
+            }
             let _ = l.pending.push(m);
             moved += 1;
         }

@@ -84,7 +84,7 @@ impl LinkRx {
                                 && h.echo_seq <= sent
                                 && sent - h.echo_seq < HB_LOG as u64
                             {
-                                let t = links::get(&ls.hb_sent_ns[h.echo_seq as usize % HB_LOG]);
+                                let t = links::get(ls.hb_sent_ns.slot(h.echo_seq));
                                 links::set(&ls.hb_echo_rtt_ns, now.saturating_sub(t));
                             }
                         }
