@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # The live namespace lab (docs/lab.md).
 #
-#   scripts/lab.sh up                 build the namespaces, veths, bridge, taps; start the link emulators
+#   scripts/lab.sh up                 build the namespaces, veths, bridge, taps; start the link
+#                                     emulators (backup links and tap paths) and both backup nodes
 #   scripts/lab.sh down               kill the lab's processes, delete everything named $LAB_PREFIX-*
 #   scripts/lab.sh status             namespaces, links, tc filters, lab processes
 #   scripts/lab.sh appliance OUTDIR [taphold args...]
 #                                     run taphold (foreground) in the app namespace, config/lab.yaml
-#   scripts/lab.sh emu 1|2 COMMAND... control a link emulator (stats, get, 'a2b delay_us=50', 'both cut=1', 'both clear')
+#   scripts/lab.sh emu 1|2|t1|t2 COMMAND...
+#                                     control a link emulator: 1|2 on backup link K (app -> node
+#                                     is a2b), t1|t2 on tap path K (mirror -> tap port is a2b)
+#                                     (stats, get, 'a2b delay_us=50', 'both cut=1', 'both clear')
+#   scripts/lab.sh node 1|2 start|stop|kill9|reset|inspect|status|log
+#                                     the backup node on link K (taphold-backup in $LAB_PREFIX-nodeK):
+#                                     start (keeps its journal), stop (SIGTERM: stats JSON written),
+#                                     kill9 (SIGKILL), reset (stop, delete the journal, start),
+#                                     inspect (taphold-backup journal inspect), status, log
+#   scripts/lab.sh tap 1|2 cut|restore
+#                                     delete | re-add the tc mirror filter on Bk (the passive tap)
 #   scripts/lab.sh src|dst ARGS...    run scripts/lab/source.py | dest.py in the source | destination namespace
 #   scripts/lab.sh exec NS CMD...     run CMD in namespace $LAB_PREFIX-NS (app, sw, src, dst, emu1, ...)
 #
@@ -14,7 +25,11 @@
 # names every namespace and interface so several labs can coexist; LAB_BIN_DIR
 # (default target/debug) holds taphold and taphold-linkemu; LAB_CONFIG (default
 # config/lab.yaml); LAB_MEM_MB (256); LAB_LCORES (0,1); LAB_SEED (1) seeds the
-# emulators; LAB_EMU1 / LAB_EMU2 initial emulator settings ('delay_us=20 ...').
+# emulators; LAB_EMU1 / LAB_EMU2 / LAB_EMUT1 / LAB_EMUT2 initial emulator settings
+# ('delay_us=20 ...'); LAB_NODES (default 1; 0: up starts no backup node).
+# Backup node K's config, journal, log and stats are under $RUN/nodeK/
+# (/run/taphold-lab-$LAB_PREFIX/nodeK/journal); they survive stop, kill9 and
+# start, and go with `down`.
 # Traffic never leaves the lab's own namespaces: nothing is created in the root
 # namespace. Root, iproute2 (ip, tc) and ethtool are needed.
 set -euo pipefail
@@ -28,7 +43,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUN=/run/taphold-lab-$P
 BIN=${LAB_BIN_DIR:-$ROOT/target/debug}
 CONFIG=${LAB_CONFIG:-$ROOT/config/lab.yaml}
-NAMESPACES=(sw src dst app emu1 emu2 node1 node2)
+NAMESPACES=(sw src dst app emu1 emu2 tap1 tap2 node1 node2)
 
 die() { echo "lab: $*" >&2; exit 1; }
 ns() { echo "$P-$1"; }
@@ -74,17 +89,137 @@ wait_for() { # FILE SECONDS
     return 1
 }
 
-start_emu() { # N
-    local n=$1 emu=$BIN/taphold-linkemu init_var="LAB_EMU$1"
+start_emu() { # NAME NAMESPACE IFACE_A IFACE_B SEED
+    local name=$1 nsn=$2 a=$3 b=$4 seed=$5 emu=$BIN/taphold-linkemu
+    local init_var="LAB_${name^^}"
     [ -x "$emu" ] || die "$emu missing: cargo build -p taphold-lab (or set LAB_BIN_DIR)"
-    rm -f "$RUN/emu$n.sock"
+    rm -f "$RUN/$name.sock"
     # ip netns exec execs the emulator: $! is its pid.
     # shellcheck disable=SC2086
-    nohup ip netns exec "$(ns "emu$n")" "$emu" run --a "$P-e${n}a" --b "$P-e${n}b" \
-        --ctl "$RUN/emu$n.sock" --seed "$(( ${LAB_SEED:-1} + n ))" ${!init_var:-} \
-        >"$RUN/emu$n.log" 2>&1 </dev/null &
-    echo $! >"$RUN/emu$n.pid"
-    wait_for "$RUN/emu$n.sock" 5 || die "emulator $n did not start: $(cat "$RUN/emu$n.log")"
+    nohup ip netns exec "$(ns "$nsn")" "$emu" run --a "$P-$a" --b "$P-$b" \
+        --ctl "$RUN/$name.sock" --seed "$seed" ${!init_var:-} \
+        >"$RUN/$name.log" 2>&1 </dev/null &
+    echo $! >"$RUN/$name.pid"
+    wait_for "$RUN/$name.sock" 5 || die "emulator $name did not start: $(cat "$RUN/$name.log")"
+}
+
+# The backup node on link N: its config (from $CONFIG's digest key and
+# stream), journal, log and stats JSON live in $RUN/nodeN/.
+node_dir() { echo "$RUN/node$1"; }
+
+node_config() { # N
+    local n=$1 d key stream
+    d=$(node_dir "$n")
+    key=$(sed -n 's/^digest_key: *"\{0,1\}\([0-9a-fA-F]\{32\}\)"\{0,1\}.*/\1/p' "$CONFIG" | head -1)
+    stream=$(sed -n 's/^stream_id: *\([0-9]*\).*/\1/p' "$CONFIG" | head -1)
+    [ -n "$key" ] || die "no digest_key in $CONFIG"
+    mkdir -p "$d"
+    cat >"$d/backup.yaml" <<YAML
+# Written by scripts/lab.sh for backup node $n (link index $((n - 1))).
+port: net_af_packet0
+mac: 02:00:00:00:0c:0$n
+peer_mac: 02:00:00:00:0b:0$n
+link: $((n - 1))
+stream: ${stream:-1}
+digest_key: "$key"
+journal:
+  dir: $d/journal
+  fsync_every_records: 1
+heartbeat_period_us: 10000
+idle: backoff
+stats_interval_ms: 1000
+trim_interval_ms: 1000
+mempool:
+  mbufs: 4095
+  cache: 256
+  data_room: 2176
+YAML
+}
+
+node_running() { # N
+    local f pid
+    f=$(node_dir "$1")/node.pid
+    [ -e "$f" ] && pid=$(cat "$f") && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+node_start() { # N
+    local n=$1 d bin=$BIN/taphold-backup i
+    d=$(node_dir "$n")
+    [ -x "$bin" ] || die "$bin missing: cargo build -p taphold-backup (or set LAB_BIN_DIR)"
+    node_running "$n" && die "backup node $n is already running (pid $(cat "$d/node.pid"))"
+    node_config "$n"
+    rm -f "$d/stats.json"
+    echo "== start $(date +%T.%N)" >>"$d/node.log"
+    local from
+    from=$(wc -c <"$d/node.log")
+    nohup ip netns exec "$(ns "node$n")" "$bin" \
+        --no-huge -m 256 --no-pci -l 0 --file-prefix "taphold-lab-$P-n$n" --log-level '*:warning' \
+        --vdev "net_af_packet0,iface=$P-n$n,qpairs=1" \
+        -- --config "$d/backup.yaml" --stats-json "$d/stats.json" \
+        >>"$d/node.log" 2>&1 </dev/null &
+    echo $! >"$d/node.pid"
+    # Ready once its port is started (it polls from then on).
+    for ((i = 0; i < 200; i++)); do
+        tail -c +"$((from + 1))" "$d/node.log" | grep -q "port net_af_packet0 .*link" && return 0
+        kill -0 "$(cat "$d/node.pid")" 2>/dev/null ||
+            die "backup node $n exited: $(tail -c +"$((from + 1))" "$d/node.log")"
+        sleep 0.05
+    done
+    die "backup node $n not ready after 10 s: $(tail -c +"$((from + 1))" "$d/node.log")"
+}
+
+node_stop() { # N SIGNAL
+    local n=$1 sig=$2 d pid i
+    d=$(node_dir "$n")
+    node_running "$n" || { rm -f "$d/node.pid"; return 0; }
+    pid=$(cat "$d/node.pid")
+    kill -"$sig" "$pid" 2>/dev/null || true
+    for ((i = 0; i < 200; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.025
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 0.1
+    fi
+    echo "== stopped by SIG$sig $(date +%T.%N)" >>"$d/node.log"
+    rm -f "$d/node.pid"
+}
+
+node_cmd() { # N COMMAND
+    local n=$1 d
+    [[ $n =~ ^[12]$ ]] || die "usage: lab.sh node 1|2 start|stop|kill9|reset|inspect|status|log"
+    d=$(node_dir "$n")
+    case "${2:-}" in
+    start) node_start "$n" ;;
+    stop) node_stop "$n" TERM ;;
+    kill9) node_stop "$n" KILL ;;
+    reset)
+        node_stop "$n" TERM
+        rm -rf "$d/journal"
+        node_start "$n"
+        ;;
+    inspect) exec "$BIN/taphold-backup" journal inspect "$d/journal" ;;
+    status)
+        if node_running "$n"; then echo "node $n: running, pid $(cat "$d/node.pid")"; else echo "node $n: stopped"; fi
+        ;;
+    log) exec cat "$d/node.log" ;;
+    *) die "usage: lab.sh node 1|2 start|stop|kill9|reset|inspect|status|log" ;;
+    esac
+}
+
+# The passive tap of link N is the tc mirror filter on Bk's egress.
+tap_cmd() { # N cut|restore
+    local n=$1
+    [[ $n =~ ^[12]$ ]] || die "usage: lab.sh tap 1|2 cut|restore"
+    case "${2:-}" in
+    cut) nsx app tc filter del dev "$P-b$n" egress ;;
+    restore)
+        nsx app tc filter add dev "$P-b$n" egress u32 match u32 0 0 \
+            action mirred egress mirror dev "$P-t${n}m"
+        ;;
+    *) die "usage: lab.sh tap 1|2 cut|restore" ;;
+    esac
 }
 
 up() {
@@ -114,47 +249,64 @@ up() {
     ip -n "$(ns dst)" addr add 203.0.113.10/24 dev "$P-dst0"
     ip -n "$(ns dst)" route add 198.51.100.0/24 dev "$P-dst0"
 
-    # Backup links: app Bk <-> emuK side a | emuK side b <-> nodeK; tap Tk mirrors Bk's egress.
+    # Backup links: app Bk <-> emuK side a | emuK side b <-> nodeK. The tap:
+    # Bk's egress mirrored to TkM <-> tapK side a (tKx) | tapK side b (tKy) <-> Tk.
     for n in 1 2; do
         veth app "b$n" "02:00:00:00:0b:0$n" "emu$n" "e${n}a" "02:00:00:00:e$n:0a"
         veth "emu$n" "e${n}b" "02:00:00:00:e$n:0b" "node$n" "n$n" "02:00:00:00:0c:0$n"
-        veth app "t$n" "02:00:00:00:0d:0$n" app "t${n}m" "02:00:00:00:0d:1$n"
+        veth app "t${n}m" "02:00:00:00:0d:1$n" "tap$n" "t${n}x" "02:00:00:00:0d:2$n"
+        veth "tap$n" "t${n}y" "02:00:00:00:0d:3$n" app "t$n" "02:00:00:00:0d:0$n"
         nsx app tc qdisc add dev "$P-b$n" clsact
-        nsx app tc filter add dev "$P-b$n" egress u32 match u32 0 0 \
-            action mirred egress mirror dev "$P-t${n}m"
+        tap_cmd "$n" restore
     done
 
-    start_emu 1
-    start_emu 2
+    local seed=${LAB_SEED:-1}
+    start_emu emu1 emu1 e1a e1b $((seed + 1))
+    start_emu emu2 emu2 e2a e2b $((seed + 2))
+    start_emu emut1 tap1 t1x t1y $((seed + 11))
+    start_emu emut2 tap2 t2x t2y $((seed + 12))
+    if [ "${LAB_NODES:-1}" != 0 ]; then
+        node_start 1
+        node_start 2
+    fi
     echo "lab $P up: namespaces ${NAMESPACES[*]/#/$P-}; run 'scripts/lab.sh status'"
 }
 
-kill_pid() { # PID
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 40; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
-    kill -KILL "$pid" 2>/dev/null || true
+kill_pid() { # PID...: SIGTERM to all at once, then SIGKILL to any left after 2 s
+    local pid i left
+    [ $# -gt 0 ] || return 0
+    kill -TERM "$@" 2>/dev/null || true
+    for ((i = 0; i < 40; i++)); do
+        left=0
+        for pid in "$@"; do kill -0 "$pid" 2>/dev/null && left=1; done
+        [ $left = 0 ] && return 0
+        sleep 0.05
+    done
+    kill -KILL "$@" 2>/dev/null || true
 }
 
 down() {
-    local f pid n
+    local f pid n pids=()
     if [ -d "$RUN" ]; then
-        for f in "$RUN"/*.pid; do
+        for f in "$RUN"/*.pid "$RUN"/node*/node.pid; do
             [ -e "$f" ] || continue
             pid=$(cat "$f")
-            [ -n "$pid" ] && kill_pid "$pid"
+            [ -n "$pid" ] && pids+=("$pid")
         done
     fi
+    # Anything still running inside our own namespaces was started in the lab.
     for n in $(our_namespaces); do
-        # Anything still running inside our own namespaces was started in the lab.
-        for pid in $(ip netns pids "$n" 2>/dev/null); do kill_pid "$pid"; done
+        for pid in $(ip netns pids "$n" 2>/dev/null); do pids+=("$pid"); done
+    done
+    kill_pid "${pids[@]}"
+    for n in $(our_namespaces); do
         ip netns del "$n" 2>/dev/null || true
     done
     # Nothing is created in the root namespace, but leave none behind if it ever was.
     for n in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^$P-" || true); do
         ip link del "$n" 2>/dev/null || true
     done
-    rm -rf "$RUN" "/var/run/dpdk/taphold-lab-$P"
+    rm -rf "$RUN" "/var/run/dpdk/taphold-lab-$P" "/var/run/dpdk/taphold-lab-$P-n1" "/var/run/dpdk/taphold-lab-$P-n2"
     echo "lab $P down"
 }
 
@@ -174,14 +326,16 @@ status() {
     done
     echo "== processes"
     if [ -d "$RUN" ]; then
-        for f in "$RUN"/*.pid; do
+        for f in "$RUN"/*.pid "$RUN"/node*/node.pid; do
             [ -e "$f" ] || continue
-            local pid
+            local pid name
             pid=$(cat "$f")
+            name=$(basename "$f" .pid)
+            [ "$name" = node ] && name=$(basename "$(dirname "$f")")
             if kill -0 "$pid" 2>/dev/null; then
-                echo "$(basename "$f" .pid) pid $pid: $(tr '\0' ' ' </proc/"$pid"/cmdline | cut -c1-160)"
+                echo "$name pid $pid: $(tr '\0' ' ' </proc/"$pid"/cmdline | cut -c1-160)"
             else
-                echo "$(basename "$f" .pid) pid $pid: not running"
+                echo "$name pid $pid: not running"
             fi
         done
     fi
@@ -215,10 +369,19 @@ down) down ;;
 status) status ;;
 appliance) appliance "$@" ;;
 emu)
-    [ $# -ge 2 ] || die "usage: lab.sh emu 1|2 COMMAND..."
+    [ $# -ge 2 ] || die "usage: lab.sh emu 1|2|t1|t2 COMMAND..."
     n=$1
     shift
+    [[ $n =~ ^t?[12]$ ]] || die "usage: lab.sh emu 1|2|t1|t2 COMMAND..."
     exec "$BIN/taphold-linkemu" ctl "$RUN/emu$n.sock" "$@"
+    ;;
+node)
+    [ $# -ge 2 ] || die "usage: lab.sh node 1|2 start|stop|kill9|reset|inspect|status|log"
+    node_cmd "$1" "$2"
+    ;;
+tap)
+    [ $# -ge 2 ] || die "usage: lab.sh tap 1|2 cut|restore"
+    tap_cmd "$1" "$2"
     ;;
 src) exec ip netns exec "$(ns src)" python3 "$ROOT/scripts/lab/source.py" "$@" ;;
 dst) exec ip netns exec "$(ns dst)" python3 "$ROOT/scripts/lab/dest.py" "$@" ;;
@@ -229,7 +392,7 @@ exec)
     exec ip netns exec "$(ns "$n")" "$@"
     ;;
 *)
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -7,7 +7,9 @@ appliance's confirmations on the same socket (taphold confirmation PDU,
 docs/protocol.md: the echo at PDU bytes 48..64 is the message's first 16
 bytes, so echo[6:10] is the client seq), and writes a JSON summary:
 sent, confirmed, confirmed_seqs (in arrival order), in_order, duplicates,
-missing, bad (confirmations that did not parse), elapsed_s.
+missing, bad (confirmations that did not parse), elapsed_s, and
+unprotected_seqs: the confirmations flagged UNPROTECTED (flags bit 1: the
+appliance released the message in pass-through, without a tap copy).
 
 Bounded: exactly --count messages, then at most --wait seconds for the
 remaining confirmations.
@@ -36,9 +38,13 @@ def message(source_id, seq, size, flags, rng):
     return payload
 
 
+UNPROTECTED = 0x0002
+
+
 def parse_confirmation(data):
-    """Client seq echoed by a confirmation PDU, or None."""
-    if len(data) < 72 or data[0:2] != b"TH" or data[2] != 1 or data[3] != 4:
+    """(source id, client seq, flags) echoed by a confirmation PDU, or None."""
+    # Version 1, or 2 since the appliance's protocol bump (same layout).
+    if len(data) < 72 or data[0:2] != b"TH" or data[2] not in (1, 2) or data[3] != 4:
         return None
     (body_len,) = struct.unpack_from("!I", data, 12)
     if body_len != 24:
@@ -47,7 +53,8 @@ def parse_confirmation(data):
     if echo[0:4] != b"ORD1":
         return None
     source_id, seq = struct.unpack_from("!HI", echo, 4)
-    return source_id, seq
+    (flags,) = struct.unpack_from("!H", data, 4)
+    return source_id, seq, flags
 
 
 def main():
@@ -78,6 +85,7 @@ def main():
     s.setblocking(False)
 
     confirmed = []
+    unprotected = []
     bad = 0
 
     def drain():
@@ -94,6 +102,8 @@ def main():
                 bad += 1
             else:
                 confirmed.append(c[1])
+                if c[2] & UNPROTECTED:
+                    unprotected.append(c[1])
 
     seqs = list(range(a.first_seq, a.first_seq + a.count))
     start = time.monotonic()
@@ -143,6 +153,7 @@ def main():
         "send_s": round(send_done - start, 3),
         "elapsed_s": round(time.monotonic() - start, 3),
         "confirmed_seqs": confirmed,
+        "unprotected_seqs": unprotected,
     }
     text = json.dumps(summary)
     if a.out == "-":
@@ -150,7 +161,8 @@ def main():
     else:
         with open(a.out, "w") as f:
             f.write(text + "\n")
-        short = {k: v for k, v in summary.items() if k not in ("confirmed_seqs", "missing")}
+        short = {k: v for k, v in summary.items() if k not in ("confirmed_seqs", "missing", "unprotected_seqs")}
+        short["unprotected"] = len(unprotected)
         short["missing"] = len(summary["missing"])
         print("source:", json.dumps(short))
 
