@@ -4,7 +4,7 @@
 # tcpdump and iproute2 for the test networks; and checks the Rust toolchain.
 set -euo pipefail
 
-PACKAGES=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config libpcap-dev tcpdump iproute2 python3 ca-certificates)
+PACKAGES=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config libpcap-dev tcpdump iproute2 ethtool python3 ca-certificates)
 MIN_RUST=1.75
 
 missing=()
