@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PACKAGES=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config libpcap-dev tcpdump iproute2 ethtool python3 ca-certificates)
-MIN_RUST=1.75
+MIN_RUST=1.82
 
 missing=()
 for p in "${PACKAGES[@]}"; do
