@@ -109,11 +109,23 @@ impl Config {
 
     /// Parses and validates. `file` only labels the messages.
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = yaml::parse(file, text)?;
-        cfg.validate(file, text)?;
-        Ok(cfg)
+        yaml::parse_config(file, text)
     }
 
+    pub fn journal_config(&self) -> JournalConfig {
+        JournalConfig {
+            dir: self.journal.dir.clone(),
+            segment_bytes: self.journal.segment_bytes,
+            fsync: FsyncPolicy {
+                every_records: self.journal.fsync_every_records,
+                every_us: self.journal.fsync_every_us,
+            },
+            first_seq: self.journal.first_seq,
+        }
+    }
+}
+
+impl yaml::Validate for Config {
     fn validate(&self, file: &str, text: &str) -> Result<(), ConfigError> {
         let err = |path: &str, message: String| ConfigError::at(file, text, path, message);
         if self.link >= MAX_LINKS {
@@ -186,18 +198,6 @@ impl Config {
             ));
         }
         Ok(())
-    }
-
-    pub fn journal_config(&self) -> JournalConfig {
-        JournalConfig {
-            dir: self.journal.dir.clone(),
-            segment_bytes: self.journal.segment_bytes,
-            fsync: FsyncPolicy {
-                every_records: self.journal.fsync_every_records,
-                every_us: self.journal.fsync_every_us,
-            },
-            first_seq: self.journal.first_seq,
-        }
     }
 }
 

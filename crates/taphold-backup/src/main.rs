@@ -18,6 +18,8 @@
 mod config;
 mod node;
 
+use taphold_runtime::args::Args;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -45,24 +47,14 @@ pub struct Opts {
 impl Opts {
     pub fn parse(args: &[String]) -> Result<Opts, String> {
         let mut o = Opts::default();
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
-            };
-            let number = |name: &str, v: String| {
-                v.parse::<u64>()
-                    .map_err(|_| format!("{name}: `{v}` is not a number"))
-            };
-            match a.as_str() {
-                "--config" => o.config = value("--config")?,
-                "--exit-when-idle-ms" => o.run.exit_when_idle_ms = Some(number(a, value(a)?)?),
-                "--duration-ms" => o.run.duration_ms = Some(number(a, value(a)?)?),
-                "--stats-json" => o.stats_json = Some(value(a)?.into()),
-                "-h" | "--help" => return Err(USAGE.to_string()),
-                other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        let mut a = Args::new(args, USAGE);
+        while let Some(flag) = a.flag() {
+            match flag {
+                "--config" => o.config = a.value(flag)?,
+                "--exit-when-idle-ms" => o.run.exit_when_idle_ms = Some(a.number(flag)?),
+                "--duration-ms" => o.run.duration_ms = Some(a.number(flag)?),
+                "--stats-json" => o.stats_json = Some(a.value(flag)?.into()),
+                other => return Err(a.unknown(other)),
             }
         }
         if o.config.is_empty() {

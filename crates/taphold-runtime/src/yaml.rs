@@ -55,6 +55,22 @@ pub fn read(path: &str) -> Result<String, ConfigError> {
     })
 }
 
+/// A config type's own checks, made after parsing (cross-field rules,
+/// ranges), each error located with [`ConfigError::at`].
+pub trait Validate {
+    fn validate(&self, file: &str, text: &str) -> Result<(), ConfigError>;
+}
+
+/// Parses and validates config text. `file` only labels the messages.
+pub fn parse_config<T: DeserializeOwned + Validate>(
+    file: &str,
+    text: &str,
+) -> Result<T, ConfigError> {
+    let cfg: T = parse(file, text)?;
+    cfg.validate(file, text)?;
+    Ok(cfg)
+}
+
 /// Deserialises YAML text; unknown fields are refused by the target types
 /// (`deny_unknown_fields`). `file` only labels the messages.
 pub fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, ConfigError> {

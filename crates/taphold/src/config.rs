@@ -421,11 +421,19 @@ impl Config {
 
     /// Parses and validates. `file` only labels the messages.
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = yaml::parse(file, text)?;
-        cfg.validate(file, text)?;
-        Ok(cfg)
+        yaml::parse_config(file, text)
     }
 
+    pub fn roles_on(&self, lcore: u32) -> Vec<RoleName> {
+        self.lcores
+            .iter()
+            .filter(|l| l.lcore == lcore)
+            .flat_map(|l| l.roles.clone())
+            .collect()
+    }
+}
+
+impl yaml::Validate for Config {
     fn validate(&self, file: &str, text: &str) -> Result<(), ConfigError> {
         let err = |path: &str, message: String| ConfigError::at(file, text, path, message);
         let n = self.backup_links.len();
@@ -589,14 +597,6 @@ impl Config {
             None => {}
         }
         Ok(())
-    }
-
-    pub fn roles_on(&self, lcore: u32) -> Vec<RoleName> {
-        self.lcores
-            .iter()
-            .filter(|l| l.lcore == lcore)
-            .flat_map(|l| l.roles.clone())
-            .collect()
     }
 }
 

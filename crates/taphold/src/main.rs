@@ -20,6 +20,8 @@ mod worker;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use taphold_runtime::args::Args;
+
 #[global_allocator]
 static ALLOC: taphold_runtime::alloc_count::CountingAlloc =
     taphold_runtime::alloc_count::CountingAlloc;
@@ -63,24 +65,14 @@ const USAGE: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--e
 impl Opts {
     pub fn parse(args: &[String]) -> Result<Opts, String> {
         let mut o = Opts::default();
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
-            };
-            let number = |name: &str, v: String| {
-                v.parse::<u64>()
-                    .map_err(|_| format!("{name}: `{v}` is not a number"))
-            };
-            match a.as_str() {
-                "--config" => o.config = value("--config")?,
-                "--out" => o.out = Some(value("--out")?.into()),
-                "--exit-when-idle-ms" => o.exit_when_idle_ms = Some(number(a, value(a)?)?),
-                "--duration-ms" => o.duration_ms = Some(number(a, value(a)?)?),
-                "-h" | "--help" => return Err(USAGE.to_string()),
-                other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        let mut a = Args::new(args, USAGE);
+        while let Some(flag) = a.flag() {
+            match flag {
+                "--config" => o.config = a.value(flag)?,
+                "--out" => o.out = Some(a.value(flag)?.into()),
+                "--exit-when-idle-ms" => o.exit_when_idle_ms = Some(a.number(flag)?),
+                "--duration-ms" => o.duration_ms = Some(a.number(flag)?),
+                other => return Err(a.unknown(other)),
             }
         }
         if o.config.is_empty() {

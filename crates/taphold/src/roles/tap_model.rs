@@ -169,6 +169,19 @@ impl ModelLink {
         }
     }
 
+    /// Queues a frame from the modelled node to the appliance.
+    fn queue(
+        &mut self,
+        pool: &Mempool,
+        pdu: usize,
+        emit: impl FnOnce(&mut [u8]) -> Result<u64, taphold_wire::WireError>,
+    ) -> bool {
+        match frame(pool, self.appliance_mac, self.node_mac, pdu, emit) {
+            Some(m) => self.node_out.push(m).is_ok(),
+            None => false,
+        }
+    }
+
     /// Acks whose round trip is over, and the node's heartbeat when due.
     fn node_sends(
         &mut self,
@@ -196,14 +209,7 @@ impl ModelLink {
                 watermark: 0,
                 records: self.records,
             };
-            if let Some(m) = frame(
-                pool,
-                self.appliance_mac,
-                self.node_mac,
-                repr.buffer_len(),
-                |b| repr.emit(b, key),
-            ) {
-                let _ = self.node_out.push(m);
+            if self.queue(pool, repr.buffer_len(), |b| repr.emit(b, key)) {
                 c.node_acks.inc();
             }
         }
@@ -219,14 +225,7 @@ impl ModelLink {
                 echo_seq: self.echo.0,
                 echo_timestamp_ns: self.echo.1,
             };
-            if let Some(m) = frame(
-                pool,
-                self.appliance_mac,
-                self.node_mac,
-                repr.buffer_len(),
-                |b| repr.emit(b, key),
-            ) {
-                let _ = self.node_out.push(m);
+            if self.queue(pool, repr.buffer_len(), |b| repr.emit(b, key)) {
                 c.node_heartbeats.inc();
             }
         }
