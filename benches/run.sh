@@ -31,6 +31,9 @@ for a in "$@"; do
 done
 [ ${#sections[@]} -eq 0 ] && sections=(throughput ring latency callgrind plot)
 want() { local s; for s in "${sections[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+# EAL runtime directories of this run's processes (a process stopped by a
+# timeout, e.g. testpmd under callgrind, cannot remove its own).
+trap 'rm -rf /var/run/dpdk/bench-*-$$' EXIT
 
 DURATION_MS=${DURATION_MS:-6000}
 SIZES=${SIZES:-64 256 1024 1500}
