@@ -115,7 +115,7 @@ impl Egress {
                 // release anyway, and say so on every such message.
                 (Mode::PassThrough, _) => self.hold.release(),
                 // Degraded beyond the policy, protected by the local journal:
-                // release what the policy allows, and what is synced to disk.
+                // release only what is synced to disk, in order.
                 (Mode::Journal, _) => {
                     let Some(h) = self.hold.head() else { break };
                     // Acquire: pairs with the main lcore's Release store after its fsync.

@@ -149,7 +149,7 @@ impl Ingress {
             // A refused frame's mbuf is dropped (freed) here, at the end of its iteration.
         }
 
-        if accepted > 0 {
+        if accepted > 0 && active != 0 {
             // Stamp before transmitting: the tap copy cannot precede this.
             let t = self.clock.now_ns();
             let last = self.launched[accepted - 1];
@@ -164,8 +164,10 @@ impl Ingress {
                 c.backup_frames_sent
                     .add(l.port.tx_burst(0, &mut l.pending) as u64);
             }
-            c.accepted.add(accepted as u64);
         }
+        // With no link in service (pass-through, journal) nothing was
+        // launched: the messages are held without a launch time.
+        c.accepted.add(accepted as u64);
         work + n
     }
 
