@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 use taphold_journal::{FsyncPolicy, JournalConfig};
+pub use taphold_runtime::idle::IdlePolicy;
 use taphold_runtime::yaml;
 pub use taphold_runtime::yaml::{ConfigError, Hex128, Mac};
 use taphold_wire::taphold::MAX_LINKS;
@@ -74,16 +75,6 @@ impl Default for MempoolConfig {
             data_room: 10240,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum IdlePolicy {
-    /// Busy-poll: production, a core of its own.
-    Spin,
-    /// Sleep briefly after a run of empty polls: tests, shared machines.
-    #[default]
-    Backoff,
 }
 
 fn default_heartbeat_period_us() -> u64 {

@@ -32,11 +32,9 @@ use taphold_wire::WireError;
 
 use crate::config::{Config, IdlePolicy};
 use taphold_runtime::alloc_count;
+use taphold_runtime::idle::Idler;
 
 pub const BURST: usize = 32;
-/// Empty polls before the backoff idle policy first sleeps, and its longest sleep.
-const SPIN_BEFORE_SLEEP: u32 = 256;
-const MAX_SLEEP_US: u64 = 200;
 
 /// Why a received frame was not used. Each is a counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,8 +242,7 @@ impl Node {
         let mut next_trim = started + self.trim_every;
         let mut last_rx = started;
         let mut rx_since_check = false;
-        let mut empty_polls = 0u32;
-        let mut sleep_us = 1u64;
+        let mut idler = Idler::new(self.idle);
         let mut passes = 0u32;
         alloc_count::set_hot(true);
         let why = loop {
@@ -258,9 +255,8 @@ impl Node {
             };
             passes = passes.wrapping_add(1);
             if n > 0 {
-                empty_polls = 0;
-                sleep_us = 1;
                 rx_since_check = true;
+                idler.pass(n); // resets the backoff
             }
             // Wall-clock housekeeping every 64 busy passes, and on every idle one.
             if n > 0 && passes & 63 != 0 {
@@ -299,18 +295,7 @@ impl Node {
                 alloc_count::set_hot(true);
             }
             if n == 0 {
-                match self.idle {
-                    IdlePolicy::Backoff if empty_polls >= SPIN_BEFORE_SLEEP => {
-                        alloc_count::set_hot(false);
-                        std::thread::sleep(Duration::from_micros(sleep_us));
-                        alloc_count::set_hot(true);
-                        sleep_us = (sleep_us * 2).min(MAX_SLEEP_US);
-                    }
-                    _ => {
-                        empty_polls = empty_polls.saturating_add(1);
-                        std::hint::spin_loop();
-                    }
-                }
+                idler.pass(0);
             }
         };
         alloc_count::set_hot(false);

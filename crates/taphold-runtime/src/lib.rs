@@ -1,8 +1,10 @@
 //! Shared by the appliance (`taphold`) and the backup node (`taphold-backup`):
 //! reading a YAML config so that every error names its field and line
-//! ([`yaml`]), reading the options after EAL's `--` ([`args`]), and proving a
-//! poll loop does not allocate ([`alloc_count`]).
+//! ([`yaml`]), reading the options after EAL's `--` ([`args`]), what a poll
+//! loop does when idle ([`idle`]), and proving it does not allocate
+//! ([`alloc_count`]).
 
 pub mod alloc_count;
 pub mod args;
+pub mod idle;
 pub mod yaml;

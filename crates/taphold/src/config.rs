@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 use taphold_core::policy::{PolicySpec, ReleasePolicy};
+pub use taphold_runtime::idle::IdlePolicy;
 use taphold_runtime::yaml;
 pub use taphold_runtime::yaml::{ConfigError, Hex128, Mac};
 
@@ -306,16 +307,6 @@ impl fmt::Display for RoleName {
             RoleName::TapModel => "tap-model",
         })
     }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum IdlePolicy {
-    /// Busy-poll forever: production, one lcore per core.
-    Spin,
-    /// Sleep briefly after a run of empty polls: tests, shared machines.
-    #[default]
-    Backoff,
 }
 
 #[derive(Debug, Clone, Deserialize)]
