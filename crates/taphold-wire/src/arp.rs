@@ -5,6 +5,7 @@
 //! our IP ([`crate::Classified::ArpRequest`]) and [`reply_in_place`] turns the received
 //! frame into the reply, so answering costs no buffer and no copy.
 
+use crate::bytes::be16;
 use crate::ethernet::{self, EtherType, EthernetAddress, Frame};
 use crate::WireError;
 
@@ -67,10 +68,6 @@ impl From<Operation> for u16 {
 #[derive(Debug, Clone)]
 pub struct Packet<T: AsRef<[u8]>> {
     buffer: T,
-}
-
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
 }
 
 fn ip(b: &[u8]) -> [u8; 4] {

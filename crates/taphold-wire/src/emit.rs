@@ -5,6 +5,7 @@
 //! so the payload never moves and is never read again — its UDP checksum is carried over
 //! by RFC 1624 incremental update, which only needs the fields that changed.
 
+use crate::bytes::be16;
 use crate::checksum;
 use crate::classify::MessageMeta;
 use crate::ethernet::{self, EtherType, EthernetAddress};
@@ -30,10 +31,6 @@ pub struct Endpoint {
 // Offsets in an untagged frame of the fields release reads before overwriting them.
 const IP_SRC: core::ops::Range<usize> = 26..30;
 const IP_DST: core::ops::Range<usize> = 30..34;
-
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
 
 fn ip4(b: &[u8]) -> [u8; 4] {
     [b[0], b[1], b[2], b[3]]

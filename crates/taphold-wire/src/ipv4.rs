@@ -5,6 +5,7 @@
 //! header we emit is 20 bytes, DF set, identification 0 (RFC 6864: atomic datagrams need
 //! no identification).
 
+use crate::bytes::be16;
 use crate::checksum;
 use crate::WireError;
 
@@ -44,10 +45,6 @@ const OFFSET_MASK: u16 = 0x1FFF;
 #[derive(Debug, Clone)]
 pub struct Packet<T: AsRef<[u8]>> {
     buffer: T,
-}
-
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
 }
 
 fn addr(b: &[u8]) -> [u8; 4] {

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod arp;
+mod bytes;
 pub mod checksum;
 pub mod classify;
 pub mod digest;

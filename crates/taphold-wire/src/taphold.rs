@@ -12,6 +12,7 @@
 
 use core::ops::BitOr;
 
+use crate::bytes::{be16, be32, be64};
 use crate::digest::DigestKey;
 use crate::WireError;
 
@@ -93,20 +94,6 @@ mod field {
         pub const RESERVED: Range<usize> = 2..8;
         pub const ECHO: Range<usize> = 8..24;
     }
-}
-
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
-
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}
-
-fn be64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_be_bytes(a)
 }
 
 /// What a PDU is.

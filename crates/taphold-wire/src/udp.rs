@@ -4,6 +4,7 @@
 //! A zero checksum means the sender did not compute one (RFC 768); we accept that on
 //! input, and always send one.
 
+use crate::bytes::be16;
 use crate::checksum;
 use crate::ipv4::PROTOCOL_UDP;
 use crate::WireError;
@@ -25,10 +26,6 @@ mod field {
 #[derive(Debug, Clone)]
 pub struct Packet<T: AsRef<[u8]>> {
     buffer: T,
-}
-
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
