@@ -1,65 +1,24 @@
-//! Proves the hot path allocates nothing: a counting global allocator, armed only on this
-//! test's thread around a steady-state loop of 100k messages through the hold ring (launch,
+//! Proves the hot path allocates nothing: the appliance's counting global allocator, armed
+//! only on this test's thread around a steady-state loop of 100k messages through the hold ring (launch,
 //! confirm, head, release) and the event ring (push, pop).
 #![cfg(not(loom))]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 
 use taphold_core::{
     Confirm, HoldRing, MessageEvent, MessageStatus, PolicyCheck, ReleasePolicy, Spsc,
 };
+use taphold_runtime::alloc_count::{self, CountingAlloc};
 
-struct Counting;
-
-thread_local! {
-    /// Armed around the measured region, on the measuring thread only, so the test harness's
-    /// other threads do not count.
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note() {
-    // `try_with`: the allocator also runs while thread-locals are being torn down.
-    let _ = ARMED.try_with(|armed| {
-        if armed.get() {
-            let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
-        }
-    });
-}
-
-// SAFETY: forwards to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
+// The appliance's own counting allocator: it counts only threads marked hot,
+// so the test harness's other threads do not count.
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 fn measure(f: impl FnOnce()) -> u64 {
-    ALLOCS.with(|n| n.set(0));
-    ARMED.with(|a| a.set(true));
+    let before = alloc_count::hot_allocations();
+    alloc_count::set_hot(true);
     f();
-    ARMED.with(|a| a.set(false));
-    ALLOCS.with(|n| n.get())
+    alloc_count::set_hot(false);
+    alloc_count::hot_allocations() - before
 }
 
 #[test]

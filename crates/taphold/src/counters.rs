@@ -138,7 +138,9 @@ pub struct TapCounters {
     pub corrupt: Counter,
     /// Not a taphold PDU, or malformed (by wire error).
     pub malformed: [Counter; WireErrorKind::COUNT],
-    /// Ethernet addresses or type are not those of our backup frames.
+    /// Ethernet addresses or type are not those of our frames on this link.
+    pub not_taphold: Counter,
+    /// A taphold frame of another stream or link.
     pub foreign: Counter,
     /// Tap copies of our own heartbeats.
     pub heartbeats: Counter,
@@ -173,6 +175,7 @@ impl Named for TapCounters {
         for (i, name) in WireErrorKind::NAMES.iter().enumerate() {
             f(&format!("malformed_{name}"), self.malformed[i].get());
         }
+        f("not_taphold", self.not_taphold.get());
         f("foreign", self.foreign.get());
         f("heartbeats", self.heartbeats.get());
         f("unexpected_type", self.unexpected_type.get());

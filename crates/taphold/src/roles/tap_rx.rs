@@ -87,7 +87,9 @@ fn check(
         || f[6..12] != t.our_mac.0
         || f[12..14] != EtherType::TAPHOLD.0.to_be_bytes()
     {
-        c.foreign.inc();
+        // Not a frame we launch on this link at all (a stray frame on the
+        // tap port); a damaged copy of ours keeps its Ethernet header.
+        c.not_taphold.inc();
         return;
     }
     let p = match Packet::new_checked(&f[ethernet::HEADER_LEN..]) {
