@@ -3,31 +3,53 @@
 //! Reading the TSC is one instruction; converting cycles to nanoseconds must
 //! not be a division on the hot path, so the conversion is a fixed-point
 //! multiply precomputed from the TSC frequency DPDK measured at EAL init.
+//!
+//! What an operator reads must line up with a capture, the events file and
+//! the backup node's journal, so [`Clock::now_ns`] is UNIX-epoch nanoseconds:
+//! the TSC anchored once to CLOCK_REALTIME when the clock is made. After that
+//! it follows the TSC alone (no syscall, no NTP step): it is a monotonic
+//! clock that reads as wall-clock time, drifting from CLOCK_REALTIME only by
+//! the TSC's frequency error over the life of the process.
 
 /// Cycles and nanoseconds from the invariant TSC. `Copy`, so each lcore role
-/// keeps its own copy and never touches shared state to read the time.
+/// keeps its own copy and never touches shared state to read the time. Make
+/// it once per process and hand out copies: copies share one anchor, so their
+/// readings compare.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     hz: u64,
     /// Nanoseconds per cycle in 32.32 fixed point.
     ns_per_cycle_fp32: u64,
+    /// Added to the TSC's nanoseconds to give UNIX-epoch nanoseconds.
+    offset_ns: u64,
 }
 
 impl Clock {
-    /// The clock at the frequency DPDK measured. Needs an initialised EAL,
-    /// which `&Eal` proves.
+    /// The clock at the frequency DPDK measured, anchored to the wall clock
+    /// now. Needs an initialised EAL, which `&Eal` proves.
     pub fn new(_eal: &crate::Eal) -> Clock {
         // SAFETY: EAL is initialised (we hold an Eal), so the TSC frequency is set.
         let hz = unsafe { dpdk_sys::rte_get_tsc_hz() };
-        Clock::with_hz(hz)
+        Clock::with_hz(hz).anchored(realtime_ns())
     }
 
-    /// A clock for a given frequency (tests, and tools that read recorded cycles).
+    /// A clock for a given frequency, reading TSC nanoseconds unanchored
+    /// (tests, and tools that read recorded cycles).
     pub fn with_hz(hz: u64) -> Clock {
         let hz = hz.max(1);
         Clock {
             hz,
             ns_per_cycle_fp32: ((1_000_000_000u128 << 32) / hz as u128) as u64,
+            offset_ns: 0,
+        }
+    }
+
+    /// This clock, reading `wall_ns` now (UNIX-epoch nanoseconds).
+    pub fn anchored(self, wall_ns: u64) -> Clock {
+        let tsc_ns = self.cycles_to_ns(read_tsc());
+        Clock {
+            offset_ns: wall_ns.saturating_sub(tsc_ns),
+            ..self
         }
     }
 
@@ -47,15 +69,23 @@ impl Clock {
         ((cycles as u128 * self.ns_per_cycle_fp32 as u128) >> 32) as u64
     }
 
-    /// Nanoseconds since the TSC's origin (boot, on the machines we run on).
+    /// UNIX-epoch nanoseconds (TSC nanoseconds on an unanchored clock).
     #[inline(always)]
     pub fn now_ns(&self) -> u64 {
-        self.cycles_to_ns(read_tsc())
+        self.cycles_to_ns(read_tsc()).wrapping_add(self.offset_ns)
     }
 
     pub fn ns_to_cycles(&self, ns: u64) -> u64 {
         (ns as u128 * self.hz as u128 / 1_000_000_000) as u64
     }
+}
+
+/// CLOCK_REALTIME in nanoseconds (0 before 1970).
+pub fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 #[inline(always)]
@@ -96,6 +126,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_anchored_clock_reads_wall_clock_time() {
+        let c = Clock::with_hz(2_000_000_000);
+        let wall = realtime_ns();
+        let a = c.anchored(wall);
+        let now = a.now_ns();
+        // The anchor holds (the TSC rate here is assumed, so allow a wide margin for
+        // the few microseconds between the two readings).
+        assert!(now >= wall && now - wall < 1_000_000_000, "{now} vs {wall}");
+        assert!(a.now_ns() >= now, "monotonic");
+        assert!(c.now_ns() < wall, "the unanchored clock reads TSC time");
     }
 
     #[test]
