@@ -56,44 +56,92 @@ pub fn rewrite_released(
     from: &Endpoint,
     to: &Endpoint,
 ) -> Result<usize, WireError> {
+    rewrite_released_framed(frame, meta, from, to, &[])
+}
+
+/// As [`rewrite_released`], with `prefix` (the delivery header of `framing: taphold`, see
+/// [`crate::delivery`]) between the UDP header and the payload: the new frame is
+/// `frame[start..start + 42 + prefix.len() + payload_len]` and the prefix ends exactly at
+/// `meta.payload_off`. The caller makes the room: `frame` is the classified frame with
+/// exactly `prefix.len()` bytes in front of it (an mbuf prepend into its headroom), and
+/// `meta.payload_off` counts them.
+///
+/// The UDP checksum is still updated incrementally, without reading the payload: the
+/// prefix's own sum and the new length (twice: pseudo-header and UDP header) join the
+/// changed fields. `prefix` must be of even length, so the payload keeps its 16-bit
+/// alignment in the sum ([`WireError::Malformed`] otherwise).
+pub fn rewrite_released_framed(
+    frame: &mut [u8],
+    meta: &MessageMeta,
+    from: &Endpoint,
+    to: &Endpoint,
+    prefix: &[u8],
+) -> Result<usize, WireError> {
     let off = usize::from(meta.payload_off);
     let len = usize::from(meta.payload_len);
-    let start = off
+    if prefix.len() & 1 != 0 {
+        return Err(WireError::Malformed);
+    }
+    let header_end = off.checked_sub(prefix.len()).ok_or(WireError::Malformed)?;
+    let start = header_end
         .checked_sub(UDP_FRAME_HEADER_LEN)
         .ok_or(WireError::Malformed)?;
     if frame.len() < off + len {
         return Err(WireError::Truncated);
     }
-    let udp_len = u16::try_from(len + udp::HEADER_LEN).map_err(|_| WireError::BadLength)?;
-    if len + udp::HEADER_LEN + ipv4::HEADER_LEN > usize::from(u16::MAX) {
+    let old_udp_len = u16::try_from(len + udp::HEADER_LEN).map_err(|_| WireError::BadLength)?;
+    let new_len = len + prefix.len() + udp::HEADER_LEN;
+    if new_len + ipv4::HEADER_LEN > usize::from(u16::MAX) {
         return Err(WireError::BadLength);
     }
+    // Cannot truncate: checked just above.
+    let udp_len = new_len as u16;
 
-    // Read what the old headers said before the new ones overwrite them.
+    // Read what the old headers said before the new ones (or the prefix) overwrite them:
+    // they end at the old payload offset, `off`, whatever the prefix.
     let old_udp = &frame[off - udp::HEADER_LEN..off];
-    if be16(&old_udp[4..6]) != udp_len {
+    if be16(&old_udp[4..6]) != old_udp_len {
         return Err(WireError::Malformed);
     }
+    // The old frame starts after the room made for the prefix.
+    let old = prefix.len();
     let udp_checksum = if meta.udp_checksum != 0 {
-        // Lengths, protocol and payload are unchanged; only addresses and ports move.
+        // Protocol and payload are unchanged; addresses, ports and (with a prefix) the
+        // length move, and the prefix joins the sum.
         let old = checksum::combine(&[
-            checksum::addr(ip4(&frame[IP_SRC])),
-            checksum::addr(ip4(&frame[IP_DST])),
+            checksum::addr(ip4(&frame[old + IP_SRC.start..old + IP_SRC.end])),
+            checksum::addr(ip4(&frame[old + IP_DST.start..old + IP_DST.end])),
             be16(&old_udp[0..2]),
             be16(&old_udp[2..4]),
+            old_udp_len,
+            old_udp_len,
         ]);
         let new = checksum::combine(&[
             checksum::addr(from.ip),
             checksum::addr(to.ip),
             from.port,
             to.port,
+            udp_len,
+            udp_len,
+            checksum::data(prefix),
         ]);
         checksum::udp_field(checksum::update_sum(meta.udp_checksum, old, new))
     } else {
-        full_udp_checksum(from, to, udp_len, &frame[off..off + len])
+        let sum = checksum::combine(&[
+            checksum::data(prefix),
+            checksum::data(&frame[off..off + len]),
+        ]);
+        udp_checksum_over(from, to, udp_len, sum)
     };
 
-    write_headers(&mut frame[start..off], from, to, udp_len, udp_checksum)?;
+    frame[header_end..off].copy_from_slice(prefix);
+    write_headers(
+        &mut frame[start..header_end],
+        from,
+        to,
+        udp_len,
+        udp_checksum,
+    )?;
     Ok(start)
 }
 
@@ -123,12 +171,17 @@ pub fn emit_udp_headers(
 }
 
 fn full_udp_checksum(from: &Endpoint, to: &Endpoint, udp_len: u16, payload: &[u8]) -> u16 {
+    udp_checksum_over(from, to, udp_len, checksum::data(payload))
+}
+
+/// The UDP checksum field for a datagram whose payload sums to `payload_sum`.
+fn udp_checksum_over(from: &Endpoint, to: &Endpoint, udp_len: u16, payload_sum: u16) -> u16 {
     let sum = checksum::combine(&[
         checksum::pseudo_header_v4(from.ip, to.ip, PROTOCOL_UDP, udp_len),
         from.port,
         to.port,
         udp_len,
-        checksum::data(payload),
+        payload_sum,
     ]);
     checksum::udp_field(checksum::finish(sum))
 }
@@ -352,6 +405,67 @@ mod tests {
         }
     }
 
+    /// `f` with `room` zero bytes in front, as an mbuf prepend gives; and its meta.
+    fn with_room(f: &[u8], room: usize) -> (Vec<u8>, MessageMeta) {
+        let meta = meta_of(f, &US);
+        let mut g = vec![0u8; room];
+        g.extend_from_slice(f);
+        let meta = MessageMeta {
+            payload_off: meta.payload_off + room as u16,
+            ..meta
+        };
+        (g, meta)
+    }
+
+    #[test]
+    fn framed_release_puts_the_header_before_the_untouched_payload() {
+        let header = crate::delivery::DeliveryRepr {
+            flags: crate::taphold::Flags::EMPTY,
+            stream: 1,
+            epoch: 77,
+            seq: 5,
+            src_ip: SOURCE.ip,
+            src_port: SOURCE.port,
+            release_ns: 123,
+        }
+        .to_bytes();
+        for with_checksum in [true, false] {
+            let payload = b"BUY 100 XYZ @ 42.00";
+            let f = incoming(&SOURCE, &US, payload, &[], with_checksum, 6);
+            let (mut g, meta) = with_room(&f, header.len());
+            let start = rewrite_released_framed(&mut g, &meta, &US, &DEST, &header).unwrap();
+            assert_eq!(start, 0, "the 40 bytes of room are taken exactly");
+            let out = &g[start..start + 42 + header.len() + payload.len()];
+            let m = meta_of(out, &DEST);
+            assert_eq!(usize::from(m.payload_len), header.len() + payload.len());
+            let d = crate::delivery::Packet::new_checked(&out[42..]).unwrap();
+            assert_eq!(d.seq(), 5);
+            assert_eq!(d.epoch(), 77);
+            assert_eq!(d.payload(), payload);
+            let mut full = out.to_vec();
+            emit_udp_headers(&mut full, &US, &DEST, header.len() + payload.len()).unwrap();
+            assert_eq!(out, &full[..], "checksums equal a fresh build");
+        }
+    }
+
+    #[test]
+    fn framed_release_refuses_odd_prefixes_and_no_room() {
+        let f = incoming(&SOURCE, &US, b"abc", &[], true, 0);
+        let (mut g, meta) = with_room(&f, 3);
+        assert_eq!(
+            rewrite_released_framed(&mut g, &meta, &US, &DEST, &[0; 3]),
+            Err(WireError::Malformed)
+        );
+        let mut g = f.clone();
+        let meta = meta_of(&f, &US);
+        assert_eq!(
+            rewrite_released_framed(&mut g, &meta, &US, &DEST, &[0; 2]),
+            Err(WireError::Malformed),
+            "no room before the old headers"
+        );
+        assert_eq!(g, f, "untouched on error");
+    }
+
     #[test]
     fn emit_refuses() {
         for len in 0..46 {
@@ -413,6 +527,36 @@ mod tests {
             let udp = udp::Packet::new_checked(&out[34..]).unwrap();
             prop_assert!(udp.checksum() != 0);
             prop_assert!(udp.verify_checksum(us.ip, to.ip));
+        }
+
+        /// With a prefix, the incremental checksum still equals a full recompute.
+        #[test]
+        fn framed_incremental_checksum_equals_full(
+            payload in proptest::collection::vec(any::<u8>(), 1..700),
+            prefix_words in proptest::collection::vec(any::<u16>(), 0..24),
+            src in endpoint(),
+            us in endpoint(),
+            to in endpoint(),
+            with_checksum in any::<bool>(),
+            options in 0usize..3,
+        ) {
+            let prefix: Vec<u8> = prefix_words.iter().flat_map(|w| w.to_be_bytes()).collect();
+            let opts = vec![1u8; options * 4];
+            let f = incoming(&src, &us, &payload, &opts, with_checksum, 0);
+            let meta = match classify(&f, &as_primary(&us)) {
+                Classified::Message(m) => m,
+                other => return Err(TestCaseError::fail(format!("{other:?}"))),
+            };
+            let mut g = vec![0u8; prefix.len()];
+            g.extend_from_slice(&f);
+            let meta = MessageMeta { payload_off: meta.payload_off + prefix.len() as u16, ..meta };
+            let start = rewrite_released_framed(&mut g, &meta, &us, &to, &prefix).unwrap();
+            let out = g[start..].to_vec();
+            prop_assert_eq!(&out[42..42 + prefix.len()], &prefix[..]);
+            prop_assert_eq!(&out[42 + prefix.len()..], &payload[..]);
+            let mut full = out.clone();
+            emit_udp_headers(&mut full, &us, &to, prefix.len() + payload.len()).unwrap();
+            prop_assert_eq!(&out, &full);
         }
     }
 }

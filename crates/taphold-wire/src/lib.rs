@@ -21,6 +21,7 @@ pub mod arp;
 mod bytes;
 pub mod checksum;
 pub mod classify;
+pub mod delivery;
 pub mod digest;
 pub mod emit;
 pub mod ethernet;
@@ -31,8 +32,11 @@ pub mod udp;
 use core::fmt;
 
 pub use classify::{classify, Classified, DropReason, MessageMeta, PrimaryAddr};
+pub use delivery::DeliveryRepr;
 pub use digest::DigestKey;
-pub use emit::{emit_udp_headers, rewrite_released, Endpoint, UDP_FRAME_HEADER_LEN};
+pub use emit::{
+    emit_udp_headers, rewrite_released, rewrite_released_framed, Endpoint, UDP_FRAME_HEADER_LEN,
+};
 pub use ethernet::{EtherType, EthernetAddress};
 pub use taphold::{
     backup_frame_len, AckRepr, BackupRepr, ConfirmRepr, Content, ContentMode, Flags, HeartbeatRepr,
