@@ -71,6 +71,7 @@ fn backup_repr<'a>(m: &MessageMeta, f: &'a [u8]) -> BackupRepr<'a> {
     BackupRepr {
         flags: Flags::EMPTY,
         stream: 1,
+        epoch: 1_764_460_800,
         seq: 12345,
         timestamp_ns: 1_000_000,
         watermark: 12000,
@@ -127,6 +128,7 @@ fn wire(c: &mut Criterion) {
         let confirm = ConfirmRepr {
             flags: Flags::EMPTY,
             stream: 1,
+            epoch: 1_764_460_800,
             seq: 12345,
             timestamp_ns: 2_000_000,
             watermark: 12345,

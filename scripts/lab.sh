@@ -11,11 +11,12 @@
 #                                     control a link emulator: 1|2 on backup link K (app -> node
 #                                     is a2b), t1|t2 on tap path K (mirror -> tap port is a2b)
 #                                     (stats, get, 'a2b delay_us=50', 'both cut=1', 'both clear')
-#   scripts/lab.sh node 1|2 start|stop|kill9|reset|inspect|status|log
+#   scripts/lab.sh node 1|2 start|stop|kill9|reset|inspect|status|log|export [ARGS...]
 #                                     the backup node on link K (taphold-backup in $LAB_PREFIX-nodeK):
 #                                     start (keeps its journal), stop (SIGTERM: stats JSON written),
 #                                     kill9 (SIGKILL), reset (stop, delete the journal, start),
-#                                     inspect (taphold-backup journal inspect), status, log
+#                                     inspect (taphold-backup journal inspect), status, log,
+#                                     export (taphold-backup journal export, ARGS as its own)
 #   scripts/lab.sh tap 1|2 cut|restore
 #                                     delete | re-add the tc mirror filter on Bk (the passive tap)
 #   scripts/lab.sh src|dst ARGS...    run scripts/lab/source.py | dest.py in the source | destination namespace
@@ -29,7 +30,8 @@
 # ('delay_us=20 ...'); LAB_NODES (default 1; 0: up starts no backup node).
 # Backup node K's config, journal, log and stats are under $RUN/nodeK/
 # (/run/taphold-lab-$LAB_PREFIX/nodeK/journal); they survive stop, kill9 and
-# start, and go with `down`.
+# start, and go with `down`. The appliance's state directory (its epoch) is
+# $RUN/app-state: it survives appliance restarts, and goes with `down`.
 # Traffic never leaves the lab's own namespaces: nothing is created in the root
 # namespace. Root, iproute2 (ip, tc) and ethtool are needed.
 set -euo pipefail
@@ -186,9 +188,9 @@ node_stop() { # N SIGNAL
     rm -f "$d/node.pid"
 }
 
-node_cmd() { # N COMMAND
+node_cmd() { # N COMMAND [ARGS...]
     local n=$1 d
-    [[ $n =~ ^[12]$ ]] || die "usage: lab.sh node 1|2 start|stop|kill9|reset|inspect|status|log"
+    [[ $n =~ ^[12]$ ]] || die "usage: lab.sh node 1|2 start|stop|kill9|reset|inspect|status|log|export"
     d=$(node_dir "$n")
     case "${2:-}" in
     start) node_start "$n" ;;
@@ -200,11 +202,12 @@ node_cmd() { # N COMMAND
         node_start "$n"
         ;;
     inspect) exec "$BIN/taphold-backup" journal inspect "$d/journal" ;;
+    export) shift 2; exec "$BIN/taphold-backup" journal export "$d/journal" "$@" ;;
     status)
         if node_running "$n"; then echo "node $n: running, pid $(cat "$d/node.pid")"; else echo "node $n: stopped"; fi
         ;;
     log) exec cat "$d/node.log" ;;
-    *) die "usage: lab.sh node 1|2 start|stop|kill9|reset|inspect|status|log" ;;
+    *) die "usage: lab.sh node 1|2 start|stop|kill9|reset|inspect|status|log|export" ;;
     esac
 }
 
@@ -348,6 +351,11 @@ appliance() {
     mkdir -p "$out" "$RUN"
     [ -x "$BIN/taphold" ] || die "$BIN/taphold missing: cargo build -p taphold (or set LAB_BIN_DIR)"
     echo $$ >"$RUN/appliance.pid"
+    # The lab's own state directory: epochs grow across appliance restarts in
+    # this lab, and no two labs share a lock.
+    local config=$RUN/appliance.yaml
+    grep -v '^state_dir:' "$CONFIG" >"$config"
+    echo "state_dir: $RUN/app-state" >>"$config"
     # qdisc_bypass=0 on the backup links: DPDK's af_packet would otherwise
     # skip the qdisc layer, and with it the tc mirror that models the tap.
     exec ip netns exec "$(ns app)" "$BIN/taphold" \
@@ -358,7 +366,7 @@ appliance() {
         --vdev "net_af_packet2,iface=$P-t1,qpairs=1" \
         --vdev "net_af_packet3,iface=$P-b2,qpairs=1,qdisc_bypass=0" \
         --vdev "net_af_packet4,iface=$P-t2,qpairs=1" \
-        -- --config "$CONFIG" --out "$out" "$@"
+        -- --config "$config" --out "$out" "$@"
 }
 
 cmd=${1:-}
@@ -376,8 +384,8 @@ emu)
     exec "$BIN/taphold-linkemu" ctl "$RUN/emu$n.sock" "$@"
     ;;
 node)
-    [ $# -ge 2 ] || die "usage: lab.sh node 1|2 start|stop|kill9|reset|inspect|status|log"
-    node_cmd "$1" "$2"
+    [ $# -ge 2 ] || die "usage: lab.sh node 1|2 start|stop|kill9|reset|inspect|status|log|export"
+    node_cmd "$@"
     ;;
 tap)
     [ $# -ge 2 ] || die "usage: lab.sh tap 1|2 cut|restore"
@@ -392,7 +400,7 @@ exec)
     exec ip netns exec "$(ns "$n")" "$@"
     ;;
 *)
-    sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

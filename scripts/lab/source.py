@@ -4,7 +4,7 @@
 Sends ORD1 order messages (test-pcaps/README.md) over an ordinary UDP socket
 from --bind (192.0.2.11:40001) to the appliance (198.51.100.1:9000), reads the
 appliance's confirmations on the same socket (taphold confirmation PDU,
-docs/protocol.md: the echo at PDU bytes 48..64 is the message's first 16
+docs/protocol.md: the echo at PDU bytes 56..72 is the message's first 16
 bytes, so echo[6:10] is the client seq), and writes a JSON summary:
 sent, confirmed, confirmed_seqs (in arrival order), in_order, duplicates,
 missing, bad (confirmations that did not parse), elapsed_s, and
@@ -43,13 +43,13 @@ UNPROTECTED = 0x0002
 
 def parse_confirmation(data):
     """(source id, client seq, flags) echoed by a confirmation PDU, or None."""
-    # Version 1, or 2 since the appliance's protocol bump (same layout).
-    if len(data) < 72 or data[0:2] != b"TH" or data[2] not in (1, 2) or data[3] != 4:
+    # Protocol version 3: a 48-byte common header (the epoch at 16..24).
+    if len(data) < 80 or data[0:2] != b"TH" or data[2] != 3 or data[3] != 4:
         return None
     (body_len,) = struct.unpack_from("!I", data, 12)
     if body_len != 24:
         return None
-    echo = data[48:64]
+    echo = data[56:72]
     if echo[0:4] != b"ORD1":
         return None
     source_id, seq = struct.unpack_from("!HI", echo, 4)

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use taphold_journal::{FsyncPolicy, JournalConfig};
+use taphold_journal::{FsyncPolicy, JournalConfig, RunId};
 pub use taphold_runtime::idle::IdlePolicy;
 use taphold_runtime::yaml;
 pub use taphold_runtime::yaml::{ConfigError, Hex128, Mac};
@@ -44,6 +44,7 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JournalSection {
+    /// The journal directory: one run per (stream, epoch) of the appliance in it.
     pub dir: PathBuf,
     #[serde(default = "default_segment_bytes")]
     pub segment_bytes: u64,
@@ -53,7 +54,7 @@ pub struct JournalSection {
     /// Sync once this long has passed since the last sync. `null` (default): off.
     #[serde(default)]
     pub fsync_every_us: Option<u64>,
-    /// The first seq of the stream (a node that joins late starts higher).
+    /// The first seq of each run (a node that joins late starts higher).
     #[serde(default = "one")]
     pub first_seq: u64,
 }
@@ -103,15 +104,16 @@ impl Config {
         yaml::parse_config(file, text)
     }
 
-    pub fn journal_config(&self) -> JournalConfig {
+    /// The journal of run `run` (our stream, one epoch of the appliance).
+    pub fn journal_config(&self, run: RunId) -> JournalConfig {
         JournalConfig {
-            dir: self.journal.dir.clone(),
             segment_bytes: self.journal.segment_bytes,
             fsync: FsyncPolicy {
                 every_records: self.journal.fsync_every_records,
                 every_us: self.journal.fsync_every_us,
             },
             first_seq: self.journal.first_seq,
+            ..JournalConfig::for_run(&self.journal.dir, run)
         }
     }
 }
@@ -220,8 +222,14 @@ mod tests {
         assert_eq!(c.journal.fsync_every_us, None);
         assert_eq!(c.journal.segment_bytes, 64 << 20);
         assert_eq!(c.mempool.mbufs, 4095);
-        let j = c.journal_config();
+        let run = RunId {
+            stream: 1,
+            epoch: 9,
+        };
+        let j = c.journal_config(run);
         assert_eq!(j.first_seq, 1);
+        assert_eq!(j.run, run);
+        assert_eq!(j.dir, std::path::Path::new("/tmp/j/stream-1/epoch-9"));
     }
 
     #[test]

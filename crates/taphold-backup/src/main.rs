@@ -4,18 +4,21 @@
 //! taphold-backup [EAL args] -- --config FILE [--exit-when-idle-ms N] [--duration-ms N]
 //!                               [--stats-json FILE]
 //! taphold-backup journal inspect DIR
+//! taphold-backup journal export DIR [--stream S] [--epoch E] [--from SEQ] [--format jsonl|pcap] ...
 //! ```
 //!
 //! The first form journals every backup frame the appliance sends on the link, acks
 //! cumulatively once the journal is synced, and exchanges heartbeats (`node.rs`). The
 //! poll loop runs on the main lcore: `-l 0` is enough. SIGINT/SIGTERM sync the journal,
-//! print the summary and exit 0. The second form needs no EAL: it prints what is in a
-//! journal directory and exits 1 if it found any problem.
+//! print the summary and exit 0. The other forms need no EAL and change nothing:
+//! `inspect` prints what is in a journal directory, run by run, and exits 1 if it found
+//! any problem; `export` writes every journaled message in order (export.rs).
 //!
 //! Exit codes: 0 done; 1 a journal problem (inspect found one, or the journal failed
 //! while running); 2 a usage, configuration or DPDK start-up error.
 
 mod config;
+mod export;
 mod node;
 
 use taphold_runtime::args::Args;
@@ -34,7 +37,7 @@ extern "C" fn on_signal(_: libc::c_int) {
     SIGNALLED.store(true, Ordering::SeqCst);
 }
 
-const USAGE: &str = "usage: taphold-backup [EAL args] -- --config FILE [--exit-when-idle-ms N] [--duration-ms N] [--stats-json FILE]\n       taphold-backup journal inspect DIR";
+const USAGE: &str = "usage: taphold-backup [EAL args] -- --config FILE [--exit-when-idle-ms N] [--duration-ms N] [--stats-json FILE]\n       taphold-backup journal inspect DIR\n       taphold-backup journal export DIR [--stream S] [--epoch E] [--from SEQ] [--format jsonl|pcap] [--out FILE] [--to IP:PORT] [--framing taphold|raw]";
 
 /// Command-line options after EAL's `--`.
 #[derive(Debug, Default, PartialEq)]
@@ -81,16 +84,25 @@ fn main() {
     std::process::exit(code);
 }
 
-/// `journal inspect DIR`: 0 clean, 1 problems, 2 usage or unreadable.
+/// `journal inspect DIR` and `journal export DIR ...`: 0 clean, 1 problems, 2 usage
+/// or unreadable.
 fn journal_command(args: &[String]) -> i32 {
-    let [cmd, dir] = args else {
+    match args.first().map(String::as_str) {
+        Some("inspect") => {}
+        Some("export") => return export_command(&args[1..]),
+        Some(cmd) => {
+            eprintln!("unknown journal command `{cmd}`\n{USAGE}");
+            return 2;
+        }
+        None => {
+            eprintln!("{USAGE}");
+            return 2;
+        }
+    }
+    let [_, dir] = args else {
         eprintln!("{USAGE}");
         return 2;
     };
-    if cmd != "inspect" {
-        eprintln!("unknown journal command `{cmd}`\n{USAGE}");
-        return 2;
-    }
     match taphold_journal::inspect(Path::new(dir)) {
         Ok(r) => {
             println!("{r}");
@@ -102,6 +114,41 @@ fn journal_command(args: &[String]) -> i32 {
         }
         Err(e) => {
             eprintln!("taphold-backup: journal {dir}: {e}");
+            2
+        }
+    }
+}
+
+/// `journal export`: messages on stdout (or --out), what went wrong on stderr.
+fn export_command(args: &[String]) -> i32 {
+    let opts = match export::ExportOpts::parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("taphold-backup: {e}");
+            return 2;
+        }
+    };
+    match export::export(&opts) {
+        Ok(r) => {
+            for u in &r.unreadable {
+                eprintln!("taphold-backup: journal export: {u}");
+            }
+            eprintln!(
+                "exported {} messages from {} run(s); {} not replayable (digest only){}; {} duplicate records skipped",
+                r.messages,
+                r.runs,
+                r.not_replayable,
+                if opts.format == export::Format::Pcap { ", not in the pcap" } else { "" },
+                r.duplicates
+            );
+            if r.is_clean() {
+                0
+            } else {
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("taphold-backup: journal {}: {e}", opts.dir.display());
             2
         }
     }

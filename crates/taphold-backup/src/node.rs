@@ -12,6 +12,14 @@
 //! Every `trim_interval_ms` the journal is trimmed below the released watermark; every
 //! `stats_interval_ms` a stats line is printed. Neither is per burst.
 //!
+//! Records are kept per run of the appliance, (stream, epoch): the appliance takes a
+//! new, larger epoch on every start and numbers from 1 again, so the node journals
+//! into the run the frames name. The first authentic frame of a larger epoch (a
+//! heartbeat, usually) seals the current run and opens the new one; a frame of a
+//! smaller epoch (an earlier run's, replayed or delayed) is refused and counted. Acks
+//! and our heartbeats carry the epoch of the run they speak for, and the appliance
+//! counts nothing else.
+//!
 //! No heap allocation per frame: bursts are inline arrays, frames we send are built in a
 //! stack buffer and copied into an mbuf from the pool, parsing borrows the mbuf. Journal
 //! writes and fdatasync *are* syscalls on this path, by design: this is the backup node,
@@ -24,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use dpdk::{Burst, Clock, Eal, Mbuf, Mempool, Port, PortConfig};
 use serde::Serialize;
-use taphold_journal::{Appended, Journal, Recovery};
+use taphold_journal::{Appended, Journal, Recovery, RunId};
 use taphold_wire::digest::DigestKey;
 use taphold_wire::ethernet::{self, EtherType, EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::taphold::{AckRepr, BackupRepr, HeartbeatRepr, MsgType, Packet, ALL_LINKS};
@@ -59,10 +67,13 @@ pub enum Refusal {
     WrongLink,
     /// An authentic ack or confirmation: nothing the appliance sends us.
     UnexpectedType,
+    /// Authentic, but of an epoch older than the run we journal: an earlier run's
+    /// frame, replayed or delayed. Journaling it would mix runs.
+    StaleEpoch,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 10] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::Runt,
         Refusal::NotTaphold,
         Refusal::NotForUs,
@@ -73,6 +84,7 @@ impl Refusal {
         Refusal::WrongStream,
         Refusal::WrongLink,
         Refusal::UnexpectedType,
+        Refusal::StaleEpoch,
     ];
 
     pub fn name(self) -> &'static str {
@@ -87,6 +99,7 @@ impl Refusal {
             Refusal::WrongStream => "wrong_stream",
             Refusal::WrongLink => "wrong_link",
             Refusal::UnexpectedType => "unexpected_type",
+            Refusal::StaleEpoch => "stale_epoch",
         }
     }
 
@@ -114,6 +127,8 @@ pub struct Counters {
     pub tx_dropped: u64,
     pub trims: u64,
     pub segments_trimmed: u64,
+    /// Runs opened: one per epoch of the appliance heard.
+    pub runs_opened: u64,
 }
 
 impl Counters {
@@ -132,11 +147,19 @@ pub struct PeerHeartbeat {
     pub timestamp_ns: u64,
 }
 
+/// The run being journaled: one epoch of the appliance.
+struct Run {
+    id: RunId,
+    journal: Journal,
+    recovery: Recovery,
+}
+
 pub struct Node {
     port: Port,
     pool: Mempool,
-    journal: Journal,
-    recovery: Recovery,
+    cfg: Config,
+    /// None until the appliance's first authentic frame names its epoch.
+    run: Option<Run>,
     clock: Clock,
     key: DigestKey,
     mac: EthernetAddress,
@@ -172,20 +195,24 @@ fn err(e: impl std::fmt::Display) -> String {
 
 impl Node {
     pub fn build(eal: &Eal, cfg: &Config) -> Result<Node, String> {
-        let (journal, recovery) = Journal::open(cfg.journal_config())
+        // What the journal directory holds; a run is opened (and recovered) once the
+        // appliance names its epoch.
+        let runs = taphold_journal::list_runs(&cfg.journal.dir)
             .map_err(|e| format!("journal {}: {e}", cfg.journal.dir.display()))?;
-        log::info!("journal {}: {recovery}", cfg.journal.dir.display());
-        if recovery.torn_bytes_discarded > 0 {
+        log::info!(
+            "journal {}: {} run(s) of stream(s) {:?}",
+            cfg.journal.dir.display(),
+            runs.runs.len(),
+            runs.runs
+                .iter()
+                .map(|(r, _)| r.stream)
+                .collect::<std::collections::BTreeSet<_>>()
+        );
+        for s in &runs.stray {
             log::warn!(
-                "recovered {} records, discarded a torn tail of {} bytes",
-                recovery.records,
-                recovery.torn_bytes_discarded
-            );
-        }
-        if recovery.valid_records_discarded > 0 {
-            log::warn!(
-                "{} valid-looking records after the torn region were discarded with it",
-                recovery.valid_records_discarded
+                "journal {}: {} is outside any run (a journal from before epochs?); it is never opened",
+                cfg.journal.dir.display(),
+                s.display()
             );
         }
         let pool = Mempool::new(
@@ -211,8 +238,8 @@ impl Node {
         Ok(Node {
             port,
             pool,
-            journal,
-            recovery,
+            cfg: cfg.clone(),
+            run: None,
             clock: Clock::new(eal),
             key: cfg.digest_key.0,
             mac: cfg.mac.0,
@@ -316,11 +343,13 @@ impl Node {
                 // The mbuf is freed here, whatever became of it.
             }
         }
-        self.journal
-            .maybe_sync(now)
-            .map_err(|e| self.journal_failed(e))?;
-        if self.journal.contiguous_seq() > self.counters.last_ack_seq {
-            self.send_ack(now);
+        if let Some(run) = &mut self.run {
+            if let Err(e) = run.journal.maybe_sync(now) {
+                return Err(self.journal_failed(e));
+            }
+            if run.journal.contiguous_seq() > self.counters.last_ack_seq {
+                self.send_ack(now);
+            }
         }
         if self.answer_heartbeat || now >= self.next_heartbeat_ns {
             self.send_heartbeat(now);
@@ -332,10 +361,79 @@ impl Node {
     }
 
     fn journal_failed(&self, e: std::io::Error) -> String {
+        let dir = match &self.run {
+            Some(r) => r.journal.config().dir.clone(),
+            None => self.cfg.journal.dir.clone(),
+        };
         format!(
             "journal {}: {e} — stopping: nothing more can be journaled or acked",
-            self.journal.config().dir.display()
+            dir.display()
         )
+    }
+
+    /// Makes `epoch` the run we journal, if it is the appliance's newest: a larger
+    /// epoch seals the current run (synced) and opens (or recovers) its own; a smaller
+    /// one is an earlier run's frame and is refused.
+    fn enter_epoch(&mut self, epoch: u64) -> Result<(), Result<Refusal, String>> {
+        match &self.run {
+            Some(r) if r.id.epoch == epoch => return Ok(()),
+            Some(r) if r.id.epoch > epoch => return Err(Ok(Refusal::StaleEpoch)),
+            _ => {}
+        }
+        // Opening reads the run's segments: once per start of the appliance, not
+        // per frame, so its allocations are not the poll loop's.
+        alloc_count::set_hot(false);
+        let opened = self.open_run(epoch);
+        alloc_count::set_hot(true);
+        opened.map_err(Err)
+    }
+
+    fn open_run(&mut self, epoch: u64) -> Result<(), String> {
+        if let Some(mut old) = self.run.take() {
+            old.journal.sync().map_err(|e| self.journal_failed(e))?;
+            log::info!(
+                "run {} sealed at contiguous seq {} ({} records)",
+                old.id,
+                old.journal.contiguous_seq(),
+                old.journal.records_on_disk()
+            );
+        }
+        let id = RunId {
+            stream: self.stream,
+            epoch,
+        };
+        let jc = self.cfg.journal_config(id);
+        let dir = jc.dir.clone();
+        let (journal, recovery) = Journal::open(jc).map_err(|e| {
+            format!(
+                "journal {}: {e} — stopping: nothing more can be journaled or acked",
+                dir.display()
+            )
+        })?;
+        log::info!("run {id} ({}): {recovery}", dir.display());
+        if recovery.torn_bytes_discarded > 0 {
+            log::warn!(
+                "run {id}: recovered {} records, discarded a torn tail of {} bytes",
+                recovery.records,
+                recovery.torn_bytes_discarded
+            );
+        }
+        if recovery.valid_records_discarded > 0 {
+            log::warn!(
+                "run {id}: {} valid-looking records after the torn region were discarded with it",
+                recovery.valid_records_discarded
+            );
+        }
+        self.run = Some(Run {
+            id,
+            journal,
+            recovery,
+        });
+        // Acks and the watermark are the run's own.
+        self.counters.last_ack_seq = 0;
+        self.watermark = 0;
+        self.counters.runs_opened += 1;
+        Ok(())
     }
 
     /// One received frame. `Err(Ok(reason))`: refused; `Err(Err(msg))`: the journal failed.
@@ -364,14 +462,13 @@ impl Node {
                 if b.stream != self.stream {
                     return Err(Ok(Refusal::WrongStream));
                 }
+                self.enter_epoch(b.epoch)?;
                 self.counters.backup_frames += 1;
                 self.note_watermark(b.watermark);
                 let pdu = &buf[..p.total_len()];
-                match self
-                    .journal
-                    .append(b.seq, b.stream, b.flags.bits(), now, pdu)
-                    .map_err(|e| Err(self.journal_failed(e)))?
-                {
+                let run = self.run.as_mut().expect("enter_epoch opened a run");
+                let appended = run.journal.append(b.seq, b.flags.bits(), now, pdu);
+                match appended.map_err(|e| Err(self.journal_failed(e)))? {
                     Appended::Journaled => self.counters.journaled += 1,
                     Appended::Duplicate => self.counters.duplicates += 1,
                 }
@@ -386,6 +483,7 @@ impl Node {
                 if h.link != self.link && h.link != ALL_LINKS {
                     return Err(Ok(Refusal::WrongLink));
                 }
+                self.enter_epoch(h.epoch)?;
                 self.counters.heartbeats_received += 1;
                 self.note_watermark(h.watermark);
                 self.peer_hb = PeerHeartbeat {
@@ -433,18 +531,23 @@ impl Node {
     fn note_watermark(&mut self, w: u64) {
         if w > self.watermark {
             self.watermark = w;
-            self.journal.note_released(w);
+            if let Some(run) = &mut self.run {
+                run.journal.note_released(w);
+            }
         }
     }
 
+    /// A cumulative ack for the current run (none before the appliance is heard).
     fn send_ack(&mut self, now: u64) {
+        let Some(run) = &self.run else { return };
         let ack = AckRepr {
             link: self.link,
             stream: self.stream,
-            seq: self.journal.contiguous_seq(),
+            epoch: run.id.epoch,
+            seq: run.journal.contiguous_seq(),
             timestamp_ns: now,
             watermark: self.watermark,
-            records: self.journal.records_total(),
+            records: run.journal.records_total(),
         };
         self.send(|b, k| ack.emit(b, k));
         self.counters.acks_sent += 1;
@@ -455,6 +558,7 @@ impl Node {
         self.hb_seq += 1;
         let hb = HeartbeatRepr {
             link: self.link,
+            epoch: self.run.as_ref().map_or(0, |r| r.id.epoch),
             seq: self.hb_seq,
             timestamp_ns: now,
             watermark: self.watermark,
@@ -471,11 +575,12 @@ impl Node {
     /// Trims the journal below what the appliance has released *and* we hold
     /// contiguously (the journal clamps to the latter as well).
     fn trim(&mut self) -> Result<(), String> {
-        let bound = self.watermark.min(self.journal.contiguous_seq()) + 1;
-        let n = self
-            .journal
-            .trim_below(bound)
-            .map_err(|e| self.journal_failed(e))?;
+        let Some(run) = &mut self.run else {
+            return Ok(());
+        };
+        let bound = self.watermark.min(run.journal.contiguous_seq()) + 1;
+        let trimmed = run.journal.trim_below(bound);
+        let n = trimmed.map_err(|e| self.journal_failed(e))?;
         self.counters.trims += 1;
         self.counters.segments_trimmed += n as u64;
         Ok(())
@@ -483,9 +588,17 @@ impl Node {
 
     /// Stops: syncs the journal, sends the last ack, drains the tx queue.
     pub fn shutdown(&mut self) -> Result<(), String> {
-        self.journal.sync().map_err(|e| self.journal_failed(e))?;
+        if let Some(run) = &mut self.run {
+            if let Err(e) = run.journal.sync() {
+                return Err(self.journal_failed(e));
+            }
+        }
         let now = self.clock.now_ns();
-        if self.journal.contiguous_seq() > self.counters.last_ack_seq {
+        if self
+            .run
+            .as_ref()
+            .is_some_and(|r| r.journal.contiguous_seq() > self.counters.last_ack_seq)
+        {
             self.send_ack(now);
         }
         for _ in 0..100 {
@@ -501,8 +614,18 @@ impl Node {
 
     pub fn stats_line(&self, elapsed: Duration) -> String {
         let c = &self.counters;
+        let run = match &self.run {
+            Some(r) => format!(
+                "run epoch {} | syncs {} | journal {} records {} bytes",
+                r.id.epoch,
+                r.journal.stats().syncs,
+                r.journal.records_on_disk(),
+                r.journal.bytes_on_disk()
+            ),
+            None => "no run yet (the appliance has not been heard)".into(),
+        };
         format!(
-            "[{:>7.1}s] rx {} journaled {} dup {} refused {} | ack {} (seq {}) hb tx {} rx {} | syncs {} | journal {} records {} bytes, watermark {}",
+            "[{:>7.1}s] rx {} journaled {} dup {} refused {} | ack {} (seq {}) hb tx {} rx {} | {run}, watermark {}",
             elapsed.as_secs_f64(),
             c.rx_frames,
             c.journaled,
@@ -512,21 +635,48 @@ impl Node {
             c.last_ack_seq,
             c.heartbeats_sent,
             c.heartbeats_received,
-            self.journal.stats().syncs,
-            self.journal.records_on_disk(),
-            self.journal.bytes_on_disk(),
             self.watermark
         )
     }
 
     pub fn summary(&self, why: &str) -> serde_json::Value {
         let c = &self.counters;
-        let js = self.journal.stats();
         let refused: serde_json::Map<String, serde_json::Value> = Refusal::ALL
             .iter()
             .map(|r| (r.name().to_string(), c.refused[*r as usize].into()))
             .collect();
         let port = self.port.stats().ok();
+        // The run journaled last: its journal, as it stands.
+        let (run, journal, syncs, policy_syncs) = match &self.run {
+            Some(r) => {
+                let (j, rec, js) = (&r.journal, &r.recovery, r.journal.stats());
+                (
+                    serde_json::json!({ "stream": r.id.stream, "epoch": r.id.epoch }),
+                    serde_json::json!({
+                        "dir": j.config().dir,
+                        "contiguous_seq": j.contiguous_seq(),
+                        "durable_seq": j.durable_seq(),
+                        "records_total": j.records_total(),
+                        "records": j.records_on_disk(),
+                        "bytes": j.bytes_on_disk(),
+                        "segments": j.segment_count(),
+                        "segments_created": js.segments_created,
+                        "appended": js.appended,
+                        "appended_bytes": js.appended_bytes,
+                        "beyond_window": js.beyond_window,
+                        "untracked": js.untracked,
+                        "floor": j.floor(),
+                        "recovered_records": rec.records,
+                        "covered_by_watermark": js.covered_by_watermark,
+                        "torn_bytes_discarded": rec.torn_bytes_discarded,
+                        "valid_records_discarded": rec.valid_records_discarded,
+                    }),
+                    js.syncs,
+                    js.policy_syncs,
+                )
+            }
+            None => (serde_json::Value::Null, serde_json::Value::Null, 0, 0),
+        };
         serde_json::json!({
             "stopped_by": why,
             "frames_rx": c.rx_frames,
@@ -542,29 +692,14 @@ impl Node {
             "peer_heartbeat": self.peer_hb,
             "watermark": self.watermark,
             "tx_dropped": c.tx_dropped,
-            "syncs": js.syncs,
-            "policy_syncs": js.policy_syncs,
+            "syncs": syncs,
+            "policy_syncs": policy_syncs,
             "trims": c.trims,
             "segments_trimmed": c.segments_trimmed,
-            "journal": {
-                "dir": self.journal.config().dir,
-                "contiguous_seq": self.journal.contiguous_seq(),
-                "durable_seq": self.journal.durable_seq(),
-                "records_total": self.journal.records_total(),
-                "records": self.journal.records_on_disk(),
-                "bytes": self.journal.bytes_on_disk(),
-                "segments": self.journal.segment_count(),
-                "segments_created": js.segments_created,
-                "appended": js.appended,
-                "appended_bytes": js.appended_bytes,
-                "beyond_window": js.beyond_window,
-                "untracked": js.untracked,
-                "floor": self.journal.floor(),
-                "recovered_records": self.recovery.records,
-                "covered_by_watermark": self.journal.stats().covered_by_watermark,
-                "torn_bytes_discarded": self.recovery.torn_bytes_discarded,
-                "valid_records_discarded": self.recovery.valid_records_discarded,
-            },
+            "runs_opened": c.runs_opened,
+            "run": run,
+            "journal_dir": self.cfg.journal.dir,
+            "journal": journal,
             "port": port.map(|p| serde_json::json!({
                 "ipackets": p.ipackets, "opackets": p.opackets, "imissed": p.imissed,
                 "ierrors": p.ierrors, "oerrors": p.oerrors, "rx_nombuf": p.rx_nombuf,

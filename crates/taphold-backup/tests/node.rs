@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use dpdk::testing::pcap;
 use serde_json::Value;
-use taphold_journal::{inspect, read_records, Journal, JournalConfig, ProblemKind};
+use taphold_journal::{inspect, read_records, run_dir, Journal, JournalConfig, ProblemKind, RunId};
 use taphold_wire::digest::DigestKey;
 use taphold_wire::ethernet::{emit_header, EtherType, EthernetAddress};
 use taphold_wire::taphold::{
@@ -25,6 +25,12 @@ const KEY: &str = "5461706f6c642d64656d6f2d6b657931";
 const OURS: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0x0c, 1]);
 const APPLIANCE: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0x0b, 1]);
 const STREAM: u32 = 1;
+/// The appliance's epoch in these captures (any value; a real one is UNIX seconds).
+const EPOCH: u64 = 1_764_460_800;
+const RUN: RunId = RunId {
+    stream: STREAM,
+    epoch: EPOCH,
+};
 
 fn key() -> DigestKey {
     DigestKey::from_hex(KEY).unwrap()
@@ -46,10 +52,15 @@ fn payload(seq: u64) -> Vec<u8> {
 }
 
 fn backup_pdu(seq: u64, stream: u32, watermark: u64, k: &DigestKey) -> Vec<u8> {
+    backup_pdu_of(seq, stream, EPOCH, watermark, k)
+}
+
+fn backup_pdu_of(seq: u64, stream: u32, epoch: u64, watermark: u64, k: &DigestKey) -> Vec<u8> {
     let p = payload(seq);
     let r = BackupRepr {
         flags: Flags::EMPTY,
         stream,
+        epoch,
         seq,
         timestamp_ns: 1_000_000 + seq,
         watermark,
@@ -72,8 +83,13 @@ fn backup(seq: u64) -> Vec<u8> {
 }
 
 fn heartbeat(link: u8, seq: u64, ts: u64, watermark: u64) -> Vec<u8> {
+    heartbeat_of(EPOCH, link, seq, ts, watermark)
+}
+
+fn heartbeat_of(epoch: u64, link: u8, seq: u64, ts: u64, watermark: u64) -> Vec<u8> {
     let h = HeartbeatRepr {
         link,
+        epoch,
         seq,
         timestamp_ns: ts,
         watermark,
@@ -204,12 +220,13 @@ fn offline_replay_journals_each_valid_frame_once_acks_and_answers_heartbeats() {
     let ack = AckRepr {
         link: 0,
         stream: STREAM,
+        epoch: EPOCH,
         seq: 3,
         timestamp_ns: 5,
         watermark: 0,
         records: 3,
     };
-    let mut buf = [0u8; 56];
+    let mut buf = [0u8; 64];
     ack.emit(&mut buf, &k).unwrap();
     input.push(frame(OURS, APPLIANCE, &buf)); // unexpected_type
     input.push(heartbeat(2, 99, 5, 0)); // wrong_link
@@ -246,8 +263,9 @@ fn offline_replay_journals_each_valid_frame_once_acks_and_answers_heartbeats() {
     // The journal: exactly the valid frames, once each, as received.
     let report = inspect(&journal).unwrap();
     assert!(report.is_clean(), "{report}");
-    assert_eq!(report.records, 20);
-    let recs = read_records(&journal).unwrap();
+    assert_eq!(report.records(), 20);
+    assert_eq!(report.runs.len(), 1, "one run: {report}");
+    let recs = read_records(&run_dir(&journal, RUN)).unwrap();
     let seqs: Vec<u64> = recs.iter().map(|r| r.seq).collect();
     let mut sorted = seqs.clone();
     sorted.sort();
@@ -259,7 +277,7 @@ fn offline_replay_journals_each_valid_frame_once_acks_and_answers_heartbeats() {
             "seq {}: the PDU as received",
             r.seq
         );
-        assert_eq!(r.stream, STREAM);
+        assert_eq!((r.stream, r.epoch), (STREAM, EPOCH));
     }
 
     // Counters by reason.
@@ -294,9 +312,14 @@ fn offline_replay_journals_each_valid_frame_once_acks_and_answers_heartbeats() {
     assert!(acks.windows(2).all(|w| w[0].seq < w[1].seq), "acks advance");
     let last = acks.last().unwrap();
     assert_eq!(
-        (last.seq, last.records, last.link, last.stream),
-        (20, 20, 0, STREAM)
+        (last.seq, last.records, last.link, last.stream, last.epoch),
+        (20, 20, 0, STREAM, EPOCH)
     );
+    assert!(
+        acks.iter().all(|a| a.epoch == EPOCH),
+        "acks speak for the run"
+    );
+    assert!(hbs.iter().all(|h| h.epoch == EPOCH), "as do heartbeats");
     assert_eq!(n(&s, "acks_sent"), acks.len() as u64);
     assert_eq!(n(&s, "last_ack_seq"), 20);
     assert!(hbs.len() >= 2, "{hbs:?}");
@@ -323,7 +346,174 @@ fn offline_replay_journals_each_valid_frame_once_acks_and_answers_heartbeats() {
     assert_eq!(n(&s, "journal.recovered_records"), 20);
     assert_eq!(n(&s, "journaled"), 0);
     assert_eq!(n(&s, "duplicates"), 23);
-    assert_eq!(read_records(&journal).unwrap().len(), 20);
+    assert_eq!(read_records(&run_dir(&journal, RUN)).unwrap().len(), 20);
+}
+
+/// Runs the node over `input` until idle; returns its summary.
+fn run_node(d: &Dir, tag: &str, input: &[Vec<u8>]) -> Value {
+    let in_pcap = d.0.join(format!("{tag}.pcap"));
+    pcap::write(&in_pcap, input).unwrap();
+    let stats = d.0.join(format!("{tag}.json"));
+    let o = node_command(
+        &d.0,
+        tag,
+        &in_pcap,
+        &[
+            "--exit-when-idle-ms",
+            "200",
+            "--stats-json",
+            &stats.display().to_string(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::copy(d.0.join("tx.pcap"), d.0.join(format!("{tag}.tx.pcap"))).unwrap();
+    serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap()
+}
+
+fn export(journal: &Path, extra: &[&str]) -> (String, String, Option<i32>) {
+    let o = Command::new(bin())
+        .args(["journal", "export", &journal.display().to_string()])
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        o.status.code(),
+    )
+}
+
+/// The bug: after a restart of the appliance, a journal that already holds the
+/// previous run's seqs 1..N took the new run's 1..N for duplicates and stored nothing,
+/// while the tap confirmed them. With epochs, every message of the new run is new.
+#[test]
+fn a_journal_holding_an_earlier_run_journals_every_message_of_the_next() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let d = Dir::new("epochs");
+    let k = key();
+    let journal = d.0.join("journal");
+    std::fs::write(d.0.join("backup.yaml"), config(&journal, "")).unwrap();
+    let first = EPOCH;
+    let second = EPOCH + 7;
+    let frames = |epoch: u64, seqs: std::ops::RangeInclusive<u64>| -> Vec<Vec<u8>> {
+        seqs.map(|s| frame(OURS, APPLIANCE, &backup_pdu_of(s, STREAM, epoch, 0, &k)))
+            .collect()
+    };
+
+    let s1 = run_node(&d, "run1", &frames(first, 1..=30));
+    assert_eq!(n(&s1, "journaled"), 30);
+    assert_eq!(n(&s1, "run.epoch"), first);
+
+    // The appliance restarted: a new epoch, seqs from 1 again; the node restarted too
+    // (a new process on the same journal). A late frame of the old run comes last.
+    let mut input = vec![heartbeat_of(second, 0, 1, 1_000, 0)];
+    input.extend(frames(second, 1..=40));
+    input.extend(frames(first, 31..=31));
+    let s2 = run_node(&d, "run2", &input);
+    assert_eq!(
+        n(&s2, "journaled"),
+        40,
+        "every message of the new run: {s2:#}"
+    );
+    assert_eq!(n(&s2, "duplicates"), 0, "{s2:#}");
+    assert_eq!(n(&s2, "refused.stale_epoch"), 1, "{s2:#}");
+    assert_eq!(n(&s2, "run.epoch"), second);
+    assert_eq!(n(&s2, "journal.recovered_records"), 0, "a run of its own");
+    let (acks, hbs) = sent(&pcap::read(&d.0.join("run2.tx.pcap")).unwrap());
+    assert!(
+        acks.iter().all(|a| a.epoch == second),
+        "no ack speaks for the old run's records: {acks:?}"
+    );
+    assert_eq!(acks.last().unwrap().seq, 40);
+    assert!(hbs.iter().all(|h| h.epoch == second || h.epoch == 0));
+
+    // inspect: two runs, each complete.
+    let r = inspect(&journal).unwrap();
+    assert!(r.is_clean(), "{r}");
+    let r1 = r
+        .run(RunId {
+            stream: STREAM,
+            epoch: first,
+        })
+        .unwrap();
+    let r2 = r
+        .run(RunId {
+            stream: STREAM,
+            epoch: second,
+        })
+        .unwrap();
+    assert_eq!(
+        (r1.records, r1.first_seq, r1.last_seq),
+        (30, Some(1), Some(30))
+    );
+    assert_eq!(
+        (r2.records, r2.first_seq, r2.last_seq),
+        (40, Some(1), Some(40))
+    );
+
+    // export: both runs, each complete and in order, payloads as sent.
+    let (out, err, code) = export(&journal, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<(u64, u64)> = lines.iter().map(|v| (n(v, "epoch"), n(v, "seq"))).collect();
+    let want: Vec<(u64, u64)> = (1..=30)
+        .map(|s| (first, s))
+        .chain((1..=40).map(|s| (second, s)))
+        .collect();
+    assert_eq!(ids, want);
+    use base64::Engine;
+    for v in &lines {
+        let p = base64::engine::general_purpose::STANDARD
+            .decode(v["payload"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(p, payload(n(v, "seq")));
+        assert_eq!(v["src_ip"], "192.0.2.7");
+        assert_eq!(n(v, "src_port"), 40000);
+        assert_eq!(v["replayable"], true);
+        assert_eq!(n(v, "stream"), 1);
+    }
+    // Filters.
+    let (out, _, _) = export(&journal, &["--epoch", &second.to_string(), "--from", "35"]);
+    let seqs: Vec<u64> = out
+        .lines()
+        .map(|l| n(&serde_json::from_str(l).unwrap(), "seq"))
+        .collect();
+    assert_eq!(seqs, [35, 36, 37, 38, 39, 40]);
+    // pcap: as delivered, with the delivery header.
+    let pc = d.0.join("export.pcap");
+    let (_, err, code) = export(
+        &journal,
+        &[
+            "--epoch",
+            &first.to_string(),
+            "--format",
+            "pcap",
+            "--out",
+            &pc.display().to_string(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let delivered = pcap::read(&pc).unwrap();
+    assert_eq!(delivered.len(), 30);
+    for (i, f) in delivered.iter().enumerate() {
+        let h = taphold_wire::delivery::Packet::new_checked(&f[42..]).unwrap();
+        assert_eq!((h.epoch(), h.seq()), (first, i as u64 + 1));
+        assert_eq!(h.payload(), payload(i as u64 + 1));
+    }
+    assert!(
+        std::fs::read(&pc).unwrap()[..4] == 0xa1b2_3c4du32.to_le_bytes(),
+        "ns pcap"
+    );
 }
 
 /// Frames of a pcap file, tolerating a torn last record (the writer was killed).
@@ -393,8 +583,7 @@ fn kill_9_mid_stream_loses_nothing_that_was_acked() {
     assert!(report.is_recoverable(), "{report}");
     assert!(
         report
-            .problems
-            .iter()
+            .all_problems()
             .all(|p| p.kind == ProblemKind::TornTail),
         "{report}"
     );
@@ -405,7 +594,7 @@ fn kill_9_mid_stream_loses_nothing_that_was_acked() {
     );
 
     // Reopen: recovers cleanly, and every acked seq is there.
-    let mut cfg = JournalConfig::new(&journal);
+    let mut cfg = JournalConfig::for_run(&journal, RUN);
     cfg.segment_bytes = 65536;
     let (j, rec) = Journal::open(cfg).unwrap();
     assert_eq!(rec.duplicate_records, 0);
@@ -422,7 +611,7 @@ fn kill_9_mid_stream_loses_nothing_that_was_acked() {
     eprintln!("killed after ack {acked} of {FRAMES} frames; reopened: {rec}");
     drop(j);
     assert!(inspect(&journal).unwrap().is_clean());
-    let held: BTreeSet<u64> = read_records(&journal)
+    let held: BTreeSet<u64> = read_records(&run_dir(&journal, RUN))
         .unwrap()
         .iter()
         .map(|r| r.seq)
@@ -433,11 +622,11 @@ fn kill_9_mid_stream_loses_nothing_that_was_acked() {
 }
 
 fn make_journal(dir: &Path) {
-    let mut cfg = JournalConfig::new(dir);
+    let mut cfg = JournalConfig::for_run(dir, RUN);
     cfg.segment_bytes = 4096;
     let (mut j, _) = Journal::open(cfg).unwrap();
     for s in 1..=200 {
-        j.append(s, STREAM, 0, s, &backup(s)[14..]).unwrap();
+        j.append(s, 0, s, &backup(s)[14..]).unwrap();
     }
     j.close().unwrap();
 }
@@ -461,7 +650,7 @@ fn journal_inspect_exit_code_and_message() {
     // A flipped byte in a sealed segment.
     let bad = d.0.join("bad");
     make_journal(&bad);
-    let recs = read_records(&bad).unwrap();
+    let recs = read_records(&run_dir(&bad, RUN)).unwrap();
     let victim = recs[recs.len() / 3].clone();
     let mut bytes = std::fs::read(&victim.file).unwrap();
     bytes[victim.offset as usize + 50] ^= 0x10;

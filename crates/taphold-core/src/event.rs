@@ -33,14 +33,16 @@ impl MessageStatus {
     }
 }
 
-/// One message's journey through taphold; all times in nanoseconds of the same clock, 0 when
-/// the event did not happen (e.g. `tap_ns` of an unprotected release).
+/// One message's journey through taphold; all times in UNIX-epoch nanoseconds of the same
+/// clock, 0 when the event did not happen (e.g. `tap_ns` of an unprotected release).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MessageEvent {
     /// Sequence number in the hold ring.
     pub seq: u64,
     /// The source stream the message belongs to.
     pub stream: u32,
+    /// The appliance's epoch: (stream, epoch, seq) names the message for good.
+    pub epoch: u64,
     /// Received on the primary port.
     pub rx_ns: u64,
     /// Backup frame launched on the backup link.
@@ -55,15 +57,17 @@ pub struct MessageEvent {
 
 impl MessageEvent {
     /// The first line of `events.csv`; the column order of [`write_csv_line`](Self::write_csv_line).
-    pub const CSV_HEADER: &'static str = "seq,stream,rx_ns,backup_tx_ns,tap_ns,release_ns,status";
+    pub const CSV_HEADER: &'static str =
+        "seq,stream,epoch,rx_ns,backup_tx_ns,tap_ns,release_ns,status";
 
     /// Writes this record as one CSV line, newline included. Off the hot path only.
     pub fn write_csv_line(&self, w: &mut impl io::Write) -> io::Result<()> {
         writeln!(
             w,
-            "{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{}",
             self.seq,
             self.stream,
+            self.epoch,
             self.rx_ns,
             self.backup_tx_ns,
             self.tap_ns,
@@ -82,6 +86,7 @@ mod tests {
         let e = MessageEvent {
             seq: 7,
             stream: 3,
+            epoch: 9,
             rx_ns: 100,
             backup_tx_ns: 150,
             tap_ns: 900,
@@ -92,9 +97,9 @@ mod tests {
         e.write_csv_line(&mut out).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "7,3,100,150,900,1000,released_unprotected\n"
+            "7,3,9,100,150,900,1000,released_unprotected\n"
         );
-        assert_eq!(MessageEvent::CSV_HEADER.split(',').count(), 7);
+        assert_eq!(MessageEvent::CSV_HEADER.split(',').count(), 8);
     }
 
     #[test]

@@ -62,6 +62,7 @@ fn steady_state_allocates_nothing() {
                 let event = MessageEvent {
                     seq: r.seq,
                     stream: 1,
+                    epoch: 1,
                     rx_ns: r.rx_ns,
                     backup_tx_ns: r.backup_tx_ns,
                     tap_ns: r.tap_ns[2],

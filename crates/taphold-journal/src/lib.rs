@@ -3,14 +3,18 @@
 //! The backup node writes every backup frame it accepts here before it acks it; the
 //! appliance's local-journal secondary mode can use the same format. No DPDK.
 //!
-//! - A journal is a directory of segment files `NNNNNNNNNNNNNNNNNNNN.journal` (20 digits:
+//! - A journal directory holds one *run* per (stream, epoch) of the appliance
+//!   ([`runs`]): `DIR/stream-S/epoch-E/`. The appliance takes a new, larger epoch on
+//!   every start, so a new run never collides with an earlier one's records, and acks,
+//!   trimming and inspection are per run. A [`Journal`] is one run.
+//! - A run is a directory of segment files `NNNNNNNNNNNNNNNNNNNN.journal` (20 digits:
 //!   the seq of the segment's first record, or the previous segment's number + 1 when
 //!   that record arrived out of order below it, so that names sort in creation order).
 //!   A new segment starts with the first record after the current one has passed
 //!   [`JournalConfig::segment_bytes`]; the full one is synced before the next is created,
 //!   so only the last segment can ever have a torn tail.
-//! - A segment is a sequence of records ([`record`]): a 32-byte header, the taphold PDU of
-//!   the backup frame as received, a CRC-32.
+//! - A segment is a sequence of records ([`record`]): a 40-byte header naming the record's
+//!   (stream, epoch, seq), the taphold PDU of the backup frame as received, a CRC-32.
 //! - [`Journal::open`] scans and verifies every record. A torn or corrupt tail of the
 //!   *last* segment (a crash mid-write) is truncated away and reported in [`Recovery`];
 //!   a bad record anywhere else is an error naming the file and offset.
@@ -29,15 +33,19 @@
 
 pub mod inspect;
 pub mod record;
+pub mod runs;
 pub mod window;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-pub use inspect::{inspect, Problem, ProblemKind, Report, SegmentReport};
+pub use inspect::{
+    inspect, inspect_run, JournalReport, Problem, ProblemKind, Report, SegmentReport,
+};
 pub use record::{Defect, RecordRef};
 use record::{RecordHeader, HEADER_LEN, MAX_PAYLOAD_LEN};
+pub use runs::{list_runs, run_dir, RunId, Runs};
 use window::{Insert, SeqWindow};
 
 /// Suffix of segment files.
@@ -59,7 +67,11 @@ pub struct FsyncPolicy {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalConfig {
+    /// The run's directory (see [`JournalConfig::for_run`]).
     pub dir: PathBuf,
+    /// Whose records these are: every record is stamped with it, and a record of another
+    /// run found here refuses the open.
+    pub run: RunId,
     /// A segment is closed once it is at least this long.
     pub segment_bytes: u64,
     pub fsync: FsyncPolicy,
@@ -69,13 +81,21 @@ pub struct JournalConfig {
 }
 
 impl JournalConfig {
-    pub fn new(dir: impl Into<PathBuf>) -> JournalConfig {
+    /// A run whose segments live in `dir` itself.
+    pub fn new(dir: impl Into<PathBuf>, run: RunId) -> JournalConfig {
         JournalConfig {
             dir: dir.into(),
+            run,
             segment_bytes: 64 << 20,
             fsync: FsyncPolicy::default(),
             first_seq: 1,
         }
+    }
+
+    /// Run `run` of the journal directory `root`: its segments in
+    /// `root/stream-S/epoch-E/`.
+    pub fn for_run(root: &Path, run: RunId) -> JournalConfig {
+        JournalConfig::new(run_dir(root, run), run)
     }
 }
 
@@ -303,7 +323,12 @@ impl Journal {
                 min_seq: u64::MAX,
                 max_seq: 0,
             };
+            let mut foreign = None;
             let brk = record::scan(&buf, |r| {
+                if (r.header.stream, r.header.epoch) != (cfg.run.stream, cfg.run.epoch) {
+                    foreign.get_or_insert((r.offset, r.header.stream, r.header.epoch));
+                    return;
+                }
                 let s = r.header.seq;
                 seg.records += 1;
                 seg.min_seq = seg.min_seq.min(s);
@@ -318,6 +343,13 @@ impl Journal {
                     rec.duplicate_records += 1;
                 }
             });
+            if let Some((offset, stream, epoch)) = foreign {
+                return Err(invalid(format!(
+                    "{}: the record at byte offset {offset} belongs to stream {stream} epoch {epoch}, not to this run ({}): refusing to open a journal whose files were moved between runs",
+                    path.display(),
+                    cfg.run
+                )));
+            }
             if let Some(b) = brk {
                 if !last {
                     return Err(invalid(format!(
@@ -387,7 +419,6 @@ impl Journal {
     pub fn append(
         &mut self,
         seq: u64,
-        stream: u32,
         flags: u16,
         timestamp_ns: u64,
         pdu: &[u8],
@@ -414,7 +445,8 @@ impl Journal {
         }
         let header = RecordHeader {
             seq,
-            stream,
+            stream: self.cfg.run.stream,
+            epoch: self.cfg.run.epoch,
             flags,
             timestamp_ns,
         }
@@ -650,6 +682,7 @@ impl Journal {
 pub struct Record {
     pub seq: u64,
     pub stream: u32,
+    pub epoch: u64,
     pub flags: u16,
     pub timestamp_ns: u64,
     /// The taphold PDU.
@@ -658,18 +691,37 @@ pub struct Record {
     pub offset: u64,
 }
 
-/// Every record of the journal in `dir`, segment by segment in file order. Any defect
-/// is an error naming the file and offset (open the journal first to recover a torn
-/// tail). This is what a takeover replays from.
+/// Where a segment stops being records: its file, the byte offset and the defect.
+pub type Unreadable = (PathBuf, u64, Defect);
+
+/// Every record of the run in `dir`, segment by segment in file order. Any defect is an
+/// error naming the file and offset (open the journal first to recover a torn tail).
+/// This is what a takeover replays from.
 pub fn read_records(dir: &Path) -> io::Result<Vec<Record>> {
+    let (records, unreadable) = read_valid_records(dir)?;
+    match unreadable.first() {
+        Some((file, offset, defect)) => Err(invalid(format!(
+            "{}: bad record at byte offset {offset}: {defect}",
+            file.display()
+        ))),
+        None => Ok(records),
+    }
+}
+
+/// Every valid record of the run in `dir`, in file order, and where each segment
+/// stopped being readable (a torn tail, corruption): what an export or a report can
+/// still use without changing anything. Errors only when a file cannot be read.
+pub fn read_valid_records(dir: &Path) -> io::Result<(Vec<Record>, Vec<Unreadable>)> {
     let (files, _) = list_segments(dir)?;
     let mut out = Vec::new();
+    let mut unreadable = Vec::new();
     for (_, path) in files {
         let buf = fs::read(&path)?;
         let brk = record::scan(&buf, |r| {
             out.push(Record {
                 seq: r.header.seq,
                 stream: r.header.stream,
+                epoch: r.header.epoch,
                 flags: r.header.flags,
                 timestamp_ns: r.header.timestamp_ns,
                 pdu: r.payload.to_vec(),
@@ -678,13 +730,8 @@ pub fn read_records(dir: &Path) -> io::Result<Vec<Record>> {
             })
         });
         if let Some(b) = brk {
-            return Err(invalid(format!(
-                "{}: bad record at byte offset {}: {}",
-                path.display(),
-                b.offset,
-                b.defect
-            )));
+            unreadable.push((path.clone(), b.offset, b.defect));
         }
     }
-    Ok(out)
+    Ok((out, unreadable))
 }

@@ -1,33 +1,37 @@
-//! The on-disk record: a fixed 32-byte header, the backup frame's taphold PDU, and a
+//! The on-disk record: a fixed 40-byte header, the backup frame's taphold PDU, and a
 //! CRC-32 trailer. `docs/backup-node.md` has the same table.
 //!
 //! | Offset | Len | Field | Rule |
 //! |---:|---:|---|---|
-//! | 0 | 4 | magic | `0x54484A31` ("THJ1") |
-//! | 4 | 4 | record length | whole record: 32 + payload + 4, at most [`MAX_RECORD_LEN`] |
+//! | 0 | 4 | magic | `0x54484A32` ("THJ2") |
+//! | 4 | 4 | record length | whole record: 40 + payload + 4, at most [`MAX_RECORD_LEN`] |
 //! | 8 | 8 | seq | the backup frame's sequence number |
 //! | 16 | 4 | stream | its stream id |
 //! | 20 | 2 | flags | its taphold flags |
 //! | 22 | 2 | reserved | zero |
-//! | 24 | 8 | timestamp_ns | the writer's clock when it received the frame |
-//! | 32 | n | payload | the taphold PDU, header to digest trailer inclusive |
-//! | 32 + n | 4 | crc | CRC-32 (IEEE, as zlib) of bytes `[0, 32 + n)` |
+//! | 24 | 8 | timestamp_ns | the writer's clock (UNIX ns) when it received the frame |
+//! | 32 | 8 | epoch | the appliance's epoch: (stream, epoch, seq) names the message |
+//! | 40 | n | payload | the taphold PDU, header to digest trailer inclusive |
+//! | 40 + n | 4 | crc | CRC-32 (IEEE, as zlib) of bytes `[0, 40 + n)` |
+//!
+//! Version 1 records (`THJ1`, 32-byte header, no epoch) predate epochs; a journal of them
+//! is refused by its magic.
 //!
 //! All integers are big-endian, like the wire protocol, so `hexdump -C` of a segment
 //! reads `THJ1` at every record start.
 
 use core::ops::Range;
 
-/// `"THJ1"`.
-pub const MAGIC: u32 = 0x5448_4A31;
+/// `"THJ2"`.
+pub const MAGIC: u32 = 0x5448_4A32;
 /// Bytes before the payload.
-pub const HEADER_LEN: usize = 32;
+pub const HEADER_LEN: usize = 40;
 /// Bytes after the payload.
 pub const TRAILER_LEN: usize = 4;
 /// Header and trailer together: the length of a record with an empty payload.
 pub const OVERHEAD: usize = HEADER_LEN + TRAILER_LEN;
-/// Largest payload: the largest taphold PDU (40-byte header, 8 + 65535 body, 8 digest).
-pub const MAX_PAYLOAD_LEN: usize = 40 + 8 + 65535 + 8;
+/// Largest payload: the largest taphold PDU (48-byte header, 8 + 65535 body, 8 digest).
+pub const MAX_PAYLOAD_LEN: usize = 48 + 8 + 65535 + 8;
 /// Largest record.
 pub const MAX_RECORD_LEN: usize = OVERHEAD + MAX_PAYLOAD_LEN;
 
@@ -41,6 +45,7 @@ mod field {
     pub const FLAGS: Range<usize> = 20..22;
     pub const RESERVED: Range<usize> = 22..24;
     pub const TIMESTAMP_NS: Range<usize> = 24..32;
+    pub const EPOCH: Range<usize> = 32..40;
 }
 
 fn be<const N: usize>(b: &[u8], r: Range<usize>) -> [u8; N] {
@@ -54,6 +59,7 @@ fn be<const N: usize>(b: &[u8], r: Range<usize>) -> [u8; N] {
 pub struct RecordHeader {
     pub seq: u64,
     pub stream: u32,
+    pub epoch: u64,
     pub flags: u16,
     pub timestamp_ns: u64,
 }
@@ -68,6 +74,7 @@ impl RecordHeader {
         h[field::STREAM].copy_from_slice(&self.stream.to_be_bytes());
         h[field::FLAGS].copy_from_slice(&self.flags.to_be_bytes());
         h[field::TIMESTAMP_NS].copy_from_slice(&self.timestamp_ns.to_be_bytes());
+        h[field::EPOCH].copy_from_slice(&self.epoch.to_be_bytes());
         h
     }
 }
@@ -95,9 +102,9 @@ pub struct RecordRef<'a> {
 pub enum Defect {
     /// The file ends inside the header or inside the length the header claims.
     Truncated,
-    /// The first four bytes are not `THJ1`.
+    /// The first four bytes are not `THJ2`.
     BadMagic,
-    /// The record length is below 36 or above [`MAX_RECORD_LEN`].
+    /// The record length is below 44 or above [`MAX_RECORD_LEN`].
     BadLength,
     /// The reserved field is not zero.
     BadReserved,
@@ -109,7 +116,7 @@ impl core::fmt::Display for Defect {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
             Defect::Truncated => "record cut short by the end of the file",
-            Defect::BadMagic => "no record magic (THJ1)",
+            Defect::BadMagic => "no record magic (THJ2)",
             Defect::BadLength => "record length out of range",
             Defect::BadReserved => "reserved field not zero",
             Defect::BadCrc => "CRC mismatch",
@@ -149,6 +156,7 @@ pub fn decode(buf: &[u8], offset: u64) -> Result<(RecordRef<'_>, usize), Defect>
     let header = RecordHeader {
         seq: u64::from_be_bytes(be(buf, field::SEQ)),
         stream: u32::from_be_bytes(be(buf, field::STREAM)),
+        epoch: u64::from_be_bytes(be(buf, field::EPOCH)),
         flags: u16::from_be_bytes(be(buf, field::FLAGS)),
         timestamp_ns: u64::from_be_bytes(be(buf, field::TIMESTAMP_NS)),
     };
@@ -221,6 +229,7 @@ mod tests {
         let h = RecordHeader {
             seq,
             stream: 7,
+            epoch: 0x0a0b,
             flags: 4,
             timestamp_ns: 99,
         }
@@ -234,19 +243,21 @@ mod tests {
     #[test]
     fn layout_is_the_documented_table() {
         let r = record(0x0102030405060708, b"abc");
-        assert_eq!(&r[0..4], b"THJ1");
-        assert_eq!(&r[4..8], &39u32.to_be_bytes());
+        assert_eq!(&r[0..4], b"THJ2");
+        assert_eq!(&r[4..8], &47u32.to_be_bytes());
         assert_eq!(&r[8..16], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(&r[16..20], &7u32.to_be_bytes());
         assert_eq!(&r[20..22], &4u16.to_be_bytes());
         assert_eq!(&r[22..24], &[0, 0]);
         assert_eq!(&r[24..32], &99u64.to_be_bytes());
-        assert_eq!(&r[32..35], b"abc");
+        assert_eq!(&r[32..40], &0x0a0bu64.to_be_bytes());
+        assert_eq!(&r[40..43], b"abc");
         // CRC-32 (IEEE) check value of "123456789" is 0xCBF43926.
         assert_eq!(crc(b"1234", b"56789"), 0xCBF4_3926);
         let (d, len) = decode(&r, 0).unwrap();
         assert_eq!(len, r.len());
         assert_eq!(d.header.seq, 0x0102030405060708);
+        assert_eq!(d.header.epoch, 0x0a0b);
         assert_eq!(d.payload, b"abc");
     }
 

@@ -4,12 +4,17 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use taphold_journal::{
-    inspect, read_records, segment_name, Appended, FsyncPolicy, Journal, JournalConfig,
-    ProblemKind, FLOOR_FILE,
+    inspect, inspect_run, read_records, segment_name, Appended, FsyncPolicy, Journal,
+    JournalConfig, ProblemKind, RunId, FLOOR_FILE,
+};
+
+const RUN: RunId = RunId {
+    stream: 1,
+    epoch: 7,
 };
 
 fn cfg(dir: &Path) -> JournalConfig {
-    JournalConfig::new(dir)
+    JournalConfig::new(dir, RUN)
 }
 
 /// A payload that differs per seq and in length.
@@ -20,7 +25,7 @@ fn pdu(seq: u64) -> Vec<u8> {
 fn append_all(j: &mut Journal, seqs: impl IntoIterator<Item = u64>) {
     for s in seqs {
         assert_eq!(
-            j.append(s, 1, 0, s * 10, &pdu(s)).unwrap(),
+            j.append(s, 0, s * 10, &pdu(s)).unwrap(),
             Appended::Journaled,
             "seq {s}"
         );
@@ -81,7 +86,7 @@ fn round_trip() {
     assert_eq!(rec.torn_bytes_discarded, 0);
     assert_eq!(rec.contiguous_seq, 100);
     assert_eq!(j.contiguous_seq(), 100);
-    assert!(inspect(t.path()).unwrap().is_clean());
+    assert!(inspect_run(t.path(), Some(RUN)).unwrap().is_clean());
 }
 
 #[test]
@@ -104,7 +109,7 @@ fn recovery_after_truncation_at_every_byte_of_the_last_record() {
             .unwrap()
             .set_len(cut)
             .unwrap();
-        let before = inspect(&d).unwrap();
+        let before = inspect_run(&d, Some(RUN)).unwrap();
         if cut > last_start {
             assert_eq!(before.problems.len(), 1, "cut {cut}");
             assert_eq!(before.problems[0].kind, ProblemKind::TornTail);
@@ -118,7 +123,7 @@ fn recovery_after_truncation_at_every_byte_of_the_last_record() {
         assert_eq!(j.contiguous_seq(), 4);
         assert_eq!(fs::metadata(d.join(&seg)).unwrap().len(), last_start);
         assert_eq!(seqs(&d), [1, 2, 3, 4]);
-        assert!(inspect(&d).unwrap().is_clean(), "cut {cut}");
+        assert!(inspect_run(&d, Some(RUN)).unwrap().is_clean(), "cut {cut}");
         // The lost record can be journaled again, and the journal stays clean.
         append_all(&mut j, [5]);
         j.close().unwrap();
@@ -182,7 +187,7 @@ fn a_flipped_byte_in_a_sealed_segment_is_an_error_naming_file_and_offset() {
     );
     // Nothing was changed.
     assert_eq!(fs::read(victim).unwrap(), bytes);
-    let r = inspect(t.path()).unwrap();
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
     assert!(!r.is_clean() && !r.is_recoverable());
     assert_eq!(r.problems.len(), 1);
     assert_eq!(r.problems[0].kind, ProblemKind::Corrupt);
@@ -198,7 +203,7 @@ fn duplicates_out_of_order_and_the_contiguous_point() {
     let order = [3u64, 1, 2, 2, 5, 1, 7, 3, 0];
     let got: Vec<Appended> = order
         .iter()
-        .map(|&s| j.append(s, 1, 0, 0, &pdu(s)).unwrap())
+        .map(|&s| j.append(s, 0, 0, &pdu(s)).unwrap())
         .collect();
     use Appended::*;
     assert_eq!(
@@ -226,8 +231,8 @@ fn duplicates_out_of_order_and_the_contiguous_point() {
     let (mut j, rec) = Journal::open(cfg(t.path())).unwrap();
     assert_eq!(rec.contiguous_seq, 7);
     assert_eq!(rec.duplicate_records, 0);
-    assert_eq!(j.append(6, 1, 0, 0, &pdu(6)).unwrap(), Duplicate);
-    assert_eq!(j.append(8, 1, 0, 0, &pdu(8)).unwrap(), Journaled);
+    assert_eq!(j.append(6, 0, 0, &pdu(6)).unwrap(), Duplicate);
+    assert_eq!(j.append(8, 0, 0, &pdu(8)).unwrap(), Journaled);
 }
 
 #[test]
@@ -243,7 +248,7 @@ fn far_ahead_seqs_are_journaled_and_counted_once_the_gap_closes() {
     append_all(&mut j, [1]);
     j.sync().unwrap();
     assert_eq!(j.contiguous_seq(), far);
-    assert_eq!(j.append(far, 1, 0, 0, b"x").unwrap(), Appended::Duplicate);
+    assert_eq!(j.append(far, 0, 0, b"x").unwrap(), Appended::Duplicate);
 }
 
 #[test]
@@ -252,7 +257,7 @@ fn first_seq_other_than_one() {
     let mut c = cfg(t.path());
     c.first_seq = 1000;
     let (mut j, _) = Journal::open(c).unwrap();
-    assert_eq!(j.append(999, 1, 0, 0, b"x").unwrap(), Appended::Duplicate);
+    assert_eq!(j.append(999, 0, 0, b"x").unwrap(), Appended::Duplicate);
     append_all(&mut j, [1001, 1000]);
     j.sync().unwrap();
     assert_eq!(j.contiguous_seq(), 1001);
@@ -391,7 +396,7 @@ fn fsync_policy_counters() {
     assert_eq!(j.unsynced_records(), 0);
     assert_eq!((j.stats().syncs, j.stats().policy_syncs), (1, 1));
     // A duplicate is not a record to sync.
-    assert_eq!(j.append(3, 1, 0, 0, b"x").unwrap(), Appended::Duplicate);
+    assert_eq!(j.append(3, 0, 0, b"x").unwrap(), Appended::Duplicate);
     assert!(!j.maybe_sync(4).unwrap());
 
     let t = tempfile::tempdir().unwrap();
@@ -438,7 +443,7 @@ fn inspect_reports_segments_and_seq_ranges_without_changing_anything() {
     let (mut j, _) = Journal::open(c).unwrap();
     append_all(&mut j, 1..=30);
     j.close().unwrap();
-    let r = inspect(t.path()).unwrap();
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
     assert!(r.is_clean(), "{r}");
     assert_eq!(r.records, 30);
     assert_eq!((r.first_seq, r.last_seq), (Some(1), Some(30)));
@@ -454,9 +459,9 @@ fn inspect_reports_segments_and_seq_ranges_without_changing_anything() {
     let last = segments(t.path()).pop().unwrap();
     let mut f = fs::OpenOptions::new().append(true).open(&last).unwrap();
     use std::io::Write;
-    f.write_all(b"THJ1\0\0").unwrap();
+    f.write_all(b"THJ2\0\0").unwrap();
     let len = fs::metadata(&last).unwrap().len();
-    let r = inspect(t.path()).unwrap();
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
     assert_eq!(r.problems.len(), 1, "{r}");
     assert_eq!(r.problems[0].kind, ProblemKind::TornTail);
     assert_eq!(r.problems[0].offset, len - 6);
@@ -473,6 +478,103 @@ fn bad_segment_names_refuse_to_open() {
     fs::write(t.path().join("12.journal"), b"").unwrap();
     let e = Journal::open(cfg(t.path())).err().unwrap();
     assert!(e.to_string().contains("12.journal"), "{e}");
-    let r = inspect(t.path()).unwrap();
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
     assert_eq!(r.problems[0].kind, ProblemKind::BadName);
+}
+
+#[test]
+fn two_epochs_in_one_directory_never_collide() {
+    let root = tempfile::tempdir().unwrap();
+    let first = RunId {
+        stream: 1,
+        epoch: 100,
+    };
+    let second = RunId {
+        stream: 1,
+        epoch: 101,
+    };
+    let (mut j, _) = Journal::open(JournalConfig::for_run(root.path(), first)).unwrap();
+    append_all(&mut j, 1..=50);
+    j.close().unwrap();
+    // The next start of the appliance numbers from 1 again: every seq is new here.
+    let (mut j, rec) = Journal::open(JournalConfig::for_run(root.path(), second)).unwrap();
+    assert_eq!(rec.records, 0, "a new epoch starts an empty run");
+    append_all(&mut j, 1..=20);
+    j.sync().unwrap();
+    assert_eq!(j.contiguous_seq(), 20, "its contiguous point is its own");
+    j.close().unwrap();
+    // Reopening the first run finds it as it was.
+    let (j, rec) = Journal::open(JournalConfig::for_run(root.path(), first)).unwrap();
+    assert_eq!(rec.records, 50);
+    assert_eq!(j.contiguous_seq(), 50);
+    drop(j);
+
+    let r = inspect(root.path()).unwrap();
+    assert!(r.is_clean(), "{r}");
+    assert_eq!(r.runs.len(), 2);
+    assert_eq!(r.run(first).unwrap().records, 50);
+    assert_eq!(r.run(second).unwrap().records, 20);
+    assert_eq!(r.records(), 70);
+    let text = r.to_string();
+    assert!(
+        text.contains("run stream 1 epoch 100") && text.contains("run stream 1 epoch 101"),
+        "{text}"
+    );
+    let records = read_records(&taphold_journal::run_dir(root.path(), second)).unwrap();
+    assert!(records.iter().all(|r| (r.stream, r.epoch) == (1, 101)));
+}
+
+#[test]
+fn a_record_of_another_run_refuses_the_open_and_is_named_by_inspect() {
+    let root = tempfile::tempdir().unwrap();
+    let a = RunId {
+        stream: 1,
+        epoch: 5,
+    };
+    let b = RunId {
+        stream: 1,
+        epoch: 6,
+    };
+    let (mut j, _) = Journal::open(JournalConfig::for_run(root.path(), a)).unwrap();
+    append_all(&mut j, 1..=3);
+    j.close().unwrap();
+    // Someone moves run a's segment into run b's directory.
+    let (da, db) = (
+        taphold_journal::run_dir(root.path(), a),
+        taphold_journal::run_dir(root.path(), b),
+    );
+    fs::create_dir_all(&db).unwrap();
+    fs::rename(da.join(segment_name(1)), db.join(segment_name(1))).unwrap();
+    let e = Journal::open(JournalConfig::for_run(root.path(), b))
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains("stream 1 epoch 5") && e.to_string().contains("not to this run"),
+        "{e}"
+    );
+    assert!(
+        fs::metadata(db.join(segment_name(1))).unwrap().len() > 0,
+        "nothing truncated"
+    );
+    let r = inspect(root.path()).unwrap();
+    let rb = r.run(b).unwrap();
+    assert_eq!(rb.problems.len(), 3, "{r}");
+    assert!(rb
+        .problems
+        .iter()
+        .all(|p| p.kind == ProblemKind::ForeignRecord));
+}
+
+#[test]
+fn inspect_says_when_a_directory_is_no_journal() {
+    let root = tempfile::tempdir().unwrap();
+    let r = inspect(root.path()).unwrap();
+    assert!(!r.is_clean());
+    assert_eq!(r.problems[0].kind, ProblemKind::NoJournal);
+    assert!(r.to_string().contains("not a journal"), "{r}");
+    // Segments of a journal from before epochs sit in the root: stray.
+    fs::write(root.path().join(segment_name(1)), b"THJ1").unwrap();
+    let r = inspect(root.path()).unwrap();
+    assert!(r.problems.iter().any(|p| p.kind == ProblemKind::Stray));
+    assert!(inspect(&root.path().join("absent")).is_err());
 }

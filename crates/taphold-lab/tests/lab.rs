@@ -100,14 +100,27 @@ impl Lab {
         )
     }
 
-    /// The seqs of node `n`'s journal records, in file order.
-    fn journal_seqs(&self, n: u32) -> Vec<u64> {
+    /// Node `n`'s journal, run by run: (epoch, the seqs of its records in file order).
+    fn journal_runs(&self, n: u32) -> Vec<(u64, Vec<u64>)> {
         let dir = self.node_dir(n).join("journal");
-        taphold_journal::read_records(&dir)
-            .unwrap_or_else(|e| panic!("journal {}: {e}", dir.display()))
+        let runs = taphold_journal::list_runs(&dir)
+            .unwrap_or_else(|e| panic!("journal {}: {e}", dir.display()));
+        runs.runs
             .iter()
-            .map(|r| r.seq)
+            .map(|(id, d)| {
+                let records = taphold_journal::read_records(d)
+                    .unwrap_or_else(|e| panic!("journal {}: {e}", d.display()));
+                (id.epoch, records.iter().map(|r| r.seq).collect())
+            })
             .collect()
+    }
+
+    /// The seqs of node `n`'s journal records, in file order: one run of the
+    /// appliance, the only one the journal holds.
+    fn journal_seqs(&self, n: u32) -> Vec<u64> {
+        let mut runs = self.journal_runs(n);
+        assert_eq!(runs.len(), 1, "node {n}: one run expected");
+        runs.remove(0).1
     }
 
     /// Node `n`'s exit summary (written when it is stopped with SIGTERM).
@@ -172,7 +185,7 @@ impl Case {
     }
 
     fn start(&self, tag: &str, config: &Path) -> Run<'_> {
-        Run::start(&self.lab, &self.out.join(tag), config)
+        Run::start(&self.lab, &self.out.join(tag), config, "1.5")
     }
 
     fn done(&self, test: &str) {
@@ -198,6 +211,9 @@ fn secondary(m: &str) -> (&'static str, String) {
 struct Run<'a> {
     lab: &'a Lab,
     dir: PathBuf,
+    /// Where the running appliance writes its outputs (`dir`, or another
+    /// after a restart).
+    app_dir: PathBuf,
     app: Child,
     dest: Child,
     source: Option<Child>,
@@ -213,7 +229,9 @@ struct Outcome {
 }
 
 impl<'a> Run<'a> {
-    fn start(lab: &'a Lab, dir: &Path, config: &Path) -> Run<'a> {
+    /// Starts the destination (which exits once idle for `dest_idle` s) and
+    /// the appliance.
+    fn start(lab: &'a Lab, dir: &Path, config: &Path, dest_idle: &str) -> Run<'a> {
         std::fs::create_dir_all(dir).unwrap();
         let dest = lab.spawn(
             &[
@@ -223,24 +241,40 @@ impl<'a> Run<'a> {
                 "--ready",
                 dir.join("dest.ready").to_str().unwrap(),
                 "--idle-exit",
-                "1.5",
+                dest_idle,
                 "--max-time",
                 "40",
             ],
             &dir.join("dest.log"),
             None,
         );
+        let app = Self::spawn_appliance(lab, dir, config, &dir.join("dest.ready"));
+        Run {
+            lab,
+            dir: dir.to_path_buf(),
+            app_dir: dir.to_path_buf(),
+            app,
+            dest,
+            source: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// Starts taphold writing to `out`; returns once its lcore runs and the
+    /// destination is bound (`dest_ready` exists), and the links' health had
+    /// time to settle.
+    fn spawn_appliance(lab: &Lab, out: &Path, config: &Path, dest_ready: &Path) -> Child {
+        std::fs::create_dir_all(out).unwrap();
         let mut app = lab.spawn(
-            &["appliance", dir.to_str().unwrap(), "--duration-ms", "60000"],
-            &dir.join("appliance.log"),
+            &["appliance", out.to_str().unwrap(), "--duration-ms", "60000"],
+            &out.join("appliance.log"),
             Some(config),
         );
-        // Ready when its lcore runs and the destination is bound.
         let start = Instant::now();
-        let app_log = dir.join("appliance.log");
+        let app_log = out.join("appliance.log");
         loop {
             let log = std::fs::read_to_string(&app_log).unwrap_or_default();
-            if log.contains("lcore 1:") && dir.join("dest.ready").exists() {
+            if log.contains("lcore 1:") && dest_ready.exists() {
                 break;
             }
             if let Some(s) = app.try_wait().unwrap() {
@@ -254,14 +288,25 @@ impl<'a> Run<'a> {
         }
         // Let the links' health settle (our heartbeats and the nodes' answers).
         std::thread::sleep(Duration::from_millis(300));
-        Run {
-            lab,
-            dir: dir.to_path_buf(),
-            app,
-            dest,
-            source: None,
-            started: Instant::now(),
+        app
+    }
+
+    /// Stops the appliance with SIGTERM (its summary checked as `finish`
+    /// does), and starts another writing to `out`, with the same backup nodes,
+    /// destination and source. Returns the stopped run's summary.
+    fn restart_appliance(&mut self, out: &Path, config: &Path) -> Value {
+        let app_log = self.app_dir.join("appliance.log");
+        // SAFETY: a pid of a child we spawned and have not reaped.
+        unsafe {
+            libc::kill(self.app.id() as i32, libc::SIGTERM);
         }
+        let s = wait(&mut self.app, Duration::from_secs(15), "taphold", &app_log);
+        assert!(s.success(), "taphold exit {s}");
+        let sum = read_json(&self.app_dir.join("summary.json"), &app_log);
+        check_summary(&sum);
+        self.app = Self::spawn_appliance(self.lab, out, config, &self.dir.join("dest.ready"));
+        self.app_dir = out.to_path_buf();
+        sum
     }
 
     /// Starts the source: `count` messages at `rate`/s, then at most `wait` s
@@ -319,7 +364,7 @@ impl<'a> Run<'a> {
     fn finish(mut self) -> Outcome {
         let src_log = self.dir.join("source.log");
         let dst_log = self.dir.join("dest.log");
-        let app_log = self.dir.join("appliance.log");
+        let app_log = self.app_dir.join("appliance.log");
         if let Some(mut source) = self.source.take() {
             let s = wait(&mut source, Duration::from_secs(40), "source", &src_log);
             assert!(
@@ -337,16 +382,8 @@ impl<'a> Run<'a> {
         let s = wait(&mut self.app, Duration::from_secs(15), "taphold", &app_log);
         let log = std::fs::read_to_string(&app_log).unwrap_or_default();
         assert!(s.success(), "taphold exit {s}\n{log}");
-        let sum = read_json(&self.dir.join("summary.json"), &app_log);
-        assert_eq!(
-            sum["messages"]["unaccounted"].as_i64(),
-            Some(0),
-            "every accepted message released or held: {:#}",
-            sum["messages"]
-        );
-        assert_eq!(n(&sum, "hot_path_allocations"), 0, "the hot path allocated");
-        assert_eq!(n(&sum, "mempool.in_use_at_exit"), 0, "mbufs leaked");
-        assert_eq!(n(&sum, "events.order_violations"), 0);
+        let sum = read_json(&self.app_dir.join("summary.json"), &app_log);
+        check_summary(&sum);
         Outcome {
             src: read_json(&self.dir.join("source.json"), &src_log),
             dst: read_json(&self.dir.join("dest.json"), &dst_log),
@@ -354,6 +391,19 @@ impl<'a> Run<'a> {
             log,
         }
     }
+}
+
+/// What every appliance run's summary must show.
+fn check_summary(sum: &Value) {
+    assert_eq!(
+        sum["messages"]["unaccounted"].as_i64(),
+        Some(0),
+        "every accepted message released or held: {:#}",
+        sum["messages"]
+    );
+    assert_eq!(n(sum, "hot_path_allocations"), 0, "the hot path allocated");
+    assert_eq!(n(sum, "mempool.in_use_at_exit"), 0, "mbufs leaked");
+    assert_eq!(n(sum, "events.order_violations"), 0);
 }
 
 impl Drop for Run<'_> {
@@ -770,7 +820,11 @@ fn node_killed_journal_mode_journals_locally_and_releases() {
     let journaled = o.n("egress.released_journaled");
     assert!(journaled > 0, "{:#}", o.sum["egress"]);
     // What was released on the local journal's strength is in it.
-    let records = taphold_journal::read_records(&local)
+    let run = taphold_journal::RunId {
+        stream: 1,
+        epoch: o.n("run.epoch"),
+    };
+    let records = taphold_journal::read_records(&taphold_journal::run_dir(&local, run))
         .unwrap_or_else(|e| panic!("local journal {}: {e}", local.display()));
     assert!(records.len() as u64 >= journaled);
     let mut seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
@@ -1083,5 +1137,83 @@ fn journal_keeps_every_acked_record_across_kill9() {
             .collect::<Vec<_>>()
             .join(" | ")
     );
+    c.done(T);
+}
+
+/// The bug, live: the appliance restarted mid-flow against the same,
+/// still-running backup nodes (no `node N reset`). Its second run numbers from
+/// 1 again; with epochs, both nodes journal every message of both runs, each
+/// run complete in its own run directory, and `journal export` shows both.
+#[test]
+fn appliance_restarted_mid_flow_both_runs_journaled_complete_by_the_same_nodes() {
+    const T: &str = "appliance_restarted_mid_flow_both_runs_journaled_complete_by_the_same_nodes";
+    let Some(c) = case(T, 'e') else { return };
+    let config = c.config("restart", &[]);
+    // The destination outlasts the restart gap (EAL start-up of a debug build).
+    let mut run = Run::start(&c.lab, &c.out.join("restart"), &config, "6");
+    run.source(4000, 2000, "6");
+    run.at(Duration::from_millis(700));
+    let first = run.restart_appliance(&c.out.join("restart2"), &config);
+    let o = run.finish();
+    let second = &o.sum;
+    let (e1, e2) = (n(&first, "run.epoch"), n(second, "run.epoch"));
+    assert!(e2 > e1, "a new, larger epoch: {e1} then {e2}");
+    assert_eq!(n(second, "run.previous_epoch"), e1);
+    let (a1, a2) = (
+        n(&first, "messages.accepted"),
+        n(second, "messages.accepted"),
+    );
+    assert!(a1 > 0 && a2 > 0, "both runs carried traffic: {a1}, {a2}");
+    // What left for the destination: run 1's releases, then run 2's, each
+    // once, in the source's order (run 1's held messages stay held: taking
+    // them over is the recovery issue's).
+    let released = n(&first, "messages.released") + n(second, "messages.released");
+    let arrivals = o.arrivals();
+    assert_eq!(arrivals.len() as u64, released);
+    assert!(
+        arrivals.windows(2).all(|w| w[0] < w[1]),
+        "in order, once each"
+    );
+    assert_eq!(o.confirmed().len() as u64, released);
+
+    for node in [1, 2] {
+        c.lab.node(node, "stop");
+        let stats = c.lab.node_stats(node);
+        assert_eq!(
+            n(&stats, "journaled"),
+            a1 + a2,
+            "node {node} journaled every message of both runs: {stats:#}"
+        );
+        assert_eq!(n(&stats, "duplicates"), 0, "node {node}: {stats:#}");
+        assert_eq!(n(&stats, "runs_opened"), 2, "node {node}");
+        let runs = c.lab.journal_runs(node);
+        let epochs: Vec<u64> = runs.iter().map(|r| r.0).collect();
+        assert_eq!(epochs, [e1, e2], "node {node}: a run per epoch");
+        for ((_, seqs), accepted) in runs.iter().zip([a1, a2]) {
+            let mut sorted = seqs.clone();
+            sorted.sort_unstable();
+            same_seqs(
+                &sorted,
+                &(1..=accepted).collect::<Vec<_>>(),
+                &format!("node {node}'s run"),
+            );
+        }
+        let (code, text) = c.lab.inspect(node);
+        assert_eq!(code, 0, "node {node}: {text}");
+        // The export: both runs, each complete and in order.
+        let out = c.lab.run(&["node", &node.to_string(), "export"]);
+        let ids: Vec<(u64, u64)> = out
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                (n(&v, "epoch"), n(&v, "seq"))
+            })
+            .collect();
+        let want: Vec<(u64, u64)> = (1..=a1)
+            .map(|s| (e1, s))
+            .chain((1..=a2).map(|s| (e2, s)))
+            .collect();
+        assert!(ids == want, "node {node}: export is not both runs in order");
+    }
     c.done(T);
 }

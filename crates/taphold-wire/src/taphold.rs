@@ -6,9 +6,12 @@
 //! source it rides in UDP on the primary port P as a *confirmation*. A [`Packet`] is a view
 //! starting at the first byte of the taphold header, i.e. after Ethernet or after UDP.
 //!
-//! Every PDU is a 40-byte common header, a body whose length the type fixes, and an 8-byte
+//! Every PDU is a 48-byte common header, a body whose length the type fixes, and an 8-byte
 //! keyed digest over both (see [`crate::digest`]). `docs/protocol.md` is the same table
 //! as the `field` module below.
+//!
+//! A message is named by (stream, epoch, seq): the epoch is new and larger on every start
+//! of the appliance, so a seq is never reused, and every PDU carries all three.
 
 use core::ops::BitOr;
 
@@ -18,10 +21,10 @@ use crate::WireError;
 
 /// `"TH"`.
 pub const MAGIC: u16 = 0x5448;
-/// The only version this crate speaks.
-pub const VERSION: u8 = 2;
+/// The only version this crate speaks (3: the epoch joined the common header).
+pub const VERSION: u8 = 3;
 /// Length of the common header; the body starts here.
-pub const HEADER_LEN: usize = 40;
+pub const HEADER_LEN: usize = 48;
 /// Length of the digest trailer after the body.
 pub const DIGEST_LEN: usize = 8;
 /// Link value of PDUs that are not specific to one backup link (backup frames and
@@ -54,10 +57,11 @@ mod field {
     pub const CONTENT_MODE: usize = 7;
     pub const STREAM: Range<usize> = 8..12;
     pub const BODY_LEN: Range<usize> = 12..16;
-    pub const SEQ: Range<usize> = 16..24;
-    pub const TIMESTAMP_NS: Range<usize> = 24..32;
-    pub const WATERMARK: Range<usize> = 32..40;
-    pub const BODY: usize = 40;
+    pub const EPOCH: Range<usize> = 16..24;
+    pub const SEQ: Range<usize> = 24..32;
+    pub const TIMESTAMP_NS: Range<usize> = 32..40;
+    pub const WATERMARK: Range<usize> = 40..48;
+    pub const BODY: usize = 48;
 
     /// Offsets within the body of a backup frame.
     pub mod backup {
@@ -260,7 +264,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Validates everything but the digest, in this order (so that every prefix of a
     /// valid PDU is [`WireError::Truncated`]):
-    /// 1. 40 header bytes present — `Truncated`;
+    /// 1. 48 header bytes present — `Truncated`;
     /// 2. magic — `BadMagic`; version — `BadVersion`; type — `UnknownType`;
     ///    flags — `BadFlags`;
     /// 3. link 0..=3 or 0xFF, and 0xFF for backup frames and confirmations — `Malformed`;
@@ -337,7 +341,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         be16(&self.buffer.as_ref()[field::MAGIC])
     }
 
-    /// Version (1).
+    /// Version (3).
     #[inline]
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VERSION]
@@ -378,6 +382,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
     #[inline]
     pub fn body_len(&self) -> u32 {
         be32(&self.buffer.as_ref()[field::BODY_LEN])
+    }
+
+    /// The appliance's epoch: new and larger on every start, so that (stream, epoch, seq)
+    /// names one message for good. Heartbeats and acks from the backup node carry the
+    /// epoch of the run they speak for (0 before the node has heard the appliance).
+    #[inline]
+    pub fn epoch(&self) -> u64 {
+        be64(&self.buffer.as_ref()[field::EPOCH])
     }
 
     /// Sequence number: the message's (backup, confirmation), the heartbeat's, or the
@@ -474,6 +486,7 @@ struct Header {
     mode: ContentMode,
     stream: u32,
     body_len: usize,
+    epoch: u64,
     seq: u64,
     timestamp_ns: u64,
     watermark: u64,
@@ -484,10 +497,10 @@ impl Header {
     fn emit<'b>(&self, buf: &'b mut [u8]) -> Result<&'b mut [u8], WireError> {
         let total = HEADER_LEN + self.body_len + DIGEST_LEN;
         let pdu = buf.get_mut(..total).ok_or(WireError::Truncated)?;
-        // Five 8-byte stores, one per 8-byte word of the header (magic .. content mode,
-        // stream + body length, seq, timestamp, watermark): the digest then reads each word
-        // back with one load that the store forwards, instead of stalling on a load that
-        // spans several 1- and 2-byte stores.
+        // Six 8-byte stores, one per 8-byte word of the header (magic .. content mode,
+        // stream + body length, epoch, seq, timestamp, watermark): the digest then reads
+        // each word back with one load that the store forwards, instead of stalling on a
+        // load that spans several 1- and 2-byte stores.
         let w0 = u64::from(MAGIC) << 48
             | u64::from(VERSION) << 40
             | u64::from(u8::from(self.msg_type)) << 32
@@ -496,7 +509,14 @@ impl Header {
             | u64::from(self.mode as u8);
         // body_len ≤ 65543 for every type, so it fits in u32.
         let w1 = u64::from(self.stream) << 32 | u64::from(self.body_len as u32);
-        let words = [w0, w1, self.seq, self.timestamp_ns, self.watermark];
+        let words = [
+            w0,
+            w1,
+            self.epoch,
+            self.seq,
+            self.timestamp_ns,
+            self.watermark,
+        ];
         for (chunk, w) in pdu[..field::BODY].chunks_exact_mut(8).zip(words) {
             chunk.copy_from_slice(&w.to_be_bytes());
         }
@@ -560,6 +580,8 @@ pub struct BackupRepr<'a> {
     pub flags: Flags,
     /// Stream id.
     pub stream: u32,
+    /// The appliance's epoch (see [`Packet::epoch`]).
+    pub epoch: u64,
     /// Message sequence number.
     pub seq: u64,
     /// Our clock when emitted.
@@ -581,6 +603,23 @@ impl<'a> BackupRepr<'a> {
     /// for another type, then [`WireError::BadDigest`].
     pub fn parse(packet: &Packet<&'a [u8]>, key: &DigestKey) -> Result<BackupRepr<'a>, WireError> {
         open(packet, MsgType::Backup, key)?;
+        Self::read(packet)
+    }
+
+    /// Reads a backup frame whose digest was verified when it was received and whose
+    /// bytes have been protected since (a journal record, CRC-checked): checks as
+    /// [`Packet::check`] and the type, but not the digest, which needs the key. Never
+    /// use on bytes fresh from a wire.
+    pub fn parse_verified_earlier(packet: &Packet<&'a [u8]>) -> Result<BackupRepr<'a>, WireError> {
+        packet.check()?;
+        if packet.msg_type() != MsgType::Backup {
+            return Err(WireError::WrongType);
+        }
+        Self::read(packet)
+    }
+
+    /// The fields of a checked backup frame.
+    fn read(packet: &Packet<&'a [u8]>) -> Result<BackupRepr<'a>, WireError> {
         let buf: &'a [u8] = packet.buffer;
         let body = &buf[field::BODY..field::BODY + packet.body_len() as usize];
         let payload_len = be16(&body[field::backup::PAYLOAD_LEN]);
@@ -592,6 +631,7 @@ impl<'a> BackupRepr<'a> {
         Ok(BackupRepr {
             flags: packet.flags(),
             stream: packet.stream(),
+            epoch: packet.epoch(),
             seq: packet.seq(),
             timestamp_ns: packet.timestamp_ns(),
             watermark: packet.watermark(),
@@ -633,6 +673,7 @@ impl<'a> BackupRepr<'a> {
             mode: self.content.mode(),
             stream: self.stream,
             body_len: self.body_len(),
+            epoch: self.epoch,
             seq: self.seq,
             timestamp_ns: self.timestamp_ns,
             watermark: self.watermark,
@@ -656,6 +697,8 @@ impl<'a> BackupRepr<'a> {
 pub struct HeartbeatRepr {
     /// Backup link it was sent on (0..=3), or [`ALL_LINKS`].
     pub link: u8,
+    /// The appliance's epoch; from the backup node, that of the run it journals.
+    pub epoch: u64,
     /// Heartbeat sequence number (per sender and link).
     pub seq: u64,
     /// Sender's clock when emitted.
@@ -678,6 +721,7 @@ impl HeartbeatRepr {
         let body = packet.body();
         Ok(HeartbeatRepr {
             link: packet.link(),
+            epoch: packet.epoch(),
             seq: packet.seq(),
             timestamp_ns: packet.timestamp_ns(),
             watermark: packet.watermark(),
@@ -706,6 +750,7 @@ impl HeartbeatRepr {
             mode: ContentMode::Full,
             stream: self.stream,
             body_len: HEARTBEAT_BODY_LEN,
+            epoch: self.epoch,
             seq: self.seq,
             timestamp_ns: self.timestamp_ns,
             watermark: self.watermark,
@@ -725,7 +770,9 @@ pub struct AckRepr {
     pub link: u8,
     /// Stream id.
     pub stream: u32,
-    /// Every backup frame with seq ≤ this is journaled.
+    /// The epoch of the run this ack speaks for.
+    pub epoch: u64,
+    /// Every backup frame of that epoch with seq ≤ this is journaled.
     pub seq: u64,
     /// Backup node's clock when emitted.
     pub timestamp_ns: u64,
@@ -743,6 +790,7 @@ impl AckRepr {
         Ok(AckRepr {
             link: packet.link(),
             stream: packet.stream(),
+            epoch: packet.epoch(),
             seq: packet.seq(),
             timestamp_ns: packet.timestamp_ns(),
             watermark: packet.watermark(),
@@ -769,6 +817,7 @@ impl AckRepr {
             mode: ContentMode::Full,
             stream: self.stream,
             body_len: ACK_BODY_LEN,
+            epoch: self.epoch,
             seq: self.seq,
             timestamp_ns: self.timestamp_ns,
             watermark: self.watermark,
@@ -786,6 +835,8 @@ pub struct ConfirmRepr {
     pub flags: Flags,
     /// Stream id.
     pub stream: u32,
+    /// The appliance's epoch when it accepted the message.
+    pub epoch: u64,
     /// Sequence number we gave the message.
     pub seq: u64,
     /// Our clock when emitted.
@@ -819,6 +870,7 @@ impl ConfirmRepr {
         Ok(ConfirmRepr {
             flags: packet.flags(),
             stream: packet.stream(),
+            epoch: packet.epoch(),
             seq: packet.seq(),
             timestamp_ns: packet.timestamp_ns(),
             watermark: packet.watermark(),
@@ -842,6 +894,7 @@ impl ConfirmRepr {
             mode: ContentMode::Full,
             stream: self.stream,
             body_len: CONFIRM_BODY_LEN,
+            epoch: self.epoch,
             seq: self.seq,
             timestamp_ns: self.timestamp_ns,
             watermark: self.watermark,
@@ -864,16 +917,22 @@ mod tests {
         DigestKey::from_hex("000102030405060708090a0b0c0d0e0f").unwrap()
     }
 
-    /// Message 42 of stream 7, payload "ORDER" from 10.0.0.99:40000, full copy.
-    static BACKUP_FULL: [u8; 61] = [
+    /// The sample epoch: 2025-11-30T00:00:00Z in UNIX seconds, as an appliance that
+    /// floors its epochs at the wall clock would take it.
+    const EPOCH: u64 = 0x692b_8900;
+
+    /// Message 42 of stream 7, epoch [`EPOCH`], payload "ORDER" from 10.0.0.99:40000,
+    /// full copy.
+    static BACKUP_FULL: [u8; 69] = [
         0x54, 0x48, // magic "TH"
-        0x02, // version
+        0x03, // version
         0x01, // type: backup
         0x00, 0x00, // flags
         0xff, // link: all
         0x00, // content mode: full
         0x00, 0x00, 0x00, 0x07, // stream 7
         0x00, 0x00, 0x00, 0x0d, // body length 13
+        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // seq 42
         0x00, 0x00, 0x00, 0x00, 0x3b, 0x9a, 0xca, 0x00, // timestamp 1 s
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, // watermark 41
@@ -881,70 +940,75 @@ mod tests {
         0x9c, 0x40, // source port 40000
         0x00, 0x05, // payload length
         b'O', b'R', b'D', b'E', b'R', // payload
-        0xee, 0x5c, 0x8f, 0xe2, 0x2a, 0x6a, 0x37, 0xf3, // digest
+        0x7a, 0xec, 0xe7, 0x15, 0x3d, 0xcb, 0x18, 0x21, // digest
     ];
 
     /// The same message, digest only, re-sent after failover.
-    static BACKUP_DIGEST: [u8; 64] = [
-        0x54, 0x48, 0x02, 0x01, //
+    static BACKUP_DIGEST: [u8; 72] = [
+        0x54, 0x48, 0x03, 0x01, //
         0x00, 0x04, // flags: RETRANSMIT
         0xff, 0x01, // link all, digest only
         0x00, 0x00, 0x00, 0x07, // stream
         0x00, 0x00, 0x00, 0x10, // body length 16
+        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, //
         0x00, 0x00, 0x00, 0x00, 0x3b, 0x9a, 0xca, 0x00, //
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, //
         10, 0, 0, 99, 0x9c, 0x40, 0x00, 0x05, //
         0xa3, 0x8e, 0x0c, 0xd8, 0x73, 0xf8, 0x9a, 0x67, // keyed digest of "ORDER"
-        0x8c, 0x4b, 0x56, 0x6c, 0xd8, 0x24, 0x76, 0x51, // digest
+        0x1e, 0xae, 0xfe, 0xd4, 0x81, 0xff, 0x0e, 0x6a, // digest
     ];
 
     /// Heartbeat 5 on link 1, echoing the peer's heartbeat 4.
-    static HEARTBEAT: [u8; 64] = [
-        0x54, 0x48, 0x02, 0x02, // type: heartbeat
+    static HEARTBEAT: [u8; 72] = [
+        0x54, 0x48, 0x03, 0x02, // type: heartbeat
         0x00, 0x00, 0x01, 0x00, // flags, link 1, mode
         0x00, 0x00, 0x00, 0x07, //
         0x00, 0x00, 0x00, 0x10, // body length 16
+        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, // seq 5
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0xd0, // timestamp 2000
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, // watermark 41
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, // echo seq 4
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0xdc, // echo timestamp 1500
-        0x60, 0x17, 0x2c, 0xe3, 0x32, 0x82, 0x8b, 0x8d, // digest
+        0xbe, 0x7f, 0xa8, 0xcb, 0x2f, 0xd9, 0xaa, 0x58, // digest
     ];
 
-    /// Ack on link 0: everything up to 42 journaled, 43 records.
-    static ACK: [u8; 56] = [
-        0x54, 0x48, 0x02, 0x03, // type: ack
+    /// Ack on link 0: everything of the epoch up to 42 journaled, 43 records.
+    static ACK: [u8; 64] = [
+        0x54, 0x48, 0x03, 0x03, // type: ack
         0x00, 0x00, 0x00, 0x00, // flags, link 0, mode
         0x00, 0x00, 0x00, 0x07, //
         0x00, 0x00, 0x00, 0x08, // body length 8
+        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // seq 42
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0xb8, // timestamp 3000
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, // watermark 41
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2b, // records 43
-        0x60, 0x84, 0x22, 0x52, 0x08, 0x8a, 0xd6, 0x66, // digest
+        0x44, 0x8d, 0x4d, 0x6b, 0xb7, 0x15, 0x90, 0x89, // digest
     ];
 
     /// Confirmation of message 42, released unprotected.
-    static CONFIRM: [u8; 72] = [
-        0x54, 0x48, 0x02, 0x04, // type: confirm
+    static CONFIRM: [u8; 80] = [
+        0x54, 0x48, 0x03, 0x04, // type: confirm
         0x00, 0x02, 0xff, 0x00, // flags UNPROTECTED, link all, mode
         0x00, 0x00, 0x00, 0x07, //
         0x00, 0x00, 0x00, 0x18, // body length 24
+        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // seq 42
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0xa0, // timestamp 4000
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // watermark 42
         0x00, 0x05, // payload length
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // reserved
         b'O', b'R', b'D', b'E', b'R', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // echo
-        0x81, 0x86, 0x1b, 0xcb, 0xcc, 0x0b, 0x69, 0x9a, // digest
+        0x5b, 0x4d, 0xab, 0x67, 0x7a, 0xfe, 0xc0, 0xef, // digest
     ];
 
     fn backup_full() -> BackupRepr<'static> {
         BackupRepr {
             flags: Flags::EMPTY,
             stream: 7,
+            epoch: EPOCH,
             seq: 42,
             timestamp_ns: 1_000_000_000,
             watermark: 41,
@@ -966,6 +1030,7 @@ mod tests {
     fn heartbeat() -> HeartbeatRepr {
         HeartbeatRepr {
             link: 1,
+            epoch: EPOCH,
             seq: 5,
             timestamp_ns: 2000,
             watermark: 41,
@@ -979,6 +1044,7 @@ mod tests {
         AckRepr {
             link: 0,
             stream: 7,
+            epoch: EPOCH,
             seq: 42,
             timestamp_ns: 3000,
             watermark: 41,
@@ -990,6 +1056,7 @@ mod tests {
         ConfirmRepr {
             flags: Flags::UNPROTECTED,
             stream: 7,
+            epoch: EPOCH,
             seq: 42,
             timestamp_ns: 4000,
             watermark: 42,
@@ -1014,19 +1081,20 @@ mod tests {
     fn deconstruct_backup_full() {
         let p = Packet::new_checked(&BACKUP_FULL[..]).unwrap();
         assert_eq!(p.magic(), MAGIC);
-        assert_eq!(p.version(), 2);
+        assert_eq!(p.version(), 3);
         assert_eq!(p.msg_type(), MsgType::Backup);
         assert_eq!(p.flags(), Flags::EMPTY);
         assert_eq!(p.link(), ALL_LINKS);
         assert_eq!(p.content_mode(), ContentMode::Full);
         assert_eq!(p.stream(), 7);
         assert_eq!(p.body_len(), 13);
+        assert_eq!(p.epoch(), EPOCH);
         assert_eq!(p.seq(), 42);
         assert_eq!(p.timestamp_ns(), 1_000_000_000);
         assert_eq!(p.watermark(), 41);
-        assert_eq!(p.body(), &BACKUP_FULL[40..53]);
-        assert_eq!(p.digest_field(), 0xee5c_8fe2_2a6a_37f3);
-        assert_eq!(p.total_len(), 61);
+        assert_eq!(p.body(), &BACKUP_FULL[48..61]);
+        assert_eq!(p.digest_field(), 0x7aec_e715_3dcb_1821);
+        assert_eq!(p.total_len(), 69);
         assert_eq!(p.compute_digest(&key()), p.digest_field());
         assert_eq!(p.verify_digest(&key()), Ok(()));
         assert_eq!(BackupRepr::parse(&p, &key()), Ok(backup_full()));
@@ -1038,7 +1106,7 @@ mod tests {
         assert_eq!(p.flags(), Flags::RETRANSMIT);
         assert_eq!(p.content_mode(), ContentMode::Digest);
         assert_eq!(p.body_len(), 16);
-        assert_eq!(p.total_len(), 64);
+        assert_eq!(p.total_len(), 72);
         let r = BackupRepr::parse(&p, &key()).unwrap();
         assert_eq!(r.content, Content::Digest(0xa38e_0cd8_73f8_9a67));
         assert_eq!(r.content, Content::Digest(key().digest(b"ORDER")));
@@ -1083,27 +1151,27 @@ mod tests {
             (d, buf)
         }
         let k = key();
-        check(run(61, |b| backup_full().emit(b, &k)), &BACKUP_FULL);
-        check(run(64, |b| backup_digest().emit(b, &k)), &BACKUP_DIGEST);
-        check(run(64, |b| heartbeat().emit(b, &k)), &HEARTBEAT);
-        check(run(56, |b| ack().emit(b, &k)), &ACK);
-        check(run(72, |b| confirm().emit(b, &k)), &CONFIRM);
-        assert_eq!(backup_full().buffer_len(), 61);
-        assert_eq!(backup_digest().buffer_len(), 64);
-        assert_eq!(heartbeat().buffer_len(), 64);
-        assert_eq!(ack().buffer_len(), 56);
-        assert_eq!(confirm().buffer_len(), 72);
-        assert_eq!(backup_frame_len(5, ContentMode::Full), 61);
-        assert_eq!(backup_frame_len(5, ContentMode::Digest), 64);
+        check(run(69, |b| backup_full().emit(b, &k)), &BACKUP_FULL);
+        check(run(72, |b| backup_digest().emit(b, &k)), &BACKUP_DIGEST);
+        check(run(72, |b| heartbeat().emit(b, &k)), &HEARTBEAT);
+        check(run(64, |b| ack().emit(b, &k)), &ACK);
+        check(run(80, |b| confirm().emit(b, &k)), &CONFIRM);
+        assert_eq!(backup_full().buffer_len(), 69);
+        assert_eq!(backup_digest().buffer_len(), 72);
+        assert_eq!(heartbeat().buffer_len(), 72);
+        assert_eq!(ack().buffer_len(), 64);
+        assert_eq!(confirm().buffer_len(), 80);
+        assert_eq!(backup_frame_len(5, ContentMode::Full), 69);
+        assert_eq!(backup_frame_len(5, ContentMode::Digest), 72);
         assert_eq!(backup_frame_len(usize::MAX, ContentMode::Full), usize::MAX);
     }
 
     #[test]
     fn emit_leaves_the_rest_of_the_buffer() {
-        let mut buf = [0xeeu8; 80];
+        let mut buf = [0xeeu8; 88];
         ack().emit(&mut buf, &key()).unwrap();
-        assert_eq!(buf[..56], ACK);
-        assert!(buf[56..].iter().all(|&b| b == 0xee));
+        assert_eq!(buf[..64], ACK);
+        assert!(buf[64..].iter().all(|&b| b == 0xee));
     }
 
     #[test]
@@ -1130,14 +1198,14 @@ mod tests {
             }
         }
         let k = key();
-        for len in 0..61 {
+        for len in 0..69 {
             assert_eq!(
-                backup_full().emit(&mut [0u8; 61][..len], &k),
+                backup_full().emit(&mut [0u8; 69][..len], &k),
                 Err(WireError::Truncated)
             );
         }
-        for len in 0..64 {
-            let mut buf = [0u8; 64];
+        for len in 0..72 {
+            let mut buf = [0u8; 72];
             assert_eq!(
                 backup_digest().emit(&mut buf[..len], &k),
                 Err(WireError::Truncated)
@@ -1147,15 +1215,15 @@ mod tests {
                 Err(WireError::Truncated)
             );
         }
-        for len in 0..56 {
+        for len in 0..64 {
             assert_eq!(
-                ack().emit(&mut [0u8; 56][..len], &k),
+                ack().emit(&mut [0u8; 64][..len], &k),
                 Err(WireError::Truncated)
             );
         }
-        for len in 0..72 {
+        for len in 0..80 {
             assert_eq!(
-                confirm().emit(&mut [0u8; 72][..len], &k),
+                confirm().emit(&mut [0u8; 80][..len], &k),
                 Err(WireError::Truncated)
             );
         }
@@ -1167,9 +1235,11 @@ mod tests {
             (0, 0x55, WireError::BadMagic),
             (1, 0x49, WireError::BadMagic),
             (2, 0, WireError::BadVersion),
-            // Version 1 (SipHash-2-4 digests): refused by version, not as corrupt.
+            // Version 1 (SipHash-2-4 digests) and 2 (no epoch): refused by version, not
+            // as corrupt.
             (2, 1, WireError::BadVersion),
-            (2, 3, WireError::BadVersion),
+            (2, 2, WireError::BadVersion),
+            (2, 4, WireError::BadVersion),
             (3, 0, WireError::UnknownType),
             (3, 5, WireError::UnknownType),
             (3, 0xff, WireError::UnknownType),
@@ -1212,7 +1282,7 @@ mod tests {
             }
         }
         for link in [4, 0x10, 0xfe] {
-            let mut buf = [0u8; 64];
+            let mut buf = [0u8; 72];
             let h = HeartbeatRepr {
                 link,
                 ..heartbeat()
@@ -1274,7 +1344,7 @@ mod tests {
         // Full backup: payload length disagreeing with the body length.
         for payload_len in [0u16, 4, 6, 0xffff] {
             let mut v = BACKUP_FULL.to_vec();
-            v[46..48].copy_from_slice(&payload_len.to_be_bytes());
+            v[54..56].copy_from_slice(&payload_len.to_be_bytes());
             assert_eq!(
                 Packet::new_checked(&v[..]).err(),
                 Some(WireError::BadLength)
@@ -1296,7 +1366,7 @@ mod tests {
 
     #[test]
     fn confirm_reserved_must_be_zero() {
-        for at in 42..48 {
+        for at in 50..56 {
             let v = edited(&CONFIRM, at, 1);
             assert_eq!(
                 Packet::new_checked(&v[..]).err(),
@@ -1311,7 +1381,7 @@ mod tests {
         // Any bit flipped in the covered bytes that leaves the header valid, or in the
         // trailer, is a digest mismatch.
         for pdu in samples() {
-            let covered_fields = (8..12).chain(16..40).chain(40..pdu.len());
+            let covered_fields = (8..12).chain(16..pdu.len());
             for at in covered_fields {
                 let v = edited(pdu, at, pdu[at] ^ 0x01);
                 let p = match Packet::new_checked(&v[..]) {
@@ -1355,9 +1425,25 @@ mod tests {
     }
 
     #[test]
+    fn a_journaled_backup_frame_reads_without_the_key() {
+        let p = Packet::new_checked(&BACKUP_FULL[..]).unwrap();
+        assert_eq!(BackupRepr::parse_verified_earlier(&p), Ok(backup_full()));
+        let hb = Packet::new_checked(&HEARTBEAT[..]).unwrap();
+        assert_eq!(
+            BackupRepr::parse_verified_earlier(&hb),
+            Err(WireError::WrongType)
+        );
+        let short = Packet::new_unchecked(&BACKUP_FULL[..40]);
+        assert_eq!(
+            BackupRepr::parse_verified_earlier(&short),
+            Err(WireError::Truncated)
+        );
+    }
+
+    #[test]
     fn parse_checks_unchecked_views() {
         // A Repr never trusts the view: garbage through new_unchecked is refused.
-        let short = Packet::new_unchecked(&BACKUP_FULL[..30]);
+        let short = Packet::new_unchecked(&BACKUP_FULL[..40]);
         assert_eq!(BackupRepr::parse(&short, &key()), Err(WireError::Truncated));
     }
 
@@ -1424,6 +1510,7 @@ mod tests {
         fn backup_round_trip(
             flags in any_flags(),
             stream in any::<u32>(),
+            epoch in any::<u64>(),
             seq in any::<u64>(),
             ts in any::<u64>(),
             wm in any::<u64>(),
@@ -1436,7 +1523,7 @@ mod tests {
             let key = DigestKey(k);
             let mode = if digest_only { ContentMode::Digest } else { ContentMode::Full };
             let repr = BackupRepr {
-                flags, stream, seq, timestamp_ns: ts, watermark: wm, src_ip, src_port,
+                flags, stream, epoch, seq, timestamp_ns: ts, watermark: wm, src_ip, src_port,
                 payload_len: payload.len() as u16,
                 content: Content::new(mode, &payload, &key),
             };
@@ -1460,22 +1547,23 @@ mod tests {
             echo in any::<[u8; 16]>(),
         ) {
             let key = key();
-            let mut buf = [0u8; 72];
+            let mut buf = [0u8; 80];
             let h = HeartbeatRepr {
-                link, seq: a, timestamp_ns: b, watermark: c, stream, echo_seq: d,
+                link, epoch: e ^ d, seq: a, timestamp_ns: b, watermark: c, stream, echo_seq: d,
                 echo_timestamp_ns: e,
             };
             h.emit(&mut buf, &key).unwrap();
             let p = Packet::new_checked(&buf[..]).unwrap();
             prop_assert_eq!(HeartbeatRepr::parse(&p, &key), Ok(h));
 
-            let ack = AckRepr { link, stream, seq: a, timestamp_ns: b, watermark: c, records: d };
+            let ack = AckRepr { link, stream, epoch: e, seq: a, timestamp_ns: b, watermark: c, records: d };
             ack.emit(&mut buf, &key).unwrap();
             let p = Packet::new_checked(&buf[..]).unwrap();
             prop_assert_eq!(AckRepr::parse(&p, &key), Ok(ack));
 
             let conf = ConfirmRepr {
-                flags, stream, seq: a, timestamp_ns: b, watermark: c, payload_len: len, echo,
+                flags, stream, epoch: d, seq: a, timestamp_ns: b, watermark: c, payload_len: len,
+                echo,
             };
             conf.emit(&mut buf, &key).unwrap();
             let p = Packet::new_checked(&buf[..]).unwrap();

@@ -25,6 +25,7 @@ use crate::roles::tap_model::{ModelLink, TapModel};
 use crate::roles::tap_rx::{TapLink, TapRx};
 use crate::roles::{Role, BURST};
 use crate::{worker, Opts, Shared};
+use taphold_runtime::epoch::EpochLease;
 
 pub struct Appliance {
     eal: Eal,
@@ -38,13 +39,14 @@ pub struct Appliance {
     clock: Clock,
     cfg: Config,
     local_journal: Option<LocalJournal>,
+    /// This run's epoch, persisted, and the lock on the stream it holds.
+    lease: EpochLease,
 }
 
 /// The main lcore's side of the journal secondary mode.
 pub struct LocalJournal {
     journal: taphold_journal::Journal,
     rx: dpdk::ring::Consumer<dpdk::Mbuf>,
-    stream: u32,
 }
 
 impl LocalJournal {
@@ -63,9 +65,7 @@ impl LocalJournal {
                 continue; // built by egress: cannot happen
             };
             let pdu = &f[taphold_wire::ethernet::HEADER_LEN..][..p.total_len()];
-            if self
-                .journal
-                .append(p.seq(), self.stream, 0, p.timestamp_ns(), pdu)?
+            if self.journal.append(p.seq(), 0, p.timestamp_ns(), pdu)?
                 == taphold_journal::Appended::Duplicate
             {
                 return Err(std::io::Error::other(format!(
@@ -92,7 +92,13 @@ fn err(what: impl std::fmt::Display) -> String {
 }
 
 impl Appliance {
-    pub fn build(eal: &Eal, cfg: &Config, _opts: &Opts) -> Result<Appliance, String> {
+    pub fn build(
+        eal: &Eal,
+        cfg: &Config,
+        _opts: &Opts,
+        lease: EpochLease,
+    ) -> Result<Appliance, String> {
+        let epoch = lease.epoch;
         let workers = eal.worker_lcores();
         for l in &cfg.lcores {
             if !workers.contains(&l.lcore) {
@@ -185,6 +191,7 @@ impl Appliance {
                     appliance_mac: EthernetAddress([0; 6]),
                     node_mac: link.peer_mac.0,
                     backup_node: hl.backup_node,
+                    node_acks: hl.node_acks,
                     ack_delay_ns: 2 * hl.fibre_delay_us * 1000,
                     acks: vec![(0, 0); 1 << 16],
                     acks_head: 0,
@@ -193,6 +200,7 @@ impl Appliance {
                     node_hb_seq: 0,
                     next_node_hb_ns: 0,
                     echo: (0, 0),
+                    epoch: 0,
                     node_out: Burst::new(),
                 });
             }
@@ -225,28 +233,26 @@ impl Appliance {
                 let (tx, rx) =
                     SpscRing::new(eal, "taphold_journal", (2 * cfg.hold_ring.capacity).max(64))
                         .map_err(err)?;
+                // This run's records go to a run of their own (stream, epoch):
+                // earlier runs' records stay where they are, untouched.
+                let run = taphold_journal::RunId {
+                    stream: cfg.stream_id,
+                    epoch,
+                };
                 let jc = taphold_journal::JournalConfig {
                     segment_bytes: j.segment_bytes,
-                    ..taphold_journal::JournalConfig::new(std::path::PathBuf::from(&j.dir))
+                    ..taphold_journal::JournalConfig::for_run(std::path::Path::new(&j.dir), run)
                 };
                 let (journal, recovery) = taphold_journal::Journal::open(jc)
                     .map_err(|e| format!("local_journal.dir {}: {e}", j.dir))?;
-                // The appliance numbers messages from 1 on every start, so an
-                // earlier run's records would collide with this run's seqs.
+                // A new epoch's run is new: records in it mean the epoch was reused.
                 if recovery.records > 0 {
                     return Err(format!(
-                        "local_journal.dir {}: holds {} records from an earlier run (seqs restart at 1); move them aside first",
+                        "local_journal.dir {}: the run of {run} already holds {} records: epoch reused?",
                         j.dir, recovery.records
                     ));
                 }
-                (
-                    Some(tx),
-                    Some(LocalJournal {
-                        journal,
-                        rx,
-                        stream: cfg.stream_id,
-                    }),
-                )
+                (Some(tx), Some(LocalJournal { journal, rx }))
             }
             None => (None, None),
         };
@@ -323,13 +329,14 @@ impl Appliance {
                 ContentText::Digest => ContentMode::Digest,
             },
             stream: cfg.stream_id,
+            epoch,
             arp_out: arp_tx,
             resend_in: resend_rx,
             clock,
             shared,
             rx: Burst::new(),
             hb_interval_ns: cfg.health.heartbeat_interval_us * 1000,
-            epoch: 0,
+            failover_seen: 0,
             paused: false,
             launched: [0; BURST],
         }));
@@ -338,6 +345,7 @@ impl Appliance {
             hold: confirmer,
             key,
             stream: cfg.stream_id,
+            epoch,
             clock,
             shared,
             rx: Burst::new(),
@@ -351,6 +359,8 @@ impl Appliance {
             pool: pool.clone(),
             key,
             stream: cfg.stream_id,
+            epoch,
+            framing: cfg.destination.framing,
             ours,
             destination: Endpoint {
                 mac: cfg.destination.mac.0,
@@ -381,6 +391,7 @@ impl Appliance {
             links: link_rx,
             key,
             stream: cfg.stream_id,
+            epoch,
             clock,
             shared,
             rx: Burst::new(),
@@ -439,6 +450,7 @@ impl Appliance {
             clock,
             cfg: cfg.clone(),
             local_journal,
+            lease,
         })
     }
 
@@ -465,7 +477,8 @@ impl Appliance {
             );
         }
 
-        let mut control = crate::control::ControlLoop::new(&self.cfg, self.clock.now_ns());
+        let started_ns = self.clock.now_ns();
+        let mut control = crate::control::ControlLoop::new(&self.cfg, started_ns);
         let started = Instant::now();
         let stats_every = Duration::from_millis(self.cfg.stats_interval_ms.max(1));
         let mut next_stats = started + stats_every;
@@ -562,6 +575,7 @@ impl Appliance {
                     MessageEvent {
                         seq: r.seq,
                         stream,
+                        epoch: self.lease.epoch,
                         rx_ns: r.rx_ns,
                         backup_tx_ns: r.backup_tx_ns,
                         tap_ns: r.tap_ns.iter().copied().max().unwrap_or(0),
@@ -590,6 +604,8 @@ impl Appliance {
                     held_at_shutdown: held,
                     stopped_by: why,
                     mbufs_in_use: in_use,
+                    lease: &self.lease,
+                    started_ns,
                 },
             )
             .map_err(err)?;

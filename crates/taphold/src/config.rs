@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::Deserialize;
@@ -25,6 +26,10 @@ pub struct Config {
     /// Stream id stamped on every backup frame and confirmation.
     #[serde(default = "default_stream_id")]
     pub stream_id: u32,
+    /// Where the appliance keeps what must survive it: the stream's epoch
+    /// (new and larger on every start, fsync'ed before the first message).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
     /// 32 hex digits: the key of the digest that proves a tap copy is ours.
     pub digest_key: Hex128,
     #[serde(default)]
@@ -118,6 +123,19 @@ pub struct DestinationConfig {
     pub mac: Mac,
     pub ip: Ipv4Addr,
     pub udp_port: u16,
+    /// raw: the payload alone (destinations that cannot change); taphold: the
+    /// delivery header (stream, epoch, seq, flags, source, release time)
+    /// before it, so the destination can deduplicate and see gaps.
+    #[serde(default)]
+    pub framing: Framing,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Framing {
+    #[default]
+    Raw,
+    Taphold,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -352,6 +370,21 @@ pub struct HarnessLinkConfig {
     /// Model a backup node at the far end (acks, heartbeats) or none.
     #[serde(default = "yes")]
     pub backup_node: bool,
+    /// What the modelled node's acks claim (tests of the appliance's ack checks).
+    #[serde(default)]
+    pub node_acks: NodeAcks,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeAcks {
+    /// What it journaled, for the epoch it heard.
+    #[default]
+    Faithful,
+    /// The same seqs, but for the epoch before: a node still on an earlier run.
+    OtherEpoch,
+    /// A million seqs beyond what it journaled: a node that claims too much.
+    BeyondLaunched,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -368,6 +401,9 @@ pub enum TapMode {
 
 fn default_stream_id() -> u32 {
     1
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/taphold")
 }
 fn default_stats_interval_ms() -> u64 {
     1000
@@ -472,7 +508,16 @@ impl yaml::Validate for Config {
                 ),
             ));
         }
-        let max_frame = 14 + 60 + 8 + self.primary.max_payload as usize + 48 + 8;
+        // The largest frame in an mbuf: Ethernet, IPv4 with options, UDP, the
+        // delivery header (prepended into the headroom) and the payload; or the
+        // backup frame of that payload.
+        let max_frame = 14
+            + 60
+            + 8
+            + taphold_wire::delivery::HEADER_LEN
+            + self.primary.max_payload as usize
+            + taphold_wire::taphold::HEADER_LEN
+            + 8;
         if max_frame + 128 > self.mempool.data_room as usize {
             return Err(err(
                 "mempool.data_room",

@@ -142,6 +142,8 @@ pub struct TapCounters {
     pub not_taphold: Counter,
     /// A taphold frame of another stream or link.
     pub foreign: Counter,
+    /// A genuine-looking copy of another epoch: an earlier run's frame replayed.
+    pub wrong_epoch: Counter,
     /// Tap copies of our own heartbeats.
     pub heartbeats: Counter,
     /// Taphold PDUs that never travel our way on a tap (acks, confirmations).
@@ -177,6 +179,7 @@ impl Named for TapCounters {
         }
         f("not_taphold", self.not_taphold.get());
         f("foreign", self.foreign.get());
+        f("wrong_epoch", self.wrong_epoch.get());
         f("heartbeats", self.heartbeats.get());
         f("unexpected_type", self.unexpected_type.get());
     }
@@ -261,6 +264,14 @@ pub struct LinkRxCounters {
     pub malformed: Counter,
     pub foreign: Counter,
     pub unexpected_type: Counter,
+    /// Authentic acks for another epoch (an earlier run's records): ignored.
+    pub ack_wrong_epoch: Counter,
+    /// Authentic acks of this epoch beyond the highest seq launched (on any
+    /// link) or released: nothing we sent can be acked yet, so ignored.
+    pub ack_beyond_launched: Counter,
+    /// Authentic heartbeats from a node still on another epoch: not counted
+    /// as the node's heartbeats until it speaks for this run.
+    pub heartbeat_wrong_epoch: Counter,
     /// Highest cumulative ack seen from the backup node (not a counter: a level).
     pub acked_seq: Counter,
 }
@@ -273,6 +284,9 @@ impl Named for LinkRxCounters {
         f("malformed", self.malformed.get());
         f("foreign", self.foreign.get());
         f("unexpected_type", self.unexpected_type.get());
+        f("ack_wrong_epoch", self.ack_wrong_epoch.get());
+        f("ack_beyond_launched", self.ack_beyond_launched.get());
+        f("heartbeat_wrong_epoch", self.heartbeat_wrong_epoch.get());
         f("acked_seq", self.acked_seq.get());
     }
 }

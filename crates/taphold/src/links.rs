@@ -153,6 +153,18 @@ impl Control {
     pub fn launch_of(&self, seq: u64) -> u64 {
         self.launch_ns[seq as usize & (LAUNCH_LOG - 1)].load(Ordering::Relaxed)
     }
+
+    /// The highest seq of this epoch that a backup node can have heard of:
+    /// launched on some link, or released (its node may cover it by the
+    /// watermark without having received it). An ack beyond it is a claim
+    /// about messages that do not exist yet.
+    #[inline]
+    pub fn highest_ackable(&self) -> u64 {
+        self.links
+            .iter()
+            .map(|l| get(&l.launched_seq))
+            .fold(get(&self.released_seq), u64::max)
+    }
 }
 
 /// Single-writer store of a monotonic level (highest seq seen).

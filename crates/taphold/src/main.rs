@@ -110,7 +110,22 @@ fn run() -> Result<i32, String> {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    let app = appliance::Appliance::build(&eal, &cfg, &opts).map_err(|e| e.to_string())?;
+    // The epoch is persisted before anything is accepted; a damaged state file
+    // stops us here, naming it.
+    let lease = taphold_runtime::epoch::take_next(
+        &cfg.state_dir,
+        cfg.stream_id,
+        taphold_runtime::epoch::unix_now_s(),
+    )
+    .map_err(|e| e.to_string())?;
+    log::info!(
+        "stream {} epoch {} (previous {}), state file {}",
+        lease.stream,
+        lease.epoch,
+        lease.previous,
+        lease.path.display()
+    );
+    let app = appliance::Appliance::build(&eal, &cfg, &opts, lease).map_err(|e| e.to_string())?;
     app.run(&opts, &SIGNALLED)
 }
 

@@ -22,11 +22,15 @@ use crate::Shared;
 use taphold_runtime::alloc_count;
 
 /// How the run ended, as the main lcore found it after stopping the workers.
-pub struct Ending {
+pub struct Ending<'a> {
     pub port_stats: Map<String, Value>,
     pub held_at_shutdown: u64,
     pub stopped_by: &'static str,
     pub mbufs_in_use: u32,
+    /// This run's (stream, epoch).
+    pub lease: &'a taphold_runtime::epoch::EpochLease,
+    /// When the workers started, UNIX ns.
+    pub started_ns: u64,
 }
 
 /// Latency monitors for tap round trip, ack round trip and hold time: each
@@ -278,6 +282,8 @@ impl Report {
             held_at_shutdown,
             stopped_by,
             mbufs_in_use,
+            lease,
+            started_ns,
         } = end;
         if let Some(w) = &mut self.events_csv {
             w.flush()?;
@@ -340,6 +346,13 @@ impl Report {
         let released = c.egress.released.get();
         let summary = json!({
             "stopped_by": stopped_by,
+            "run": {
+                "stream": lease.stream,
+                "epoch": lease.epoch,
+                "previous_epoch": lease.previous,
+                "state_file": lease.path,
+                "started_unix_ns": started_ns,
+            },
             "messages": {
                 "accepted": accepted,
                 "released": released,

@@ -72,7 +72,7 @@ impl Run {
         let mut lines = text.lines();
         assert_eq!(
             lines.next(),
-            Some("seq,stream,rx_ns,backup_tx_ns,tap_ns,release_ns,status")
+            Some("seq,stream,epoch,rx_ns,backup_tx_ns,tap_ns,release_ns,status")
         );
         lines
             .map(|l| l.split(',').map(String::from).collect())
@@ -99,7 +99,13 @@ fn replay(tag: &str, input: &str, edit: impl Fn(String) -> String) -> Run {
     std::fs::create_dir_all(&out).unwrap();
     let config = out.join("config.yaml");
     let text = std::fs::read_to_string(root.join("config/default.yaml")).unwrap();
-    std::fs::write(&config, edit(text)).unwrap();
+    // Each run keeps its epoch in a state directory of its own, unless the edit
+    // names one (with `shared_state`, to start twice on the same).
+    let text = edit(text).replace(
+        "state_dir: /tmp/taphold-state",
+        &format!("state_dir: {}", out.join("state").display()),
+    );
+    std::fs::write(&config, text).unwrap();
     let o = Command::new(root.join("scripts/replay.sh"))
         .arg(root.join("test-pcaps").join(input))
         .arg(&out)
@@ -114,6 +120,11 @@ fn replay(tag: &str, input: &str, edit: impl Fn(String) -> String) -> Run {
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
     }
+}
+
+/// The config line that puts a run's state (its epoch) in `dir`.
+fn shared_state(dir: &Path) -> String {
+    format!("state_dir: {}", dir.display())
 }
 
 /// Payloads of the valid messages in a capture, in order.
@@ -227,13 +238,14 @@ fn every_message_reaches_the_destination_once_in_order_after_its_tap_copy() {
     let ev = r.events();
     assert_eq!(ev.len(), want.len());
     for (i, e) in ev.iter().enumerate() {
-        let t: Vec<u64> = e[2..6].iter().map(|x| x.parse().unwrap()).collect();
+        let t: Vec<u64> = e[3..7].iter().map(|x| x.parse().unwrap()).collect();
         assert_eq!(e[0], (i + 1).to_string(), "events in release order");
+        assert_eq!(e[2], n(&s, "run.epoch").to_string(), "the run's epoch");
         assert!(
             t[3] >= t[2] && t[2] >= t[1] && t[1] >= t[0] && t[2] > 0,
             "event {e:?}"
         );
-        assert_eq!(e[6], "released");
+        assert_eq!(e[7], "released");
     }
 
     // Source: a confirmation per message, in order, echoing its first 16
@@ -346,7 +358,7 @@ fn with_the_tap_cut_nothing_is_released_and_every_message_is_accounted() {
     assert_eq!(message_payloads(&held, &APPLIANCE), want);
     let ev = r.events();
     assert_eq!(ev.len(), want.len());
-    assert!(ev.iter().all(|e| e[6] == "held_at_shutdown" && e[4] == "0"));
+    assert!(ev.iter().all(|e| e[7] == "held_at_shutdown" && e[5] == "0"));
     let _ = std::fs::remove_dir_all(&r.out);
 }
 
@@ -680,7 +692,7 @@ fn pass_through_releases_flagged_unprotected_when_the_link_is_down() {
     assert_eq!(s["mode"]["final"], "pass-through");
     assert_eq!(n(&s, "messages.released_unprotected"), want.len() as u64);
     assert_eq!(n(&s, "egress.released_unprotected"), want.len() as u64);
-    assert!(r.events().iter().all(|e| e[6] == "released_unprotected"));
+    assert!(r.events().iter().all(|e| e[7] == "released_unprotected"));
     // Every confirmation carries the UNPROTECTED flag.
     let confirms: Vec<ConfirmRepr> = r
         .pcap("source.pcap")
@@ -748,16 +760,23 @@ fn journal_mode_releases_once_each_message_is_synced_locally() {
     );
     assert_eq!(s["mode"]["final"], "journal");
     assert_eq!(n(&s, "egress.released_journaled"), want.len() as u64);
-    assert!(r.events().iter().all(|e| e[6] == "released_journaled"));
-    // The local journal holds every message's backup frame, seq 1..n, payload intact.
-    let records = taphold_journal::read_records(&jdir).unwrap();
+    assert!(r.events().iter().all(|e| e[7] == "released_journaled"));
+    // The local journal holds every message's backup frame, seq 1..n, payload
+    // intact, in the run of this (stream, epoch).
+    let run = |r: &Run| taphold_journal::RunId {
+        stream: 1,
+        epoch: n(&r.summary(), "run.epoch"),
+    };
+    let records = taphold_journal::read_records(&taphold_journal::run_dir(&jdir, run(&r))).unwrap();
     assert_eq!(records.len(), want.len());
     for (i, rec) in records.iter().enumerate() {
         assert_eq!(rec.seq, i as u64 + 1);
         let b = BackupRepr::parse(&Packet::new_checked(&rec.pdu[..]).unwrap(), &key()).unwrap();
         assert_eq!(b.content, Content::Full(&want[i][..]));
     }
-    // A second run on the same journal refuses to start: its seqs would collide.
+    // A second start on the same journal: a new epoch, a run of its own; the
+    // first run's records stay as they were.
+    let state = r.out.join("state");
     let r2 = replay("journal2", "mixed.pcap", |c| {
         c.replace(
             "secondary_mode: halt",
@@ -766,9 +785,16 @@ fn journal_mode_releases_once_each_message_is_synced_locally() {
                 jdir.display()
             ),
         )
+        .replace("tap: mirror", "tap: cut")
+        .replace("state_dir: /tmp/taphold-state", &shared_state(&state))
     });
-    assert!(!r2.status.success());
-    assert!(r2.stderr.contains("earlier run"), "{}", r2.stderr);
+    assert_clean(&r2);
+    assert!(run(&r2).epoch > run(&r).epoch);
+    let report = taphold_journal::inspect(&jdir).unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.runs.len(), 2, "{report}");
+    assert_eq!(report.run(run(&r)).unwrap().records, want.len() as u64);
+    assert_eq!(report.run(run(&r2)).unwrap().records, want.len() as u64);
     let _ = std::fs::remove_dir_all(&r.out);
     let _ = std::fs::remove_dir_all(&r2.out);
     let _ = std::fs::remove_dir_all(&jdir);
@@ -794,4 +820,212 @@ fn latency_monitors_are_fed_and_alert_when_a_window_departs_from_the_baseline() 
     assert!(n(lm, "alerts_total") > 0, "{lm:#}");
     assert!(!lm["alerts"].as_array().unwrap().is_empty());
     let _ = std::fs::remove_dir_all(&r.out);
+}
+
+/// UNIX nanoseconds now, by the wall clock.
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// Record times of a pcap file, in UNIX ns (microsecond or nanosecond files).
+fn pcap_times_ns(path: &Path) -> Vec<u64> {
+    let b = std::fs::read(path).unwrap();
+    let scale = match u32::from_le_bytes(b[0..4].try_into().unwrap()) {
+        0xa1b2_c3d4 => 1000,
+        0xa1b2_3c4d => 1,
+        m => panic!("{}: magic {m:#x}", path.display()),
+    };
+    let mut out = Vec::new();
+    let mut off = 24;
+    while off + 16 <= b.len() {
+        let word = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as u64;
+        out.push(word(off) * 1_000_000_000 + word(off + 4) * scale);
+        off += 16 + word(off + 8) as usize;
+    }
+    out
+}
+
+#[test]
+fn each_start_takes_a_new_larger_epoch_and_a_damaged_state_file_stops_start_up() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let state = std::env::temp_dir().join(format!("taphold-e2e-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let mut epochs = Vec::new();
+    for i in 0..2 {
+        let r = replay(&format!("epoch{i}"), "orders.pcap", |c| {
+            c.replace("state_dir: /tmp/taphold-state", &shared_state(&state))
+        });
+        let s = assert_clean(&r);
+        let epoch = n(&s, "run.epoch");
+        // Every PDU of the run carries it: backup frames, heartbeats, confirmations.
+        for f in r.pcap("backup.pcap") {
+            assert_eq!(Packet::new_checked(&f[14..]).unwrap().epoch(), epoch);
+        }
+        let confirms = r.pcap("source.pcap");
+        assert!(!confirms.is_empty());
+        for f in confirms.iter().filter(|f| f[12..14] == [0x08, 0x00]) {
+            assert_eq!(Packet::new_checked(&f[42..]).unwrap().epoch(), epoch);
+        }
+        if let Some(&prev) = epochs.last() {
+            assert!(epoch > prev, "epoch {epoch} after {prev}");
+            assert_eq!(n(&s, "run.previous_epoch"), prev);
+        }
+        epochs.push(epoch);
+        let _ = std::fs::remove_dir_all(&r.out);
+    }
+    // A damaged state file is a start-up error naming it; nothing is accepted.
+    let file = state.join("stream-1.epoch");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace(&epochs[1].to_string(), "1")).unwrap();
+    let r = replay("epochbad", "orders.pcap", |c| {
+        c.replace("state_dir: /tmp/taphold-state", &shared_state(&state))
+    });
+    assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&file.display().to_string()) && r.stderr.contains("damaged"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.pcap("destination.pcap").is_empty());
+    let _ = std::fs::remove_dir_all(&r.out);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn taphold_framing_puts_the_delivery_header_before_each_payload() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let inp = input("mixed.pcap");
+    let want = message_payloads(&inp, &APPLIANCE);
+    let sources: Vec<([u8; 4], u16)> = inp
+        .iter()
+        .filter_map(|f| match classify(f, &APPLIANCE) {
+            Classified::Message(m) => Some((m.src_ip, m.src_port)),
+            _ => None,
+        })
+        .collect();
+    let t0 = wall_ns();
+    let r = replay("framing", "mixed.pcap", |c| {
+        c.replace("framing: raw ", "framing: taphold ")
+    });
+    let t1 = wall_ns();
+    let s = assert_clean(&r);
+    let epoch = n(&s, "run.epoch");
+    let dest = r.pcap("destination.pcap");
+    assert_eq!(dest.len(), want.len());
+    let events = r.events();
+    for (i, (datagram, ev)) in message_payloads(&dest, &DESTINATION)
+        .iter()
+        .zip(&events)
+        .enumerate()
+    {
+        let h = taphold_wire::delivery::Packet::new_checked(&datagram[..]).unwrap();
+        let d = taphold_wire::DeliveryRepr::parse(&h).unwrap();
+        assert_eq!((d.stream, d.epoch, d.seq), (1, epoch, i as u64 + 1));
+        assert_eq!(d.flags, taphold_wire::taphold::Flags::EMPTY);
+        assert_eq!((d.src_ip, d.src_port), sources[i], "the original source");
+        assert_eq!(
+            d.release_ns.to_string(),
+            ev[6],
+            "the release time of events.csv"
+        );
+        assert!(d.release_ns > t0 && d.release_ns < t1, "UNIX ns");
+        assert_eq!(h.payload(), &want[i][..], "payload intact");
+    }
+
+    // Unprotected releases say so in the header too.
+    let r = replay("framing-pt", "mixed.pcap", |c| {
+        c.replace("framing: raw ", "framing: taphold ")
+            .replace("tap: mirror", "tap: cut")
+            .replace("secondary_mode: halt", "secondary_mode: pass-through")
+    });
+    assert_clean(&r);
+    let dest = message_payloads(&r.pcap("destination.pcap"), &DESTINATION);
+    assert_eq!(dest.len(), want.len());
+    for (i, datagram) in dest.iter().enumerate() {
+        let h = taphold_wire::delivery::Packet::new_checked(&datagram[..]).unwrap();
+        assert!(h
+            .flags()
+            .contains(taphold_wire::taphold::Flags::UNPROTECTED));
+        assert_eq!(h.payload(), &want[i][..]);
+    }
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn every_timestamp_an_operator_reads_is_unix_time() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t0 = wall_ns();
+    let r = replay("wallclock", "mixed.pcap", |c| {
+        c.replace("tap: mirror", "tap: cut")
+    });
+    let t1 = wall_ns();
+    let s = assert_clean(&r);
+    let within = |t: u64, what: &str| assert!(t >= t0 && t <= t1, "{what}: {t} not in {t0}..{t1}");
+    within(n(&s, "run.started_unix_ns"), "summary start");
+    for t in s["health"]["b1"]["transitions"].as_array().unwrap() {
+        within(t["at_ns"].as_u64().unwrap(), "health transition");
+    }
+    let ev = r.events();
+    assert!(!ev.is_empty());
+    for e in &ev {
+        within(e[3].parse().unwrap(), "events.csv rx_ns");
+        within(e[4].parse().unwrap(), "events.csv backup_tx_ns");
+    }
+    for f in r.pcap("backup.pcap") {
+        within(
+            Packet::new_checked(&f[14..]).unwrap().timestamp_ns(),
+            "backup frame timestamp",
+        );
+    }
+    // held.pcap's record times are the messages' arrival times (microseconds).
+    let held = pcap_times_ns(&r.out.join("held.pcap"));
+    assert_eq!(held.len(), ev.len());
+    for (t, e) in held.iter().zip(&ev) {
+        let rx: u64 = e[3].parse().unwrap();
+        assert_eq!(*t, rx / 1000 * 1000, "held.pcap stamps the arrival");
+    }
+    // net_pcap stamps what it writes with the wall clock too.
+    for t in pcap_times_ns(&r.out.join("backup.pcap")) {
+        assert!(
+            t + 1_000_000 >= t0 && t <= t1 + 1_000_000,
+            "backup.pcap time {t}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn acks_for_another_epoch_or_beyond_the_launch_never_count() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let want = message_payloads(&input("mixed.pcap"), &APPLIANCE).len() as u64;
+    for (fault, counter) in [
+        ("other-epoch", "ack_wrong_epoch"),
+        ("beyond-launched", "ack_beyond_launched"),
+    ] {
+        // The strictest gate releases on acks alone: none of these may release.
+        let r = replay(&format!("acks-{fault}"), "mixed.pcap", |c| {
+            c.replace("gate: tap ", "gate: ack ").replace(
+                "    backup_node: true ",
+                &format!("    node_acks: {fault}\n    backup_node: true "),
+            )
+        });
+        let s = assert_clean(&r);
+        assert!(
+            n(&s, &format!("link_rx.b1.{counter}")) > 0,
+            "{fault}: {s:#}"
+        );
+        assert_eq!(n(&s, "link_rx.b1.acks"), 0, "{fault}");
+        assert_eq!(n(&s, "health.b1.acked_seq"), 0, "{fault}");
+        assert!(r.pcap("destination.pcap").is_empty(), "{fault}");
+        assert_eq!(n(&s, "messages.held_at_shutdown"), want, "{fault}");
+        // Nor do they keep the link healthy: the ack check fails.
+        assert_eq!(
+            s["health"]["b1"]["transitions"][0]["failing"], "ack_late",
+            "{fault}: {s:#}"
+        );
+        let _ = std::fs::remove_dir_all(&r.out);
+    }
 }

@@ -14,14 +14,17 @@ use taphold_core::event::{MessageEvent, MessageStatus};
 use taphold_core::hold_ring::{Consumer, Released};
 use taphold_core::policy::PolicyCheck;
 use taphold_core::spsc::SpscProducer;
+use taphold_wire::delivery::{self, DeliveryRepr};
 use taphold_wire::digest::DigestKey;
-use taphold_wire::emit::{emit_udp_headers, rewrite_released, Endpoint, UDP_FRAME_HEADER_LEN};
+use taphold_wire::emit::{
+    emit_udp_headers, rewrite_released, rewrite_released_framed, Endpoint, UDP_FRAME_HEADER_LEN,
+};
 use taphold_wire::ethernet::MIN_FRAME_LEN;
 use taphold_wire::taphold::{ConfirmRepr, ContentMode, Flags};
 
 use super::ingress::{build_backup, LinkTx};
 use super::{HeldMessage, BURST};
-use crate::config::Gate;
+use crate::config::{Framing, Gate};
 use crate::links::{self, Control, Mode};
 use crate::Shared;
 use std::sync::atomic::Ordering;
@@ -35,6 +38,11 @@ pub struct Egress {
     pub pool: Mempool,
     pub key: DigestKey,
     pub stream: u32,
+    /// This run's epoch: (stream, epoch, seq) names each message.
+    pub epoch: u64,
+    /// What a released datagram carries: the payload alone, or the delivery
+    /// header before it.
+    pub framing: Framing,
     /// The appliance on P: source of released messages and confirmations.
     pub ours: Endpoint,
     pub destination: Endpoint,
@@ -183,7 +191,9 @@ impl Egress {
     fn release(&mut self, r: Released<HeldMessage>, now: u64, status: MessageStatus) -> bool {
         let protected = status != MessageStatus::ReleasedUnprotected;
         let c = &self.shared.counters.egress;
-        let HeldMessage { mut mbuf, meta, .. } = r.item;
+        let HeldMessage {
+            mut mbuf, mut meta, ..
+        } = r.item;
         let payload_off = meta.payload_off as usize;
         let payload_len = meta.payload_len as usize;
         let mut echo = [0u8; 16];
@@ -196,10 +206,47 @@ impl Egress {
         };
 
         // Rewrite in place for the destination; the payload is not touched.
-        match rewrite_released(mbuf.data_mut(), &meta, &self.ours, &self.destination) {
+        let (rewritten, prefix_len) = match self.framing {
+            Framing::Raw => (
+                rewrite_released(mbuf.data_mut(), &meta, &self.ours, &self.destination),
+                0,
+            ),
+            Framing::Taphold => {
+                let header = DeliveryRepr {
+                    flags: if protected {
+                        Flags::EMPTY
+                    } else {
+                        Flags::UNPROTECTED
+                    },
+                    stream: self.stream,
+                    epoch: self.epoch,
+                    seq: r.seq,
+                    src_ip: meta.src_ip,
+                    src_port: meta.src_port,
+                    release_ns: now,
+                }
+                .to_bytes();
+                // The header goes into the mbuf's headroom (128 bytes on every
+                // received mbuf), in front of the old headers.
+                let rewritten = if mbuf.prepend(delivery::HEADER_LEN as u16).is_some() {
+                    meta.payload_off += delivery::HEADER_LEN as u16;
+                    rewrite_released_framed(
+                        mbuf.data_mut(),
+                        &meta,
+                        &self.ours,
+                        &self.destination,
+                        &header,
+                    )
+                } else {
+                    Err(taphold_wire::WireError::Truncated)
+                };
+                (rewritten, delivery::HEADER_LEN)
+            }
+        };
+        match rewritten {
             Ok(start) => {
                 mbuf.adj(start as u16);
-                let len = UDP_FRAME_HEADER_LEN + payload_len;
+                let len = UDP_FRAME_HEADER_LEN + prefix_len + payload_len;
                 mbuf.set_len(len.max(MIN_FRAME_LEN));
                 mbuf.data_mut()[len..].fill(0);
             }
@@ -219,6 +266,7 @@ impl Egress {
         let ev = MessageEvent {
             seq: r.seq,
             stream: self.stream,
+            epoch: self.epoch,
             rx_ns: r.rx_ns,
             backup_tx_ns: r.backup_tx_ns,
             tap_ns,
@@ -241,6 +289,7 @@ impl Egress {
                 Flags::UNPROTECTED
             },
             stream: self.stream,
+            epoch: self.epoch,
             seq: r.seq,
             timestamp_ns: now,
             watermark: r.seq,
@@ -312,7 +361,7 @@ impl Egress {
                 continue;
             };
             if confirmed & bit == 0 {
-                let repr = held.backup_repr(seq, self.stream, self.content, &self.key);
+                let repr = held.backup_repr(seq, self.stream, self.epoch, self.content, &self.key);
                 let Some((frame, _digest)) =
                     build_backup(&self.pool, &repr, &self.key, &self.links[target])
                 else {
@@ -351,7 +400,7 @@ impl Egress {
                 continue;
             };
             // Always the full message: the local journal is the only copy we rely on.
-            let repr = held.backup_repr(seq, self.stream, ContentMode::Full, &self.key);
+            let repr = held.backup_repr(seq, self.stream, self.epoch, ContentMode::Full, &self.key);
             let Some((frame, _)) = build_backup(&self.pool, &repr, &self.key, &self.links[0])
             else {
                 break; // no mbuf now: next poll

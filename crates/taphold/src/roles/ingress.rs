@@ -46,6 +46,8 @@ pub struct Ingress {
     pub key: DigestKey,
     pub content: ContentMode,
     pub stream: u32,
+    /// This run's epoch: (stream, epoch, seq) names each message.
+    pub epoch: u64,
     pub arp_out: dpdk::ring::Producer<Mbuf>,
     /// Backup frames egress rebuilt for a failover, to launch before anything new.
     pub resend_in: dpdk::ring::Consumer<Mbuf>,
@@ -53,8 +55,8 @@ pub struct Ingress {
     pub shared: &'static Shared,
     pub rx: Burst<BURST>,
     pub hb_interval_ns: u64,
-    /// Failover epoch last seen, and whether we are paused for its re-send.
-    pub epoch: u64,
+    /// Failover round last seen, and whether we are paused for its re-send.
+    pub failover_seen: u64,
     pub paused: bool,
     /// Seqs accepted in this poll, to stamp their launch time.
     pub launched: [u64; BURST],
@@ -72,13 +74,13 @@ impl Ingress {
         // the epoch that goes with it below.
         let active = ctl.active.load(Ordering::Acquire);
         // Acquire: pairs with the main lcore's Release bump (failover_link first).
-        let epoch = ctl.failover_epoch.load(Ordering::Acquire);
-        if epoch != self.epoch {
-            self.epoch = epoch;
+        let round = ctl.failover_epoch.load(Ordering::Acquire);
+        if round != self.failover_seen {
+            self.failover_seen = round;
             self.paused = true;
             // Release: tells egress our tail is frozen, so its walk of the held
             // messages sees every one we will ever launch before resuming.
-            ctl.ingress_paused_epoch.store(epoch, Ordering::Release);
+            ctl.ingress_paused_epoch.store(round, Ordering::Release);
         }
         if self.paused {
             work += self.take_resends();
@@ -194,6 +196,7 @@ impl Ingress {
         let repr = BackupRepr {
             flags: Flags::EMPTY,
             stream: self.stream,
+            epoch: self.epoch,
             seq,
             timestamp_ns: now,
             watermark,
@@ -317,6 +320,7 @@ impl Ingress {
             let repr = HeartbeatRepr {
                 link: k as u8,
                 stream: self.stream,
+                epoch: self.epoch,
                 seq,
                 timestamp_ns: now,
                 watermark,
@@ -362,7 +366,7 @@ impl Ingress {
         let target = ctl.failover_link.load(Ordering::Relaxed) as usize;
         // Acquire: pairs with egress's Release store after its last enqueue,
         // so an empty ring below really means every re-send was taken.
-        let done = ctl.resend_done_epoch.load(Ordering::Acquire) == self.epoch;
+        let done = ctl.resend_done_epoch.load(Ordering::Acquire) == self.failover_seen;
         let mut moved = 0;
         let Some(l) = self.links.get_mut(target) else {
             return 0;

@@ -2,7 +2,12 @@
 //!
 //! Acks are health, not gate: nothing here releases a message. The highest
 //! cumulative ack and the heartbeat count are published for the main lcore,
-//! which drives each link's health from them.
+//! which drives each link's health from them (and `gate: ack` releases on
+//! them). So an ack counts only if it speaks for this run's epoch and for
+//! nothing beyond what this epoch has launched (on any link: a node may cover
+//! seqs released while its link was out of service, by the watermark): a node
+//! that restarted, or kept an earlier run's journal, would otherwise vouch for
+//! messages it has never seen. Refused acks are counted by name.
 
 use std::sync::Arc;
 
@@ -26,6 +31,7 @@ pub struct LinkRx {
     pub links: Vec<LinkRxLink>,
     pub key: DigestKey,
     pub stream: u32,
+    pub epoch: u64,
     pub clock: Clock,
     pub shared: &'static Shared,
     pub rx: Burst<BURST>,
@@ -61,7 +67,14 @@ impl LinkRx {
                 };
                 match p.msg_type() {
                     MsgType::Ack => match AckRepr::parse(&p, &self.key) {
-                        Ok(a) if a.link as usize == l.link && a.stream == self.stream => {
+                        Ok(a) if a.link as usize != l.link || a.stream != self.stream => {
+                            c.foreign.inc()
+                        }
+                        Ok(a) if a.epoch != self.epoch => c.ack_wrong_epoch.inc(),
+                        Ok(a) if a.seq > self.shared.control.highest_ackable() => {
+                            c.ack_beyond_launched.inc()
+                        }
+                        Ok(a) => {
                             c.acks.inc();
                             if a.seq > c.acked_seq.get() {
                                 c.acked_seq.add(a.seq - c.acked_seq.get());
@@ -69,11 +82,14 @@ impl LinkRx {
                             links::raise(&ls.acked_seq, a.seq);
                             links::set(&ls.last_ack_ns, now);
                         }
-                        Ok(_) => c.foreign.inc(),
                         Err(_) => c.malformed.inc(),
                     },
                     MsgType::Heartbeat => match HeartbeatRepr::parse(&p, &self.key) {
-                        Ok(h) if h.link as usize == l.link && h.stream == self.stream => {
+                        Ok(h) if h.link as usize != l.link || h.stream != self.stream => {
+                            c.foreign.inc()
+                        }
+                        Ok(h) if h.epoch != self.epoch => c.heartbeat_wrong_epoch.inc(),
+                        Ok(h) => {
                             c.heartbeats.inc();
                             links::set(&ls.peer_hb_seq, h.seq);
                             links::set(&ls.peer_hb_ts, h.timestamp_ns);
@@ -88,7 +104,6 @@ impl LinkRx {
                                 links::set(&ls.hb_echo_rtt_ns, now.saturating_sub(t));
                             }
                         }
-                        Ok(_) => c.foreign.inc(),
                         Err(_) => c.malformed.inc(),
                     },
                     _ => c.unexpected_type.inc(),

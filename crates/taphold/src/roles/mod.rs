@@ -41,12 +41,13 @@ pub struct HeldMessage {
 
 impl HeldMessage {
     /// The backup frame this message was launched with (message `seq` of
-    /// `stream`): the same bytes, hence the same digest, for a re-launch on
-    /// another link or for the local journal.
+    /// `stream` in `epoch`): the same bytes, hence the same digest, for a
+    /// re-launch on another link or for the local journal.
     pub fn backup_repr<'a>(
         &'a self,
         seq: u64,
         stream: u32,
+        epoch: u64,
         mode: ContentMode,
         key: &DigestKey,
     ) -> BackupRepr<'a> {
@@ -55,6 +56,7 @@ impl HeldMessage {
         BackupRepr {
             flags: Flags::EMPTY,
             stream,
+            epoch,
             seq,
             timestamp_ns: self.timestamp_ns,
             watermark: self.watermark,

@@ -19,7 +19,7 @@ use taphold_wire::ethernet::{self, EtherType, EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::taphold::{AckRepr, HeartbeatRepr, MsgType, Packet};
 
 use super::BURST;
-use crate::config::TapMode;
+use crate::config::{NodeAcks, TapMode};
 use crate::Shared;
 
 /// Bursts taken from each fibre per poll.
@@ -43,6 +43,8 @@ pub struct ModelLink {
     pub appliance_mac: EthernetAddress,
     pub node_mac: EthernetAddress,
     pub backup_node: bool,
+    /// What its acks claim.
+    pub node_acks: NodeAcks,
     /// Round trip of the modelled fibre (2 × one-way delay).
     pub ack_delay_ns: u64,
     /// Acks in flight: (due time, cumulative seq), oldest first, preallocated.
@@ -54,6 +56,8 @@ pub struct ModelLink {
     pub next_node_hb_ns: u64,
     /// The appliance's last heartbeat, echoed in ours.
     pub echo: (u64, u64),
+    /// The appliance's epoch as last heard: the modelled node speaks for it.
+    pub epoch: u64,
     pub node_out: Burst<BURST>,
 }
 
@@ -150,6 +154,7 @@ impl ModelLink {
         if p.verify_digest(key).is_err() {
             return;
         }
+        self.epoch = p.epoch();
         match p.msg_type() {
             MsgType::Backup => {
                 self.records += 1;
@@ -201,10 +206,16 @@ impl ModelLink {
         }
         let mut sent = 0;
         if ack_seq != 0 {
+            let (epoch, seq) = match self.node_acks {
+                NodeAcks::Faithful => (self.epoch, ack_seq),
+                NodeAcks::OtherEpoch => (self.epoch.wrapping_sub(1), ack_seq),
+                NodeAcks::BeyondLaunched => (self.epoch, ack_seq + 1_000_000),
+            };
             let repr = AckRepr {
                 link: self.link as u8,
                 stream,
-                seq: ack_seq,
+                epoch,
+                seq,
                 timestamp_ns: now,
                 watermark: 0,
                 records: self.records,
@@ -219,6 +230,7 @@ impl ModelLink {
             let repr = HeartbeatRepr {
                 link: self.link as u8,
                 stream,
+                epoch: self.epoch,
                 seq: self.node_hb_seq,
                 timestamp_ns: now,
                 watermark: 0,

@@ -2,10 +2,12 @@
 //! → post the confirmation into that message's hold-ring slot.
 //!
 //! A tap copy confirms only if (1) its Ethernet addresses and type are those
-//! we launched on link k, (2) its own keyed digest matches its bytes (so it
-//! was not corrupted on the way and was made with our key), and (3) the hold
-//! ring has that seq in flight with that same digest (so it is the frame we
-//! launched for the message now in the slot, not an old or forged one).
+//! we launched on link k, (2) it is of our stream, (3) its own keyed digest
+//! matches its bytes (so it was not corrupted on the way and was made with our
+//! key), (4) it is of this run's epoch (an authentic frame of an earlier run
+//! is a replay), and (5) the hold ring has that seq in flight with that same
+//! digest (so it is the frame we launched for the message now in the slot,
+//! not an old or forged one).
 //! Everything else is counted by reason and freed.
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ pub struct TapRx {
     pub hold: Confirmer<HeldMessage>,
     pub key: DigestKey,
     pub stream: u32,
+    pub epoch: u64,
     pub clock: Clock,
     pub shared: &'static Shared,
     pub rx: Burst<BURST>,
@@ -58,7 +61,7 @@ impl TapRx {
                 let ls = &self.shared.control.links[t.link];
                 c.rx_frames.add(n as u64);
                 while let Some(m) = self.rx.pop() {
-                    check(&m, t, &self.hold, &self.key, self.stream, now, c, ls);
+                    check(&m, t, self, now, c, ls);
                 }
                 if n < BURST {
                     break;
@@ -70,17 +73,8 @@ impl TapRx {
 }
 
 #[inline]
-#[allow(clippy::too_many_arguments)]
-fn check(
-    m: &Mbuf,
-    t: &TapLink,
-    hold: &Confirmer<HeldMessage>,
-    key: &DigestKey,
-    stream: u32,
-    now: u64,
-    c: &TapCounters,
-    ls: &LinkShared,
-) {
+fn check(m: &Mbuf, t: &TapLink, rx: &TapRx, now: u64, c: &TapCounters, ls: &LinkShared) {
+    let (hold, key, stream) = (&rx.hold, &rx.key, rx.stream);
     let f = m.data();
     if f.len() < ethernet::HEADER_LEN
         || f[0..6] != t.peer_mac.0
@@ -110,6 +104,11 @@ fn check(
                 c.corrupt.inc();
                 return;
             }
+            // Authentic, but an earlier run's: replayed, never ours to confirm.
+            if p.epoch() != rx.epoch {
+                c.wrong_epoch.inc();
+                return;
+            }
             let outcome = hold.confirm(t.link, p.seq(), digest, now);
             c.count_outcome(outcome);
             // A genuine copy of a frame we launched: the tap path works up to it.
@@ -121,11 +120,12 @@ fn check(
             }
         }
         MsgType::Heartbeat => match HeartbeatRepr::parse(&p, key) {
-            Ok(h) if h.link as usize == t.link && h.stream == stream => {
+            Ok(h) if h.link as usize != t.link || h.stream != stream => c.foreign.inc(),
+            Ok(h) if h.epoch != rx.epoch => c.wrong_epoch.inc(),
+            Ok(h) => {
                 c.heartbeats.inc();
                 links::raise(&ls.hb_tapped_seq, h.seq);
             }
-            Ok(_) => c.foreign.inc(),
             Err(e) => c.malformed[WireErrorKind::index(e)].inc(),
         },
         _ => c.unexpected_type.inc(),
