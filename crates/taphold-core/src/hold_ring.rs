@@ -36,6 +36,7 @@
 //! | `state`          | ingress store, tap-rx/egress CAS   | everyone                      |
 //! | payload, `rx_ns` | ingress, before publishing `state` | egress, after its CAS         |
 //! | `digest`         | ingress (Release)                  | tap-rx (Acquire), egress      |
+//! | `relaunch_digest`| ingress resets, egress (Release)   | tap-rx (Acquire)              |
 //! | `tap_ns[link]`   | tap-rx, before its CAS             | egress, only for set bits     |
 //! | `backup_tx_ns`   | ingress                            | egress                        |
 
@@ -74,6 +75,10 @@ struct Slot<T> {
     /// Keyed digest of the backup frame we launched for the occupant. Atomic because tap-rx
     /// may read it while ingress rewrites it for the next occupant.
     digest: AtomicU64,
+    /// Keyed digest of the frame egress re-launched for the occupant (flagged RETRANSMIT, so
+    /// its bytes and digest differ from the first launch's), or 0: none. A tap copy of either
+    /// frame confirms.
+    relaunch_digest: AtomicU64,
     /// When the original message was received on the primary port.
     rx_ns: AtomicU64,
     /// When ingress launched (or last re-launched) the backup frame; 0 until stamped.
@@ -89,6 +94,7 @@ impl<T> Slot<T> {
         Slot {
             state: AtomicU64::new(0),
             digest: AtomicU64::new(0),
+            relaunch_digest: AtomicU64::new(0),
             rx_ns: AtomicU64::new(0),
             backup_tx_ns: AtomicU64::new(0),
             tap_ns: core::array::from_fn(|_| AtomicU64::new(0)),
@@ -251,6 +257,9 @@ impl<T> Producer<T> {
         // RELEASED word (which happened before our Acquire of `head`) when it re-reads
         // `state`, and so never reports the old seq's copy as a digest mismatch.
         slot.digest.store(digest, Ordering::Release);
+        // Release: as `digest`. The previous occupant's re-launch digest must not linger: a
+        // copy of seq can only match a digest computed over seq, but 0 (none) is the rule.
+        slot.relaunch_digest.store(0, Ordering::Release);
         // Relaxed: published by the Release store of `state` below.
         slot.rx_ns.store(rx_ns, Ordering::Relaxed);
         slot.backup_tx_ns.store(0, Ordering::Relaxed);
@@ -355,7 +364,14 @@ impl<T> Confirmer<T> {
             // carries `seq` and so fails if the slot moved on; and a mismatch is reported only
             // after re-reading `state` (see below).
             let launched = slot.digest.load(Ordering::Acquire);
-            if launched != digest {
+            // Acquire: pairs with egress's Release store in `set_relaunch_digest`, made before
+            // it handed the re-launched frame over for transmission (so before its tap copy
+            // can exist). The same reasoning about slot reuse holds as for `digest`.
+            let relaunched = slot.relaunch_digest.load(Ordering::Acquire);
+            // 0 is "no frame" (a message accepted with no backup link in service, or never
+            // re-launched): it matches nothing. (A genuine digest of 0 has odds 2^-64; that
+            // message is then confirmed by its re-launch, whose bytes differ.)
+            if digest == 0 || (launched != digest && relaunched != digest) {
                 // Acquire: if `launched` came from a later push, that push happened after
                 // egress set RELEASED for `seq`, so this load sees RELEASED (or a newer seq)
                 // and we go round again to classify the copy as late, not forged.
@@ -567,6 +583,26 @@ impl<T> Consumer<T> {
             (word_seq(state) == seq && state & OCCUPIED != 0)
                 .then_some((seq, (state & LINK_BITS) as u8))
         })
+    }
+
+    /// Records the digest of a frame re-launched for held message `seq` (flagged RETRANSMIT,
+    /// so not the bytes of its first launch): a tap copy of it confirms as one of the first
+    /// launch does. Call it before handing the frame over for transmission. Ignored unless
+    /// `seq` is held; 0 means none.
+    #[inline]
+    pub fn set_relaunch_digest(&mut self, seq: u64, digest: u64) {
+        // Acquire: pairs with ingress's Release store of `tail`.
+        let tail = self.ring.tail.load(Ordering::Acquire);
+        if seq < self.head || seq >= tail {
+            return;
+        }
+        // Release: pairs with tap-rx's Acquire load in `confirm`. `seq` is held (between our
+        // head and ingress's tail), so ingress cannot reuse the slot before our head passes
+        // it, which needs `&mut self` again.
+        self.ring
+            .slot(seq)
+            .relaunch_digest
+            .store(digest, Ordering::Release);
     }
 
     /// The message `seq` while it is still held, with its confirmation bits: for failover,

@@ -133,6 +133,36 @@ fn every_confirm_outcome() {
 }
 
 #[test]
+fn a_relaunched_frame_confirms_and_its_digest_goes_with_the_slot() {
+    let (mut p, c, mut e) = HoldRing::<Box<u64>>::new(2).unwrap();
+    // Seq 1 launched normally; seq 2 accepted with no backup frame (digest 0).
+    assert_eq!(p.push(Box::new(1), digest_of(1), 0), Ok(1));
+    assert_eq!(p.push(Box::new(2), 0, 0), Ok(2));
+    let relaunch = |seq: u64| digest_of(seq) ^ 0x5a5a;
+    // Before a re-launch, only the first launch's digest confirms; 0 never does.
+    assert_eq!(c.confirm(0, 1, relaunch(1), 1), Confirm::DigestMismatch);
+    assert_eq!(c.confirm(0, 2, 0, 1), Confirm::DigestMismatch);
+    e.set_relaunch_digest(1, relaunch(1));
+    e.set_relaunch_digest(2, relaunch(2));
+    // Not held: ignored.
+    e.set_relaunch_digest(3, relaunch(3));
+    assert_eq!(c.confirm(0, 1, relaunch(1), 2), Confirm::Confirmed);
+    assert_eq!(
+        c.confirm(1, 1, digest_of(1), 2),
+        Confirm::Confirmed,
+        "the first launch too"
+    );
+    assert_eq!(c.confirm(0, 2, relaunch(2), 3), Confirm::Confirmed);
+    assert_eq!(c.confirm(1, 2, relaunch(1), 3), Confirm::DigestMismatch);
+    assert_eq!(e.release().unwrap().seq, 1);
+    // Seq 3 reuses seq 1's slot: the old re-launch digest is gone with it.
+    assert_eq!(p.push(Box::new(3), digest_of(3), 0), Ok(3));
+    assert_eq!(c.confirm(0, 3, relaunch(1), 4), Confirm::DigestMismatch);
+    assert_eq!(c.confirm(0, 1, relaunch(1), 4), Confirm::Stale);
+    assert_eq!(c.confirm(0, 3, digest_of(3), 4), Confirm::Confirmed);
+}
+
+#[test]
 #[should_panic(expected = "out of range")]
 fn link_out_of_range_panics() {
     let (_p, c, _e) = HoldRing::<u8>::new(2).unwrap();
