@@ -21,6 +21,7 @@ use crate::report::{Ending, Report};
 use crate::roles::egress::Egress;
 use crate::roles::ingress::{Ingress, LinkTx};
 use crate::roles::link_rx::{LinkRx, LinkRxLink};
+use crate::roles::relaunch::Relaunch;
 use crate::roles::tap_model::{ModelLink, TapModel};
 use crate::roles::tap_rx::{TapLink, TapRx};
 use crate::roles::{Role, BURST};
@@ -41,6 +42,8 @@ pub struct Appliance {
     local_journal: Option<LocalJournal>,
     /// This run's epoch, persisted, and the lock on the stream it holds.
     lease: EpochLease,
+    /// Fault injection for the tests: the watch loop panics at this time.
+    watch_panic_at: Option<Instant>,
 }
 
 /// The main lcore's side of the journal secondary mode.
@@ -122,6 +125,7 @@ impl Appliance {
         // Lives as long as the process: every role and the main lcore read it.
         let shared: &'static Shared =
             Box::leak(Box::new(Shared::new(crate::control::initial_active(cfg))));
+        crate::on_panic_quit(shared);
         let clock = Clock::new(eal);
 
         // Ports. The harness's ring ports are created first, so that the
@@ -185,6 +189,11 @@ impl Appliance {
                     fibre: start(fibre, port_cfg(1, 1))?,
                     tap_feed: start(tap_feed, port_cfg(1, 1))?,
                     mode: hl.tap,
+                    lose: hl.lose_tap_copies.clone(),
+                    cut_window_ns: hl.tap_cut_ms.map(|[from, to]| {
+                        (from.saturating_mul(1_000_000), to.saturating_mul(1_000_000))
+                    }),
+                    started_ns: 0,
                     sink,
                     tap_out: Burst::new(),
                     // Filled in once the link's MAC is known (below).
@@ -256,9 +265,20 @@ impl Appliance {
             }
             None => (None, None),
         };
-        let (resend_tx, resend_rx) =
-            SpscRing::new(eal, "taphold_resend", (2 * cfg.hold_ring.capacity).max(64))
-                .map_err(err)?;
+        // One ring per link for egress's re-launches: a re-send round hands
+        // over every held message at most once per link.
+        let mut resend_tx = Vec::new();
+        let mut resend_rx = Vec::new();
+        for (k, _) in cfg.backup_links.iter().enumerate() {
+            let (tx, rx) = SpscRing::new(
+                eal,
+                &format!("taphold_relaunch{k}"),
+                (2 * cfg.hold_ring.capacity).max(64),
+            )
+            .map_err(err)?;
+            resend_tx.push(tx);
+            resend_rx.push(rx);
+        }
 
         let key = cfg.digest_key.0;
         let link_mac = |i: usize| -> Result<EthernetAddress, String> {
@@ -269,7 +289,7 @@ impl Appliance {
             })
         };
         let mut links_tx = Vec::new();
-        let mut egress_links = Vec::new();
+        let mut relaunch_links = Vec::new();
         let mut taps = Vec::new();
         let mut link_rx = Vec::new();
         for (i, l) in cfg.backup_links.iter().enumerate() {
@@ -283,7 +303,10 @@ impl Appliance {
                 next_hb_ns: 0,
             };
             links_tx.push(tx());
-            egress_links.push(tx());
+            relaunch_links.push(crate::roles::relaunch::LinkAddr {
+                mac,
+                peer_mac: l.peer_mac.0,
+            });
             for m in model_links.iter_mut().filter(|m| m.link == i) {
                 m.appliance_mac = mac;
             }
@@ -312,6 +335,10 @@ impl Appliance {
             .check(cfg.backup_links.len())
             .map_err(|e| format!("release.policy: {e}"))?;
 
+        let content = match cfg.release.content {
+            ContentText::Full => ContentMode::Full,
+            ContentText::Digest => ContentMode::Digest,
+        };
         let mut ingress = Some(Role::Ingress(Ingress {
             primary: primary.clone(),
             addr: PrimaryAddr {
@@ -324,10 +351,7 @@ impl Appliance {
             hold: producer,
             pool: pool.clone(),
             key,
-            content: match cfg.release.content {
-                ContentText::Full => ContentMode::Full,
-                ContentText::Digest => ContentMode::Digest,
-            },
+            content,
             stream: cfg.stream_id,
             epoch,
             arp_out: arp_tx,
@@ -376,14 +400,23 @@ impl Appliance {
             confirm_tx: Burst::new(),
             last_overdue: 0,
             gate: cfg.release.gate,
-            content: match cfg.release.content {
-                ContentText::Full => ContentMode::Full,
-                ContentText::Digest => ContentMode::Digest,
-            },
-            links: egress_links,
-            resend_out: resend_tx,
-            resend_epoch: 0,
-            resend_next: u64::MAX,
+            relaunch: Relaunch::new(
+                relaunch_links,
+                resend_tx,
+                pool.clone(),
+                key,
+                cfg.stream_id,
+                epoch,
+                content,
+                cfg.release.gate,
+                match cfg.release.gate {
+                    crate::config::Gate::Tap => cfg.health.tap_timeout_us,
+                    crate::config::Gate::Ack => cfg.health.ack_timeout_us,
+                }
+                .saturating_mul(1000),
+                u8::try_from(cfg.health.tap_retransmits).unwrap_or(u8::MAX),
+                cfg.hold_ring.capacity as usize,
+            ),
             journal_out,
             journal_next: 0,
         }));
@@ -409,6 +442,19 @@ impl Appliance {
         }));
 
         let mut lcores: Vec<(u32, Vec<Role>)> = Vec::new();
+        // Fault injection for the tests (never set in production): a role
+        // that panics after N ms, on the first worker lcore.
+        if let Some(ms) = crate::failpoint("worker-panic-after-ms") {
+            if let Some(first) = cfg.lcores.first() {
+                lcores.push((
+                    first.lcore,
+                    vec![Role::Failpoint(crate::roles::Failpoint {
+                        clock,
+                        panic_at_ns: clock.now_ns().saturating_add(ms.saturating_mul(1_000_000)),
+                    })],
+                ));
+            }
+        }
         for l in &cfg.lcores {
             let mut roles = Vec::new();
             for r in &l.roles {
@@ -451,13 +497,15 @@ impl Appliance {
             cfg: cfg.clone(),
             local_journal,
             lease,
+            watch_panic_at: None,
         })
     }
 
     pub fn run(mut self, opts: &Opts, signalled: &AtomicBool) -> Result<i32, String> {
         let monitors = crate::report::Monitors::new(&self.cfg.latency_monitor, self.clock.now_ns());
         let mut report = Report::new(opts.out.as_deref(), self.clock, monitors).map_err(err)?;
-        let mut acked_seen = [0u64; crate::config::MAX_LINKS];
+        let mut console = crate::report::Console::default();
+        let mut panicked = false;
         let mut handles = Vec::new();
         for (lcore_id, roles) in std::mem::take(&mut self.lcores) {
             let names: Vec<String> = self
@@ -479,68 +527,19 @@ impl Appliance {
 
         let started_ns = self.clock.now_ns();
         let mut control = crate::control::ControlLoop::new(&self.cfg, started_ns);
-        let started = Instant::now();
-        let stats_every = Duration::from_millis(self.cfg.stats_interval_ms.max(1));
-        let mut next_stats = started + stats_every;
-        let mut last_progress = (0u64, Instant::now());
-        let why = loop {
-            // The control tick: finer than any health threshold we enforce.
-            std::thread::sleep(Duration::from_micros(100));
-            let now_ns = self.clock.now_ns();
-            control.tick(self.shared, now_ns);
-            // Ack round trips: each time a link's cumulative ack moves, the
-            // newest acked message's launch-to-ack time.
-            for (k, seen) in acked_seen
-                .iter_mut()
-                .enumerate()
-                .take(self.cfg.backup_links.len())
-            {
-                let l = &self.shared.control.links[k];
-                let acked = crate::links::get(&l.acked_seq);
-                if acked > *seen {
-                    *seen = acked;
-                    let launched = self.shared.control.launch_of(acked);
-                    let at = crate::links::get(&l.last_ack_ns);
-                    if launched != 0 && at >= launched {
-                        report.monitors.record_ack(at, at - launched);
-                    }
-                }
-            }
-            report.monitors.poll(now_ns);
-            if let Some(j) = &mut self.local_journal {
-                if let Err(e) = j.service(self.shared) {
-                    log::error!("ALERT local journal: {e}; failing closed");
-                    self.shared
-                        .control
-                        .mode
-                        .store(crate::links::Mode::Halt as u8, Ordering::Relaxed);
-                    self.local_journal = None;
-                }
-            }
-            report.drain_events(&mut self.events);
-            let now = Instant::now();
-            if signalled.load(Ordering::SeqCst) {
-                break "signal";
-            }
-            if let Some(ms) = opts.duration_ms {
-                if now.duration_since(started) >= Duration::from_millis(ms) {
-                    break "duration";
-                }
-            }
-            if let Some(ms) = opts.exit_when_idle_ms {
-                let p = progress(self.shared);
-                if p != last_progress.0 {
-                    last_progress = (p, now);
-                } else if now.duration_since(last_progress.1) >= Duration::from_millis(ms) {
-                    break "idle";
-                }
-            }
-            if now >= next_stats {
-                next_stats += stats_every;
-                println!(
-                    "{}",
-                    report.stats_line(self.shared, now.duration_since(started))
-                );
+        // The watch loop must not leave the workers running if it panics (a
+        // bug, or anything unforeseen): catch it, and go on to stop them and
+        // account for every held message as on any other ending. The panic
+        // hook (main.rs) has already told the workers to quit.
+        let watched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.watch(opts, signalled, &mut control, &mut report, &mut console)
+        }));
+        let why = match watched {
+            Ok(why) => why,
+            Err(_) => {
+                log::error!("the watch loop panicked; stopping the workers");
+                panicked = true;
+                "panic"
             }
         };
         log::info!("stopping ({why})");
@@ -551,9 +550,13 @@ impl Appliance {
         for h in handles {
             let id = h.lcore();
             match h.join() {
-                Ok(e) => {
-                    if e.is_some() {
-                        egress = e;
+                Ok(f) => {
+                    if let Some(msg) = f.panic {
+                        log::error!("lcore {id} panicked: {msg}");
+                        failed = true;
+                    }
+                    if f.egress.is_some() {
+                        egress = f.egress;
                     }
                 }
                 Err(msg) => {
@@ -609,8 +612,98 @@ impl Appliance {
                 },
             )
             .map_err(err)?;
-        println!("{summary}");
-        Ok(if failed { 1 } else { 0 })
+        console.line(&summary);
+        Ok(if failed || panicked || why == "panic" {
+            1
+        } else {
+            0
+        })
+    }
+
+    /// The main lcore's watch loop, until something ends the run: control
+    /// ticks, the local journal, events, the stats line. Returns why it ended.
+    fn watch(
+        &mut self,
+        opts: &Opts,
+        signalled: &AtomicBool,
+        control: &mut crate::control::ControlLoop,
+        report: &mut Report,
+        console: &mut crate::report::Console,
+    ) -> &'static str {
+        let mut acked_seen = [0u64; crate::config::MAX_LINKS];
+        let started = Instant::now();
+        self.watch_panic_at =
+            crate::failpoint("watch-panic-after-ms").map(|ms| started + Duration::from_millis(ms));
+        let stats_every = Duration::from_millis(self.cfg.stats_interval_ms.max(1));
+        let mut next_stats = started + stats_every;
+        let mut last_progress = (0u64, Instant::now());
+        loop {
+            // The control tick: finer than any health threshold we enforce.
+            std::thread::sleep(Duration::from_micros(100));
+            let now_ns = self.clock.now_ns();
+            control.tick(self.shared, now_ns);
+            // Ack round trips: each time a link's cumulative ack moves, the
+            // newest acked message's launch-to-ack time.
+            for (k, seen) in acked_seen
+                .iter_mut()
+                .enumerate()
+                .take(self.cfg.backup_links.len())
+            {
+                let l = &self.shared.control.links[k];
+                let acked = crate::links::get(&l.acked_seq);
+                if acked > *seen {
+                    *seen = acked;
+                    let launched = self.shared.control.launch_of(acked);
+                    let at = crate::links::get(&l.last_ack_ns);
+                    if launched != 0 && at >= launched {
+                        report.monitors.record_ack(at, at - launched);
+                    }
+                }
+            }
+            report.monitors.poll(now_ns);
+            if let Some(j) = &mut self.local_journal {
+                if let Err(e) = j.service(self.shared) {
+                    // Every mode change goes through the control loop, which
+                    // keeps the appliance halted from now on.
+                    control.journal_failed(self.shared, now_ns, format!("local journal: {e}"));
+                    self.local_journal = None;
+                }
+            }
+            report.drain_events(&mut self.events);
+            let now = Instant::now();
+            if signalled.load(Ordering::SeqCst) {
+                return "signal";
+            }
+            // Set by nobody but the panic hook while we run: a worker panicked.
+            if self.shared.quit.load(Ordering::SeqCst) {
+                return "panic";
+            }
+            if let Some(ms) = opts.duration_ms {
+                if now.duration_since(started) >= Duration::from_millis(ms) {
+                    return "duration";
+                }
+            }
+            if let Some(ms) = opts.exit_when_idle_ms {
+                let p = progress(self.shared);
+                if p != last_progress.0 {
+                    last_progress = (p, now);
+                } else if now.duration_since(last_progress.1) >= Duration::from_millis(ms) {
+                    return "idle";
+                }
+            }
+            if self.watch_panic_at.is_some_and(|t| now >= t) {
+                panic!("failpoint: watch loop panic (TAPHOLD_FAILPOINT)");
+            }
+            if now >= next_stats {
+                next_stats += stats_every;
+                console.line(&report.stats_line(
+                    self.shared,
+                    control,
+                    &self.ports[&self.cfg.primary.port],
+                    now.duration_since(started),
+                ));
+            }
+        }
     }
 }
 

@@ -89,6 +89,14 @@ pub struct HoldRingConfig {
     pub capacity: u32,
     /// A message still unconfirmed this long after launch is counted overdue.
     pub confirm_timeout_us: u64,
+    /// Backpressure (the ring full, frames left unread on P) lasting this
+    /// long raises an alert.
+    #[serde(default = "default_backpressure_alert_ms")]
+    pub backpressure_alert_ms: u64,
+}
+
+fn default_backpressure_alert_ms() -> u64 {
+    100
 }
 
 impl Default for HoldRingConfig {
@@ -96,6 +104,7 @@ impl Default for HoldRingConfig {
         HoldRingConfig {
             capacity: 4096,
             confirm_timeout_us: 500,
+            backpressure_alert_ms: default_backpressure_alert_ms(),
         }
     }
 }
@@ -210,6 +219,11 @@ pub struct HealthSection {
     /// false: no backup node answers (a tap-only replay); only the tap path
     /// is judged.
     pub require_peer: bool,
+    /// A held message whose tap copy (under `gate: ack`, whose ack) has not
+    /// come within the timeout is re-launched on that link, flagged
+    /// RETRANSMIT, at most this many times; after that the link is left to
+    /// its health check, which takes it down.
+    pub tap_retransmits: u32,
 }
 
 impl Default for HealthSection {
@@ -223,6 +237,7 @@ impl Default for HealthSection {
             up_after_us: 100_000,
             heartbeat_interval_us: 1_000,
             require_peer: true,
+            tap_retransmits: 3,
         }
     }
 }
@@ -373,6 +388,48 @@ pub struct HarnessLinkConfig {
     /// What the modelled node's acks claim (tests of the appliance's ack checks).
     #[serde(default)]
     pub node_acks: NodeAcks,
+    /// Seqs whose first tap copy the modelled tap loses (`5`, `"100-120"`);
+    /// their re-launches (flagged RETRANSMIT) pass.
+    #[serde(default)]
+    pub lose_tap_copies: Vec<SeqRange>,
+    /// `[from, to]`: the modelled tap shows nothing from `from` ms to `to` ms
+    /// after the model starts (a tap outage that recovers).
+    #[serde(default)]
+    pub tap_cut_ms: Option<[u64; 2]>,
+}
+
+/// A seq or an inclusive range of seqs: `5` or `"100-120"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqRange(pub u64, pub u64);
+
+impl SeqRange {
+    pub fn contains(&self, seq: u64) -> bool {
+        (self.0..=self.1).contains(&seq)
+    }
+}
+
+impl<'de> Deserialize<'de> for SeqRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(u64),
+            Text(String),
+        }
+        let bad = |s: &str| serde::de::Error::custom(format!("`{s}`: want a seq or FROM-TO"));
+        match Raw::deserialize(d)? {
+            Raw::One(n) => Ok(SeqRange(n, n)),
+            Raw::Text(s) => {
+                let (a, b) = s.split_once('-').unwrap_or((&s, &s));
+                let a: u64 = a.trim().parse().map_err(|_| bad(&s))?;
+                let b: u64 = b.trim().parse().map_err(|_| bad(&s))?;
+                if a > b {
+                    return Err(bad(&s));
+                }
+                Ok(SeqRange(a, b))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

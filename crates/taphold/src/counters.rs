@@ -78,9 +78,10 @@ pub struct IngressCounters {
     pub no_link: Counter,
     /// Polls that accepted nothing because the appliance is halted (fail closed).
     pub halted_polls: Counter,
-    /// Polls that accepted nothing while a failover re-send was under way.
+    /// Polls that accepted nothing while a re-send round was under way.
     pub failover_paused_polls: Counter,
-    /// Held messages re-launched on a link put in service by a failover.
+    /// Frames egress re-launched (re-send rounds and retransmits) that
+    /// ingress put on their links.
     pub resent: Counter,
     /// Accepted with no link in service (pass-through or journal mode): no backup frame.
     pub unlaunched: Counter,
@@ -238,6 +239,12 @@ pub struct EgressCounters {
     pub released_journaled: Counter,
     /// Messages whose rewrite for the destination failed (never expected).
     pub rewrite_failed: Counter,
+    /// Released messages from source port 0 (UDP's "no reply"): no
+    /// confirmation can reach the source, so none is sent.
+    pub confirm_skipped_no_port: Counter,
+    /// Released messages whose rule was the local journal though the mode
+    /// had changed since they were accepted (journal synced first).
+    pub released_journaled_after_mode_change: Counter,
 }
 
 impl Named for EgressCounters {
@@ -253,6 +260,43 @@ impl Named for EgressCounters {
         f("released_unprotected", self.released_unprotected.get());
         f("released_journaled", self.released_journaled.get());
         f("rewrite_failed", self.rewrite_failed.get());
+        f(
+            "confirm_skipped_no_port",
+            self.confirm_skipped_no_port.get(),
+        );
+        f(
+            "released_journaled_after_mode_change",
+            self.released_journaled_after_mode_change.get(),
+        );
+    }
+}
+
+/// What egress re-launched on one link. Written by egress only.
+#[derive(Default)]
+pub struct RelaunchCounters {
+    /// Held messages re-launched (flagged RETRANSMIT) because their tap copy
+    /// (or, under `gate: ack`, the node's ack) did not come within the timeout.
+    pub retransmits: Counter,
+    /// Messages still unconfirmed after every retransmit allowed: the link is
+    /// left to its health check, which takes it down.
+    pub exhausted: Counter,
+    /// Held messages re-launched by a re-send round when the link entered
+    /// service (failover target, or back from down).
+    pub round_resends: Counter,
+    /// Re-send rounds the link took part in.
+    pub rounds: Counter,
+    /// Re-launched frames that could not be built or handed over at once
+    /// (no mbuf, ring full): retried on a later poll.
+    pub deferred: Counter,
+}
+
+impl Named for RelaunchCounters {
+    fn each(&self, f: &mut dyn FnMut(&str, u64)) {
+        f("retransmits", self.retransmits.get());
+        f("exhausted", self.exhausted.get());
+        f("round_resends", self.round_resends.get());
+        f("rounds", self.rounds.get());
+        f("deferred", self.deferred.get());
     }
 }
 
@@ -297,6 +341,8 @@ pub struct TapModelCounters {
     pub tap_copies: Counter,
     pub tap_corrupted: Counter,
     pub tap_cut: Counter,
+    /// First tap copies the modelled tap lost on purpose (`lose_tap_copies`).
+    pub tap_lost: Counter,
     /// Frames the model could not pass on (its own ring full, or no mbuf).
     pub model_drops: Counter,
     pub sink_frames: Counter,
@@ -311,6 +357,7 @@ impl Named for TapModelCounters {
         f("tap_copies", self.tap_copies.get());
         f("tap_corrupted", self.tap_corrupted.get());
         f("tap_cut", self.tap_cut.get());
+        f("tap_lost", self.tap_lost.get());
         f("model_drops", self.model_drops.get());
         f("sink_frames", self.sink_frames.get());
         f("node_acks", self.node_acks.get());
@@ -325,6 +372,7 @@ pub struct Counters {
     pub ingress: Padded<IngressCounters>,
     pub tap: [Padded<TapCounters>; crate::config::MAX_LINKS],
     pub egress: Padded<EgressCounters>,
+    pub relaunch: [Padded<RelaunchCounters>; crate::config::MAX_LINKS],
     pub link_rx: [Padded<LinkRxCounters>; crate::config::MAX_LINKS],
     pub tap_model: Padded<TapModelCounters>,
 }

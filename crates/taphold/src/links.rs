@@ -5,8 +5,10 @@
 //! seq launched, tapped, acked; heartbeat times); the main lcore reads them
 //! every control tick, runs each link's health state machine, and writes the
 //! two words the hot roles read once per poll: the operating `mode` and the
-//! `active` mask of links in service. A failover is a handshake through
-//! `failover_epoch` / `resend_done_epoch` (see roles/egress.rs).
+//! `active` mask of links in service. A link entering service (a failover
+//! target, or a link back from down) is brought up to date by a re-send round,
+//! a handshake through `failover_epoch` / `resend_links` / `resend_done_epoch`
+//! (see roles/relaunch.rs).
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
@@ -46,6 +48,11 @@ pub struct LinkShared {
     /// Our last heartbeat's seq, and send times of the recent ones.
     pub hb_sent_seq: AtomicU64,
     pub hb_sent_ns: HbLog,
+    // egress
+    /// When the oldest held message this link has not confirmed was launched
+    /// on it (or the link entered service, if later); 0: none outstanding.
+    /// What the health check's tap deadline runs from.
+    pub unconfirmed_since_ns: AtomicU64,
     // tap-rx
     /// Highest message seq whose tap copy was verified on this link.
     pub tapped_seq: AtomicU64,
@@ -103,9 +110,10 @@ pub struct Control {
     pub mode: AtomicU8,
     /// Links launched on and counted by the release policy.
     pub active: AtomicU8,
-    /// Bumped by the main lcore to start a failover onto `failover_link`.
+    /// Bumped by the main lcore to start a re-send round onto `resend_links`.
     pub failover_epoch: AtomicU64,
-    pub failover_link: AtomicU8,
+    /// The links of the current re-send round (a mask): those entering service.
+    pub resend_links: AtomicU8,
     /// Set by ingress once it has paused for that epoch (its tail is frozen).
     pub ingress_paused_epoch: AtomicU64,
     /// Set by egress once every held unconfirmed message of that epoch has
@@ -115,6 +123,9 @@ pub struct Control {
     pub journaled_seq: AtomicU64,
     /// Highest seq egress has released (written by egress once per poll).
     pub released_seq: AtomicU64,
+    /// When ingress first found the hold ring full in the current spell of
+    /// backpressure; 0 while it is not (written by ingress).
+    pub ring_full_since_ns: AtomicU64,
 }
 
 impl Control {
@@ -125,11 +136,12 @@ impl Control {
             mode: AtomicU8::new(Mode::Protected as u8),
             active: AtomicU8::new(active),
             failover_epoch: AtomicU64::new(0),
-            failover_link: AtomicU8::new(0),
+            resend_links: AtomicU8::new(0),
             ingress_paused_epoch: AtomicU64::new(0),
             resend_done_epoch: AtomicU64::new(0),
             journaled_seq: AtomicU64::new(0),
             released_seq: AtomicU64::new(0),
+            ring_full_since_ns: AtomicU64::new(0),
         }
     }
 

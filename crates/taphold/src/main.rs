@@ -19,6 +19,7 @@ mod roles;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use taphold_runtime::args::Args;
 
@@ -42,6 +43,36 @@ impl Shared {
             quit: AtomicBool::new(false),
         }
     }
+}
+
+/// The shared state, once built: the panic hook tells the workers to quit
+/// through it.
+static SHARED: OnceLock<&'static Shared> = OnceLock::new();
+
+/// Publishes the shared state to the panic hook.
+pub fn on_panic_quit(shared: &'static Shared) {
+    let _ = SHARED.set(shared);
+}
+
+/// A panic anywhere (a worker, the watch loop) must not leave a worker
+/// polling: before the default report, tell every lcore to quit. The main
+/// lcore then stops, accounts for what is held and writes the summary.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(s) = SHARED.get() {
+            s.quit.store(true, Ordering::SeqCst);
+        }
+        default(info);
+    }));
+}
+
+/// Fault injection for the tests of the panic paths: `TAPHOLD_FAILPOINT=NAME=N`
+/// (`worker-panic-after-ms`, `watch-panic-after-ms`). Read at start-up only.
+pub fn failpoint(name: &str) -> Option<u64> {
+    let v = std::env::var("TAPHOLD_FAILPOINT").ok()?;
+    let (n, ms) = v.split_once('=')?;
+    (n == name).then(|| ms.parse().ok()).flatten()
 }
 
 /// Set by SIGINT/SIGTERM; async-signal-safe (a single atomic store).
@@ -84,6 +115,7 @@ impl Opts {
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    install_panic_hook();
     let code = match run() {
         Ok(code) => code,
         Err(e) => {

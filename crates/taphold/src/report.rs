@@ -105,6 +105,33 @@ impl Monitors {
     }
 }
 
+/// The console: stats lines and the summary on stdout. Once stdout is gone
+/// (a closed pipe, a full disk), nothing more is written there and one log
+/// line says so; never a panic, never a blocked shutdown. summary.json does
+/// not depend on it.
+pub struct Console {
+    open: bool,
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Console { open: true }
+    }
+}
+
+impl Console {
+    pub fn line(&mut self, text: &str) {
+        if !self.open {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
+            self.open = false;
+            log::warn!("stdout is gone: no more stats lines on it (summary.json is still written)");
+        }
+    }
+}
+
 pub struct Report {
     pub monitors: Monitors,
     out: Option<PathBuf>,
@@ -229,21 +256,52 @@ impl Report {
         }
     }
 
-    pub fn stats_line(&self, s: &Shared, elapsed: Duration) -> String {
+    pub fn stats_line(
+        &self,
+        s: &Shared,
+        control: &crate::control::ControlLoop,
+        primary: &Port,
+        elapsed: Duration,
+    ) -> String {
+        // What P's driver saw: frames the NIC dropped because we did not read
+        // them (backpressure) show as imissed.
+        let (p_rx, p_missed) = primary
+            .stats()
+            .map_or((0, 0), |st| (st.ipackets, st.imissed));
         let c = &s.counters;
         let accepted = c.ingress.accepted.get();
         let released = c.egress.released.get();
         let confirmed: u64 = c.tap.iter().map(|t| t.confirmed.get()).sum();
+        let retransmits: u64 = c.relaunch.iter().map(|r| r.retransmits.get()).sum();
+        let links: Vec<String> = control
+            .states()
+            .iter()
+            .enumerate()
+            .map(|(k, st)| {
+                let svc = if s.control.active() & (1 << k) != 0 {
+                    ""
+                } else {
+                    "(out)"
+                };
+                format!("b{k}:{}{svc}", st.as_str())
+            })
+            .collect();
         format!(
-            "t={:.1}s rx={} accepted={} released={} held={} confirmed={} dropped={} ring_full_polls={} tap_rtt_p50={}ns hold_p50={}ns hold_p99={}ns",
+            "t={:.1}s mode={} links=[{}] P.ipackets={} P.imissed={} rx={} accepted={} released={} held={} confirmed={} retransmits={} dropped={} ring_full_polls={} alerts={} tap_rtt_p50={}ns hold_p50={}ns hold_p99={}ns",
             elapsed.as_secs_f64(),
+            s.control.mode().as_str(),
+            links.join(" "),
+            p_rx,
+            p_missed,
             c.ingress.rx_frames.get(),
             accepted,
             released,
             accepted.saturating_sub(released),
             confirmed,
+            retransmits,
             c.ingress.dropped_total(),
             c.ingress.ring_full_polls.get(),
+            control.alerts.total,
             self.tap_rtt.value_at_quantile(0.5),
             self.hold.value_at_quantile(0.5),
             self.hold.value_at_quantile(0.99),
@@ -301,11 +359,13 @@ impl Report {
         };
         let mut taps = Map::new();
         let mut link_rx = Map::new();
+        let mut relaunch = Map::new();
         let mut health = Map::new();
         let states = control.states();
         for (i, l) in cfg.backup_links.iter().enumerate() {
             taps.insert(l.name.clone(), block(&*c.tap[i]));
             link_rx.insert(l.name.clone(), block(&*c.link_rx[i]));
+            relaunch.insert(l.name.clone(), block(&*c.relaunch[i]));
             let ls = &s.control.links[i];
             let transitions: Vec<Value> = control
                 .transitions
@@ -366,12 +426,21 @@ impl Report {
             "tap": taps,
             "egress": block(&*c.egress),
             "link_rx": link_rx,
+            "relaunch": relaunch,
             "tap_model": block(&*c.tap_model),
             "health": health,
             "mode": {
                 "final": s.control.mode().as_str(),
                 "changes": control.mode_changes,
                 "failovers": control.failovers,
+                "resend_rounds": control.resend_rounds,
+            },
+            "alerts": {
+                "total": control.alerts.total,
+                "by_kind": control.alerts.by_kind,
+                "kept": control.alerts.kept.iter().map(|(at, kind, detail)| json!({
+                    "at_ns": at, "kind": kind, "detail": detail,
+                })).collect::<Vec<_>>(),
             },
             "ports": port_stats,
             "latency_ns": { "hold": pct(&self.hold), "tap_rtt": pct(&self.tap_rtt) },

@@ -80,6 +80,20 @@ impl Run {
     }
 }
 
+/// The seqs of backup frames: first launches, and re-launches (RETRANSMIT).
+fn launches(frames: &[Vec<u8>]) -> (Vec<u64>, Vec<u64>) {
+    let (mut first, mut again) = (Vec::new(), Vec::new());
+    for f in frames {
+        let p = Packet::new_checked(&f[14..]).unwrap();
+        if p.flags().contains(taphold_wire::taphold::Flags::RETRANSMIT) {
+            again.push(p.seq());
+        } else {
+            first.push(p.seq());
+        }
+    }
+    (first, again)
+}
+
 fn backup_frames_only(frames: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     frames
         .into_iter()
@@ -351,8 +365,20 @@ fn with_the_tap_cut_nothing_is_released_and_every_message_is_accounted() {
     assert_eq!(s["health"]["b1"]["state"], "down", "{s:#}");
     assert_eq!(s["health"]["b1"]["transitions"][0]["failing"], "tap_silent");
     assert_eq!(s["mode"]["final"], "halt");
-    // The backup frames were still launched.
-    assert_eq!(r.backup_frames().len(), want.len());
+    // The backup frames were still launched, then re-launched (RETRANSMIT)
+    // at most `tap_retransmits` (3) times each until the link went down
+    // (here after 20 ms without a tap copy and 30 ms degraded).
+    let (first, again) = launches(&r.backup_frames());
+    assert_eq!(first, (1..=want.len() as u64).collect::<Vec<_>>());
+    let retransmits = n(&s, "relaunch.b1.retransmits");
+    assert_eq!(again.len() as u64, retransmits);
+    assert!(
+        retransmits >= want.len() as u64,
+        "each retransmitted once at least"
+    );
+    assert!(retransmits <= 3 * want.len() as u64, "{retransmits}");
+    assert_eq!(n(&s, "alerts.by_kind.link_down"), 1, "{:#}", s["alerts"]);
+    assert_eq!(n(&s, "alerts.by_kind.mode_halt"), 1, "{:#}", s["alerts"]);
     // Held messages are written out, originals untouched, in order.
     let held = r.pcap("held.pcap");
     assert_eq!(message_payloads(&held, &APPLIANCE), want);
@@ -375,8 +401,8 @@ fn corrupted_tap_copies_never_confirm_and_are_counted() {
     assert_eq!(n(&s, "messages.held_at_shutdown"), want);
     assert_eq!(
         n(&s, "tap.b1.corrupt"),
-        want,
-        "each corrupted copy is counted as corrupt"
+        want + n(&s, "relaunch.b1.retransmits"),
+        "each corrupted copy, of a launch or a re-launch, is counted as corrupt"
     );
     assert_eq!(n(&s, "tap.b1.confirmed"), 0);
     let _ = std::fs::remove_dir_all(&r.out);
@@ -657,9 +683,14 @@ fn failover_resends_held_messages_on_the_standby_link_in_order() {
     assert_eq!(s["health"]["b1"]["state"], "down");
     assert_eq!(s["health"]["b2"]["in_service"], true);
     assert_eq!(
-        n(&s, "ingress.resent"),
+        n(&s, "relaunch.b2.round_resends"),
         want.len() as u64,
         "every held message re-launched on b2"
+    );
+    assert_eq!(
+        n(&s, "ingress.resent"),
+        want.len() as u64 + n(&s, "relaunch.b1.retransmits"),
+        "ingress launched every re-launch"
     );
     assert_eq!(n(&s, "tap.b2.confirmed"), want.len() as u64);
     assert_eq!(n(&s, "tap.b1.confirmed"), 0);
@@ -1027,5 +1058,287 @@ fn acks_for_another_epoch_or_beyond_the_launch_never_count() {
             "{fault}: {s:#}"
         );
         let _ = std::fs::remove_dir_all(&r.out);
+    }
+}
+
+/// The harness link b1 with extra settings (`lose_tap_copies`, `tap_cut_ms`, ...).
+fn harness_b1(c: String, extra: &str) -> String {
+    c.replace(
+        "    backup_node: true ",
+        &format!("{extra}\n    backup_node: true "),
+    )
+}
+
+/// Seqs of the destination's datagrams (payload order) mapped back to the
+/// input's message index, for order checks: the payloads must be `want`.
+fn assert_released_exactly_once_in_order(r: &Run, want: &[Vec<u8>], what: &str) {
+    let got = released_in_order(r);
+    assert_eq!(got.len(), want.len(), "{what}: every message released once");
+    assert!(got == want, "{what}: released in order, payloads intact");
+}
+
+#[test]
+fn a_lost_tap_copy_is_retransmitted_and_nothing_waits_behind_it() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let want = message_payloads(&input("mixed.pcap"), &APPLIANCE);
+    // The first fault: the tap loses the copy of one message. Before,
+    // every later message stayed held until shutdown, silently.
+    let r = replay("lost1", "mixed.pcap", |c| {
+        harness_b1(c, "    lose_tap_copies: [7]")
+    });
+    let s = assert_clean(&r);
+    assert_released_exactly_once_in_order(&r, &want, "one copy lost");
+    assert_eq!(n(&s, "tap_model.tap_lost"), 1);
+    assert_eq!(n(&s, "relaunch.b1.retransmits"), 1, "{:#}", s["relaunch"]);
+    assert_eq!(n(&s, "relaunch.b1.exhausted"), 0);
+    let (first, again) = launches(&r.backup_frames());
+    assert_eq!(first.len(), want.len());
+    assert_eq!(again, [7], "seq 7 re-launched, flagged RETRANSMIT");
+    assert_eq!(n(&s, "tap.b1.confirmed"), want.len() as u64);
+    assert_eq!(n(&s, "messages.held_at_shutdown"), 0);
+    // Seen: the link was degraded while seq 7 waited, never down.
+    let t = &s["health"]["b1"]["transitions"];
+    assert_eq!(t[0]["to"], "degraded", "{t:#}");
+    assert_eq!(t[0]["failing"], "tap_silent", "{t:#}");
+    assert!(
+        t.as_array().unwrap().iter().all(|t| t["to"] != "down"),
+        "{t:#}"
+    );
+    assert_eq!(s["mode"]["final"], "protected");
+    // Messages behind seq 7 waited for it (order), then went at once.
+    let ev = r.events();
+    let release = |seq: usize| -> u64 { ev[seq - 1][6].parse().unwrap() };
+    assert!(release(8) >= release(7));
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn a_burst_of_lost_tap_copies_is_retransmitted_in_slices() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let want = message_payloads(&input("mixed.pcap"), &APPLIANCE);
+    let r = replay("lostburst", "mixed.pcap", |c| {
+        harness_b1(c, "    lose_tap_copies: [\"100-250\", 400]")
+    });
+    let s = assert_clean(&r);
+    assert_released_exactly_once_in_order(&r, &want, "a burst lost");
+    assert_eq!(n(&s, "tap_model.tap_lost"), 152);
+    assert_eq!(n(&s, "relaunch.b1.retransmits"), 152, "{:#}", s["relaunch"]);
+    let (_, again) = launches(&r.backup_frames());
+    let mut want_again: Vec<u64> = (100..=250).collect();
+    want_again.push(400);
+    let mut sorted = again.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, want_again);
+    assert_eq!(n(&s, "messages.held_at_shutdown"), 0);
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn a_tap_outage_that_recovers_never_stalls_under_any_secondary_mode() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let want = message_payloads(&input("mixed.pcap"), &APPLIANCE);
+    let jdir = std::env::temp_dir().join(format!("taphold-e2e-outage-j-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&jdir);
+    // The tap shows nothing for its first 150 ms, then recovers. The link goes
+    // down (tap_silent), the mode acts; when the tap is back, the link comes
+    // back up and a re-send round gives it every held message: nothing waits.
+    for mode in ["halt", "pass-through", "journal", "failover"] {
+        let r = replay(&format!("outage-{mode}"), "mixed.pcap", |c| {
+            let c = harness_b1(c, "    tap_cut_ms: [0, 150]");
+            let c = c.replace("secondary_mode: halt", &format!("secondary_mode: {mode}"));
+            match mode {
+                "journal" => format!("{c}local_journal:\n  dir: {}\n", jdir.display()),
+                "failover" => two_links(c, "any", "failover", "mirror", "mirror", true),
+                _ => c,
+            }
+        });
+        let s = assert_clean(&r);
+        assert_released_exactly_once_in_order(&r, &want, mode);
+        assert_eq!(n(&s, "messages.held_at_shutdown"), 0, "{mode}");
+        let t = &s["health"]["b1"]["transitions"];
+        let tos: Vec<&str> = t
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["to"].as_str().unwrap())
+            .collect();
+        assert_eq!(&tos[..2], ["degraded", "down"], "{mode}: {t:#}");
+        assert_eq!(t[1]["failing"], "tap_silent", "{mode}");
+        assert_eq!(
+            n(&s, "alerts.by_kind.link_down"),
+            1,
+            "{mode}: {:#}",
+            s["alerts"]
+        );
+        match mode {
+            "halt" => {
+                // Halted, then the link came back: released as protected.
+                assert_eq!(tos.last(), Some(&"up"), "{mode}: {t:#}");
+                assert_eq!(n(&s, "alerts.by_kind.mode_halt"), 1);
+                assert_eq!(s["mode"]["final"], "protected");
+                assert!(
+                    n(&s, "relaunch.b1.round_resends") > 0,
+                    "{:#}",
+                    s["relaunch"]
+                );
+                assert_eq!(n(&s, "egress.released_unprotected"), 0);
+            }
+            "pass-through" => {
+                assert_eq!(n(&s, "alerts.by_kind.mode_pass_through"), 1);
+                assert!(n(&s, "egress.released_unprotected") > 0);
+            }
+            "journal" => {
+                assert_eq!(n(&s, "alerts.by_kind.mode_journal"), 1);
+                assert!(n(&s, "egress.released_journaled") > 0);
+            }
+            _ => {
+                assert_eq!(n(&s, "mode.failovers"), 1);
+                assert!(n(&s, "relaunch.b2.round_resends") > 0);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&r.out);
+        let _ = std::fs::remove_dir_all(&jdir);
+    }
+}
+
+#[test]
+fn backpressure_lasting_past_its_alert_raises_it() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // A 16-slot ring, a tap that shows nothing, and a link that takes 10 s to
+    // be declared down: the ring stays full; the alert fires after 50 ms.
+    let r = replay("backpressure", "mixed.pcap", |c| {
+        c.replace(
+            "capacity: 4096",
+            "capacity: 16\n  backpressure_alert_ms: 50",
+        )
+        .replace("tap: mirror", "tap: cut")
+        .replace("down_after_us: 30000", "down_after_us: 10000000")
+    });
+    let s = assert_clean(&r);
+    assert_eq!(n(&s, "messages.accepted"), 16);
+    assert!(n(&s, "ingress.ring_full_polls") > 0);
+    assert_eq!(n(&s, "alerts.by_kind.backpressure"), 1, "{:#}", s["alerts"]);
+    let kept = s["alerts"]["kept"].as_array().unwrap();
+    assert!(
+        kept.iter()
+            .any(|a| a["kind"] == "backpressure"
+                && a["detail"].as_str().unwrap().contains("full for")),
+        "{kept:#?}"
+    );
+    // What was never read stays on P, and the port's counters are in the summary.
+    assert!(
+        s["ports"]["net_pcap0"]["ipackets"].as_u64().unwrap() < input("mixed.pcap").len() as u64
+    );
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn a_closed_stdout_neither_stops_the_run_nor_its_summary() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let root = repo();
+    let out = std::env::temp_dir().join(format!("taphold-e2e-stdout-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let config = out.join("config.yaml");
+    let text = std::fs::read_to_string(root.join("config/default.yaml")).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "state_dir: /tmp/taphold-state",
+            &shared_state(&out.join("state")),
+        )
+        .replace("stats_interval_ms: 1000", "stats_interval_ms: 10"),
+    )
+    .unwrap();
+    let mut child = Command::new(root.join("scripts/replay.sh"))
+        .arg(root.join("test-pcaps/orders.pcap"))
+        .arg(&out)
+        .env("TAPHOLD_BIN", env!("CARGO_BIN_EXE_taphold"))
+        .env("TAPHOLD_CONFIG", &config)
+        .env("TAPHOLD_IDLE_MS", "500")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Whoever read our stdout went away at once.
+    drop(child.stdout.take());
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "still running after 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("stdout is gone"), "{stderr}");
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["stopped_by"], "idle");
+    assert_eq!(s["messages"]["unaccounted"].as_i64(), Some(0));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_panic_stops_every_worker_and_every_held_message_is_still_accounted() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for failpoint in ["worker-panic-after-ms=300", "watch-panic-after-ms=300"] {
+        let root = repo();
+        let out = std::env::temp_dir().join(format!("taphold-e2e-panic-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).unwrap();
+        let config = out.join("config.yaml");
+        let text = std::fs::read_to_string(root.join("config/default.yaml")).unwrap();
+        // The tap cut: messages are held when the panic comes.
+        std::fs::write(
+            &config,
+            text.replace(
+                "state_dir: /tmp/taphold-state",
+                &shared_state(&out.join("state")),
+            )
+            .replace("tap: mirror", "tap: cut"),
+        )
+        .unwrap();
+        let o = Command::new(root.join("scripts/replay.sh"))
+            .arg(root.join("test-pcaps/mixed.pcap"))
+            .arg(&out)
+            .env("TAPHOLD_BIN", env!("CARGO_BIN_EXE_taphold"))
+            .env("TAPHOLD_CONFIG", &config)
+            .env("TAPHOLD_IDLE_MS", "20000")
+            .env("TAPHOLD_FAILPOINT", failpoint)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{failpoint}: the exit code says so\n{stderr}"
+        );
+        assert!(stderr.contains("failpoint"), "{stderr}");
+        let s: Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("summary.json"))
+                .unwrap_or_else(|e| panic!("{failpoint}: no summary: {e}\n{stderr}")),
+        )
+        .unwrap();
+        assert_eq!(s["stopped_by"], "panic", "{failpoint}");
+        let want = message_payloads(&input("mixed.pcap"), &APPLIANCE);
+        assert_eq!(
+            n(&s, "messages.held_at_shutdown"),
+            want.len() as u64,
+            "{failpoint}"
+        );
+        assert_eq!(
+            s["messages"]["unaccounted"].as_i64(),
+            Some(0),
+            "{failpoint}"
+        );
+        let held = pcap::read(&out.join("held.pcap")).unwrap();
+        assert_eq!(message_payloads(&held, &APPLIANCE), want, "{failpoint}");
+        let _ = std::fs::remove_dir_all(&out);
     }
 }

@@ -5,7 +5,9 @@
 //! Order is the hold ring's order, and a release the driver refused is
 //! retried before anything newer is released. A confirmation leaves only
 //! after the message it confirms is with the driver. Egress also owns P's
-//! transmit queues, so ingress's ARP replies come through it.
+//! transmit queues, so ingress's ARP replies come through it; and it alone
+//! looks at held messages in place, so it builds their re-launches
+//! (relaunch.rs) for ingress to transmit.
 
 use std::sync::Arc;
 
@@ -22,12 +24,13 @@ use taphold_wire::emit::{
 use taphold_wire::ethernet::MIN_FRAME_LEN;
 use taphold_wire::taphold::{ConfirmRepr, ContentMode, Flags};
 
-use super::ingress::{build_backup, LinkTx};
-use super::{HeldMessage, BURST};
+use super::relaunch::Relaunch;
+use super::{backup_frame, HeldMessage, BURST};
 use crate::config::{Framing, Gate};
 use crate::links::{self, Control, Mode};
 use crate::Shared;
 use std::sync::atomic::Ordering;
+use taphold_wire::ethernet::EthernetAddress;
 
 pub struct Egress {
     pub primary: Arc<Port>,
@@ -56,14 +59,8 @@ pub struct Egress {
     /// Last head seq counted overdue, so each message counts once.
     pub last_overdue: u64,
     pub gate: Gate,
-    pub content: ContentMode,
-    /// Addresses of every backup link, to rebuild backup frames on failover.
-    pub links: Vec<LinkTx>,
-    /// Rebuilt backup frames for ingress to re-launch.
-    pub resend_out: dpdk::ring::Producer<Mbuf>,
-    /// Failover walk: the epoch being served and the next seq to look at.
-    pub resend_epoch: u64,
-    pub resend_next: u64,
+    /// Re-launches: retransmits of overdue messages, re-send rounds.
+    pub relaunch: Relaunch,
     /// Journal secondary mode: backup frames of unconfirmed held messages go
     /// to the main lcore, which writes and syncs them; `journal_next` is the
     /// next seq to hand over.
@@ -100,13 +97,13 @@ impl Egress {
             work += 1;
         }
 
-        work += self.failover_walk();
-        if mode_is_journal(&self.shared.control) {
-            work += self.journal_handoff();
-        }
-
         let now = self.clock.now_ns();
         let ctl = &self.shared.control;
+        let counters = &self.shared.counters.relaunch[..];
+        work += self.relaunch.round(&mut self.hold, ctl, counters, now);
+        if mode_is_journal(ctl) {
+            work += self.journal_handoff();
+        }
         // `active` first, then the mode (both Acquire): the main lcore stores
         // a degraded mode before it shrinks `active`, and a shrunk `active`
         // before it returns to protected, so a policy over fewer links is
@@ -115,9 +112,27 @@ impl Egress {
         let mode = Mode::from_u8(ctl.mode.load(Ordering::Acquire));
         let mut released = 0;
         let mut last_released = 0;
+        // Acquire: pairs with the main lcore's Release store after its fsync.
+        let journaled = ctl.journaled_seq.load(Ordering::Acquire);
         // Halted: fail closed. The links in service no longer meet the policy,
         // so nothing is released until they do again.
         while released < BURST && mode != Mode::Halt {
+            // A message the local journal holds (synced) was released under
+            // that rule when it was accepted; it keeps it if the mode has
+            // changed since, rather than wait for a tap copy.
+            if mode != Mode::Journal && self.hold.head().is_some_and(|h| h.seq <= journaled) {
+                let Some(r) = self.hold.release() else { break };
+                self.shared
+                    .counters
+                    .egress
+                    .released_journaled_after_mode_change
+                    .inc();
+                last_released = r.seq;
+                if self.release(r, now, MessageStatus::ReleasedJournaled) {
+                    released += 1;
+                }
+                continue;
+            }
             let r = match (mode, self.gate) {
                 // Degraded beyond the policy, configured to keep flowing:
                 // release anyway, and say so on every such message.
@@ -126,9 +141,8 @@ impl Egress {
                 // release only what is synced to disk, in order.
                 (Mode::Journal, _) => {
                     let Some(h) = self.hold.head() else { break };
-                    // Acquire: pairs with the main lcore's Release store after its fsync.
-                    let journaled = h.seq <= ctl.journaled_seq.load(Ordering::Acquire);
-                    self.hold.release_if(|_| journaled)
+                    let synced = h.seq <= journaled;
+                    self.hold.release_if(|_| synced)
                 }
                 (_, Gate::Tap) => self
                     .hold
@@ -137,7 +151,7 @@ impl Egress {
                     // The strictest mode: only what the backup node has stored.
                     let Some(h) = self.hold.head() else { break };
                     let mut acked = 0u8;
-                    for k in 0..self.links.len() {
+                    for k in 0..self.relaunch.links.len() {
                         if links::get(&ctl.links[k].acked_seq) >= h.seq {
                             acked |= 1 << k;
                         }
@@ -171,6 +185,15 @@ impl Egress {
         if self.release_tx.is_empty() {
             self.primary.tx_burst(self.confirm_q, &mut self.confirm_tx);
         }
+
+        // Every held message has a next step: what waits too long for its
+        // confirmation on a link in service is re-launched there. In every
+        // mode: what the scan publishes is what the links' health (and so
+        // their way back into service) is judged on.
+        let active = ctl.active.load(Ordering::Acquire);
+        work += self
+            .relaunch
+            .retransmit_overdue(&mut self.hold, ctl, active, counters, now);
 
         // Deadline: the oldest held message still waiting past its timeout.
         if let Some(h) = self.hold.head() {
@@ -282,6 +305,11 @@ impl Egress {
             c.events_lost.inc();
         }
 
+        if source.port == 0 {
+            // UDP's "no reply expected": nowhere to confirm to.
+            c.confirm_skipped_no_port.inc();
+            return true;
+        }
         let repr = ConfirmRepr {
             flags: if protected {
                 Flags::EMPTY
@@ -321,68 +349,6 @@ impl Egress {
         true
     }
 
-    /// Failover: once ingress has paused for the new epoch (its tail frozen),
-    /// rebuild the backup frame of every held message the new link has not
-    /// confirmed — the same bytes, so the same digest — and hand them to
-    /// ingress in seq order; then tell it to resume.
-    fn failover_walk(&mut self) -> usize {
-        let ctl = &self.shared.control;
-        // Acquire: pairs with the main lcore's Release bump (failover_link first).
-        let epoch = ctl.failover_epoch.load(Ordering::Acquire);
-        if epoch == self.resend_epoch && self.resend_next == u64::MAX {
-            return 0;
-        }
-        if epoch != self.resend_epoch {
-            // Acquire: pairs with ingress's Release; after it, no new seq appears.
-            if ctl.ingress_paused_epoch.load(Ordering::Acquire) != epoch {
-                return 0;
-            }
-            self.resend_epoch = epoch;
-            self.resend_next = self.hold.head().map(|h| h.seq).unwrap_or(u64::MAX);
-        }
-        let target = ctl.failover_link.load(Ordering::Relaxed) as usize;
-        let bit = 1u8 << target;
-        let mut built = 0;
-        while self.resend_next != u64::MAX && built < BURST {
-            let seq = self.resend_next;
-            let Some((confirmed, held)) = self.hold.peek(seq) else {
-                // Past the newest held message (or released meanwhile): done.
-                if seq
-                    >= self
-                        .hold
-                        .head()
-                        .map(|h| h.seq + self.hold.held() as u64)
-                        .unwrap_or(0)
-                {
-                    self.resend_next = u64::MAX;
-                    break;
-                }
-                self.resend_next += 1;
-                continue;
-            };
-            if confirmed & bit == 0 {
-                let repr = held.backup_repr(seq, self.stream, self.epoch, self.content, &self.key);
-                let Some((frame, _digest)) =
-                    build_backup(&self.pool, &repr, &self.key, &self.links[target])
-                else {
-                    return built; // no mbuf now: retry this seq next poll
-                };
-                if let Err(frame) = self.resend_out.push(frame) {
-                    drop(frame);
-                    return built; // ingress has not caught up: retry next poll
-                }
-                built += 1;
-            }
-            self.resend_next += 1;
-        }
-        if self.resend_next == u64::MAX {
-            // Release: pairs with ingress's Acquire; every frame enqueued above
-            // is visible to it once it sees the epoch done.
-            ctl.resend_done_epoch.store(epoch, Ordering::Release);
-        }
-        built
-    }
-
     /// Journal mode: hand the backup frame of each held message, in seq
     /// order, to the main lcore for the local journal (a burst per poll).
     fn journal_handoff(&mut self) -> usize {
@@ -400,9 +366,17 @@ impl Egress {
                 continue;
             };
             // Always the full message: the local journal is the only copy we rely on.
-            let repr = held.backup_repr(seq, self.stream, self.epoch, ContentMode::Full, &self.key);
-            let Some((frame, _)) = build_backup(&self.pool, &repr, &self.key, &self.links[0])
-            else {
+            let repr = held.backup_repr(
+                Flags::EMPTY,
+                seq,
+                self.stream,
+                self.epoch,
+                ContentMode::Full,
+                &self.key,
+            );
+            // The journal keeps the PDU only: no Ethernet addresses matter.
+            let none = EthernetAddress([0; 6]);
+            let Some((frame, _)) = backup_frame(&self.pool, &repr, &self.key, none, none) else {
                 break; // no mbuf now: next poll
             };
             if let Err(frame) = out.push(frame) {

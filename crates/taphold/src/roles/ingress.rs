@@ -1,14 +1,17 @@
 //! ingress: P rx → classify → stamp (stream, seq) → build the backup frame →
 //! put the original in the hold ring → launch the backup frame on every
 //! backup link in service. Also launches our heartbeats on every link, and
-//! re-launches held messages on a link put in service by a failover.
+//! the re-launches egress builds (retransmits, re-send rounds: relaunch.rs)
+//! on the link each is for, before anything new.
 //!
 //! The slot is written before the backup frame is transmitted: on another
 //! lcore, tap-rx may see the tap copy the instant it leaves, and must find the
 //! message already held. Backpressure: ingress only takes from P as many
 //! frames as the hold ring has free slots, and takes none while a backup link
 //! still has frames it refused earlier (they go first, in order), while a
-//! failover re-send is under way, or while the appliance is halted.
+//! re-send round is under way, or while the appliance is halted. A hold ring
+//! that stays full is published (`ring_full_since_ns`) for the main lcore's
+//! backpressure alert: what is not read from P meanwhile is the port's.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,7 +24,7 @@ use taphold_wire::digest::DigestKey;
 use taphold_wire::ethernet::{self, EtherType, EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags, HeartbeatRepr, Packet};
 
-use super::{HeldMessage, BURST};
+use super::{backup_frame, HeldMessage, BURST};
 use crate::counters::IngressCounters;
 use crate::links::{self, Mode};
 use crate::Shared;
@@ -49,13 +52,13 @@ pub struct Ingress {
     /// This run's epoch: (stream, epoch, seq) names each message.
     pub epoch: u64,
     pub arp_out: dpdk::ring::Producer<Mbuf>,
-    /// Backup frames egress rebuilt for a failover, to launch before anything new.
-    pub resend_in: dpdk::ring::Consumer<Mbuf>,
+    /// Per link: the frames egress re-launches on it, to launch before anything new.
+    pub resend_in: Vec<dpdk::ring::Consumer<Mbuf>>,
     pub clock: Clock,
     pub shared: &'static Shared,
     pub rx: Burst<BURST>,
     pub hb_interval_ns: u64,
-    /// Failover round last seen, and whether we are paused for its re-send.
+    /// Re-send round last seen, and whether we are paused for it.
     pub failover_seen: u64,
     pub paused: bool,
     /// Seqs accepted in this poll, to stamp their launch time.
@@ -82,9 +85,7 @@ impl Ingress {
             // messages sees every one we will ever launch before resuming.
             ctl.ingress_paused_epoch.store(round, Ordering::Release);
         }
-        if self.paused {
-            work += self.take_resends();
-        }
+        work += self.take_resends();
 
         // Frames a link refused earlier leave before anything newer.
         let mut busy = false;
@@ -111,7 +112,13 @@ impl Ingress {
         let room = self.hold.free().min(BURST);
         if room == 0 {
             c.ring_full_polls.inc();
+            if links::get(&ctl.ring_full_since_ns) == 0 {
+                links::set(&ctl.ring_full_since_ns, now.max(1));
+            }
             return work;
+        }
+        if links::get(&ctl.ring_full_since_ns) != 0 {
+            links::set(&ctl.ring_full_since_ns, 0);
         }
         let n = self.primary.rx_burst_max(0, &mut self.rx, room);
         if n == 0 {
@@ -205,7 +212,8 @@ impl Ingress {
             payload_len: meta.payload_len,
             content,
         };
-        let Some((frame, digest)) = build_backup(&self.pool, &repr, &self.key, &self.links[first])
+        let l = &self.links[first];
+        let Some((frame, digest)) = backup_frame(&self.pool, &repr, &self.key, l.mac, l.peer_mac)
         else {
             c.no_mbuf.inc();
             return None;
@@ -358,60 +366,37 @@ impl Ingress {
         sent
     }
 
-    /// Moves egress's rebuilt backup frames to the failover link, and resumes
-    /// once egress says the walk is done and every one of them is queued.
+    /// Moves egress's re-launched frames onto their links, ahead of anything
+    /// new; while paused for a re-send round, resumes once egress says the
+    /// round is done and every frame of it is queued.
     fn take_resends(&mut self) -> usize {
         let ctl = &self.shared.control;
         let c = &self.shared.counters.ingress;
-        let target = ctl.failover_link.load(Ordering::Relaxed) as usize;
         // Acquire: pairs with egress's Release store after its last enqueue,
-        // so an empty ring below really means every re-send was taken.
+        // so empty rings below really mean every re-send was taken.
         let done = ctl.resend_done_epoch.load(Ordering::Acquire) == self.failover_seen;
-        let mut moved = 0;
-        let Some(l) = self.links.get_mut(target) else {
-            return 0;
-        };
         let now = self.clock.now_ns();
-        while l.pending.room() > 0 {
-            let Some(m) = self.resend_in.pop() else { break };
-            // Its launch on this link is now: the ack and tap deadlines count from here.
-            if let Ok(p) = Packet::new_checked(&m.data()[ethernet::HEADER_LEN..]) {
-                ctl.record_launch(p.seq(), now);
-                links::raise(&ctl.links[target].launched_seq, p.seq());
+        let mut moved = 0;
+        let mut left = 0;
+        for (k, (l, ring)) in self.links.iter_mut().zip(&mut self.resend_in).enumerate() {
+            while l.pending.room() > 0 {
+                let Some(m) = ring.pop() else { break };
+                // Its launch on this link is now: the ack and tap deadlines count from here.
+                if let Ok(p) = Packet::new_checked(&m.data()[ethernet::HEADER_LEN..]) {
+                    ctl.record_launch(p.seq(), now);
+                    links::raise(&ctl.links[k].launched_seq, p.seq());
+                }
+                let _ = l.pending.push(m);
+                moved += 1;
             }
-            let _ = l.pending.push(m);
-            moved += 1;
+            left += ring.count();
         }
         c.resent.add(moved as u64);
-        if done && self.resend_in.count() == 0 {
+        if self.paused && done && left == 0 {
             self.paused = false;
         }
         moved
     }
-}
-
-/// A backup frame for link `l`: Ethernet header, the PDU, padding. Returns
-/// the frame and the digest it carries.
-pub fn build_backup(
-    pool: &Mempool,
-    repr: &BackupRepr,
-    key: &DigestKey,
-    l: &LinkTx,
-) -> Option<(Mbuf, u64)> {
-    let pdu_len = repr.buffer_len();
-    let frame_len = (ethernet::HEADER_LEN + pdu_len).max(MIN_FRAME_LEN);
-    let mut m = pool.alloc()?;
-    let buf = m.append(u16::try_from(frame_len).ok()?)?;
-    // The frame is at least 70 bytes: a 14-byte header always fits.
-    let _ = ethernet::emit_header(buf, l.peer_mac, l.mac, EtherType::TAPHOLD);
-    let digest = repr
-        .emit(
-            &mut buf[ethernet::HEADER_LEN..ethernet::HEADER_LEN + pdu_len],
-            key,
-        )
-        .ok()?;
-    buf[ethernet::HEADER_LEN + pdu_len..].fill(0);
-    Some((m, digest))
 }
 
 /// Grows a frame to `len` bytes (at least the Ethernet minimum), zero padding.

@@ -18,11 +18,14 @@
 pub mod egress;
 pub mod ingress;
 pub mod link_rx;
+pub mod relaunch;
 pub mod tap_model;
 pub mod tap_rx;
 
+use dpdk::{Mbuf, Mempool};
 use taphold_wire::classify::MessageMeta;
 use taphold_wire::digest::DigestKey;
+use taphold_wire::ethernet::{self, EtherType, EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags};
 
 /// Frames taken from a port per poll, as in DPDK's examples.
@@ -40,11 +43,13 @@ pub struct HeldMessage {
 }
 
 impl HeldMessage {
-    /// The backup frame this message was launched with (message `seq` of
-    /// `stream` in `epoch`): the same bytes, hence the same digest, for a
-    /// re-launch on another link or for the local journal.
+    /// The backup frame of message `seq` of `stream` in `epoch`, with
+    /// `flags`: with none, the very bytes (and digest) it was launched with;
+    /// with RETRANSMIT, the bytes of every re-launch of it (the timestamp and
+    /// watermark are the first launch's, so all re-launches are alike).
     pub fn backup_repr<'a>(
         &'a self,
+        flags: Flags,
         seq: u64,
         stream: u32,
         epoch: u64,
@@ -54,7 +59,7 @@ impl HeldMessage {
         let payload =
             &self.mbuf.data()[self.meta.payload_off as usize..][..self.meta.payload_len as usize];
         BackupRepr {
-            flags: Flags::EMPTY,
+            flags,
             stream,
             epoch,
             seq,
@@ -68,6 +73,33 @@ impl HeldMessage {
     }
 }
 
+/// A backup frame from `src` to `dst`: Ethernet header, the PDU, zero padding
+/// to the Ethernet minimum. Returns the frame and the digest it carries, or
+/// None if the pool is empty (or the PDU cannot be built, never for a
+/// classified message). Every role that launches a backup frame builds it here.
+pub fn backup_frame(
+    pool: &Mempool,
+    repr: &BackupRepr,
+    key: &DigestKey,
+    src: EthernetAddress,
+    dst: EthernetAddress,
+) -> Option<(Mbuf, u64)> {
+    let pdu_len = repr.buffer_len();
+    let frame_len = (ethernet::HEADER_LEN + pdu_len).max(MIN_FRAME_LEN);
+    let mut m = pool.alloc()?;
+    let buf = m.append(u16::try_from(frame_len).ok()?)?;
+    // The frame is at least 60 bytes: a 14-byte header always fits.
+    let _ = ethernet::emit_header(buf, dst, src, EtherType::TAPHOLD);
+    let digest = repr
+        .emit(
+            &mut buf[ethernet::HEADER_LEN..ethernet::HEADER_LEN + pdu_len],
+            key,
+        )
+        .ok()?;
+    buf[ethernet::HEADER_LEN + pdu_len..].fill(0);
+    Some((m, digest))
+}
+
 /// One role, as the worker loop sees it. Built once per lcore and kept in a
 /// Vec there: inline (not boxed) so a role's state is one contiguous block.
 #[allow(clippy::large_enum_variant)]
@@ -77,6 +109,24 @@ pub enum Role {
     Egress(egress::Egress),
     LinkRx(link_rx::LinkRx),
     TapModel(tap_model::TapModel),
+    /// Fault injection for the tests of what a panic does (mapped only when
+    /// `TAPHOLD_FAILPOINT` asks): panics once its clock passes the deadline.
+    Failpoint(Failpoint),
+}
+
+/// A role that panics at a given time: the tests' stand-in for a bug.
+pub struct Failpoint {
+    pub clock: dpdk::Clock,
+    pub panic_at_ns: u64,
+}
+
+impl Failpoint {
+    fn poll(&mut self) -> usize {
+        if self.clock.now_ns() >= self.panic_at_ns {
+            panic!("failpoint: worker panic (TAPHOLD_FAILPOINT)");
+        }
+        0
+    }
 }
 
 impl Role {
@@ -89,6 +139,7 @@ impl Role {
             Role::Egress(r) => r.poll(),
             Role::LinkRx(r) => r.poll(),
             Role::TapModel(r) => r.poll(),
+            Role::Failpoint(r) => r.poll(),
         }
     }
 

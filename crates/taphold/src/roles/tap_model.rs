@@ -19,8 +19,9 @@ use taphold_wire::ethernet::{self, EtherType, EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::taphold::{AckRepr, HeartbeatRepr, MsgType, Packet};
 
 use super::BURST;
-use crate::config::{NodeAcks, TapMode};
+use crate::config::{NodeAcks, SeqRange, TapMode};
 use crate::Shared;
+use taphold_wire::taphold::Flags;
 
 /// Bursts taken from each fibre per poll.
 const MAX_BURSTS: usize = 4;
@@ -36,6 +37,12 @@ pub struct ModelLink {
     /// Injects the tap copies into Tk.
     pub tap_feed: Port,
     pub mode: TapMode,
+    /// Seqs whose first tap copy the tap loses (re-launches pass).
+    pub lose: Vec<SeqRange>,
+    /// The tap shows nothing from .0 to .1 ns after the model started.
+    pub cut_window_ns: Option<(u64, u64)>,
+    /// When the model first polled (the cut window's origin); 0 before.
+    pub started_ns: u64,
     /// Index into `TapModel::sinks`, if the far end is recorded.
     pub sink: Option<usize>,
     pub tap_out: Burst<BURST>,
@@ -79,6 +86,12 @@ impl TapModel {
         let mut work = 0;
         let now = self.clock.now_ns();
         for l in &mut self.links {
+            if l.started_ns == 0 {
+                l.started_ns = now;
+            }
+            let cut_now = l
+                .cut_window_ns
+                .is_some_and(|(from, to)| (from..to).contains(&now.saturating_sub(l.started_ns)));
             // A fibre does not queue: take everything that arrived, a few
             // bursts at most, so the modelled tap never lags the appliance.
             for _ in 0..MAX_BURSTS {
@@ -89,7 +102,13 @@ impl TapModel {
                 work += n;
                 c.fibre_frames.add(n as u64);
                 while let Some(m) = self.rx.pop() {
+                    let lost = !l.lose.is_empty() && first_copy_of(&m, &l.lose);
+                    if lost {
+                        c.tap_lost.inc();
+                    }
                     match l.mode {
+                        _ if cut_now => c.tap_cut.inc(),
+                        _ if lost => {}
                         TapMode::Cut => c.tap_cut.inc(),
                         TapMode::Mirror | TapMode::Corrupt => match m.copy(&self.pool) {
                             Some(mut copy) => {
@@ -248,6 +267,21 @@ impl ModelLink {
         }
         sent
     }
+}
+
+/// Whether `m` is the first launch (not a RETRANSMIT) of a backup frame whose
+/// seq is in `lose`.
+fn first_copy_of(m: &Mbuf, lose: &[SeqRange]) -> bool {
+    let Some(p) = m
+        .data()
+        .get(ethernet::HEADER_LEN..)
+        .and_then(|b| Packet::new_checked(b).ok())
+    else {
+        return false;
+    };
+    p.msg_type() == MsgType::Backup
+        && !p.flags().contains(Flags::RETRANSMIT)
+        && lose.iter().any(|r| r.contains(p.seq()))
 }
 
 /// A taphold frame from the modelled node: Ethernet header, PDU, padding.
