@@ -285,9 +285,18 @@ mod tests {
     #[test]
     fn missing_required_field_is_named() {
         let e = bad(|s| s.replace("  dir: /var/lib/taphold/journal\n", ""));
-        assert!(e.to_string().contains("dir"), "{e}");
+        assert_eq!(e.field, "journal.dir", "{e}");
+        assert_eq!(e.line, Some(line("journal:")), "{e}");
         let e = bad(|s| s.replace("stream: 1 ", "# stream: 1 "));
-        assert!(e.to_string().contains("stream"), "{e}");
+        assert_eq!(e.field, "stream", "{e}");
+        let e = bad(|s| {
+            s.replace(
+                "  segment_bytes: 67108864",
+                "  segment_bytes: 1\n  segment_bytes: 2",
+            )
+        });
+        assert_eq!(e.field, "journal.segment_bytes", "{e}");
+        assert_eq!(e.line, Some(line("segment_bytes:") + 1), "{e}");
     }
 
     #[test]

@@ -427,10 +427,11 @@ pub struct PolicyText(pub PolicySpec, pub String);
 
 impl<'de> Deserialize<'de> for PolicyText {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        PolicySpec::from_str(&s)
-            .map(|p| PolicyText(p, s.clone()))
-            .map_err(|e| serde::de::Error::custom(format!("`{s}`: {e} (want any, all or k-of-n)")))
+        yaml::from_str_with(d, "any, all or k-of-n", |s| {
+            PolicySpec::from_str(s)
+                .map(|p| PolicyText(p, s.to_string()))
+                .map_err(|e| format!("`{s}`: {e}"))
+        })
     }
 }
 
@@ -772,10 +773,51 @@ mod tests {
         assert_eq!(ok.secondary_mode, SecondaryMode::Journal);
     }
 
+    /// The 1-based line of the first line of GOOD containing `needle`.
+    fn line(needle: &str) -> usize {
+        GOOD.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
     #[test]
-    fn missing_required_field_is_named() {
+    fn missing_required_field_is_named_at_its_mapping() {
         let e = bad(|s| s.replace("  udp_port: 9100\n", ""));
-        assert!(e.to_string().contains("udp_port"), "{e}");
+        assert_eq!(e.field, "destination.udp_port", "{e}");
+        assert_eq!(e.line, Some(line("destination:")), "{e}");
+        assert!(e.message.contains("missing field"), "{e}");
+        let e = bad(|s| s.replace("  udp_port: 9000\n", ""));
+        assert_eq!(e.field, "primary.udp_port", "{e}");
+        assert_eq!(e.line, Some(line("primary:")), "{e}");
+        let e = bad(|s| s.replace("    peer_mac: 02:00:00:00:0c:01\n", ""));
+        assert_eq!(e.field, "backup_links.0.peer_mac", "{e}");
+        assert_eq!(e.line, Some(line("- name: b1")), "{e}");
+        let e = bad(|s| s.replace("  capacity: 4096\n", ""));
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("hold_ring.capacity", Some(line("hold_ring:"))),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn duplicate_and_unknown_fields_are_named_with_their_line() {
+        let e = bad(|s| s.replace("  udp_port: 9000\n", "  udp_port: 9000\n  udp_port: 9001\n"));
+        assert_eq!(e.field, "primary.udp_port", "{e}");
+        assert_eq!(e.line, Some(line("udp_port: 9000") + 1), "{e}");
+        let e = bad(|s| {
+            s.replace(
+                "    sink: net_pcap1\n",
+                "    sink: net_pcap1\n    tap: cut\n",
+            )
+        });
+        assert_eq!(e.field, "harness.links.0.tap", "{e}");
+        assert_eq!(e.line, Some(line("sink: net_pcap1") + 1), "{e}");
+        let e = bad(|s| s.replace("  udp_port: 9000\n", "  udp_port: 9000\n  udp_prot: 9001\n"));
+        assert_eq!(e.field, "primary", "{e}");
+        assert_eq!(e.line, Some(line("udp_port: 9000") + 1), "{e}");
+        // A bad MAC in a later mapping is found there, not in an earlier one.
+        let e = bad(|s| s.replace("peer_mac: 02:00:00:00:0c:01", "peer_mac: 02:00:00:00:00:1"));
+        assert_eq!(e.field, "backup_links.0.peer_mac", "{e}");
+        assert_eq!(e.line, Some(line("peer_mac:")), "{e}");
     }
 
     #[test]
