@@ -306,10 +306,7 @@ impl Appliance {
             port: cfg.primary.udp_port,
         };
         let policy = cfg
-            .release
-            .policy
-            .0
-            .check(cfg.backup_links.len())
+            .release_check()
             .map_err(|e| format!("release.policy: {e}"))?;
 
         let mut ingress = Some(Role::Ingress(Ingress {

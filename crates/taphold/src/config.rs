@@ -12,10 +12,12 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::Deserialize;
-use taphold_core::policy::{PolicySpec, ReleasePolicy};
+use taphold_core::hold_ring;
+use taphold_core::policy::{PolicyCheck, PolicyError, PolicySpec, ReleasePolicy};
 pub use taphold_runtime::idle::IdlePolicy;
 use taphold_runtime::yaml;
 pub use taphold_runtime::yaml::{ConfigError, Hex128, Mac};
+use taphold_wire::{delivery, taphold};
 
 /// Most backup links a hold-ring slot has confirmation bits for.
 pub const MAX_LINKS: usize = 4;
@@ -461,12 +463,37 @@ impl Config {
     }
 }
 
+/// Builds errors located in one config text.
+struct At<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl At<'_> {
+    fn err(&self, path: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(self.file, self.text, path, message)
+    }
+}
+
 impl yaml::Validate for Config {
     fn validate(&self, file: &str, text: &str) -> Result<(), ConfigError> {
-        let err = |path: &str, message: String| ConfigError::at(file, text, path, message);
+        let at = At { file, text };
+        self.check_links(&at)?;
+        self.check_release(&at)?;
+        self.check_sizes(&at)?;
+        self.check_times(&at)?;
+        self.check_lcores(&at)?;
+        self.check_harness(&at)
+    }
+}
+
+impl Config {
+    /// Backup links: how many, their names, and that a tap is not its
+    /// link's port.
+    fn check_links(&self, at: &At) -> Result<(), ConfigError> {
         let n = self.backup_links.len();
         if n == 0 || n > MAX_LINKS {
-            return Err(err(
+            return Err(at.err(
                 "backup_links",
                 format!("need 1 to {MAX_LINKS} backup links, found {n}"),
             ));
@@ -474,78 +501,137 @@ impl yaml::Validate for Config {
         let mut names = BTreeSet::new();
         for (i, l) in self.backup_links.iter().enumerate() {
             if !names.insert(l.name.as_str()) {
-                return Err(err(
+                return Err(at.err(
                     &format!("backup_links.{i}.name"),
                     format!("duplicate link name `{}`", l.name),
                 ));
             }
             if l.port == l.tap {
-                return Err(err(
+                return Err(at.err(
                     &format!("backup_links.{i}.tap"),
-                    "the tap must be a different device from the link port".into(),
+                    "the tap must be a different device from the link port",
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The release policy against the links in service, and the secondary
+    /// mode against the links it can use.
+    fn check_release(&self, at: &At) -> Result<(), ConfigError> {
+        let n = self.backup_links.len();
+        let active = self.backup_links.iter().filter(|l| !l.standby).count();
+        let standby = n - active;
+        if active == 0 {
+            return Err(at.err(
+                "backup_links",
+                "every backup link is a standby: at least one must be in service",
+            ));
+        }
+        let PolicyText(spec, text) = &self.release.policy;
+        // The policy counts the links in service; a standby joins only by a
+        // failover, as a replacement (control.rs, `satisfiable`). So the n of
+        // k-of-n is the number of links in service.
+        if let (ReleasePolicy::AtLeast(k), Some(of)) = (spec.policy, spec.of) {
+            if usize::from(of) != active {
+                let hint = if usize::from(k) <= active {
+                    format!("write `{k}-of-{active}`")
+                } else {
+                    format!("it needs {k} links in service")
+                };
+                let msg = if standby > 0 {
+                    format!(
+                        "`{text}`: n counts the backup links in service, {active} of the {n} here ({standby} standby, which join only by failover); {hint}"
+                    )
+                } else {
+                    format!("`{text}` names {of} backup links, but {n} are configured; {hint}")
+                };
+                return Err(at.err("release.policy", msg));
+            }
+        }
+        spec.validate(active).map_err(|e| {
+            at.err(
+                "release.policy",
+                format!("`{text}` with {active} link(s) in service: {e}"),
+            )
+        })?;
+        match self.secondary_mode {
+            SecondaryMode::Failover if standby == 0 => {
+                return Err(at.err(
+                    "secondary_mode",
+                    "failover puts a standby link in service, and no backup link is `standby: true`: without one it can only halt; add a standby link, or write `halt`",
+                ));
+            }
+            SecondaryMode::Journal if self.local_journal.is_none() => {
+                return Err(at.err(
+                    "secondary_mode",
+                    "journal needs a `local_journal: {dir: ...}` section",
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Every size that DPDK or our rings would refuse after EAL.
+    fn check_sizes(&self, at: &At) -> Result<(), ConfigError> {
+        let n = self.backup_links.len() as u32;
         let cap = self.hold_ring.capacity;
-        if !cap.is_power_of_two() || !(2..=1 << 24).contains(&cap) {
-            return Err(err(
+        let max = hold_ring::MAX_CAPACITY as u32;
+        if !cap.is_power_of_two() || !(2..=max).contains(&cap) {
+            return Err(at.err(
                 "hold_ring.capacity",
-                format!("{cap} must be a power of two between 2 and 2^24"),
+                format!("{cap} must be a power of two between 2 and {max} (2^24)"),
             ));
         }
-        let needed = cap * (1 + n as u32) + 2048;
-        if self.mempool.mbufs < needed {
-            return Err(err(
+        let m = &self.mempool;
+        let needed = cap * (1 + n) + 2048;
+        if m.mbufs < needed {
+            return Err(at.err(
                 "mempool.mbufs",
-                format!("{} is too few: a full hold ring ({cap}) with a backup frame per link in flight, plus rx descriptors, needs at least {needed}", self.mempool.mbufs),
+                format!("{} is too few: a full hold ring ({cap}) with a backup frame per link in flight, plus rx descriptors, needs at least {needed}", m.mbufs),
             ));
         }
-        if self.mempool.data_room < 2176 {
-            return Err(err(
+        if m.data_room < 2176 {
+            return Err(at.err(
                 "mempool.data_room",
-                format!(
-                    "{} is below DPDK's 2176-byte default",
-                    self.mempool.data_room
-                ),
+                format!("{} is below DPDK's 2176-byte default", m.data_room),
             ));
+        }
+        let p = &self.primary;
+        if p.max_payload == 0 {
+            return Err(at.err("primary.max_payload", "must be at least 1"));
         }
         // The largest frame in an mbuf: Ethernet, IPv4 with options, UDP, the
         // delivery header (prepended into the headroom) and the payload; or the
         // backup frame of that payload.
-        let max_frame = 14
-            + 60
-            + 8
-            + taphold_wire::delivery::HEADER_LEN
-            + self.primary.max_payload as usize
-            + taphold_wire::taphold::HEADER_LEN
-            + 8;
-        if max_frame + 128 > self.mempool.data_room as usize {
-            return Err(err(
+        let max_frame =
+            14 + 60 + 8 + delivery::HEADER_LEN + p.max_payload as usize + taphold::HEADER_LEN + 8;
+        if max_frame + 128 > m.data_room as usize {
+            return Err(at.err(
                 "mempool.data_room",
                 format!(
                     "{} cannot hold a {}-byte message with its headers and headroom (needs {})",
-                    self.mempool.data_room,
-                    self.primary.max_payload,
+                    m.data_room,
+                    p.max_payload,
                     max_frame + 128
                 ),
             ));
         }
-        let active = self.backup_links.iter().filter(|l| !l.standby).count();
-        if active == 0 {
-            return Err(err(
-                "backup_links",
-                "every backup link is a standby: at least one must be in service".into(),
+        if !(1..=2).contains(&p.tx_queues) {
+            return Err(at.err("primary.tx_queues", "must be 1 or 2"));
+        }
+        if !self.events.ring.is_power_of_two() {
+            return Err(at.err(
+                "events.ring",
+                format!("{} must be a power of two", self.events.ring),
             ));
         }
-        self.release.policy.0.validate(active).map_err(|e| {
-            err(
-                "release.policy",
-                format!(
-                    "`{}` with {active} link(s) in service: {e}",
-                    self.release.policy.1
-                ),
-            )
-        })?;
+        Ok(())
+    }
+
+    /// Health thresholds that must be positive, and the latency monitor.
+    fn check_times(&self, at: &At) -> Result<(), ConfigError> {
         let h = &self.health;
         for (name, v) in [
             ("health.ack_timeout_us", h.ack_timeout_us),
@@ -557,37 +643,34 @@ impl yaml::Validate for Config {
             ("health.heartbeat_interval_us", h.heartbeat_interval_us),
         ] {
             if v == 0 {
-                return Err(err(name, "must be greater than 0".into()));
+                return Err(at.err(name, "must be greater than 0"));
             }
         }
-        if self.secondary_mode == SecondaryMode::Journal && self.local_journal.is_none() {
-            return Err(err(
-                "secondary_mode",
-                "journal needs a `local_journal: {dir: ...}` section".into(),
-            ));
-        }
+        use taphold_core::latency::MonitorConfigError as M;
         self.latency_monitor
             .monitor_config()
             .validate()
-            .map_err(|e| err("latency_monitor", e.to_string()))?;
-        if !(1..=2).contains(&self.primary.tx_queues) {
-            return Err(err("primary.tx_queues", "must be 1 or 2".into()));
-        }
-        if self.primary.max_payload == 0 {
-            return Err(err("primary.max_payload", "must be at least 1".into()));
-        }
-        if !self.events.ring.is_power_of_two() {
-            return Err(err(
-                "events.ring",
-                format!("{} must be a power of two", self.events.ring),
-            ));
-        }
-        // Every hot role runs exactly once, on a worker lcore.
+            .map_err(|e| {
+                let field = match e {
+                    M::ZeroWindow => "window_ms",
+                    M::Quantile(_) => "quantile",
+                    M::Factor(_) => "factor",
+                    M::BaselineWindows(_) => "baseline_windows",
+                    M::ZeroMinSamples => "min_samples",
+                };
+                at.err(&format!("latency_monitor.{field}"), e.to_string())
+            })?;
+        Ok(())
+    }
+
+    /// Every hot role runs exactly once, each lcore is one entry with
+    /// something to do, and the roles the config relies on are mapped.
+    fn check_lcores(&self, at: &At) -> Result<(), ConfigError> {
         let mut seen = BTreeSet::new();
         for (i, l) in self.lcores.iter().enumerate() {
             for r in &l.roles {
                 if !seen.insert(*r) {
-                    return Err(err(
+                    return Err(at.err(
                         &format!("lcores.{i}.roles"),
                         format!("role {r} is mapped more than once"),
                     ));
@@ -596,44 +679,57 @@ impl yaml::Validate for Config {
         }
         for r in [RoleName::Ingress, RoleName::TapRx, RoleName::Egress] {
             if !seen.contains(&r) {
-                return Err(err(
-                    "lcores",
-                    format!("role {r} is not mapped to any lcore"),
-                ));
+                return Err(at.err("lcores", format!("role {r} is not mapped to any lcore")));
             }
         }
-        match &self.harness {
-            Some(h) => {
-                if !seen.contains(&RoleName::TapModel) {
-                    return Err(err(
-                        "lcores",
-                        "a harness is configured but role tap-model is not mapped".into(),
-                    ));
-                }
-                for (i, hl) in h.links.iter().enumerate() {
-                    if !names.contains(hl.link.as_str()) {
-                        return Err(err(
-                            &format!("harness.links.{i}.link"),
-                            format!("no backup link named `{}`", hl.link),
-                        ));
-                    }
-                }
-                if !h.ring_size.is_power_of_two() {
-                    return Err(err(
-                        "harness.ring_size",
-                        format!("{} must be a power of two", h.ring_size),
-                    ));
-                }
+        // link-rx reads the backup node's acks and heartbeats; without it
+        // every link would be judged silent, and gate: ack release nothing.
+        if !seen.contains(&RoleName::LinkRx) {
+            let why = if self.release.gate == Gate::Ack {
+                Some("release.gate: ack releases on the backup node's acks, which link-rx reads: map link-rx (it may share an lcore)")
+            } else if self.health.require_peer {
+                Some("health.require_peer judges each link on the backup node's acks and heartbeats, which link-rx reads: map link-rx (it may share an lcore), or set require_peer: false for a tap-only setup")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(at.err("lcores", format!("role link-rx is not mapped, but {why}")));
             }
-            None if seen.contains(&RoleName::TapModel) => {
-                return Err(err(
-                    "lcores",
-                    "role tap-model needs a `harness` section".into(),
-                ));
+        }
+        match (&self.harness, seen.contains(&RoleName::TapModel)) {
+            (Some(_), false) => Err(at.err(
+                "lcores",
+                "a harness is configured but role tap-model is not mapped",
+            )),
+            (None, true) => Err(at.err("lcores", "role tap-model needs a `harness` section")),
+            _ => Ok(()),
+        }
+    }
+
+    /// The replay harness: each modelled link once, rings DPDK can create.
+    fn check_harness(&self, at: &At) -> Result<(), ConfigError> {
+        let Some(h) = &self.harness else {
+            return Ok(());
+        };
+        for (i, hl) in h.links.iter().enumerate() {
+            let path = format!("harness.links.{i}.link");
+            if !self.backup_links.iter().any(|l| l.name == hl.link) {
+                return Err(at.err(&path, format!("no backup link named `{}`", hl.link)));
             }
-            None => {}
+        }
+        if !h.ring_size.is_power_of_two() {
+            return Err(at.err(
+                "harness.ring_size",
+                format!("{} must be a power of two", h.ring_size),
+            ));
         }
         Ok(())
+    }
+
+    /// The release check over every configured link; egress narrows it to
+    /// the links in service. Validation has checked the policy against those.
+    pub fn release_check(&self) -> Result<PolicyCheck, PolicyError> {
+        PolicyCheck::new(self.release.policy.0.policy, self.backup_links.len())
     }
 }
 
@@ -752,7 +848,7 @@ mod tests {
         assert!(e.message.contains("local_journal"), "{e}");
         assert!(e.line.is_some());
         let e = bad(|s| format!("{s}latency_monitor:\n  factor: 0.5\n"));
-        assert_eq!(e.field, "latency_monitor", "{e}");
+        assert_eq!(e.field, "latency_monitor.factor", "{e}");
         let e = bad(|s| s.replace("secondary_mode: halt", "secondary_mode: pray"));
         assert!(e.to_string().contains("secondary_mode"), "{e}");
         let e = bad(|s| {
@@ -818,6 +914,140 @@ mod tests {
         let e = bad(|s| s.replace("peer_mac: 02:00:00:00:0c:01", "peer_mac: 02:00:00:00:00:1"));
         assert_eq!(e.field, "backup_links.0.peer_mac", "{e}");
         assert_eq!(e.line, Some(line("peer_mac:")), "{e}");
+    }
+
+    /// Edits GOOD with `(from, to)` pairs (each must match), expects an error
+    /// on `field` at the line of the first edited line containing `at`, and
+    /// returns the error for its message.
+    fn refused(edits: &[(&str, &str)], field: &str, at: &str) -> ConfigError {
+        refused_nth(edits, field, at, 1)
+    }
+
+    /// As `refused`, at the `nth` (1-based) line containing `at`.
+    fn refused_nth(edits: &[(&str, &str)], field: &str, at: &str, nth: usize) -> ConfigError {
+        let mut text = GOOD.to_string();
+        for (from, to) in edits {
+            assert!(text.contains(from), "no `{from}` to edit");
+            text = text.replacen(from, to, 1);
+        }
+        let e = match Config::parse("t.yaml", &text) {
+            Err(e) => e,
+            Ok(_) => panic!("accepted: {edits:?}"),
+        };
+        let want = line_in(&text, at, nth);
+        assert_eq!((e.field.as_str(), e.line), (field, want), "{e}");
+        e
+    }
+
+    fn accepted(edits: &[(&str, &str)]) -> Config {
+        let mut text = GOOD.to_string();
+        for (from, to) in edits {
+            assert!(text.contains(from), "no `{from}` to edit");
+            text = text.replacen(from, to, 1);
+        }
+        Config::parse("t.yaml", &text).unwrap_or_else(|e| panic!("{edits:?}: {e}"))
+    }
+
+    const B1_PEER: &str = "    peer_mac: 02:00:00:00:0c:01\n";
+
+    /// A second backup link b2, a standby or not.
+    fn b2(standby: bool) -> (&'static str, String) {
+        (
+            B1_PEER,
+            format!("{B1_PEER}  - name: b2\n    port: b2\n    tap: t2\n    mac: 02:00:00:00:0b:02\n    peer_mac: 02:00:00:00:0c:02\n    standby: {standby}\n"),
+        )
+    }
+
+    #[test]
+    fn the_shipped_configs_are_valid() {
+        Config::parse("default.yaml", GOOD).unwrap();
+        let lab = Config::parse("lab.yaml", include_str!("../../../config/lab.yaml")).unwrap();
+        assert_eq!(lab.backup_links.len(), 2);
+    }
+
+    #[test]
+    fn k_of_n_counts_the_links_in_service() {
+        // b1 in service, b2 standby: n is 1.
+        let (from, to) = b2(true);
+        let failover = ("secondary_mode: halt", "secondary_mode: failover");
+        let c = accepted(&[(from, &to), failover, ("policy: any", "policy: 1-of-1")]);
+        let check = c.release_check().unwrap();
+        assert_eq!(
+            check.links(),
+            0b11,
+            "egress narrows it to the links in service"
+        );
+        let e = refused(
+            &[(from, &to), failover, ("policy: any", "policy: 1-of-2")],
+            "release.policy",
+            "policy: 1-of-2",
+        );
+        assert!(
+            e.message.contains("1 standby") && e.message.contains("`1-of-1`"),
+            "{e}"
+        );
+        let e = refused(
+            &[(from, &to), failover, ("policy: any", "policy: 2-of-2")],
+            "release.policy",
+            "policy: 2-of-2",
+        );
+        assert!(e.message.contains("needs 2 links in service"), "{e}");
+        // Both in service: 2-of-2 is fine, 1-of-1 names the wrong n.
+        let (from, to) = b2(false);
+        accepted(&[(from, &to), ("policy: any", "policy: 2-of-2")]);
+        let e = refused(
+            &[(from, &to), ("policy: any", "policy: 1-of-1")],
+            "release.policy",
+            "policy: 1-of-1",
+        );
+        assert!(e.message.contains("`1-of-2`"), "{e}");
+    }
+
+    #[test]
+    fn failover_needs_a_standby_and_link_rx_is_mapped_when_needed() {
+        let e = refused(
+            &[("secondary_mode: halt", "secondary_mode: failover")],
+            "secondary_mode",
+            "secondary_mode: failover",
+        );
+        assert!(e.message.contains("standby"), "{e}");
+        let (from, to) = b2(true);
+        accepted(&[
+            (from, &to),
+            ("secondary_mode: halt", "secondary_mode: failover"),
+        ]);
+        let no_link_rx = ("egress, link-rx, tap-model", "egress, tap-model");
+        let e = refused(&[no_link_rx], "lcores", "lcores:");
+        assert!(e.message.contains("require_peer"), "{e}");
+        let e = refused(
+            &[
+                no_link_rx,
+                ("gate: tap", "gate: ack"),
+                (
+                    "heartbeat_interval_us: 1000\n",
+                    "heartbeat_interval_us: 1000\n  require_peer: false\n",
+                ),
+            ],
+            "lcores",
+            "lcores:",
+        );
+        assert!(e.message.contains("gate: ack"), "{e}");
+        accepted(&[
+            no_link_rx,
+            (
+                "heartbeat_interval_us: 1000\n",
+                "heartbeat_interval_us: 1000\n  require_peer: false\n",
+            ),
+        ]);
+    }
+
+    /// The line of the `nth` (1-based) line of `text` containing `needle`.
+    fn line_in(text: &str, needle: &str, nth: usize) -> Option<usize> {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains(needle))
+            .nth(nth - 1)
+            .map(|(i, _)| i + 1)
     }
 
     #[test]
