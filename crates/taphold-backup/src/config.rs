@@ -181,6 +181,8 @@ impl yaml::Validate for Config {
                 ),
             ));
         }
+        yaml::check_mempool_cache(self.mempool.cache, self.mempool.mbufs)
+            .map_err(|e| err("mempool.cache", e))?;
         if self.mempool.data_room < 2176 {
             return Err(err(
                 "mempool.data_room",
@@ -280,6 +282,17 @@ mod tests {
         assert_eq!(e.line, Some(line("mbufs:")));
         let e = bad(|s| s.replace("heartbeat_period_us: 10000", "heartbeat_period_us: 0"));
         assert_eq!(e.field, "heartbeat_period_us");
+    }
+
+    #[test]
+    fn mempool_cache_follows_dpdk() {
+        let e = bad(|s| s.replace("cache: 256", "cache: 513"));
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("mempool.cache", Some(line("cache:"))),
+            "{e}"
+        );
+        assert!(e.message.contains("512"), "{e}");
     }
 
     #[test]

@@ -168,6 +168,28 @@ where
     d.deserialize_str(V(expecting, parse))
 }
 
+/// DPDK 22.11's RTE_MEMPOOL_CACHE_MAX_SIZE (rte_config.h).
+pub const MEMPOOL_CACHE_MAX: u32 = 512;
+
+/// rte_mempool_create's rule for the per-lcore cache: at most
+/// RTE_MEMPOOL_CACHE_MAX_SIZE, and its flush threshold (1.5 × cache,
+/// rounded down) no more than the pool.
+pub fn check_mempool_cache(cache: u32, mbufs: u32) -> Result<(), String> {
+    if cache > MEMPOOL_CACHE_MAX {
+        return Err(format!(
+            "{cache} is above DPDK's limit of {MEMPOOL_CACHE_MAX} per lcore (256 suits most pools; 0 turns the cache off)"
+        ));
+    }
+    let flush = cache + cache / 2;
+    if flush > mbufs {
+        return Err(format!(
+            "{cache} is too large for mempool.mbufs {mbufs}: DPDK needs 1.5 x cache ({flush}) <= mbufs; use at most {}",
+            u64::from(mbufs) * 2 / 3
+        ));
+    }
+    Ok(())
+}
+
 /// A MAC address field (`02:00:00:00:00:01`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mac(pub EthernetAddress);
@@ -395,6 +417,19 @@ mod tests {
         assert_eq!(e.line, Some(1));
         let e = ConfigError::at("t.yaml", GOOD, "nothing.here", "bad");
         assert_eq!(e.line, None);
+    }
+
+    #[test]
+    fn mempool_cache_follows_rte_mempool_create() {
+        assert!(check_mempool_cache(512, 768).is_ok());
+        assert!(check_mempool_cache(0, 1).is_ok());
+        let e = check_mempool_cache(513, 1 << 20).unwrap_err();
+        assert!(e.contains("512"), "{e}");
+        // 1.5 x 400 = 600 > 599; the message gives the largest that fits.
+        let e = check_mempool_cache(400, 599).unwrap_err();
+        assert!(e.contains("at most 399"), "{e}");
+        assert!(check_mempool_cache(399, 599).is_ok());
+        assert!(check_mempool_cache(512, u32::MAX).is_ok());
     }
 
     #[test]

@@ -5,15 +5,16 @@
 //! the data path never parses or looks anything up. Unknown fields are
 //! errors, and every error names the field and the line it is on.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::Deserialize;
-use taphold_core::hold_ring;
 use taphold_core::policy::{PolicyCheck, PolicyError, PolicySpec, ReleasePolicy};
+use taphold_core::{hold_ring, spsc};
+use taphold_journal::record as journal_record;
 pub use taphold_runtime::idle::IdlePolicy;
 use taphold_runtime::yaml;
 pub use taphold_runtime::yaml::{ConfigError, Hex128, Mac};
@@ -463,6 +464,17 @@ impl Config {
     }
 }
 
+/// The most payload one UDP datagram over IPv4 carries: 65535 - 20 - 8.
+const MAX_UDP_PAYLOAD: usize = 65_507;
+/// DPDK's headroom in front of every mbuf's data.
+const MBUF_HEADROOM: usize = 128;
+/// DPDK's ring names are at most 28 characters (RTE_RING_NAMESIZE - 1).
+const RING_NAME_MAX: usize = 28;
+/// Bounds of the harness's rings: a ring holds `size - 1` frames and a
+/// burst is 32; above 2^24 the four rings per link need gigabytes.
+const HARNESS_RING_MIN: u32 = 64;
+const HARNESS_RING_MAX: u32 = 1 << 24;
+
 /// Builds errors located in one config text.
 struct At<'a> {
     file: &'a str,
@@ -592,6 +604,7 @@ impl Config {
                 format!("{} is too few: a full hold ring ({cap}) with a backup frame per link in flight, plus rx descriptors, needs at least {needed}", m.mbufs),
             ));
         }
+        yaml::check_mempool_cache(m.cache, m.mbufs).map_err(|e| at.err("mempool.cache", e))?;
         if m.data_room < 2176 {
             return Err(at.err(
                 "mempool.data_room",
@@ -602,30 +615,68 @@ impl Config {
         if p.max_payload == 0 {
             return Err(at.err("primary.max_payload", "must be at least 1"));
         }
+        // A released datagram carries the delivery header too (framing: taphold).
+        let (room, with) = match self.destination.framing {
+            Framing::Raw => (MAX_UDP_PAYLOAD, ""),
+            Framing::Taphold => (
+                MAX_UDP_PAYLOAD - delivery::HEADER_LEN,
+                " less the delivery header of framing: taphold",
+            ),
+        };
+        if usize::from(p.max_payload) > room {
+            return Err(at.err(
+                "primary.max_payload",
+                format!(
+                    "{} does not fit a UDP datagram over IPv4: at most {room} bytes (65507{with})",
+                    p.max_payload
+                ),
+            ));
+        }
         // The largest frame in an mbuf: Ethernet, IPv4 with options, UDP, the
         // delivery header (prepended into the headroom) and the payload; or the
         // backup frame of that payload.
-        let max_frame =
-            14 + 60 + 8 + delivery::HEADER_LEN + p.max_payload as usize + taphold::HEADER_LEN + 8;
-        if max_frame + 128 > m.data_room as usize {
+        let overhead = 14 + 60 + 8 + delivery::HEADER_LEN + taphold::HEADER_LEN + 8;
+        let need = overhead + usize::from(p.max_payload) + MBUF_HEADROOM;
+        if need > usize::from(m.data_room) {
             return Err(at.err(
-                "mempool.data_room",
+                "primary.max_payload",
                 format!(
-                    "{} cannot hold a {}-byte message with its headers and headroom (needs {})",
-                    m.data_room,
+                    "a {}-byte message with its headers and DPDK's headroom needs {need}-byte mbufs, more than mempool.data_room ({}): raise data_room to {need}, or lower max_payload to {}",
                     p.max_payload,
-                    max_frame + 128
+                    m.data_room,
+                    usize::from(m.data_room).saturating_sub(overhead + MBUF_HEADROOM)
                 ),
             ));
         }
         if !(1..=2).contains(&p.tx_queues) {
             return Err(at.err("primary.tx_queues", "must be 1 or 2"));
         }
-        if !self.events.ring.is_power_of_two() {
+        let ev = self.events.ring;
+        let max = spsc::MAX_CAPACITY as u32;
+        if !ev.is_power_of_two() || ev > max {
             return Err(at.err(
                 "events.ring",
-                format!("{} must be a power of two", self.events.ring),
+                format!("{ev} must be a power of two between 1 and {max} (2^24)"),
             ));
+        }
+        if let Some(j) = &self.local_journal {
+            if j.dir.is_empty() {
+                return Err(at.err("local_journal.dir", "must name a directory"));
+            }
+            // One whole record (the largest backup frame) fits a segment, so
+            // a segment is never a file per message.
+            let record = journal_record::OVERHEAD
+                + taphold::HEADER_LEN
+                + taphold::BACKUP_BODY_PREFIX_LEN
+                + usize::from(p.max_payload)
+                + taphold::DIGEST_LEN;
+            let min = record.max(4096) as u64;
+            if j.segment_bytes < min {
+                return Err(at.err(
+                    "local_journal.segment_bytes",
+                    format!("{} is below the minimum of {min}: a segment holds at least 4096 bytes and one whole record (a {}-byte message's is {record})", j.segment_bytes, p.max_payload),
+                ));
+            }
         }
         Ok(())
     }
@@ -711,16 +762,36 @@ impl Config {
         let Some(h) = &self.harness else {
             return Ok(());
         };
+        let mut modelled: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, hl) in h.links.iter().enumerate() {
             let path = format!("harness.links.{i}.link");
-            if !self.backup_links.iter().any(|l| l.name == hl.link) {
+            let Some(k) = self.backup_links.iter().position(|l| l.name == hl.link) else {
                 return Err(at.err(&path, format!("no backup link named `{}`", hl.link)));
+            };
+            if let Some(first) = modelled.insert(&hl.link, i) {
+                return Err(at.err(
+                    &path,
+                    format!("`{}` is already modelled by harness.links.{first}", hl.link),
+                ));
+            }
+            // The link's port and tap become ring ports: `port>port_fibre`
+            // and `tap>tap_feed` (crates/dpdk EthRingPair).
+            let l = &self.backup_links[k];
+            for (what, name, peer) in [("port", &l.port, "_fibre"), ("tap", &l.tap, "_feed")] {
+                let ring = format!("{name}>{name}{peer}");
+                if ring.len() > RING_NAME_MAX {
+                    return Err(at.err(
+                        &format!("backup_links.{k}.{what}"),
+                        format!("`{name}` is too long for a harness ring port: its DPDK ring `{ring}` has {} characters, DPDK allows {RING_NAME_MAX}; name it in at most {} characters", ring.len(), (RING_NAME_MAX - 1 - peer.len()) / 2),
+                    ));
+                }
             }
         }
-        if !h.ring_size.is_power_of_two() {
+        let r = h.ring_size;
+        if !r.is_power_of_two() || !(HARNESS_RING_MIN..=HARNESS_RING_MAX).contains(&r) {
             return Err(at.err(
                 "harness.ring_size",
-                format!("{} must be a power of two", h.ring_size),
+                format!("{r} must be a power of two between {HARNESS_RING_MIN} and {HARNESS_RING_MAX} (2^24): a ring holds size - 1 frames, a burst is 32"),
             ));
         }
         Ok(())
@@ -1039,6 +1110,143 @@ mod tests {
                 "heartbeat_interval_us: 1000\n  require_peer: false\n",
             ),
         ]);
+    }
+
+    #[test]
+    fn sizes_dpdk_or_our_rings_refuse_are_refused_before_eal() {
+        let e = refused(
+            &[("ring: 65536", "ring: 33554432")],
+            "events.ring",
+            "ring: 33554432",
+        );
+        assert!(e.message.contains("2^24"), "{e}");
+        refused(&[("ring: 65536", "ring: 0")], "events.ring", "ring: 0");
+        refused(
+            &[("capacity: 4096", "capacity: 33554432")],
+            "hold_ring.capacity",
+            "capacity:",
+        );
+        let e = refused(
+            &[("cache: 256", "cache: 513")],
+            "mempool.cache",
+            "cache: 513",
+        );
+        assert!(e.message.contains("512"), "{e}");
+        // The largest cache DPDK allows, on the smallest pool we allow
+        // (1.5 x cache <= mbufs holds: yaml.rs tests the rule itself).
+        let c = accepted(&[
+            ("capacity: 4096", "capacity: 2"),
+            ("mbufs: 16383", "mbufs: 2052"),
+            ("cache: 256", "cache: 512"),
+        ]);
+        assert_eq!(c.mempool.cache, 512);
+        refused(
+            &[("ring_size: 4096", "ring_size: 1")],
+            "harness.ring_size",
+            "ring_size:",
+        );
+        refused(
+            &[("ring_size: 4096", "ring_size: 2147483648")],
+            "harness.ring_size",
+            "ring_size:",
+        );
+        refused(
+            &[("ring_size: 4096", "ring_size: 4095")],
+            "harness.ring_size",
+            "ring_size:",
+        );
+        // A harness link listed twice: named at the second.
+        let e = refused_nth(
+            &[(
+                "    backup_node: true     # model a backup node (acks, heartbeats)\n",
+                "    backup_node: true\n  - link: b1\n",
+            )],
+            "harness.links.1.link",
+            "- link: b1",
+            2,
+        );
+        assert!(
+            e.message.contains("already modelled by harness.links.0"),
+            "{e}"
+        );
+        // A harness port's DPDK ring name must fit 28 characters.
+        let e = refused(
+            &[("    port: b1\n", "    port: abcdefghijk\n")],
+            "backup_links.0.port",
+            "port: abcdefghijk",
+        );
+        assert!(e.message.contains("at most 10"), "{e}");
+        accepted(&[("    port: b1\n", "    port: abcdefghij\n")]);
+    }
+
+    #[test]
+    fn max_payload_must_fit_a_datagram_and_an_mbuf() {
+        let e = refused(
+            &[("max_payload: 8900", "max_payload: 65508")],
+            "primary.max_payload",
+            "max_payload:",
+        );
+        assert!(e.message.contains("65507"), "{e}");
+        let e = refused(
+            &[
+                ("max_payload: 8900", "max_payload: 65500"),
+                ("framing: raw", "framing: taphold"),
+            ],
+            "primary.max_payload",
+            "max_payload:",
+        );
+        assert!(e.message.contains("65467"), "{e}");
+        let e = refused(
+            &[("max_payload: 8900", "max_payload: 10000")],
+            "primary.max_payload",
+            "max_payload:",
+        );
+        assert!(
+            e.message.contains("mempool.data_room (10240)")
+                && e.message.contains("lower max_payload to 9934"),
+            "{e}"
+        );
+        accepted(&[("max_payload: 8900", "max_payload: 9934")]);
+        refused(
+            &[("max_payload: 8900", "max_payload: 0")],
+            "primary.max_payload",
+            "max_payload:",
+        );
+    }
+
+    #[test]
+    fn local_journal_segments_hold_a_record() {
+        let j = |seg: &str| {
+            format!(
+                "secondary_mode: journal\nlocal_journal:\n  dir: /tmp/j\n  segment_bytes: {seg}"
+            )
+        };
+        for seg in ["0", "100", "8999"] {
+            let e = refused(
+                &[("secondary_mode: halt", &j(seg))],
+                "local_journal.segment_bytes",
+                "segment_bytes:",
+            );
+            assert!(e.message.contains("minimum of 9008"), "{e}");
+        }
+        accepted(&[("secondary_mode: halt", &j("9008"))]);
+        // In a flow mapping: the section's line.
+        refused(
+            &[(
+                "secondary_mode: halt",
+                "secondary_mode: journal\nlocal_journal: {dir: /tmp/j, segment_bytes: 0}",
+            )],
+            "local_journal.segment_bytes",
+            "local_journal:",
+        );
+        refused(
+            &[(
+                "secondary_mode: halt",
+                "secondary_mode: journal\nlocal_journal:\n  dir: \"\"",
+            )],
+            "local_journal.dir",
+            "  dir: \"\"",
+        );
     }
 
     /// The line of the `nth` (1-based) line of `text` containing `needle`.
