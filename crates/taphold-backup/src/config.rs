@@ -131,6 +131,9 @@ impl yaml::Validate for Config {
             if !m.0.is_unicast() {
                 return Err(err(name, format!("{} is a group address", m.0)));
             }
+            if m.0.as_bytes() == &[0; 6] {
+                return Err(err(name, "00:00:00:00:00:00 is not a usable MAC".into()));
+            }
         }
         if self.mac == self.peer_mac {
             return Err(err(
@@ -293,6 +296,16 @@ mod tests {
             "{e}"
         );
         assert!(e.message.contains("512"), "{e}");
+    }
+
+    #[test]
+    fn a_zero_mac_is_refused() {
+        let e = bad(|s| s.replace("mac: 02:00:00:00:0c:01", "mac: 00:00:00:00:00:00"));
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("mac", Some(line("mac:"))),
+            "{e}"
+        );
     }
 
     #[test]

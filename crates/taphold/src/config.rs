@@ -18,6 +18,7 @@ use taphold_journal::record as journal_record;
 pub use taphold_runtime::idle::IdlePolicy;
 use taphold_runtime::yaml;
 pub use taphold_runtime::yaml::{ConfigError, Hex128, Mac};
+use taphold_wire::ethernet::EthernetAddress;
 use taphold_wire::{delivery, taphold};
 
 /// Most backup links a hold-ring slot has confirmation bits for.
@@ -492,6 +493,7 @@ impl yaml::Validate for Config {
         let at = At { file, text };
         self.check_links(&at)?;
         self.check_release(&at)?;
+        self.check_addresses(&at)?;
         self.check_sizes(&at)?;
         self.check_times(&at)?;
         self.check_lcores(&at)?;
@@ -500,8 +502,8 @@ impl yaml::Validate for Config {
 }
 
 impl Config {
-    /// Backup links: how many, their names, and that a tap is not its
-    /// link's port.
+    /// Backup links: how many, their names, and that P, every link's port
+    /// and every tap are distinct devices.
     fn check_links(&self, at: &At) -> Result<(), ConfigError> {
         let n = self.backup_links.len();
         if n == 0 || n > MAX_LINKS {
@@ -511,6 +513,9 @@ impl Config {
             ));
         }
         let mut names = BTreeSet::new();
+        // Device name → the first field that uses it.
+        let mut devices: BTreeMap<&str, String> = BTreeMap::new();
+        devices.insert(&self.primary.port, "primary.port".into());
         for (i, l) in self.backup_links.iter().enumerate() {
             if !names.insert(l.name.as_str()) {
                 return Err(at.err(
@@ -518,11 +523,29 @@ impl Config {
                     format!("duplicate link name `{}`", l.name),
                 ));
             }
-            if l.port == l.tap {
-                return Err(at.err(
-                    &format!("backup_links.{i}.tap"),
-                    "the tap must be a different device from the link port",
-                ));
+            for (what, dev) in [("port", &l.port), ("tap", &l.tap)] {
+                let path = format!("backup_links.{i}.{what}");
+                if let Some(first) = devices.get(dev.as_str()) {
+                    let why = if *first == format!("backup_links.{i}.port") {
+                        "the tap must be a different device from the link port".to_string()
+                    } else {
+                        format!(
+                            "`{dev}` is already {first}: P, each backup link's port and each tap are devices of their own"
+                        )
+                    };
+                    return Err(at.err(&path, why));
+                }
+                devices.insert(dev, path);
+            }
+        }
+        if let Some(h) = &self.harness {
+            for (i, hl) in h.links.iter().enumerate() {
+                if let Some(first) = hl.sink.as_deref().and_then(|s| devices.get(s)) {
+                    return Err(at.err(
+                        &format!("harness.links.{i}.sink"),
+                        format!("`{}` is already {first}: a sink is a device of its own (harness links may share one)", hl.sink.as_deref().unwrap_or_default()),
+                    ));
+                }
             }
         }
         Ok(())
@@ -581,6 +604,76 @@ impl Config {
                 ));
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Addresses: ours must be unicast and usable; the destination's must be
+    /// somewhere a frame can go.
+    fn check_addresses(&self, at: &At) -> Result<(), ConfigError> {
+        let p = &self.primary;
+        own_mac(at, "primary.mac", p.mac)?;
+        let ip = p.ip;
+        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+            return Err(at.err(
+                "primary.ip",
+                format!("{ip} cannot be our address: P answers ARP for it and sources send to it, so it must be a unicast address"),
+            ));
+        }
+        if p.udp_port == 0 {
+            return Err(at.err(
+                "primary.udp_port",
+                "0 is not a port a source can send to: give the UDP port messages arrive on",
+            ));
+        }
+        let d = &self.destination;
+        if d.mac.0.is_multicast() {
+            return Err(at.err(
+                "destination.mac",
+                format!("{} is a group address: released messages would go to every member; give the next hop's unicast MAC (for a multicast destination, the router's)", d.mac.0),
+            ));
+        }
+        if d.mac.0 == EthernetAddress([0; 6]) {
+            return Err(at.err(
+                "destination.mac",
+                "00:00:00:00:00:00 is not a next hop's MAC",
+            ));
+        }
+        if d.mac == p.mac {
+            return Err(at.err(
+                "destination.mac",
+                "is primary.mac: released messages would be addressed back to us; give the next hop's MAC",
+            ));
+        }
+        if d.ip.is_unspecified() {
+            return Err(at.err(
+                "destination.ip",
+                "0.0.0.0 is no destination: give the address released messages go to",
+            ));
+        }
+        if d.udp_port == 0 {
+            return Err(at.err(
+                "destination.udp_port",
+                "0 is not a port a datagram can be sent to: give the destination's UDP port",
+            ));
+        }
+        for (i, l) in self.backup_links.iter().enumerate() {
+            if let Some(m) = l.mac {
+                own_mac(at, &format!("backup_links.{i}.mac"), m)?;
+            }
+            let peer = format!("backup_links.{i}.peer_mac");
+            if l.peer_mac.0.is_multicast() || l.peer_mac.0 == EthernetAddress([0; 6]) {
+                return Err(at.err(
+                    &peer,
+                    format!("{} is not a unicast address: give the backup node's MAC on this link (its config's `mac`)", l.peer_mac.0),
+                ));
+            }
+            if l.mac == Some(l.peer_mac) {
+                return Err(at.err(
+                    &peer,
+                    "is the link's own `mac`: the backup node's MAC must differ from ours",
+                ));
+            }
         }
         Ok(())
     }
@@ -718,7 +811,23 @@ impl Config {
     /// something to do, and the roles the config relies on are mapped.
     fn check_lcores(&self, at: &At) -> Result<(), ConfigError> {
         let mut seen = BTreeSet::new();
+        let mut ids: BTreeMap<u32, usize> = BTreeMap::new();
         for (i, l) in self.lcores.iter().enumerate() {
+            if let Some(first) = ids.insert(l.lcore, i) {
+                return Err(at.err(
+                    &format!("lcores.{i}.lcore"),
+                    format!("lcore {} is already lcores.{first}: list all its roles in that one entry (roles: [a, b])", l.lcore),
+                ));
+            }
+            if l.roles.is_empty() {
+                return Err(at.err(
+                    &format!("lcores.{i}.roles"),
+                    format!(
+                        "lcore {} has no roles: it would only spin; drop the entry",
+                        l.lcore
+                    ),
+                ));
+            }
             for r in &l.roles {
                 if !seen.insert(*r) {
                     return Err(at.err(
@@ -802,6 +911,20 @@ impl Config {
     pub fn release_check(&self) -> Result<PolicyCheck, PolicyError> {
         PolicyCheck::new(self.release.policy.0.policy, self.backup_links.len())
     }
+}
+
+/// Our own MAC on a port: a frame's source, so unicast and not zero.
+fn own_mac(at: &At, path: &str, m: Mac) -> Result<(), ConfigError> {
+    if m.0.is_multicast() {
+        return Err(at.err(
+            path,
+            format!("{} is a group address and cannot be a frame's source: our MAC must be unicast (first octet even, e.g. 02:...)", m.0),
+        ));
+    }
+    if m.0 == EthernetAddress([0; 6]) {
+        return Err(at.err(path, "00:00:00:00:00:00 is not a usable MAC"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1249,6 +1372,127 @@ mod tests {
         );
     }
 
+    #[test]
+    fn group_and_zero_addresses_are_refused() {
+        for (from, to, field) in [
+            (
+                "mac: 02:00:00:00:00:01",
+                "mac: 01:00:5e:00:00:01",
+                "primary.mac",
+            ),
+            (
+                "mac: 02:00:00:00:00:01",
+                "mac: ff:ff:ff:ff:ff:ff",
+                "primary.mac",
+            ),
+            (
+                "mac: 02:00:00:00:00:01",
+                "mac: 00:00:00:00:00:00",
+                "primary.mac",
+            ),
+            (
+                "mac: 02:00:00:00:00:02",
+                "mac: 33:33:00:00:00:01",
+                "destination.mac",
+            ),
+            // Tested below: the same text as primary.mac.
+            (
+                "mac: 02:00:00:00:0b:01",
+                "mac: 03:00:00:00:0b:01",
+                "backup_links.0.mac",
+            ),
+            (
+                "peer_mac: 02:00:00:00:0c:01",
+                "peer_mac: ff:ff:ff:ff:ff:ff",
+                "backup_links.0.peer_mac",
+            ),
+            (
+                "peer_mac: 02:00:00:00:0c:01",
+                "peer_mac: 02:00:00:00:0b:01",
+                "backup_links.0.peer_mac",
+            ),
+            ("ip: 198.51.100.1", "ip: 0.0.0.0", "primary.ip"),
+            ("ip: 198.51.100.1", "ip: 255.255.255.255", "primary.ip"),
+            ("ip: 198.51.100.1", "ip: 239.1.2.3", "primary.ip"),
+            ("ip: 203.0.113.10", "ip: 0.0.0.0", "destination.ip"),
+            ("udp_port: 9000", "udp_port: 0", "primary.udp_port"),
+            ("udp_port: 9100", "udp_port: 0", "destination.udp_port"),
+        ] {
+            let e = refused(&[(from, to)], field, to);
+            assert!(!e.message.is_empty());
+        }
+        let e = refused_nth(
+            &[("mac: 02:00:00:00:00:02", "mac: 02:00:00:00:00:01")],
+            "destination.mac",
+            "mac: 02:00:00:00:00:01",
+            2,
+        );
+        assert!(e.message.contains("primary.mac"), "{e}");
+        // A multicast destination is fine: its next hop is a router.
+        accepted(&[("ip: 203.0.113.10", "ip: 239.1.2.3")]);
+    }
+
+    #[test]
+    fn every_port_and_tap_is_a_device_of_its_own() {
+        let (from, to) = b2(false);
+        let two = |a: &str, b: &str| {
+            let t = to.replace(a, b);
+            refused_text(&GOOD.replacen(from, &t, 1))
+        };
+        let (e, t) = two("    port: b2\n", "    port: b1\n");
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("backup_links.1.port", line_in(&t, "    port: b1", 2)),
+            "{e}"
+        );
+        assert!(e.message.contains("backup_links.0.port"), "{e}");
+        let (e, t) = two("    tap: t2\n", "    tap: t1\n");
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("backup_links.1.tap", line_in(&t, "    tap: t1", 2)),
+            "{e}"
+        );
+        let (e, t) = two("    tap: t2\n", "    tap: b1\n");
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("backup_links.1.tap", line_in(&t, "    tap: b1", 1)),
+            "{e}"
+        );
+        let (e, _) = two("    port: b2\n", "    port: t1\n");
+        assert_eq!(e.field, "backup_links.1.port", "{e}");
+        refused_nth(
+            &[("    port: b1\n", "    port: net_pcap0\n")],
+            "backup_links.0.port",
+            "port: net_pcap0",
+            2,
+        );
+        refused(
+            &[("    tap: t1\n", "    tap: net_pcap0\n")],
+            "backup_links.0.tap",
+            "tap: net_pcap0",
+        );
+        let e = refused(
+            &[("    tap: t1\n", "    tap: b1\n")],
+            "backup_links.0.tap",
+            "tap: b1",
+        );
+        assert!(e.message.contains("different device"), "{e}");
+        refused(
+            &[("sink: net_pcap1", "sink: net_pcap0")],
+            "harness.links.0.sink",
+            "sink:",
+        );
+        refused(
+            &[("sink: net_pcap1", "sink: t1")],
+            "harness.links.0.sink",
+            "sink:",
+        );
+    }
+
+    fn refused_text(text: &str) -> (ConfigError, String) {
+        (Config::parse("t.yaml", text).unwrap_err(), text.to_string())
+    }
+
     /// The line of the `nth` (1-based) line of `text` containing `needle`.
     fn line_in(text: &str, needle: &str, nth: usize) -> Option<usize> {
         text.lines()
@@ -1256,6 +1500,29 @@ mod tests {
             .filter(|(_, l)| l.contains(needle))
             .nth(nth - 1)
             .map(|(i, _)| i + 1)
+    }
+
+    #[test]
+    fn lcores_are_one_entry_each_with_roles() {
+        let split = "  - lcore: 1\n    roles: [ingress, tap-rx, egress]\n  - lcore: 1\n    roles: [link-rx, tap-model]\n";
+        let text = GOOD.replace(
+            "  - lcore: 1\n    roles: [ingress, tap-rx, egress, link-rx, tap-model]\n",
+            split,
+        );
+        let (e, t) = refused_text(&text);
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("lcores.1.lcore", line_in(&t, "- lcore: 1", 2)),
+            "{e}"
+        );
+        assert!(e.message.contains("lcores.0"), "{e}");
+        let text = GOOD.replace("    roles: [ingress, tap-rx, egress, link-rx, tap-model]\n", "    roles: [ingress, tap-rx, egress, link-rx, tap-model]\n  - lcore: 2\n    roles: []\n");
+        let (e, t) = refused_text(&text);
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("lcores.1.roles", line_in(&t, "roles: []", 1)),
+            "{e}"
+        );
     }
 
     #[test]
