@@ -168,6 +168,30 @@ where
     d.deserialize_str(V(expecting, parse))
 }
 
+/// An hour in microseconds and in milliseconds: the longest health
+/// threshold, period or interval either program accepts. Longer is a typo
+/// (or a unit mistake), and near `u64::MAX` it overflows once in ns.
+pub const HOUR_US: u64 = 3_600_000_000;
+pub const HOUR_MS: u64 = 3_600_000;
+
+/// A config time in microseconds as nanoseconds. Saturates rather than
+/// wraps; validation keeps every time far below that.
+pub fn us_to_ns(us: u64) -> u64 {
+    us.saturating_mul(1_000)
+}
+
+/// A time field's range, `min..=max` in its own `unit` (`us`, `ms`); `why`
+/// says what the upper bound protects against.
+pub fn check_time(v: u64, min: u64, max: u64, unit: &str, why: &str) -> Result<(), String> {
+    if v < min {
+        Err(format!("{v} {unit}: must be at least {min} {unit}"))
+    } else if v > max {
+        Err(format!("{v} {unit} is more than {max} {unit}: {why}"))
+    } else {
+        Ok(())
+    }
+}
+
 /// DPDK 22.11's RTE_MEMPOOL_CACHE_MAX_SIZE (rte_config.h).
 pub const MEMPOOL_CACHE_MAX: u32 = 512;
 
@@ -430,6 +454,18 @@ mod tests {
         assert!(e.contains("at most 399"), "{e}");
         assert!(check_mempool_cache(399, 599).is_ok());
         assert!(check_mempool_cache(512, u32::MAX).is_ok());
+    }
+
+    #[test]
+    fn times_are_checked_against_their_range() {
+        assert!(check_time(1, 1, HOUR_US, "us", "why").is_ok());
+        assert!(check_time(HOUR_US, 1, HOUR_US, "us", "why").is_ok());
+        let e = check_time(0, 1, HOUR_US, "us", "why").unwrap_err();
+        assert!(e.contains("at least 1 us"), "{e}");
+        let e = check_time(u64::MAX, 1, HOUR_US, "us", "the reason").unwrap_err();
+        assert!(e.contains("more than 3600000000 us: the reason"), "{e}");
+        assert_eq!(us_to_ns(HOUR_US), 3_600_000_000_000);
+        assert_eq!(us_to_ns(u64::MAX / 1000 + 1), u64::MAX);
     }
 
     #[test]

@@ -95,6 +95,12 @@ pub struct HoldRingConfig {
     pub confirm_timeout_us: u64,
 }
 
+impl HoldRingConfig {
+    pub fn confirm_timeout_ns(&self) -> u64 {
+        yaml::us_to_ns(self.confirm_timeout_us)
+    }
+}
+
 impl Default for HoldRingConfig {
     fn default() -> Self {
         HoldRingConfig {
@@ -214,6 +220,12 @@ pub struct HealthSection {
     /// false: no backup node answers (a tap-only replay); only the tap path
     /// is judged.
     pub require_peer: bool,
+}
+
+impl HealthSection {
+    pub fn heartbeat_interval_ns(&self) -> u64 {
+        yaml::us_to_ns(self.heartbeat_interval_us)
+    }
 }
 
 impl Default for HealthSection {
@@ -379,6 +391,13 @@ pub struct HarnessLinkConfig {
     pub node_acks: NodeAcks,
 }
 
+impl HarnessLinkConfig {
+    /// The modelled node acks a backup frame after the fibre's round trip.
+    pub fn ack_delay_ns(&self) -> u64 {
+        yaml::us_to_ns(self.fibre_delay_us).saturating_mul(2)
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NodeAcks {
@@ -475,6 +494,8 @@ const RING_NAME_MAX: usize = 28;
 /// burst is 32; above 2^24 the four rings per link need gigabytes.
 const HARNESS_RING_MIN: u32 = 64;
 const HARNESS_RING_MAX: u32 = 1 << 24;
+/// The modelled fibre's longest one-way delay: 1 s is 200,000 km.
+const MAX_FIBRE_DELAY_US: u64 = 1_000_000;
 
 /// Builds errors located in one config text.
 struct At<'a> {
@@ -774,21 +795,53 @@ impl Config {
         Ok(())
     }
 
-    /// Health thresholds that must be positive, and the latency monitor.
+    /// Every time in the config: in range, so that it converts to ns without
+    /// overflow and is not a unit mistake.
     fn check_times(&self, at: &At) -> Result<(), ConfigError> {
+        const HEALTH: &str = "no health threshold or period is longer than an hour (the patent's are 350 us to 10 ms); check the unit";
         let h = &self.health;
-        for (name, v) in [
-            ("health.ack_timeout_us", h.ack_timeout_us),
+        let us = [
+            (
+                "hold_ring.confirm_timeout_us",
+                self.hold_ring.confirm_timeout_us,
+                1,
+                "a confirmation takes microseconds; check the unit",
+            ),
+            ("health.ack_timeout_us", h.ack_timeout_us, 1, HEALTH),
             (
                 "health.peer_heartbeat_period_us",
                 h.peer_heartbeat_period_us,
+                1,
+                HEALTH,
             ),
-            ("health.tap_timeout_us", h.tap_timeout_us),
-            ("health.heartbeat_interval_us", h.heartbeat_interval_us),
-        ] {
-            if v == 0 {
-                return Err(at.err(name, "must be greater than 0"));
-            }
+            ("health.heartbeat_grace_us", h.heartbeat_grace_us, 0, HEALTH),
+            ("health.tap_timeout_us", h.tap_timeout_us, 1, HEALTH),
+            ("health.down_after_us", h.down_after_us, 0, HEALTH),
+            ("health.up_after_us", h.up_after_us, 0, HEALTH),
+            (
+                "health.heartbeat_interval_us",
+                h.heartbeat_interval_us,
+                1,
+                HEALTH,
+            ),
+        ];
+        for (path, v, min, why) in us {
+            yaml::check_time(v, min, yaml::HOUR_US, "us", why).map_err(|e| at.err(path, e))?;
+        }
+        let ms = [
+            (
+                "stats_interval_ms",
+                self.stats_interval_ms,
+                "a stats line at most hourly; check the unit",
+            ),
+            (
+                "latency_monitor.window_ms",
+                self.latency_monitor.window_ms,
+                "a latency window of more than an hour never alerts in time; check the unit",
+            ),
+        ];
+        for (path, v, why) in ms {
+            yaml::check_time(v, 1, yaml::HOUR_MS, "ms", why).map_err(|e| at.err(path, e))?;
         }
         use taphold_core::latency::MonitorConfigError as M;
         self.latency_monitor
@@ -804,6 +857,18 @@ impl Config {
                 };
                 at.err(&format!("latency_monitor.{field}"), e.to_string())
             })?;
+        if let Some(hs) = &self.harness {
+            for (i, hl) in hs.links.iter().enumerate() {
+                yaml::check_time(
+                    hl.fibre_delay_us,
+                    0,
+                    MAX_FIBRE_DELAY_US,
+                    "us",
+                    "1 s of fibre is 200,000 km; check the unit",
+                )
+                .map_err(|e| at.err(&format!("harness.links.{i}.fibre_delay_us"), e))?;
+            }
+        }
         Ok(())
     }
 
@@ -1523,6 +1588,78 @@ mod tests {
             ("lcores.1.roles", line_in(&t, "roles: []", 1)),
             "{e}"
         );
+    }
+
+    #[test]
+    fn times_are_bounded_so_they_convert_without_overflow() {
+        let max = u64::MAX.to_string();
+        let over = (u64::MAX / 1000 + 1).to_string();
+        let fields = [
+            ("confirm_timeout_us: 500", "hold_ring.confirm_timeout_us"),
+            ("ack_timeout_us: 20000", "health.ack_timeout_us"),
+            (
+                "peer_heartbeat_period_us: 10000",
+                "health.peer_heartbeat_period_us",
+            ),
+            ("heartbeat_grace_us: 10000", "health.heartbeat_grace_us"),
+            ("tap_timeout_us: 20000", "health.tap_timeout_us"),
+            ("down_after_us: 30000", "health.down_after_us"),
+            ("up_after_us: 100000", "health.up_after_us"),
+            (
+                "heartbeat_interval_us: 1000",
+                "health.heartbeat_interval_us",
+            ),
+            ("fibre_delay_us: 0", "harness.links.0.fibre_delay_us"),
+            ("stats_interval_ms: 1000", "stats_interval_ms"),
+        ];
+        for (from, field) in fields {
+            let key = from.split(':').next().unwrap();
+            for v in [max.as_str(), over.as_str(), "3600000001"] {
+                let to = format!("{key}: {v}");
+                let e = refused(&[(from, &to)], field, &to);
+                assert!(e.message.contains("more than"), "{e}");
+            }
+        }
+        // The upper bound itself is accepted, and converts exactly.
+        let c = accepted(&[
+            (
+                "heartbeat_interval_us: 1000",
+                "heartbeat_interval_us: 3600000000",
+            ),
+            ("confirm_timeout_us: 500", "confirm_timeout_us: 3600000000"),
+        ]);
+        assert_eq!(c.health.heartbeat_interval_ns(), 3_600_000_000_000);
+        assert_eq!(c.hold_ring.confirm_timeout_ns(), 3_600_000_000_000);
+        let c = accepted(&[("fibre_delay_us: 0", "fibre_delay_us: 1000000")]);
+        assert_eq!(c.harness.unwrap().links[0].ack_delay_ns(), 2_000_000_000);
+        for (from, field) in [
+            ("stats_interval_ms: 1000", "stats_interval_ms"),
+            (
+                "heartbeat_interval_us: 1000",
+                "health.heartbeat_interval_us",
+            ),
+            ("tap_timeout_us: 20000", "health.tap_timeout_us"),
+            ("confirm_timeout_us: 500", "hold_ring.confirm_timeout_us"),
+        ] {
+            let to = format!("{}: 0", from.split(':').next().unwrap());
+            let e = refused(&[(from, &to)], field, &to);
+            assert!(e.message.contains("at least 1"), "{e}");
+        }
+        let e = refused(
+            &[(
+                "stats_interval_ms: 1000",
+                &format!("stats_interval_ms: 1000\nlatency_monitor:\n  window_ms: {max}"),
+            )],
+            "latency_monitor.window_ms",
+            "window_ms",
+        );
+        assert!(e.message.contains("more than"), "{e}");
+        // Conversions saturate even on a config that skipped validation.
+        let h = HealthSection {
+            heartbeat_interval_us: u64::MAX,
+            ..HealthSection::default()
+        };
+        assert_eq!(h.heartbeat_interval_ns(), u64::MAX);
     }
 
     #[test]
