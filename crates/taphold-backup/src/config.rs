@@ -104,6 +104,10 @@ impl Config {
         yaml::parse_config(file, text)
     }
 
+    pub fn heartbeat_period_ns(&self) -> u64 {
+        yaml::us_to_ns(self.heartbeat_period_us)
+    }
+
     /// The journal of run `run` (our stream, one epoch of the appliance).
     pub fn journal_config(&self, run: RunId) -> JournalConfig {
         JournalConfig {
@@ -131,6 +135,9 @@ impl yaml::Validate for Config {
             if !m.0.is_unicast() {
                 return Err(err(name, format!("{} is a group address", m.0)));
             }
+            if m.0.as_bytes() == &[0; 6] {
+                return Err(err(name, "00:00:00:00:00:00 is not a usable MAC".into()));
+            }
         }
         if self.mac == self.peer_mac {
             return Err(err(
@@ -157,20 +164,38 @@ impl yaml::Validate for Config {
                 "must be at least 1 (or null to disable)".into(),
             ));
         }
+        if let Some(us) = j.fsync_every_us {
+            yaml::check_time(
+                us,
+                1,
+                yaml::HOUR_US,
+                "us",
+                "sync at least hourly, or null to disable; check the unit",
+            )
+            .map_err(|e| err("journal.fsync_every_us", e))?;
+        }
         if j.first_seq == 0 {
             return Err(err(
                 "journal.first_seq",
                 "sequence numbers start at 1".into(),
             ));
         }
-        if self.heartbeat_period_us == 0 {
-            return Err(err("heartbeat_period_us", "must be at least 1".into()));
-        }
-        if self.stats_interval_ms == 0 {
-            return Err(err("stats_interval_ms", "must be at least 1".into()));
-        }
-        if self.trim_interval_ms == 0 {
-            return Err(err("trim_interval_ms", "must be at least 1".into()));
+        // Bounded so that each converts (to ns, to an Instant) without
+        // overflow, and so a unit mistake is caught here.
+        yaml::check_time(
+            self.heartbeat_period_us,
+            1,
+            yaml::HOUR_US,
+            "us",
+            "a heartbeat at least hourly (the patent's is every 10 ms); check the unit",
+        )
+        .map_err(|e| err("heartbeat_period_us", e))?;
+        for (name, v) in [
+            ("stats_interval_ms", self.stats_interval_ms),
+            ("trim_interval_ms", self.trim_interval_ms),
+        ] {
+            yaml::check_time(v, 1, yaml::HOUR_MS, "ms", "at most hourly; check the unit")
+                .map_err(|e| err(name, e))?;
         }
         if self.mempool.mbufs < 2048 {
             return Err(err(
@@ -181,6 +206,8 @@ impl yaml::Validate for Config {
                 ),
             ));
         }
+        yaml::check_mempool_cache(self.mempool.cache, self.mempool.mbufs)
+            .map_err(|e| err("mempool.cache", e))?;
         if self.mempool.data_room < 2176 {
             return Err(err(
                 "mempool.data_room",
@@ -283,11 +310,70 @@ mod tests {
     }
 
     #[test]
+    fn times_are_bounded_so_they_convert_without_overflow() {
+        let max = u64::MAX.to_string();
+        let over = (u64::MAX / 1000 + 1).to_string();
+        for (from, field) in [
+            ("heartbeat_period_us: 10000", "heartbeat_period_us"),
+            ("stats_interval_ms: 1000", "stats_interval_ms"),
+            ("trim_interval_ms: 1000", "trim_interval_ms"),
+            ("fsync_every_us: null", "journal.fsync_every_us"),
+        ] {
+            let key = from.split(':').next().unwrap();
+            for v in [max.as_str(), over.as_str(), "3600000001", "0"] {
+                let e = bad(|s| s.replace(from, &format!("{key}: {v}")));
+                assert_eq!((e.field.as_str(), e.line), (field, Some(line(key))), "{e}");
+                let want = if v == "0" { "at least 1" } else { "more than" };
+                assert!(e.message.contains(want), "{e}");
+            }
+        }
+        let c = Config::parse(
+            "t.yaml",
+            &GOOD.replace(
+                "heartbeat_period_us: 10000",
+                "heartbeat_period_us: 3600000000",
+            ),
+        )
+        .unwrap();
+        assert_eq!(c.heartbeat_period_ns(), 3_600_000_000_000);
+    }
+
+    #[test]
+    fn mempool_cache_follows_dpdk() {
+        let e = bad(|s| s.replace("cache: 256", "cache: 513"));
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("mempool.cache", Some(line("cache:"))),
+            "{e}"
+        );
+        assert!(e.message.contains("512"), "{e}");
+    }
+
+    #[test]
+    fn a_zero_mac_is_refused() {
+        let e = bad(|s| s.replace("mac: 02:00:00:00:0c:01", "mac: 00:00:00:00:00:00"));
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("mac", Some(line("mac:"))),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn missing_required_field_is_named() {
         let e = bad(|s| s.replace("  dir: /var/lib/taphold/journal\n", ""));
-        assert!(e.to_string().contains("dir"), "{e}");
+        assert_eq!(e.field, "journal.dir", "{e}");
+        assert_eq!(e.line, Some(line("journal:")), "{e}");
         let e = bad(|s| s.replace("stream: 1 ", "# stream: 1 "));
-        assert!(e.to_string().contains("stream"), "{e}");
+        assert_eq!(e.field, "stream", "{e}");
+        let e = bad(|s| {
+            s.replace(
+                "  segment_bytes: 67108864",
+                "  segment_bytes: 1\n  segment_bytes: 2",
+            )
+        });
+        assert_eq!(e.field, "journal.segment_bytes", "{e}");
+        assert_eq!(e.line, Some(line("segment_bytes:") + 1), "{e}");
     }
 
     #[test]

@@ -246,7 +246,7 @@ impl Node {
             peer_mac: cfg.peer_mac.0,
             link: cfg.link,
             stream: cfg.stream,
-            heartbeat_period_ns: cfg.heartbeat_period_us * 1000,
+            heartbeat_period_ns: cfg.heartbeat_period_ns(),
             idle: cfg.idle,
             stats_every: Duration::from_millis(cfg.stats_interval_ms),
             trim_every: Duration::from_millis(cfg.trim_interval_ms),

@@ -1,8 +1,9 @@
 //! YAML configuration with errors that name the field and the line.
 //!
-//! serde_yaml reports a path and a position; for values refused by our own
-//! parsers (a MAC, a key) it points at the enclosing mapping instead, so the
-//! refused value, which our messages quote in backticks, finds the real line.
+//! serde_yaml reports a path and a position. For a field that is missing,
+//! given twice or unknown it names the enclosing mapping, so the field is
+//! added to the path; our own value parsers (a MAC, the key) run inside the
+//! deserializer ([`from_str_with`]) so their errors carry the value's line.
 //! Cross-field checks made after parsing use [`line_of`] to find theirs.
 
 use std::fmt;
@@ -34,11 +35,19 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl ConfigError {
-    /// An error about `path` (a dotted field path), located in `text`.
+    /// An error about `path` (a dotted field path), located in `text`. A
+    /// field not written on a line of its own (a default, or inside a flow
+    /// mapping `{a: 1}`) is located at its nearest enclosing mapping that is.
     pub fn at(file: &str, text: &str, path: &str, message: impl Into<String>) -> ConfigError {
+        let mut line = None;
+        let mut p = path;
+        while line.is_none() && !p.is_empty() {
+            line = line_of(text, p);
+            p = p.rsplit_once('.').map_or("", |(parent, _)| parent);
+        }
         ConfigError {
             file: file.to_string(),
-            line: line_of(text, path),
+            line,
             field: path.to_string(),
             message: message.into(),
         }
@@ -74,57 +83,135 @@ pub fn parse_config<T: DeserializeOwned + Validate>(
 /// Deserialises YAML text; unknown fields are refused by the target types
 /// (`deny_unknown_fields`). `file` only labels the messages.
 pub fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, ConfigError> {
-    serde_yaml::from_str(text).map_err(|e| {
-        let msg = e.to_string();
-        // serde_yaml says "<path>: <message> at line L column C"; keep the
-        // path as the field and the line as ours.
-        let (field, rest) = match msg.split_once(": ") {
-            Some((p, r)) if !p.contains(' ') => (p.to_string(), r.to_string()),
-            _ => ("(document)".to_string(), msg.clone()),
+    serde_yaml::from_str(text).map_err(|e| from_serde(file, text, &e))
+}
+
+/// Maps a serde_yaml error to the field it is about and that field's line.
+fn from_serde(file: &str, text: &str, e: &serde_yaml::Error) -> ConfigError {
+    let msg = e.to_string();
+    let serde_line = e.location().map(|l| l.line());
+    // serde_yaml says "<path>: <message> at line L column C"; the path is
+    // absent for the top-level mapping.
+    let (path, rest) = match msg.split_once(": ") {
+        Some((p, r)) if !p.contains(' ') => (dotted(p), r),
+        _ => (String::new(), msg.as_str()),
+    };
+    let message = match rest.rfind(" at line ") {
+        Some(i) => &rest[..i],
+        None => rest,
+    }
+    .to_string();
+    let child = |k: &str| match path.as_str() {
+        "" => k.to_string(),
+        p => format!("{p}.{k}"),
+    };
+    // For a field missing or given twice, serde names the mapping and points
+    // at its start; the field belongs in the path. (An unknown field is
+    // reported at the mapping it is not part of, on its own line: serde's.)
+    let (field, line) = if let Some(k) = quoted_after(&message, "missing field ") {
+        // Where it should go: the enclosing mapping (none for the top level).
+        let line = match path.as_str() {
+            "" => None,
+            p => line_of(text, p).or(serde_line),
         };
-        let message = match rest.rfind(" at line ") {
-            Some(i) => rest[..i].to_string(),
-            None => rest,
-        };
-        let mut line = e.location().map(|l| l.line());
-        // serde_yaml places errors from our own value parsers at the start
-        // of the enclosing mapping; the refused value, quoted in the
-        // message, finds its real line.
-        if let Some(value) = message.split('`').nth(1).filter(|v| !v.is_empty()) {
-            let from = line.unwrap_or(1).saturating_sub(1);
-            if let Some(i) = text
-                .lines()
-                .enumerate()
-                .skip(from)
-                .find(|(_, l)| l.contains(value))
-                .map(|(i, _)| i)
-            {
-                line = Some(i + 1);
-            }
-        } else if message.starts_with("the digest key") {
-            line = line_of(text, "digest_key");
+        (child(k), line)
+    } else if let Some(k) = quoted_after(&message, "duplicate field ") {
+        let field = child(k);
+        let line = second_line_of(text, &field).or(serde_line);
+        (field, line)
+    } else if path.is_empty() {
+        ("(document)".to_string(), serde_line)
+    } else {
+        (path, serde_line)
+    };
+    ConfigError {
+        file: file.to_string(),
+        line,
+        field,
+        message,
+    }
+}
+
+/// serde's path (`backup_links[1].mac`) in our dotted form (`backup_links.1.mac`).
+fn dotted(path: &str) -> String {
+    path.replace('[', ".").replace(']', "")
+}
+
+/// `x` from a message that starts with `prefix` followed by `` `x` ``.
+fn quoted_after<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
+    message
+        .strip_prefix(prefix)?
+        .strip_prefix('`')?
+        .split('`')
+        .next()
+}
+
+/// Deserialises a string scalar through `parse`. The parse runs inside the
+/// deserializer, so serde_yaml reports a refusal at the value's own path and
+/// line (an error raised after `String::deserialize` returns would only know
+/// the enclosing mapping's).
+pub fn from_str_with<'de, D, T, F>(d: D, expecting: &'static str, parse: F) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    F: FnOnce(&str) -> Result<T, String>,
+{
+    struct V<F>(&'static str, F);
+    impl<'de, T, F: FnOnce(&str) -> Result<T, String>> serde::de::Visitor<'de> for V<F> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
         }
-        // A value our own parsers refused is reported at the struct's path;
-        // the key on the error's line names the field itself.
-        let key = line
-            .and_then(|l| text.lines().nth(l.saturating_sub(1)))
-            .and_then(|l| l.trim_start().trim_start_matches("- ").split_once(':'))
-            .map(|(k, _)| k.trim().to_string())
-            .filter(|k| !k.is_empty() && !k.contains(' '));
-        let field = match key {
-            Some(k) if field == "(document)" => k,
-            Some(k) if !field.ends_with(&k) && !message.contains(&format!("`{k}`")) => {
-                format!("{field}.{k}")
-            }
-            _ => field,
-        };
-        ConfigError {
-            file: file.to_string(),
-            line,
-            field,
-            message,
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
+            (self.1)(s).map_err(E::custom)
         }
-    })
+    }
+    d.deserialize_str(V(expecting, parse))
+}
+
+/// An hour in microseconds and in milliseconds: the longest health
+/// threshold, period or interval either program accepts. Longer is a typo
+/// (or a unit mistake), and near `u64::MAX` it overflows once in ns.
+pub const HOUR_US: u64 = 3_600_000_000;
+pub const HOUR_MS: u64 = 3_600_000;
+
+/// A config time in microseconds as nanoseconds. Saturates rather than
+/// wraps; validation keeps every time far below that.
+pub fn us_to_ns(us: u64) -> u64 {
+    us.saturating_mul(1_000)
+}
+
+/// A time field's range, `min..=max` in its own `unit` (`us`, `ms`); `why`
+/// says what the upper bound protects against.
+pub fn check_time(v: u64, min: u64, max: u64, unit: &str, why: &str) -> Result<(), String> {
+    if v < min {
+        Err(format!("{v} {unit}: must be at least {min} {unit}"))
+    } else if v > max {
+        Err(format!("{v} {unit} is more than {max} {unit}: {why}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// DPDK 22.11's RTE_MEMPOOL_CACHE_MAX_SIZE (rte_config.h).
+pub const MEMPOOL_CACHE_MAX: u32 = 512;
+
+/// rte_mempool_create's rule for the per-lcore cache: at most
+/// RTE_MEMPOOL_CACHE_MAX_SIZE, and its flush threshold (1.5 × cache,
+/// rounded down) no more than the pool.
+pub fn check_mempool_cache(cache: u32, mbufs: u32) -> Result<(), String> {
+    if cache > MEMPOOL_CACHE_MAX {
+        return Err(format!(
+            "{cache} is above DPDK's limit of {MEMPOOL_CACHE_MAX} per lcore (256 suits most pools; 0 turns the cache off)"
+        ));
+    }
+    let flush = cache + cache / 2;
+    if flush > mbufs {
+        return Err(format!(
+            "{cache} is too large for mempool.mbufs {mbufs}: DPDK needs 1.5 x cache ({flush}) <= mbufs; use at most {}",
+            u64::from(mbufs) * 2 / 3
+        ));
+    }
+    Ok(())
 }
 
 /// A MAC address field (`02:00:00:00:00:01`).
@@ -133,11 +220,10 @@ pub struct Mac(pub EthernetAddress);
 
 impl<'de> Deserialize<'de> for Mac {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        EthernetAddress::from_str(&s).map(Mac).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"
-            ))
+        from_str_with(d, "a MAC address", |s| {
+            EthernetAddress::from_str(s)
+                .map(Mac)
+                .map_err(|_| format!("`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"))
         })
     }
 }
@@ -148,9 +234,11 @@ pub struct Hex128(pub DigestKey);
 
 impl<'de> Deserialize<'de> for Hex128 {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        DigestKey::from_hex(&s).map(Hex128).map_err(|_| {
-            serde::de::Error::custom("the digest key must be exactly 32 hex digits (128 bits)")
+        // The message never quotes the value: it is a secret.
+        from_str_with(d, "32 hex digits", |s| {
+            DigestKey::from_hex(s)
+                .map(Hex128)
+                .map_err(|_| "the digest key must be exactly 32 hex digits (128 bits)".to_string())
         })
     }
 }
@@ -215,6 +303,40 @@ pub fn line_of(text: &str, path: &str) -> Option<usize> {
     found
 }
 
+/// The line of a field's second occurrence in its mapping (a duplicate key).
+fn second_line_of(text: &str, path: &str) -> Option<usize> {
+    let first = line_of(text, path)?;
+    let key = path.rsplit('.').next()?;
+    let lines: Vec<&str> = text.lines().collect();
+    let col = key_column(lines[first - 1]);
+    for (i, l) in lines.iter().enumerate().skip(first) {
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        // Left of the mapping's keys: the mapping has ended.
+        if indent(l) < col {
+            break;
+        }
+        if key_column(l) == col && t.trim_start_matches("- ").starts_with(&format!("{key}:")) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// The column a line's key starts at, after any list-item dashes.
+fn key_column(l: &str) -> usize {
+    let mut t = l.trim_start();
+    let mut col = indent(l);
+    while let Some(rest) = t.strip_prefix("- ") {
+        let r = rest.trim_start();
+        col += t.len() - r.len();
+        t = r;
+    }
+    col
+}
+
 fn indent(l: &str) -> usize {
     l.len() - l.trim_start().len()
 }
@@ -261,15 +383,89 @@ mod tests {
     #[test]
     fn unknown_and_missing_fields_are_named() {
         let e = parse::<T>("t.yaml", &format!("{GOOD}  mtu: 9000\n")).unwrap_err();
-        assert!(e.message.contains("mtu") && e.line == Some(5), "{e}");
+        assert_eq!((e.field.as_str(), e.line), ("link", Some(5)), "{e}");
+        assert!(e.message.contains("unknown field `mtu`"), "{e}");
+        // A missing field is named in full, at the line of its mapping.
         let e = parse::<T>("t.yaml", &GOOD.replace("  name: b1\n", "")).unwrap_err();
-        assert!(e.to_string().contains("name"), "{e}");
+        assert_eq!((e.field.as_str(), e.line), ("link.name", Some(2)), "{e}");
+        let e = parse::<T>("t.yaml", &GOOD.replace("  mac: 02:00:00:00:00:01\n", "")).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("link.mac", Some(2)), "{e}");
+        // At the top level there is no mapping line to point at.
+        let e = parse::<T>("t.yaml", &GOOD.replace("digest_key:", "# digest_key:")).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("digest_key", None), "{e}");
+    }
+
+    #[test]
+    fn fields_in_list_items_and_duplicates_are_named() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Ls {
+            links: Vec<L>,
+        }
+        let y = "links:\n  - name: a\n    mac: 02:00:00:00:00:01\n  - name: b\n";
+        let e = parse::<Ls>("t.yaml", y).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("links.1.mac", Some(4)), "{e}");
+        let y = "links:\n  - name: a\n    mac: 02:00:00:00:00:01\n    name: b\n";
+        let e = parse::<Ls>("t.yaml", y).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("links.0.name", Some(4)), "{e}");
+        let y = "links:\n  - name: a\n    mac: 02:00:00:00:00:01\n  - name: b\n    mac: 02:zz\n";
+        let e = parse::<Ls>("t.yaml", y).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("links.1.mac", Some(5)), "{e}");
+        let e = parse::<T>("t.yaml", &format!("{GOOD}  name: b2\n")).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("link.name", Some(5)), "{e}");
+    }
+
+    #[test]
+    fn a_refused_value_is_found_in_its_own_mapping() {
+        // The same bad text in an earlier mapping must not take the line.
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Two {
+            a: L,
+            b: L,
+        }
+        let y = "a:\n  name: x\n  mac: 02:00:00:00:00:01\nb:\n  name: 02:zz\n  mac: 02:zz\n";
+        let e = parse::<Two>("t.yaml", y).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("b.mac", Some(6)), "{e}");
     }
 
     #[test]
     fn at_locates_a_path() {
         let e = ConfigError::at("t.yaml", GOOD, "link.mac", "bad");
         assert_eq!(e.to_string(), "t.yaml:4: link.mac: bad");
+        // Not on a line of its own: its mapping's line.
+        let e = ConfigError::at("t.yaml", GOOD, "link.mtu", "bad");
+        assert_eq!(e.line, Some(2));
+        let e = ConfigError::at("t.yaml", "link: {name: b1, mtu: 0}\n", "link.mtu", "bad");
+        assert_eq!(e.line, Some(1));
+        let e = ConfigError::at("t.yaml", GOOD, "nothing.here", "bad");
+        assert_eq!(e.line, None);
+    }
+
+    #[test]
+    fn mempool_cache_follows_rte_mempool_create() {
+        assert!(check_mempool_cache(512, 768).is_ok());
+        assert!(check_mempool_cache(0, 1).is_ok());
+        let e = check_mempool_cache(513, 1 << 20).unwrap_err();
+        assert!(e.contains("512"), "{e}");
+        // 1.5 x 400 = 600 > 599; the message gives the largest that fits.
+        let e = check_mempool_cache(400, 599).unwrap_err();
+        assert!(e.contains("at most 399"), "{e}");
+        assert!(check_mempool_cache(399, 599).is_ok());
+        assert!(check_mempool_cache(512, u32::MAX).is_ok());
+    }
+
+    #[test]
+    fn times_are_checked_against_their_range() {
+        assert!(check_time(1, 1, HOUR_US, "us", "why").is_ok());
+        assert!(check_time(HOUR_US, 1, HOUR_US, "us", "why").is_ok());
+        let e = check_time(0, 1, HOUR_US, "us", "why").unwrap_err();
+        assert!(e.contains("at least 1 us"), "{e}");
+        let e = check_time(u64::MAX, 1, HOUR_US, "us", "the reason").unwrap_err();
+        assert!(e.contains("more than 3600000000 us: the reason"), "{e}");
+        assert_eq!(us_to_ns(HOUR_US), 3_600_000_000_000);
+        assert_eq!(us_to_ns(u64::MAX / 1000 + 1), u64::MAX);
     }
 
     #[test]

@@ -201,7 +201,7 @@ impl Appliance {
                     node_mac: link.peer_mac.0,
                     backup_node: hl.backup_node,
                     node_acks: hl.node_acks,
-                    ack_delay_ns: 2 * hl.fibre_delay_us * 1000,
+                    ack_delay_ns: hl.ack_delay_ns(),
                     acks: vec![(0, 0); 1 << 16],
                     acks_head: 0,
                     acks_len: 0,
@@ -329,10 +329,7 @@ impl Appliance {
             port: cfg.primary.udp_port,
         };
         let policy = cfg
-            .release
-            .policy
-            .0
-            .check(cfg.backup_links.len())
+            .release_check()
             .map_err(|e| format!("release.policy: {e}"))?;
 
         let content = match cfg.release.content {
@@ -359,7 +356,7 @@ impl Appliance {
             clock,
             shared,
             rx: Burst::new(),
-            hb_interval_ns: cfg.health.heartbeat_interval_us * 1000,
+            hb_interval_ns: cfg.health.heartbeat_interval_ns(),
             failover_seen: 0,
             paused: false,
             launched: [0; BURST],
@@ -395,7 +392,7 @@ impl Appliance {
             events: events_tx,
             clock,
             shared,
-            confirm_timeout_ns: cfg.hold_ring.confirm_timeout_us * 1000,
+            confirm_timeout_ns: cfg.hold_ring.confirm_timeout_ns(),
             release_tx: Burst::new(),
             confirm_tx: Burst::new(),
             last_overdue: 0,

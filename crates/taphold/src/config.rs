@@ -5,17 +5,21 @@
 //! the data path never parses or looks anything up. Unknown fields are
 //! errors, and every error names the field and the line it is on.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::Deserialize;
-use taphold_core::policy::{PolicySpec, ReleasePolicy};
+use taphold_core::policy::{PolicyCheck, PolicyError, PolicySpec, ReleasePolicy};
+use taphold_core::{hold_ring, spsc};
+use taphold_journal::record as journal_record;
 pub use taphold_runtime::idle::IdlePolicy;
 use taphold_runtime::yaml;
 pub use taphold_runtime::yaml::{ConfigError, Hex128, Mac};
+use taphold_wire::ethernet::EthernetAddress;
+use taphold_wire::{delivery, taphold};
 
 /// Most backup links a hold-ring slot has confirmation bits for.
 pub const MAX_LINKS: usize = 4;
@@ -97,6 +101,12 @@ pub struct HoldRingConfig {
 
 fn default_backpressure_alert_ms() -> u64 {
     100
+}
+
+impl HoldRingConfig {
+    pub fn confirm_timeout_ns(&self) -> u64 {
+        yaml::us_to_ns(self.confirm_timeout_us)
+    }
 }
 
 impl Default for HoldRingConfig {
@@ -224,6 +234,12 @@ pub struct HealthSection {
     /// RETRANSMIT, at most this many times; after that the link is left to
     /// its health check, which takes it down.
     pub tap_retransmits: u32,
+}
+
+impl HealthSection {
+    pub fn heartbeat_interval_ns(&self) -> u64 {
+        yaml::us_to_ns(self.heartbeat_interval_us)
+    }
 }
 
 impl Default for HealthSection {
@@ -432,6 +448,13 @@ impl<'de> Deserialize<'de> for SeqRange {
     }
 }
 
+impl HarnessLinkConfig {
+    /// The modelled node acks a backup frame after the fibre's round trip.
+    pub fn ack_delay_ns(&self) -> u64 {
+        yaml::us_to_ns(self.fibre_delay_us).saturating_mul(2)
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NodeAcks {
@@ -462,6 +485,10 @@ fn default_stream_id() -> u32 {
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/taphold")
 }
+/// Re-launches per message and link: enough for a few lost copies in a row,
+/// few enough that a dead tap shows as a dead link.
+pub const MAX_TAP_RETRANSMITS: u32 = 16;
+
 fn default_stats_interval_ms() -> u64 {
     1000
 }
@@ -484,10 +511,11 @@ pub struct PolicyText(pub PolicySpec, pub String);
 
 impl<'de> Deserialize<'de> for PolicyText {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        PolicySpec::from_str(&s)
-            .map(|p| PolicyText(p, s.clone()))
-            .map_err(|e| serde::de::Error::custom(format!("`{s}`: {e} (want any, all or k-of-n)")))
+        yaml::from_str_with(d, "any, all or k-of-n", |s| {
+            PolicySpec::from_str(s)
+                .map(|p| PolicyText(p, s.to_string()))
+                .map_err(|e| format!("`{s}`: {e}"))
+        })
     }
 }
 
@@ -517,133 +545,440 @@ impl Config {
     }
 }
 
+/// The most payload one UDP datagram over IPv4 carries: 65535 - 20 - 8.
+const MAX_UDP_PAYLOAD: usize = 65_507;
+/// DPDK's headroom in front of every mbuf's data.
+const MBUF_HEADROOM: usize = 128;
+/// DPDK's ring names are at most 28 characters (RTE_RING_NAMESIZE - 1).
+const RING_NAME_MAX: usize = 28;
+/// Bounds of the harness's rings: a ring holds `size - 1` frames and a
+/// burst is 32; above 2^24 the four rings per link need gigabytes.
+const HARNESS_RING_MIN: u32 = 64;
+const HARNESS_RING_MAX: u32 = 1 << 24;
+/// The modelled fibre's longest one-way delay: 1 s is 200,000 km.
+const MAX_FIBRE_DELAY_US: u64 = 1_000_000;
+
+/// Builds errors located in one config text.
+struct At<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl At<'_> {
+    fn err(&self, path: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(self.file, self.text, path, message)
+    }
+}
+
 impl yaml::Validate for Config {
     fn validate(&self, file: &str, text: &str) -> Result<(), ConfigError> {
-        let err = |path: &str, message: String| ConfigError::at(file, text, path, message);
+        let at = At { file, text };
+        self.check_links(&at)?;
+        self.check_release(&at)?;
+        self.check_addresses(&at)?;
+        self.check_sizes(&at)?;
+        self.check_times(&at)?;
+        self.check_lcores(&at)?;
+        self.check_harness(&at)
+    }
+}
+
+impl Config {
+    /// Backup links: how many, their names, and that P, every link's port
+    /// and every tap are distinct devices.
+    fn check_links(&self, at: &At) -> Result<(), ConfigError> {
         let n = self.backup_links.len();
         if n == 0 || n > MAX_LINKS {
-            return Err(err(
+            return Err(at.err(
                 "backup_links",
                 format!("need 1 to {MAX_LINKS} backup links, found {n}"),
             ));
         }
         let mut names = BTreeSet::new();
+        // Device name → the first field that uses it.
+        let mut devices: BTreeMap<&str, String> = BTreeMap::new();
+        devices.insert(&self.primary.port, "primary.port".into());
         for (i, l) in self.backup_links.iter().enumerate() {
             if !names.insert(l.name.as_str()) {
-                return Err(err(
+                return Err(at.err(
                     &format!("backup_links.{i}.name"),
                     format!("duplicate link name `{}`", l.name),
                 ));
             }
-            if l.port == l.tap {
-                return Err(err(
-                    &format!("backup_links.{i}.tap"),
-                    "the tap must be a different device from the link port".into(),
+            for (what, dev) in [("port", &l.port), ("tap", &l.tap)] {
+                let path = format!("backup_links.{i}.{what}");
+                if let Some(first) = devices.get(dev.as_str()) {
+                    let why = if *first == format!("backup_links.{i}.port") {
+                        "the tap must be a different device from the link port".to_string()
+                    } else {
+                        format!(
+                            "`{dev}` is already {first}: P, each backup link's port and each tap are devices of their own"
+                        )
+                    };
+                    return Err(at.err(&path, why));
+                }
+                devices.insert(dev, path);
+            }
+        }
+        if let Some(h) = &self.harness {
+            for (i, hl) in h.links.iter().enumerate() {
+                if let Some(first) = hl.sink.as_deref().and_then(|s| devices.get(s)) {
+                    return Err(at.err(
+                        &format!("harness.links.{i}.sink"),
+                        format!("`{}` is already {first}: a sink is a device of its own (harness links may share one)", hl.sink.as_deref().unwrap_or_default()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The release policy against the links in service, and the secondary
+    /// mode against the links it can use.
+    fn check_release(&self, at: &At) -> Result<(), ConfigError> {
+        let n = self.backup_links.len();
+        let active = self.backup_links.iter().filter(|l| !l.standby).count();
+        let standby = n - active;
+        if active == 0 {
+            return Err(at.err(
+                "backup_links",
+                "every backup link is a standby: at least one must be in service",
+            ));
+        }
+        let PolicyText(spec, text) = &self.release.policy;
+        // The policy counts the links in service; a standby joins only by a
+        // failover, as a replacement (control.rs, `satisfiable`). So the n of
+        // k-of-n is the number of links in service.
+        if let (ReleasePolicy::AtLeast(k), Some(of)) = (spec.policy, spec.of) {
+            if usize::from(of) != active {
+                let hint = if usize::from(k) <= active {
+                    format!("write `{k}-of-{active}`")
+                } else {
+                    format!("it needs {k} links in service")
+                };
+                let msg = if standby > 0 {
+                    format!(
+                        "`{text}`: n counts the backup links in service, {active} of the {n} here ({standby} standby, which join only by failover); {hint}"
+                    )
+                } else {
+                    format!("`{text}` names {of} backup links, but {n} are configured; {hint}")
+                };
+                return Err(at.err("release.policy", msg));
+            }
+        }
+        spec.validate(active).map_err(|e| {
+            at.err(
+                "release.policy",
+                format!("`{text}` with {active} link(s) in service: {e}"),
+            )
+        })?;
+        match self.secondary_mode {
+            SecondaryMode::Failover if standby == 0 => {
+                return Err(at.err(
+                    "secondary_mode",
+                    "failover puts a standby link in service, and no backup link is `standby: true`: without one it can only halt; add a standby link, or write `halt`",
+                ));
+            }
+            SecondaryMode::Journal if self.local_journal.is_none() => {
+                return Err(at.err(
+                    "secondary_mode",
+                    "journal needs a `local_journal: {dir: ...}` section",
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Addresses: ours must be unicast and usable; the destination's must be
+    /// somewhere a frame can go.
+    fn check_addresses(&self, at: &At) -> Result<(), ConfigError> {
+        let p = &self.primary;
+        own_mac(at, "primary.mac", p.mac)?;
+        let ip = p.ip;
+        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+            return Err(at.err(
+                "primary.ip",
+                format!("{ip} cannot be our address: P answers ARP for it and sources send to it, so it must be a unicast address"),
+            ));
+        }
+        if p.udp_port == 0 {
+            return Err(at.err(
+                "primary.udp_port",
+                "0 is not a port a source can send to: give the UDP port messages arrive on",
+            ));
+        }
+        let d = &self.destination;
+        if d.mac.0.is_multicast() {
+            return Err(at.err(
+                "destination.mac",
+                format!("{} is a group address: released messages would go to every member; give the next hop's unicast MAC (for a multicast destination, the router's)", d.mac.0),
+            ));
+        }
+        if d.mac.0 == EthernetAddress([0; 6]) {
+            return Err(at.err(
+                "destination.mac",
+                "00:00:00:00:00:00 is not a next hop's MAC",
+            ));
+        }
+        if d.mac == p.mac {
+            return Err(at.err(
+                "destination.mac",
+                "is primary.mac: released messages would be addressed back to us; give the next hop's MAC",
+            ));
+        }
+        if d.ip.is_unspecified() {
+            return Err(at.err(
+                "destination.ip",
+                "0.0.0.0 is no destination: give the address released messages go to",
+            ));
+        }
+        if d.udp_port == 0 {
+            return Err(at.err(
+                "destination.udp_port",
+                "0 is not a port a datagram can be sent to: give the destination's UDP port",
+            ));
+        }
+        for (i, l) in self.backup_links.iter().enumerate() {
+            if let Some(m) = l.mac {
+                own_mac(at, &format!("backup_links.{i}.mac"), m)?;
+            }
+            let peer = format!("backup_links.{i}.peer_mac");
+            if l.peer_mac.0.is_multicast() || l.peer_mac.0 == EthernetAddress([0; 6]) {
+                return Err(at.err(
+                    &peer,
+                    format!("{} is not a unicast address: give the backup node's MAC on this link (its config's `mac`)", l.peer_mac.0),
+                ));
+            }
+            if l.mac == Some(l.peer_mac) {
+                return Err(at.err(
+                    &peer,
+                    "is the link's own `mac`: the backup node's MAC must differ from ours",
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Every size that DPDK or our rings would refuse after EAL.
+    fn check_sizes(&self, at: &At) -> Result<(), ConfigError> {
+        let n = self.backup_links.len() as u32;
         let cap = self.hold_ring.capacity;
-        if !cap.is_power_of_two() || !(2..=1 << 24).contains(&cap) {
-            return Err(err(
+        let max = hold_ring::MAX_CAPACITY as u32;
+        if !cap.is_power_of_two() || !(2..=max).contains(&cap) {
+            return Err(at.err(
                 "hold_ring.capacity",
-                format!("{cap} must be a power of two between 2 and 2^24"),
+                format!("{cap} must be a power of two between 2 and {max} (2^24)"),
             ));
         }
-        let needed = cap * (1 + n as u32) + 2048;
-        if self.mempool.mbufs < needed {
-            return Err(err(
+        let m = &self.mempool;
+        let needed = cap * (1 + n) + 2048;
+        if m.mbufs < needed {
+            return Err(at.err(
                 "mempool.mbufs",
-                format!("{} is too few: a full hold ring ({cap}) with a backup frame per link in flight, plus rx descriptors, needs at least {needed}", self.mempool.mbufs),
+                format!("{} is too few: a full hold ring ({cap}) with a backup frame per link in flight, plus rx descriptors, needs at least {needed}", m.mbufs),
             ));
         }
-        if self.mempool.data_room < 2176 {
-            return Err(err(
+        yaml::check_mempool_cache(m.cache, m.mbufs).map_err(|e| at.err("mempool.cache", e))?;
+        if m.data_room < 2176 {
+            return Err(at.err(
                 "mempool.data_room",
+                format!("{} is below DPDK's 2176-byte default", m.data_room),
+            ));
+        }
+        let p = &self.primary;
+        if p.max_payload == 0 {
+            return Err(at.err("primary.max_payload", "must be at least 1"));
+        }
+        // A released datagram carries the delivery header too (framing: taphold).
+        let (room, with) = match self.destination.framing {
+            Framing::Raw => (MAX_UDP_PAYLOAD, ""),
+            Framing::Taphold => (
+                MAX_UDP_PAYLOAD - delivery::HEADER_LEN,
+                " less the delivery header of framing: taphold",
+            ),
+        };
+        if usize::from(p.max_payload) > room {
+            return Err(at.err(
+                "primary.max_payload",
                 format!(
-                    "{} is below DPDK's 2176-byte default",
-                    self.mempool.data_room
+                    "{} does not fit a UDP datagram over IPv4: at most {room} bytes (65507{with})",
+                    p.max_payload
                 ),
             ));
         }
         // The largest frame in an mbuf: Ethernet, IPv4 with options, UDP, the
         // delivery header (prepended into the headroom) and the payload; or the
         // backup frame of that payload.
-        let max_frame = 14
-            + 60
-            + 8
-            + taphold_wire::delivery::HEADER_LEN
-            + self.primary.max_payload as usize
-            + taphold_wire::taphold::HEADER_LEN
-            + 8;
-        if max_frame + 128 > self.mempool.data_room as usize {
-            return Err(err(
-                "mempool.data_room",
+        let overhead = 14 + 60 + 8 + delivery::HEADER_LEN + taphold::HEADER_LEN + 8;
+        let need = overhead + usize::from(p.max_payload) + MBUF_HEADROOM;
+        if need > usize::from(m.data_room) {
+            return Err(at.err(
+                "primary.max_payload",
                 format!(
-                    "{} cannot hold a {}-byte message with its headers and headroom (needs {})",
-                    self.mempool.data_room,
-                    self.primary.max_payload,
-                    max_frame + 128
+                    "a {}-byte message with its headers and DPDK's headroom needs {need}-byte mbufs, more than mempool.data_room ({}): raise data_room to {need}, or lower max_payload to {}",
+                    p.max_payload,
+                    m.data_room,
+                    usize::from(m.data_room).saturating_sub(overhead + MBUF_HEADROOM)
                 ),
             ));
         }
-        let active = self.backup_links.iter().filter(|l| !l.standby).count();
-        if active == 0 {
-            return Err(err(
-                "backup_links",
-                "every backup link is a standby: at least one must be in service".into(),
+        if !(1..=2).contains(&p.tx_queues) {
+            return Err(at.err("primary.tx_queues", "must be 1 or 2"));
+        }
+        let ev = self.events.ring;
+        let max = spsc::MAX_CAPACITY as u32;
+        if !ev.is_power_of_two() || ev > max {
+            return Err(at.err(
+                "events.ring",
+                format!("{ev} must be a power of two between 1 and {max} (2^24)"),
             ));
         }
-        self.release.policy.0.validate(active).map_err(|e| {
-            err(
-                "release.policy",
-                format!(
-                    "`{}` with {active} link(s) in service: {e}",
-                    self.release.policy.1
-                ),
-            )
-        })?;
+        if let Some(j) = &self.local_journal {
+            if j.dir.is_empty() {
+                return Err(at.err("local_journal.dir", "must name a directory"));
+            }
+            // One whole record (the largest backup frame) fits a segment, so
+            // a segment is never a file per message.
+            let record = journal_record::OVERHEAD
+                + taphold::HEADER_LEN
+                + taphold::BACKUP_BODY_PREFIX_LEN
+                + usize::from(p.max_payload)
+                + taphold::DIGEST_LEN;
+            let min = record.max(4096) as u64;
+            if j.segment_bytes < min {
+                return Err(at.err(
+                    "local_journal.segment_bytes",
+                    format!("{} is below the minimum of {min}: a segment holds at least 4096 bytes and one whole record (a {}-byte message's is {record})", j.segment_bytes, p.max_payload),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every time in the config: in range, so that it converts to ns without
+    /// overflow and is not a unit mistake.
+    fn check_times(&self, at: &At) -> Result<(), ConfigError> {
+        const HEALTH: &str = "no health threshold or period is longer than an hour (the patent's are 350 us to 10 ms); check the unit";
         let h = &self.health;
-        for (name, v) in [
-            ("health.ack_timeout_us", h.ack_timeout_us),
+        let us = [
+            (
+                "hold_ring.confirm_timeout_us",
+                self.hold_ring.confirm_timeout_us,
+                1,
+                "a confirmation takes microseconds; check the unit",
+            ),
+            ("health.ack_timeout_us", h.ack_timeout_us, 1, HEALTH),
             (
                 "health.peer_heartbeat_period_us",
                 h.peer_heartbeat_period_us,
+                1,
+                HEALTH,
             ),
-            ("health.tap_timeout_us", h.tap_timeout_us),
-            ("health.heartbeat_interval_us", h.heartbeat_interval_us),
-        ] {
-            if v == 0 {
-                return Err(err(name, "must be greater than 0".into()));
-            }
+            ("health.heartbeat_grace_us", h.heartbeat_grace_us, 0, HEALTH),
+            ("health.tap_timeout_us", h.tap_timeout_us, 1, HEALTH),
+            ("health.down_after_us", h.down_after_us, 0, HEALTH),
+            ("health.up_after_us", h.up_after_us, 0, HEALTH),
+            (
+                "health.heartbeat_interval_us",
+                h.heartbeat_interval_us,
+                1,
+                HEALTH,
+            ),
+        ];
+        for (path, v, min, why) in us {
+            yaml::check_time(v, min, yaml::HOUR_US, "us", why).map_err(|e| at.err(path, e))?;
         }
-        if self.secondary_mode == SecondaryMode::Journal && self.local_journal.is_none() {
-            return Err(err(
-                "secondary_mode",
-                "journal needs a `local_journal: {dir: ...}` section".into(),
-            ));
+        let ms = [
+            (
+                "stats_interval_ms",
+                self.stats_interval_ms,
+                "a stats line at most hourly; check the unit",
+            ),
+            (
+                "latency_monitor.window_ms",
+                self.latency_monitor.window_ms,
+                "a latency window of more than an hour never alerts in time; check the unit",
+            ),
+            (
+                "hold_ring.backpressure_alert_ms",
+                self.hold_ring.backpressure_alert_ms,
+                "an alert an hour after the ring filled comes too late; check the unit",
+            ),
+        ];
+        for (path, v, why) in ms {
+            yaml::check_time(v, 1, yaml::HOUR_MS, "ms", why).map_err(|e| at.err(path, e))?;
         }
+        use taphold_core::latency::MonitorConfigError as M;
         self.latency_monitor
             .monitor_config()
             .validate()
-            .map_err(|e| err("latency_monitor", e.to_string()))?;
-        if !(1..=2).contains(&self.primary.tx_queues) {
-            return Err(err("primary.tx_queues", "must be 1 or 2".into()));
-        }
-        if self.primary.max_payload == 0 {
-            return Err(err("primary.max_payload", "must be at least 1".into()));
-        }
-        if !self.events.ring.is_power_of_two() {
-            return Err(err(
-                "events.ring",
-                format!("{} must be a power of two", self.events.ring),
+            .map_err(|e| {
+                let field = match e {
+                    M::ZeroWindow => "window_ms",
+                    M::Quantile(_) => "quantile",
+                    M::Factor(_) => "factor",
+                    M::BaselineWindows(_) => "baseline_windows",
+                    M::ZeroMinSamples => "min_samples",
+                };
+                at.err(&format!("latency_monitor.{field}"), e.to_string())
+            })?;
+        if !(1..=MAX_TAP_RETRANSMITS).contains(&h.tap_retransmits) {
+            return Err(at.err(
+                "health.tap_retransmits",
+                format!(
+                    "{} must be 1 to {MAX_TAP_RETRANSMITS}: a lost tap copy needs at least one re-launch, and a link that loses more is failing (its health check takes it down)",
+                    h.tap_retransmits
+                ),
             ));
         }
-        // Every hot role runs exactly once, on a worker lcore.
+        if let Some(hs) = &self.harness {
+            for (i, hl) in hs.links.iter().enumerate() {
+                yaml::check_time(
+                    hl.fibre_delay_us,
+                    0,
+                    MAX_FIBRE_DELAY_US,
+                    "us",
+                    "1 s of fibre is 200,000 km; check the unit",
+                )
+                .map_err(|e| at.err(&format!("harness.links.{i}.fibre_delay_us"), e))?;
+                if let Some([from, to]) = hl.tap_cut_ms {
+                    if from >= to || to > yaml::HOUR_MS {
+                        return Err(at.err(
+                            &format!("harness.links.{i}.tap_cut_ms"),
+                            format!("[{from}, {to}]: want [from, to] ms with from < to ≤ an hour"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every hot role runs exactly once, each lcore is one entry with
+    /// something to do, and the roles the config relies on are mapped.
+    fn check_lcores(&self, at: &At) -> Result<(), ConfigError> {
         let mut seen = BTreeSet::new();
+        let mut ids: BTreeMap<u32, usize> = BTreeMap::new();
         for (i, l) in self.lcores.iter().enumerate() {
+            if let Some(first) = ids.insert(l.lcore, i) {
+                return Err(at.err(
+                    &format!("lcores.{i}.lcore"),
+                    format!("lcore {} is already lcores.{first}: list all its roles in that one entry (roles: [a, b])", l.lcore),
+                ));
+            }
+            if l.roles.is_empty() {
+                return Err(at.err(
+                    &format!("lcores.{i}.roles"),
+                    format!(
+                        "lcore {} has no roles: it would only spin; drop the entry",
+                        l.lcore
+                    ),
+                ));
+            }
             for r in &l.roles {
                 if !seen.insert(*r) {
-                    return Err(err(
+                    return Err(at.err(
                         &format!("lcores.{i}.roles"),
                         format!("role {r} is mapped more than once"),
                     ));
@@ -652,45 +987,92 @@ impl yaml::Validate for Config {
         }
         for r in [RoleName::Ingress, RoleName::TapRx, RoleName::Egress] {
             if !seen.contains(&r) {
-                return Err(err(
-                    "lcores",
-                    format!("role {r} is not mapped to any lcore"),
-                ));
+                return Err(at.err("lcores", format!("role {r} is not mapped to any lcore")));
             }
         }
-        match &self.harness {
-            Some(h) => {
-                if !seen.contains(&RoleName::TapModel) {
-                    return Err(err(
-                        "lcores",
-                        "a harness is configured but role tap-model is not mapped".into(),
-                    ));
-                }
-                for (i, hl) in h.links.iter().enumerate() {
-                    if !names.contains(hl.link.as_str()) {
-                        return Err(err(
-                            &format!("harness.links.{i}.link"),
-                            format!("no backup link named `{}`", hl.link),
-                        ));
-                    }
-                }
-                if !h.ring_size.is_power_of_two() {
-                    return Err(err(
-                        "harness.ring_size",
-                        format!("{} must be a power of two", h.ring_size),
-                    ));
-                }
+        // link-rx reads the backup node's acks and heartbeats; without it
+        // every link would be judged silent, and gate: ack release nothing.
+        if !seen.contains(&RoleName::LinkRx) {
+            let why = if self.release.gate == Gate::Ack {
+                Some("release.gate: ack releases on the backup node's acks, which link-rx reads: map link-rx (it may share an lcore)")
+            } else if self.health.require_peer {
+                Some("health.require_peer judges each link on the backup node's acks and heartbeats, which link-rx reads: map link-rx (it may share an lcore), or set require_peer: false for a tap-only setup")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(at.err("lcores", format!("role link-rx is not mapped, but {why}")));
             }
-            None if seen.contains(&RoleName::TapModel) => {
-                return Err(err(
-                    "lcores",
-                    "role tap-model needs a `harness` section".into(),
+        }
+        match (&self.harness, seen.contains(&RoleName::TapModel)) {
+            (Some(_), false) => Err(at.err(
+                "lcores",
+                "a harness is configured but role tap-model is not mapped",
+            )),
+            (None, true) => Err(at.err("lcores", "role tap-model needs a `harness` section")),
+            _ => Ok(()),
+        }
+    }
+
+    /// The replay harness: each modelled link once, rings DPDK can create.
+    fn check_harness(&self, at: &At) -> Result<(), ConfigError> {
+        let Some(h) = &self.harness else {
+            return Ok(());
+        };
+        let mut modelled: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, hl) in h.links.iter().enumerate() {
+            let path = format!("harness.links.{i}.link");
+            let Some(k) = self.backup_links.iter().position(|l| l.name == hl.link) else {
+                return Err(at.err(&path, format!("no backup link named `{}`", hl.link)));
+            };
+            if let Some(first) = modelled.insert(&hl.link, i) {
+                return Err(at.err(
+                    &path,
+                    format!("`{}` is already modelled by harness.links.{first}", hl.link),
                 ));
             }
-            None => {}
+            // The link's port and tap become ring ports: `port>port_fibre`
+            // and `tap>tap_feed` (crates/dpdk EthRingPair).
+            let l = &self.backup_links[k];
+            for (what, name, peer) in [("port", &l.port, "_fibre"), ("tap", &l.tap, "_feed")] {
+                let ring = format!("{name}>{name}{peer}");
+                if ring.len() > RING_NAME_MAX {
+                    return Err(at.err(
+                        &format!("backup_links.{k}.{what}"),
+                        format!("`{name}` is too long for a harness ring port: its DPDK ring `{ring}` has {} characters, DPDK allows {RING_NAME_MAX}; name it in at most {} characters", ring.len(), (RING_NAME_MAX - 1 - peer.len()) / 2),
+                    ));
+                }
+            }
+        }
+        let r = h.ring_size;
+        if !r.is_power_of_two() || !(HARNESS_RING_MIN..=HARNESS_RING_MAX).contains(&r) {
+            return Err(at.err(
+                "harness.ring_size",
+                format!("{r} must be a power of two between {HARNESS_RING_MIN} and {HARNESS_RING_MAX} (2^24): a ring holds size - 1 frames, a burst is 32"),
+            ));
         }
         Ok(())
     }
+
+    /// The release check over every configured link; egress narrows it to
+    /// the links in service. Validation has checked the policy against those.
+    pub fn release_check(&self) -> Result<PolicyCheck, PolicyError> {
+        PolicyCheck::new(self.release.policy.0.policy, self.backup_links.len())
+    }
+}
+
+/// Our own MAC on a port: a frame's source, so unicast and not zero.
+fn own_mac(at: &At, path: &str, m: Mac) -> Result<(), ConfigError> {
+    if m.0.is_multicast() {
+        return Err(at.err(
+            path,
+            format!("{} is a group address and cannot be a frame's source: our MAC must be unicast (first octet even, e.g. 02:...)", m.0),
+        ));
+    }
+    if m.0 == EthernetAddress([0; 6]) {
+        return Err(at.err(path, "00:00:00:00:00:00 is not a usable MAC"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -808,7 +1190,7 @@ mod tests {
         assert!(e.message.contains("local_journal"), "{e}");
         assert!(e.line.is_some());
         let e = bad(|s| format!("{s}latency_monitor:\n  factor: 0.5\n"));
-        assert_eq!(e.field, "latency_monitor", "{e}");
+        assert_eq!(e.field, "latency_monitor.factor", "{e}");
         let e = bad(|s| s.replace("secondary_mode: halt", "secondary_mode: pray"));
         assert!(e.to_string().contains("secondary_mode"), "{e}");
         let e = bad(|s| {
@@ -829,10 +1211,605 @@ mod tests {
         assert_eq!(ok.secondary_mode, SecondaryMode::Journal);
     }
 
+    /// The 1-based line of the first line of GOOD containing `needle`.
+    fn line(needle: &str) -> usize {
+        GOOD.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
     #[test]
-    fn missing_required_field_is_named() {
+    fn missing_required_field_is_named_at_its_mapping() {
         let e = bad(|s| s.replace("  udp_port: 9100\n", ""));
-        assert!(e.to_string().contains("udp_port"), "{e}");
+        assert_eq!(e.field, "destination.udp_port", "{e}");
+        assert_eq!(e.line, Some(line("destination:")), "{e}");
+        assert!(e.message.contains("missing field"), "{e}");
+        let e = bad(|s| s.replace("  udp_port: 9000\n", ""));
+        assert_eq!(e.field, "primary.udp_port", "{e}");
+        assert_eq!(e.line, Some(line("primary:")), "{e}");
+        let e = bad(|s| s.replace("    peer_mac: 02:00:00:00:0c:01\n", ""));
+        assert_eq!(e.field, "backup_links.0.peer_mac", "{e}");
+        assert_eq!(e.line, Some(line("- name: b1")), "{e}");
+        let e = bad(|s| s.replace("  capacity: 4096\n", ""));
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("hold_ring.capacity", Some(line("hold_ring:"))),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn duplicate_and_unknown_fields_are_named_with_their_line() {
+        let e = bad(|s| s.replace("  udp_port: 9000\n", "  udp_port: 9000\n  udp_port: 9001\n"));
+        assert_eq!(e.field, "primary.udp_port", "{e}");
+        assert_eq!(e.line, Some(line("udp_port: 9000") + 1), "{e}");
+        let e = bad(|s| {
+            s.replace(
+                "    sink: net_pcap1\n",
+                "    sink: net_pcap1\n    tap: cut\n",
+            )
+        });
+        assert_eq!(e.field, "harness.links.0.tap", "{e}");
+        assert_eq!(e.line, Some(line("sink: net_pcap1") + 1), "{e}");
+        let e = bad(|s| s.replace("  udp_port: 9000\n", "  udp_port: 9000\n  udp_prot: 9001\n"));
+        assert_eq!(e.field, "primary", "{e}");
+        assert_eq!(e.line, Some(line("udp_port: 9000") + 1), "{e}");
+        // A bad MAC in a later mapping is found there, not in an earlier one.
+        let e = bad(|s| s.replace("peer_mac: 02:00:00:00:0c:01", "peer_mac: 02:00:00:00:00:1"));
+        assert_eq!(e.field, "backup_links.0.peer_mac", "{e}");
+        assert_eq!(e.line, Some(line("peer_mac:")), "{e}");
+    }
+
+    /// Edits GOOD with `(from, to)` pairs (each must match), expects an error
+    /// on `field` at the line of the first edited line containing `at`, and
+    /// returns the error for its message.
+    fn refused(edits: &[(&str, &str)], field: &str, at: &str) -> ConfigError {
+        refused_nth(edits, field, at, 1)
+    }
+
+    /// As `refused`, at the `nth` (1-based) line containing `at`.
+    fn refused_nth(edits: &[(&str, &str)], field: &str, at: &str, nth: usize) -> ConfigError {
+        let mut text = GOOD.to_string();
+        for (from, to) in edits {
+            assert!(text.contains(from), "no `{from}` to edit");
+            text = text.replacen(from, to, 1);
+        }
+        let e = match Config::parse("t.yaml", &text) {
+            Err(e) => e,
+            Ok(_) => panic!("accepted: {edits:?}"),
+        };
+        let want = line_in(&text, at, nth);
+        assert_eq!((e.field.as_str(), e.line), (field, want), "{e}");
+        e
+    }
+
+    fn accepted(edits: &[(&str, &str)]) -> Config {
+        let mut text = GOOD.to_string();
+        for (from, to) in edits {
+            assert!(text.contains(from), "no `{from}` to edit");
+            text = text.replacen(from, to, 1);
+        }
+        Config::parse("t.yaml", &text).unwrap_or_else(|e| panic!("{edits:?}: {e}"))
+    }
+
+    const B1_PEER: &str = "    peer_mac: 02:00:00:00:0c:01\n";
+
+    /// A second backup link b2, a standby or not.
+    fn b2(standby: bool) -> (&'static str, String) {
+        (
+            B1_PEER,
+            format!("{B1_PEER}  - name: b2\n    port: b2\n    tap: t2\n    mac: 02:00:00:00:0b:02\n    peer_mac: 02:00:00:00:0c:02\n    standby: {standby}\n"),
+        )
+    }
+
+    #[test]
+    fn the_shipped_configs_are_valid() {
+        Config::parse("default.yaml", GOOD).unwrap();
+        let lab = Config::parse("lab.yaml", include_str!("../../../config/lab.yaml")).unwrap();
+        assert_eq!(lab.backup_links.len(), 2);
+    }
+
+    #[test]
+    fn k_of_n_counts_the_links_in_service() {
+        // b1 in service, b2 standby: n is 1.
+        let (from, to) = b2(true);
+        let failover = ("secondary_mode: halt", "secondary_mode: failover");
+        let c = accepted(&[(from, &to), failover, ("policy: any", "policy: 1-of-1")]);
+        let check = c.release_check().unwrap();
+        assert_eq!(
+            check.links(),
+            0b11,
+            "egress narrows it to the links in service"
+        );
+        let e = refused(
+            &[(from, &to), failover, ("policy: any", "policy: 1-of-2")],
+            "release.policy",
+            "policy: 1-of-2",
+        );
+        assert!(
+            e.message.contains("1 standby") && e.message.contains("`1-of-1`"),
+            "{e}"
+        );
+        let e = refused(
+            &[(from, &to), failover, ("policy: any", "policy: 2-of-2")],
+            "release.policy",
+            "policy: 2-of-2",
+        );
+        assert!(e.message.contains("needs 2 links in service"), "{e}");
+        // Both in service: 2-of-2 is fine, 1-of-1 names the wrong n.
+        let (from, to) = b2(false);
+        accepted(&[(from, &to), ("policy: any", "policy: 2-of-2")]);
+        let e = refused(
+            &[(from, &to), ("policy: any", "policy: 1-of-1")],
+            "release.policy",
+            "policy: 1-of-1",
+        );
+        assert!(e.message.contains("`1-of-2`"), "{e}");
+    }
+
+    #[test]
+    fn failover_needs_a_standby_and_link_rx_is_mapped_when_needed() {
+        let e = refused(
+            &[("secondary_mode: halt", "secondary_mode: failover")],
+            "secondary_mode",
+            "secondary_mode: failover",
+        );
+        assert!(e.message.contains("standby"), "{e}");
+        let (from, to) = b2(true);
+        accepted(&[
+            (from, &to),
+            ("secondary_mode: halt", "secondary_mode: failover"),
+        ]);
+        let no_link_rx = ("egress, link-rx, tap-model", "egress, tap-model");
+        let e = refused(&[no_link_rx], "lcores", "lcores:");
+        assert!(e.message.contains("require_peer"), "{e}");
+        let e = refused(
+            &[
+                no_link_rx,
+                ("gate: tap", "gate: ack"),
+                (
+                    "heartbeat_interval_us: 1000\n",
+                    "heartbeat_interval_us: 1000\n  require_peer: false\n",
+                ),
+            ],
+            "lcores",
+            "lcores:",
+        );
+        assert!(e.message.contains("gate: ack"), "{e}");
+        accepted(&[
+            no_link_rx,
+            (
+                "heartbeat_interval_us: 1000\n",
+                "heartbeat_interval_us: 1000\n  require_peer: false\n",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn sizes_dpdk_or_our_rings_refuse_are_refused_before_eal() {
+        let e = refused(
+            &[("ring: 65536", "ring: 33554432")],
+            "events.ring",
+            "ring: 33554432",
+        );
+        assert!(e.message.contains("2^24"), "{e}");
+        refused(&[("ring: 65536", "ring: 0")], "events.ring", "ring: 0");
+        refused(
+            &[("capacity: 4096", "capacity: 33554432")],
+            "hold_ring.capacity",
+            "capacity:",
+        );
+        let e = refused(
+            &[("cache: 256", "cache: 513")],
+            "mempool.cache",
+            "cache: 513",
+        );
+        assert!(e.message.contains("512"), "{e}");
+        // The largest cache DPDK allows, on the smallest pool we allow
+        // (1.5 x cache <= mbufs holds: yaml.rs tests the rule itself).
+        let c = accepted(&[
+            ("capacity: 4096", "capacity: 2"),
+            ("mbufs: 16383", "mbufs: 2052"),
+            ("cache: 256", "cache: 512"),
+        ]);
+        assert_eq!(c.mempool.cache, 512);
+        refused(
+            &[("ring_size: 4096", "ring_size: 1")],
+            "harness.ring_size",
+            "ring_size:",
+        );
+        refused(
+            &[("ring_size: 4096", "ring_size: 2147483648")],
+            "harness.ring_size",
+            "ring_size:",
+        );
+        refused(
+            &[("ring_size: 4096", "ring_size: 4095")],
+            "harness.ring_size",
+            "ring_size:",
+        );
+        // A harness link listed twice: named at the second.
+        let e = refused_nth(
+            &[(
+                "    backup_node: true     # model a backup node (acks, heartbeats)\n",
+                "    backup_node: true\n  - link: b1\n",
+            )],
+            "harness.links.1.link",
+            "- link: b1",
+            2,
+        );
+        assert!(
+            e.message.contains("already modelled by harness.links.0"),
+            "{e}"
+        );
+        // A harness port's DPDK ring name must fit 28 characters.
+        let e = refused(
+            &[("    port: b1\n", "    port: abcdefghijk\n")],
+            "backup_links.0.port",
+            "port: abcdefghijk",
+        );
+        assert!(e.message.contains("at most 10"), "{e}");
+        accepted(&[("    port: b1\n", "    port: abcdefghij\n")]);
+    }
+
+    #[test]
+    fn max_payload_must_fit_a_datagram_and_an_mbuf() {
+        let e = refused(
+            &[("max_payload: 8900", "max_payload: 65508")],
+            "primary.max_payload",
+            "max_payload:",
+        );
+        assert!(e.message.contains("65507"), "{e}");
+        let e = refused(
+            &[
+                ("max_payload: 8900", "max_payload: 65500"),
+                ("framing: raw", "framing: taphold"),
+            ],
+            "primary.max_payload",
+            "max_payload:",
+        );
+        assert!(e.message.contains("65467"), "{e}");
+        let e = refused(
+            &[("max_payload: 8900", "max_payload: 10000")],
+            "primary.max_payload",
+            "max_payload:",
+        );
+        assert!(
+            e.message.contains("mempool.data_room (10240)")
+                && e.message.contains("lower max_payload to 9934"),
+            "{e}"
+        );
+        accepted(&[("max_payload: 8900", "max_payload: 9934")]);
+        refused(
+            &[("max_payload: 8900", "max_payload: 0")],
+            "primary.max_payload",
+            "max_payload:",
+        );
+    }
+
+    #[test]
+    fn local_journal_segments_hold_a_record() {
+        let j = |seg: &str| {
+            format!(
+                "secondary_mode: journal\nlocal_journal:\n  dir: /tmp/j\n  segment_bytes: {seg}"
+            )
+        };
+        for seg in ["0", "100", "8999"] {
+            let e = refused(
+                &[("secondary_mode: halt", &j(seg))],
+                "local_journal.segment_bytes",
+                "segment_bytes:",
+            );
+            assert!(e.message.contains("minimum of 9008"), "{e}");
+        }
+        accepted(&[("secondary_mode: halt", &j("9008"))]);
+        // In a flow mapping: the section's line.
+        refused(
+            &[(
+                "secondary_mode: halt",
+                "secondary_mode: journal\nlocal_journal: {dir: /tmp/j, segment_bytes: 0}",
+            )],
+            "local_journal.segment_bytes",
+            "local_journal:",
+        );
+        refused(
+            &[(
+                "secondary_mode: halt",
+                "secondary_mode: journal\nlocal_journal:\n  dir: \"\"",
+            )],
+            "local_journal.dir",
+            "  dir: \"\"",
+        );
+    }
+
+    #[test]
+    fn group_and_zero_addresses_are_refused() {
+        for (from, to, field) in [
+            (
+                "mac: 02:00:00:00:00:01",
+                "mac: 01:00:5e:00:00:01",
+                "primary.mac",
+            ),
+            (
+                "mac: 02:00:00:00:00:01",
+                "mac: ff:ff:ff:ff:ff:ff",
+                "primary.mac",
+            ),
+            (
+                "mac: 02:00:00:00:00:01",
+                "mac: 00:00:00:00:00:00",
+                "primary.mac",
+            ),
+            (
+                "mac: 02:00:00:00:00:02",
+                "mac: 33:33:00:00:00:01",
+                "destination.mac",
+            ),
+            // Tested below: the same text as primary.mac.
+            (
+                "mac: 02:00:00:00:0b:01",
+                "mac: 03:00:00:00:0b:01",
+                "backup_links.0.mac",
+            ),
+            (
+                "peer_mac: 02:00:00:00:0c:01",
+                "peer_mac: ff:ff:ff:ff:ff:ff",
+                "backup_links.0.peer_mac",
+            ),
+            (
+                "peer_mac: 02:00:00:00:0c:01",
+                "peer_mac: 02:00:00:00:0b:01",
+                "backup_links.0.peer_mac",
+            ),
+            ("ip: 198.51.100.1", "ip: 0.0.0.0", "primary.ip"),
+            ("ip: 198.51.100.1", "ip: 255.255.255.255", "primary.ip"),
+            ("ip: 198.51.100.1", "ip: 239.1.2.3", "primary.ip"),
+            ("ip: 203.0.113.10", "ip: 0.0.0.0", "destination.ip"),
+            ("udp_port: 9000", "udp_port: 0", "primary.udp_port"),
+            ("udp_port: 9100", "udp_port: 0", "destination.udp_port"),
+        ] {
+            let e = refused(&[(from, to)], field, to);
+            assert!(!e.message.is_empty());
+        }
+        let e = refused_nth(
+            &[("mac: 02:00:00:00:00:02", "mac: 02:00:00:00:00:01")],
+            "destination.mac",
+            "mac: 02:00:00:00:00:01",
+            2,
+        );
+        assert!(e.message.contains("primary.mac"), "{e}");
+        // A multicast destination is fine: its next hop is a router.
+        accepted(&[("ip: 203.0.113.10", "ip: 239.1.2.3")]);
+    }
+
+    #[test]
+    fn every_port_and_tap_is_a_device_of_its_own() {
+        let (from, to) = b2(false);
+        let two = |a: &str, b: &str| {
+            let t = to.replace(a, b);
+            refused_text(&GOOD.replacen(from, &t, 1))
+        };
+        let (e, t) = two("    port: b2\n", "    port: b1\n");
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("backup_links.1.port", line_in(&t, "    port: b1", 2)),
+            "{e}"
+        );
+        assert!(e.message.contains("backup_links.0.port"), "{e}");
+        let (e, t) = two("    tap: t2\n", "    tap: t1\n");
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("backup_links.1.tap", line_in(&t, "    tap: t1", 2)),
+            "{e}"
+        );
+        let (e, t) = two("    tap: t2\n", "    tap: b1\n");
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("backup_links.1.tap", line_in(&t, "    tap: b1", 1)),
+            "{e}"
+        );
+        let (e, _) = two("    port: b2\n", "    port: t1\n");
+        assert_eq!(e.field, "backup_links.1.port", "{e}");
+        refused_nth(
+            &[("    port: b1\n", "    port: net_pcap0\n")],
+            "backup_links.0.port",
+            "port: net_pcap0",
+            2,
+        );
+        refused(
+            &[("    tap: t1\n", "    tap: net_pcap0\n")],
+            "backup_links.0.tap",
+            "tap: net_pcap0",
+        );
+        let e = refused(
+            &[("    tap: t1\n", "    tap: b1\n")],
+            "backup_links.0.tap",
+            "tap: b1",
+        );
+        assert!(e.message.contains("different device"), "{e}");
+        refused(
+            &[("sink: net_pcap1", "sink: net_pcap0")],
+            "harness.links.0.sink",
+            "sink:",
+        );
+        refused(
+            &[("sink: net_pcap1", "sink: t1")],
+            "harness.links.0.sink",
+            "sink:",
+        );
+    }
+
+    fn refused_text(text: &str) -> (ConfigError, String) {
+        (Config::parse("t.yaml", text).unwrap_err(), text.to_string())
+    }
+
+    /// The line of the `nth` (1-based) line of `text` containing `needle`.
+    fn line_in(text: &str, needle: &str, nth: usize) -> Option<usize> {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains(needle))
+            .nth(nth - 1)
+            .map(|(i, _)| i + 1)
+    }
+
+    #[test]
+    fn lcores_are_one_entry_each_with_roles() {
+        let split = "  - lcore: 1\n    roles: [ingress, tap-rx, egress]\n  - lcore: 1\n    roles: [link-rx, tap-model]\n";
+        let text = GOOD.replace(
+            "  - lcore: 1\n    roles: [ingress, tap-rx, egress, link-rx, tap-model]\n",
+            split,
+        );
+        let (e, t) = refused_text(&text);
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("lcores.1.lcore", line_in(&t, "- lcore: 1", 2)),
+            "{e}"
+        );
+        assert!(e.message.contains("lcores.0"), "{e}");
+        let text = GOOD.replace("    roles: [ingress, tap-rx, egress, link-rx, tap-model]\n", "    roles: [ingress, tap-rx, egress, link-rx, tap-model]\n  - lcore: 2\n    roles: []\n");
+        let (e, t) = refused_text(&text);
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("lcores.1.roles", line_in(&t, "roles: []", 1)),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn retransmits_backpressure_alert_and_the_harness_faults_are_checked() {
+        let e = refused(
+            &[(
+                "heartbeat_interval_us: 1000",
+                "heartbeat_interval_us: 1000\n  tap_retransmits: 0",
+            )],
+            "health.tap_retransmits",
+            "tap_retransmits: 0",
+        );
+        assert!(e.message.contains("1 to 16"), "{e}");
+        refused(
+            &[(
+                "heartbeat_interval_us: 1000",
+                "heartbeat_interval_us: 1000\n  tap_retransmits: 17",
+            )],
+            "health.tap_retransmits",
+            "tap_retransmits: 17",
+        );
+        let c = accepted(&[(
+            "heartbeat_interval_us: 1000",
+            "heartbeat_interval_us: 1000\n  tap_retransmits: 5",
+        )]);
+        assert_eq!(c.health.tap_retransmits, 5);
+        assert_eq!(
+            Config::parse("t.yaml", GOOD)
+                .unwrap()
+                .health
+                .tap_retransmits,
+            3
+        );
+        let e = refused(
+            &[(
+                "confirm_timeout_us: 500",
+                "confirm_timeout_us: 500\n  backpressure_alert_ms: 0",
+            )],
+            "hold_ring.backpressure_alert_ms",
+            "backpressure_alert_ms: 0",
+        );
+        assert!(e.message.contains("at least 1 ms"), "{e}");
+        let e = refused(
+            &[(
+                "fibre_delay_us: 0",
+                "fibre_delay_us: 0\n    tap_cut_ms: [200, 100]",
+            )],
+            "harness.links.0.tap_cut_ms",
+            "tap_cut_ms",
+        );
+        assert!(e.message.contains("from < to"), "{e}");
+        let c = accepted(&[(
+            "fibre_delay_us: 0",
+            "fibre_delay_us: 0\n    tap_cut_ms: [0, 150]\n    lose_tap_copies: [7, \"100-120\"]",
+        )]);
+        let hl = &c.harness.unwrap().links[0];
+        assert_eq!(hl.tap_cut_ms, Some([0, 150]));
+        assert_eq!(hl.lose_tap_copies, [SeqRange(7, 7), SeqRange(100, 120)]);
+        let e = Config::parse(
+            "t.yaml",
+            &GOOD.replace(
+                "fibre_delay_us: 0",
+                "fibre_delay_us: 0\n    lose_tap_copies: [\"9-3\"]",
+            ),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("FROM-TO"), "{e}");
+    }
+
+    #[test]
+    fn times_are_bounded_so_they_convert_without_overflow() {
+        let max = u64::MAX.to_string();
+        let over = (u64::MAX / 1000 + 1).to_string();
+        let fields = [
+            ("confirm_timeout_us: 500", "hold_ring.confirm_timeout_us"),
+            ("ack_timeout_us: 20000", "health.ack_timeout_us"),
+            (
+                "peer_heartbeat_period_us: 10000",
+                "health.peer_heartbeat_period_us",
+            ),
+            ("heartbeat_grace_us: 10000", "health.heartbeat_grace_us"),
+            ("tap_timeout_us: 20000", "health.tap_timeout_us"),
+            ("down_after_us: 30000", "health.down_after_us"),
+            ("up_after_us: 100000", "health.up_after_us"),
+            (
+                "heartbeat_interval_us: 1000",
+                "health.heartbeat_interval_us",
+            ),
+            ("fibre_delay_us: 0", "harness.links.0.fibre_delay_us"),
+            ("stats_interval_ms: 1000", "stats_interval_ms"),
+        ];
+        for (from, field) in fields {
+            let key = from.split(':').next().unwrap();
+            for v in [max.as_str(), over.as_str(), "3600000001"] {
+                let to = format!("{key}: {v}");
+                let e = refused(&[(from, &to)], field, &to);
+                assert!(e.message.contains("more than"), "{e}");
+            }
+        }
+        // The upper bound itself is accepted, and converts exactly.
+        let c = accepted(&[
+            (
+                "heartbeat_interval_us: 1000",
+                "heartbeat_interval_us: 3600000000",
+            ),
+            ("confirm_timeout_us: 500", "confirm_timeout_us: 3600000000"),
+        ]);
+        assert_eq!(c.health.heartbeat_interval_ns(), 3_600_000_000_000);
+        assert_eq!(c.hold_ring.confirm_timeout_ns(), 3_600_000_000_000);
+        let c = accepted(&[("fibre_delay_us: 0", "fibre_delay_us: 1000000")]);
+        assert_eq!(c.harness.unwrap().links[0].ack_delay_ns(), 2_000_000_000);
+        for (from, field) in [
+            ("stats_interval_ms: 1000", "stats_interval_ms"),
+            (
+                "heartbeat_interval_us: 1000",
+                "health.heartbeat_interval_us",
+            ),
+            ("tap_timeout_us: 20000", "health.tap_timeout_us"),
+            ("confirm_timeout_us: 500", "hold_ring.confirm_timeout_us"),
+        ] {
+            let to = format!("{}: 0", from.split(':').next().unwrap());
+            let e = refused(&[(from, &to)], field, &to);
+            assert!(e.message.contains("at least 1"), "{e}");
+        }
+        let e = refused(
+            &[(
+                "stats_interval_ms: 1000",
+                &format!("stats_interval_ms: 1000\nlatency_monitor:\n  window_ms: {max}"),
+            )],
+            "latency_monitor.window_ms",
+            "window_ms",
+        );
+        assert!(e.message.contains("more than"), "{e}");
+        // Conversions saturate even on a config that skipped validation.
+        let h = HealthSection {
+            heartbeat_interval_us: u64::MAX,
+            ..HealthSection::default()
+        };
+        assert_eq!(h.heartbeat_interval_ns(), u64::MAX);
     }
 
     #[test]

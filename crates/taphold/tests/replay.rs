@@ -1051,7 +1051,11 @@ fn acks_for_another_epoch_or_beyond_the_launch_never_count() {
         assert_eq!(n(&s, "link_rx.b1.acks"), 0, "{fault}");
         assert_eq!(n(&s, "health.b1.acked_seq"), 0, "{fault}");
         assert!(r.pcap("destination.pcap").is_empty(), "{fault}");
-        assert_eq!(n(&s, "messages.held_at_shutdown"), want, "{fault}");
+        // Everything accepted is held (the halt may come before the whole
+        // capture is read, on a loaded machine).
+        let accepted = n(&s, "messages.accepted");
+        assert!(accepted > 0 && accepted <= want, "{fault}");
+        assert_eq!(n(&s, "messages.held_at_shutdown"), accepted, "{fault}");
         // Nor do they keep the link healthy: the ack check fails.
         assert_eq!(
             s["health"]["b1"]["transitions"][0]["failing"], "ack_late",
