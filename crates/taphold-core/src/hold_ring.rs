@@ -296,6 +296,24 @@ impl<T> Producer<T> {
     }
 }
 
+impl<T> Producer<T> {
+    /// Records the launch time of `seq` if it has none yet: the first launch
+    /// of a message accepted with no backup link in service, which egress
+    /// re-launches later. A message launched before keeps its first launch
+    /// time (a late copy of that launch may still be the one that confirms).
+    #[inline]
+    pub fn stamp_first_launch(&self, seq: u64, ns: u64) {
+        if seq != 0 && seq < self.next && self.next - seq <= self.ring.capacity() as u64 {
+            let slot = self.ring.slot(seq);
+            // Relaxed: as `set_backup_tx_ns`; only we write the field, so the
+            // load and store cannot race another writer.
+            if slot.backup_tx_ns.load(Ordering::Relaxed) == 0 {
+                slot.backup_tx_ns.store(ns, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 /// What a tap copy did to the hold ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Confirm {

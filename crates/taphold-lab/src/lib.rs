@@ -80,6 +80,10 @@ pub struct Settings {
     pub corrupt: f64,
     /// Drop everything, including frames already queued (a cut fibre).
     pub cut: bool,
+    /// Drop the first launch of taphold backup frames whose seq is in this
+    /// inclusive range; their re-launches (flagged RETRANSMIT) pass. A tap
+    /// that misses particular copies, deterministically.
+    pub drop_seq: Option<(u64, u64)>,
 }
 
 impl Settings {
@@ -108,6 +112,17 @@ impl Settings {
             "dup" => self.dup = prob(v)?,
             "reorder" => self.reorder = prob(v)?,
             "corrupt" => self.corrupt = prob(v)?,
+            "drop_seq" => {
+                self.drop_seq = if v == "none" {
+                    None
+                } else {
+                    let (a, b) = v.split_once('-').unwrap_or((v, v));
+                    match (a.parse::<u64>(), b.parse::<u64>()) {
+                        (Ok(a), Ok(b)) if a <= b => Some((a, b)),
+                        _ => return Err(format!("`{word}`: drop_seq wants SEQ, FROM-TO or none")),
+                    }
+                }
+            }
             "cut" => {
                 self.cut = match v {
                     "1" | "true" | "on" => true,
@@ -117,7 +132,7 @@ impl Settings {
             }
             _ => {
                 return Err(format!(
-                    "unknown setting `{k}` (delay_us jitter_us loss dup reorder reorder_us corrupt cut)"
+                    "unknown setting `{k}` (delay_us jitter_us loss dup reorder reorder_us corrupt cut drop_seq)"
                 ))
             }
         }
@@ -125,8 +140,12 @@ impl Settings {
     }
 
     pub fn to_json(&self) -> String {
+        let drop_seq = match self.drop_seq {
+            Some((a, b)) => format!("[{a},{b}]"),
+            None => "null".into(),
+        };
         format!(
-            "{{\"delay_us\":{},\"jitter_us\":{},\"loss\":{},\"dup\":{},\"reorder\":{},\"reorder_us\":{},\"corrupt\":{},\"cut\":{}}}",
+            "{{\"delay_us\":{},\"jitter_us\":{},\"loss\":{},\"dup\":{},\"reorder\":{},\"reorder_us\":{},\"corrupt\":{},\"cut\":{},\"drop_seq\":{drop_seq}}}",
             self.delay_us,
             self.jitter_us,
             self.loss,
@@ -155,12 +174,14 @@ pub struct Counters {
     pub tx_errors: u64,
     /// Frames the kernel dropped before we read them (PACKET_STATISTICS).
     pub kernel_drops: u64,
+    /// First launches of backup frames dropped by `drop_seq`.
+    pub dropped_by_seq: u64,
 }
 
 impl Counters {
     pub fn to_json(&self, queued: usize) -> String {
         format!(
-            "{{\"received\":{},\"forwarded\":{},\"dropped\":{},\"duplicated\":{},\"reordered\":{},\"corrupted\":{},\"tx_errors\":{},\"kernel_drops\":{},\"queued\":{}}}",
+            "{{\"received\":{},\"forwarded\":{},\"dropped\":{},\"duplicated\":{},\"reordered\":{},\"corrupted\":{},\"tx_errors\":{},\"kernel_drops\":{},\"dropped_by_seq\":{},\"queued\":{}}}",
             self.received,
             self.forwarded,
             self.dropped,
@@ -169,6 +190,7 @@ impl Counters {
             self.corrupted,
             self.tx_errors,
             self.kernel_drops,
+            self.dropped_by_seq,
             queued
         )
     }
@@ -235,6 +257,20 @@ pub fn apply_words(s: &mut Settings, words: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `frame` is the first launch (no RETRANSMIT flag) of a taphold
+/// backup frame whose seq is in the inclusive range `r`.
+fn first_launch_in(frame: &[u8], r: (u64, u64)) -> bool {
+    use taphold_wire::taphold::{Flags, MsgType, Packet};
+    if frame.len() < ETH_HEADER_LEN || frame[12..14] != [0x88, 0xB5] {
+        return false;
+    }
+    Packet::new_checked(&frame[ETH_HEADER_LEN..]).is_ok_and(|p| {
+        p.msg_type() == MsgType::Backup
+            && !p.flags().contains(Flags::RETRANSMIT)
+            && (r.0..=r.1).contains(&p.seq())
+    })
+}
+
 /// A frame copy waiting for its due time. Ordered by due time, then by
 /// arrival, so equal due times leave in the order they came.
 #[derive(Debug)]
@@ -288,6 +324,10 @@ impl Engine {
     pub fn process(&mut self, now_ns: u64, mut frame: Vec<u8>) {
         let s = self.settings;
         self.counters.received += 1;
+        if s.drop_seq.is_some_and(|r| first_launch_in(&frame, r)) {
+            self.counters.dropped_by_seq += 1;
+            return;
+        }
         if s.cut || self.rng.chance(s.loss) {
             self.counters.dropped += 1;
             return;
@@ -576,6 +616,60 @@ mod tests {
                 ..Settings::default()
             }
         );
+    }
+
+    /// A taphold backup frame of `seq` in Ethernet, with or without RETRANSMIT.
+    fn backup(seq: u64, retransmit: bool) -> Vec<u8> {
+        use taphold_wire::taphold::{BackupRepr, Content, Flags};
+        let r = BackupRepr {
+            flags: if retransmit {
+                Flags::RETRANSMIT
+            } else {
+                Flags::EMPTY
+            },
+            stream: 1,
+            epoch: 9,
+            seq,
+            timestamp_ns: 0,
+            watermark: 0,
+            src_ip: [10, 0, 0, 1],
+            src_port: 1,
+            payload_len: 3,
+            content: Content::Full(b"abc"),
+        };
+        let mut f = vec![0u8; 14 + r.buffer_len()];
+        f[12..14].copy_from_slice(&[0x88, 0xB5]);
+        r.emit(&mut f[14..], &taphold_wire::DigestKey([7; 16]))
+            .unwrap();
+        f
+    }
+
+    #[test]
+    fn drop_seq_drops_first_launches_in_range_only() {
+        let mut e = engine("drop_seq=5-6", 1);
+        for (seq, retransmit) in [(4, false), (5, false), (6, false), (5, true), (7, false)] {
+            e.process(0, backup(seq, retransmit));
+        }
+        e.process(0, frame(5)); // not taphold
+        let mut out = Vec::new();
+        while let Some(f) = e.pop_due(0) {
+            out.push(f);
+        }
+        assert_eq!(
+            out.len(),
+            4,
+            "seq 4, the re-launch of 5, 7 and the other frame"
+        );
+        assert_eq!(e.counters.dropped_by_seq, 2);
+        assert_eq!(e.counters.dropped, 0);
+        let mut s = Settings::default();
+        assert!(s.apply("drop_seq=9").is_ok());
+        assert_eq!(s.drop_seq, Some((9, 9)));
+        assert!(s.apply("drop_seq=none").is_ok());
+        assert_eq!(s.drop_seq, None);
+        for bad in ["drop_seq=7-3", "drop_seq=x", "drop_seq="] {
+            assert!(s.apply(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

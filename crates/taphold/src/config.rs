@@ -231,8 +231,9 @@ pub struct HealthSection {
     pub require_peer: bool,
     /// A held message whose tap copy (under `gate: ack`, whose ack) has not
     /// come within the timeout is re-launched on that link, flagged
-    /// RETRANSMIT, at most this many times; after that the link is left to
-    /// its health check, which takes it down.
+    /// RETRANSMIT, once per timeout this many times; then it is counted
+    /// exhausted (an alert) and re-launched ever more slowly until the
+    /// link's health check takes the link down.
     pub tap_retransmits: u32,
 }
 

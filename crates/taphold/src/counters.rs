@@ -277,8 +277,9 @@ pub struct RelaunchCounters {
     /// Held messages re-launched (flagged RETRANSMIT) because their tap copy
     /// (or, under `gate: ack`, the node's ack) did not come within the timeout.
     pub retransmits: Counter,
-    /// Messages still unconfirmed after every retransmit allowed: the link is
-    /// left to its health check, which takes it down.
+    /// Messages still unconfirmed after `tap_retransmits` re-launches (an
+    /// alert): the link's health check takes it down; until then they are
+    /// re-launched ever more slowly.
     pub exhausted: Counter,
     /// Held messages re-launched by a re-send round when the link entered
     /// service (failover target, or back from down).

@@ -385,6 +385,8 @@ impl Ingress {
                 if let Ok(p) = Packet::new_checked(&m.data()[ethernet::HEADER_LEN..]) {
                     ctl.record_launch(p.seq(), now);
                     links::raise(&ctl.links[k].launched_seq, p.seq());
+                    // A message accepted with no link in service: its first launch.
+                    self.hold.stamp_first_launch(p.seq(), now);
                 }
                 let _ = l.pending.push(m);
                 moved += 1;

@@ -8,11 +8,13 @@
 //! - **Retransmit**: the message has waited on link k longer than the timeout
 //!   (`health.tap_timeout_us`; under `gate: ack`, `ack_timeout_us`) without
 //!   its confirmation on k (the tap copy; under `gate: ack`, the node's ack).
-//!   It is re-launched on k once per timeout, at most `health.tap_retransmits`
-//!   times; after that it is counted `exhausted` and left to k's health check,
+//!   It is re-launched on k once per timeout, `health.tap_retransmits` times;
+//!   after that it is counted `exhausted` (an alert) and k's health check,
 //!   which measures the oldest unconfirmed message (published here as
-//!   `unconfirmed_since_ns`) and takes the link down, so that the secondary
-//!   mode acts.
+//!   `unconfirmed_since_ns`), takes the link down so that the secondary mode
+//!   acts. Until it does (its debounce is the operator's), the message is
+//!   still re-launched, each wait twice the last, up to 64 timeouts: a tap
+//!   that comes back before the link is declared down finds it again.
 //! - **Re-send round**: a link entering service (a failover target, or a link
 //!   back from down) gets every held message it has not confirmed, in seq
 //!   order, before anything new: the main lcore bumps `failover_epoch` with
@@ -403,18 +405,18 @@ impl Relaunch {
                 let t = self.entry(seq);
                 (t.last_ns[k], t.count[k])
             };
-            if now.saturating_sub(last.max(waiting_from)) >= timeout {
-                if count < max {
-                    if !self.relaunch(hold, k, seq, now, c) {
-                        break; // no mbuf or ring room: this seq again next poll
-                    }
-                    c.retransmits.inc();
-                    sent += 1;
-                } else if count == max {
-                    // Counted once; the health check takes it from here.
-                    self.entry(seq).count[k] = max.saturating_add(1);
+            // Past the allowed retransmits, each wait doubles (at most 64x).
+            let beyond = u32::from(count.saturating_sub(max)).min(6);
+            if now.saturating_sub(last.max(waiting_from)) >= timeout << beyond {
+                if count == max {
+                    // Counted once: the alert, and the health check's cue.
                     c.exhausted.inc();
                 }
+                if !self.relaunch(hold, k, seq, now, c) {
+                    break; // no mbuf or ring room: this seq again next poll
+                }
+                c.retransmits.inc();
+                sent += 1;
             }
             seq += 1;
         }
