@@ -310,17 +310,20 @@ impl Appliance {
             for m in model_links.iter_mut().filter(|m| m.link == i) {
                 m.appliance_mac = mac;
             }
-            taps.push(TapLink {
+            let id = crate::frames::LinkIdentity {
                 link: i,
+                ours: mac,
+                peer: l.peer_mac.0,
+                stream: cfg.stream_id,
+                epoch,
+            };
+            taps.push(TapLink {
+                id,
                 port: ports[&l.tap].clone(),
-                our_mac: mac,
-                peer_mac: l.peer_mac.0,
             });
             link_rx.push(LinkRxLink {
-                link: i,
+                id,
                 port: ports[&l.port].clone(),
-                our_mac: mac,
-                peer_mac: l.peer_mac.0,
             });
         }
         let ours = Endpoint {
@@ -365,8 +368,6 @@ impl Appliance {
             taps,
             hold: confirmer,
             key,
-            stream: cfg.stream_id,
-            epoch,
             clock,
             shared,
             rx: Burst::new(),
@@ -420,8 +421,6 @@ impl Appliance {
         let mut link_rx = Some(Role::LinkRx(LinkRx {
             links: link_rx,
             key,
-            stream: cfg.stream_id,
-            epoch,
             clock,
             shared,
             rx: Burst::new(),

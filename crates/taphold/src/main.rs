@@ -13,6 +13,7 @@ mod appliance;
 mod config;
 mod control;
 mod counters;
+mod frames;
 mod links;
 mod report;
 mod roles;

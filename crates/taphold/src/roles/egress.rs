@@ -25,8 +25,9 @@ use taphold_wire::ethernet::MIN_FRAME_LEN;
 use taphold_wire::taphold::{ConfirmRepr, ContentMode, Flags};
 
 use super::relaunch::Relaunch;
-use super::{backup_frame, HeldMessage, BURST};
+use super::{HeldMessage, BURST};
 use crate::config::{Framing, Gate};
+use crate::frames::backup_frame;
 use crate::links::{self, Control, Mode};
 use crate::Shared;
 use std::sync::atomic::Ordering;

@@ -24,8 +24,9 @@ use taphold_wire::digest::DigestKey;
 use taphold_wire::ethernet::{self, EtherType, EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags, HeartbeatRepr, Packet};
 
-use super::{backup_frame, HeldMessage, BURST};
+use super::{HeldMessage, BURST};
 use crate::counters::IngressCounters;
+use crate::frames::backup_frame;
 use crate::links::{self, Mode};
 use crate::Shared;
 

@@ -13,25 +13,21 @@ use std::sync::Arc;
 
 use dpdk::{Burst, Clock, Port};
 use taphold_wire::digest::DigestKey;
-use taphold_wire::ethernet::{self, EtherType, EthernetAddress};
-use taphold_wire::taphold::{AckRepr, HeartbeatRepr, MsgType, Packet};
 
 use super::BURST;
+use crate::frames::{from_node, FromNode, LinkIdentity};
 use crate::links::{self, HB_LOG};
 use crate::Shared;
 
 pub struct LinkRxLink {
-    pub link: usize,
+    /// Who we are on the link: the node's frames come from it to us.
+    pub id: LinkIdentity,
     pub port: Arc<Port>,
-    pub our_mac: EthernetAddress,
-    pub peer_mac: EthernetAddress,
 }
 
 pub struct LinkRx {
     pub links: Vec<LinkRxLink>,
     pub key: DigestKey,
-    pub stream: u32,
-    pub epoch: u64,
     pub clock: Clock,
     pub shared: &'static Shared,
     pub rx: Burst<BURST>,
@@ -47,66 +43,42 @@ impl LinkRx {
                 continue;
             }
             let now = self.clock.now_ns();
-            let c = &self.shared.counters.link_rx[l.link];
-            let ls = &self.shared.control.links[l.link];
+            let ctl = &self.shared.control;
+            let c = &self.shared.counters.link_rx[l.id.link];
+            let ls = &ctl.links[l.id.link];
             c.rx_frames.add(n as u64);
             while let Some(m) = self.rx.pop() {
-                let f = m.data();
-                // From the backup node to us, taphold EtherType.
-                if f.len() < ethernet::HEADER_LEN
-                    || f[0..6] != l.our_mac.0
-                    || f[6..12] != l.peer_mac.0
-                    || f[12..14] != EtherType::TAPHOLD.0.to_be_bytes()
-                {
-                    c.foreign.inc();
-                    continue;
-                }
-                let Ok(p) = Packet::new_checked(&f[ethernet::HEADER_LEN..]) else {
-                    c.malformed.inc();
-                    continue;
-                };
-                match p.msg_type() {
-                    MsgType::Ack => match AckRepr::parse(&p, &self.key) {
-                        Ok(a) if a.link as usize != l.link || a.stream != self.stream => {
-                            c.foreign.inc()
+                match from_node(m.data(), &l.id, &self.key, ctl.highest_ackable()) {
+                    FromNode::Ack { seq } => {
+                        c.acks.inc();
+                        if seq > c.acked_seq.get() {
+                            c.acked_seq.add(seq - c.acked_seq.get());
                         }
-                        Ok(a) if a.epoch != self.epoch => c.ack_wrong_epoch.inc(),
-                        Ok(a) if a.seq > self.shared.control.highest_ackable() => {
-                            c.ack_beyond_launched.inc()
+                        links::raise(&ls.acked_seq, seq);
+                        links::set(&ls.last_ack_ns, now);
+                    }
+                    FromNode::Heartbeat {
+                        seq,
+                        timestamp_ns,
+                        echo_seq,
+                    } => {
+                        c.heartbeats.inc();
+                        links::set(&ls.peer_hb_seq, seq);
+                        links::set(&ls.peer_hb_ts, timestamp_ns);
+                        links::set(&ls.last_peer_hb_ns, now);
+                        // The echo of one of our recent heartbeats: its round trip.
+                        let sent = links::get(&ls.hb_sent_seq);
+                        if echo_seq != 0 && echo_seq <= sent && sent - echo_seq < HB_LOG as u64 {
+                            let t = links::get(ls.hb_sent_ns.slot(echo_seq));
+                            links::set(&ls.hb_echo_rtt_ns, now.saturating_sub(t));
                         }
-                        Ok(a) => {
-                            c.acks.inc();
-                            if a.seq > c.acked_seq.get() {
-                                c.acked_seq.add(a.seq - c.acked_seq.get());
-                            }
-                            links::raise(&ls.acked_seq, a.seq);
-                            links::set(&ls.last_ack_ns, now);
-                        }
-                        Err(_) => c.malformed.inc(),
-                    },
-                    MsgType::Heartbeat => match HeartbeatRepr::parse(&p, &self.key) {
-                        Ok(h) if h.link as usize != l.link || h.stream != self.stream => {
-                            c.foreign.inc()
-                        }
-                        Ok(h) if h.epoch != self.epoch => c.heartbeat_wrong_epoch.inc(),
-                        Ok(h) => {
-                            c.heartbeats.inc();
-                            links::set(&ls.peer_hb_seq, h.seq);
-                            links::set(&ls.peer_hb_ts, h.timestamp_ns);
-                            links::set(&ls.last_peer_hb_ns, now);
-                            // The echo of one of our recent heartbeats: its round trip.
-                            let sent = links::get(&ls.hb_sent_seq);
-                            if h.echo_seq != 0
-                                && h.echo_seq <= sent
-                                && sent - h.echo_seq < HB_LOG as u64
-                            {
-                                let t = links::get(ls.hb_sent_ns.slot(h.echo_seq));
-                                links::set(&ls.hb_echo_rtt_ns, now.saturating_sub(t));
-                            }
-                        }
-                        Err(_) => c.malformed.inc(),
-                    },
-                    _ => c.unexpected_type.inc(),
+                    }
+                    FromNode::Foreign => c.foreign.inc(),
+                    FromNode::Malformed => c.malformed.inc(),
+                    FromNode::AckWrongEpoch => c.ack_wrong_epoch.inc(),
+                    FromNode::AckBeyondLaunched => c.ack_beyond_launched.inc(),
+                    FromNode::HeartbeatWrongEpoch => c.heartbeat_wrong_epoch.inc(),
+                    FromNode::UnexpectedType => c.unexpected_type.inc(),
                 }
             }
         }

@@ -22,10 +22,8 @@ pub mod relaunch;
 pub mod tap_model;
 pub mod tap_rx;
 
-use dpdk::{Mbuf, Mempool};
 use taphold_wire::classify::MessageMeta;
 use taphold_wire::digest::DigestKey;
-use taphold_wire::ethernet::{self, EtherType, EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags};
 
 /// Frames taken from a port per poll, as in DPDK's examples.
@@ -71,33 +69,6 @@ impl HeldMessage {
             content: Content::new(mode, payload, key),
         }
     }
-}
-
-/// A backup frame from `src` to `dst`: Ethernet header, the PDU, zero padding
-/// to the Ethernet minimum. Returns the frame and the digest it carries, or
-/// None if the pool is empty (or the PDU cannot be built, never for a
-/// classified message). Every role that launches a backup frame builds it here.
-pub fn backup_frame(
-    pool: &Mempool,
-    repr: &BackupRepr,
-    key: &DigestKey,
-    src: EthernetAddress,
-    dst: EthernetAddress,
-) -> Option<(Mbuf, u64)> {
-    let pdu_len = repr.buffer_len();
-    let frame_len = (ethernet::HEADER_LEN + pdu_len).max(MIN_FRAME_LEN);
-    let mut m = pool.alloc()?;
-    let buf = m.append(u16::try_from(frame_len).ok()?)?;
-    // The frame is at least 60 bytes: a 14-byte header always fits.
-    let _ = ethernet::emit_header(buf, dst, src, EtherType::TAPHOLD);
-    let digest = repr
-        .emit(
-            &mut buf[ethernet::HEADER_LEN..ethernet::HEADER_LEN + pdu_len],
-            key,
-        )
-        .ok()?;
-    buf[ethernet::HEADER_LEN + pdu_len..].fill(0);
-    Some((m, digest))
 }
 
 /// One role, as the worker loop sees it. Built once per lcore and kept in a

@@ -42,9 +42,10 @@ use taphold_wire::digest::DigestKey;
 use taphold_wire::ethernet::EthernetAddress;
 use taphold_wire::taphold::{ContentMode, Flags};
 
-use super::{backup_frame, HeldMessage, BURST};
+use super::{HeldMessage, BURST};
 use crate::config::{Gate, MAX_LINKS};
 use crate::counters::RelaunchCounters;
+use crate::frames::backup_frame;
 use crate::links::{self, Control};
 
 /// `round_next` when no round is being walked.

@@ -12,33 +12,27 @@
 
 use std::sync::Arc;
 
-use dpdk::{Burst, Clock, Mbuf, Port};
+use dpdk::{Burst, Clock, Port};
 use taphold_core::hold_ring::Confirm;
 use taphold_core::hold_ring::Confirmer;
 use taphold_wire::digest::DigestKey;
-use taphold_wire::ethernet::{self, EtherType, EthernetAddress};
-use taphold_wire::taphold::{HeartbeatRepr, MsgType, Packet};
 
 use super::{HeldMessage, BURST};
 use crate::counters::{TapCounters, WireErrorKind};
+use crate::frames::{tap_copy, LinkIdentity, TapCopy};
 use crate::links::{self, LinkShared};
 use crate::Shared;
 
 pub struct TapLink {
-    /// Index of the backup link (its confirmation bit).
-    pub link: usize,
+    /// Who we are on the link: a genuine tap copy is from us to the node.
+    pub id: LinkIdentity,
     pub port: Arc<Port>,
-    /// What a genuine tap copy carries: our MAC as source, the peer's as destination.
-    pub our_mac: EthernetAddress,
-    pub peer_mac: EthernetAddress,
 }
 
 pub struct TapRx {
     pub taps: Vec<TapLink>,
     pub hold: Confirmer<HeldMessage>,
     pub key: DigestKey,
-    pub stream: u32,
-    pub epoch: u64,
     pub clock: Clock,
     pub shared: &'static Shared,
     pub rx: Burst<BURST>,
@@ -57,11 +51,13 @@ impl TapRx {
                 }
                 work += n;
                 let now = self.clock.now_ns();
-                let c = &self.shared.counters.tap[t.link];
-                let ls = &self.shared.control.links[t.link];
+                let c = &self.shared.counters.tap[t.id.link];
+                let ls = &self.shared.control.links[t.id.link];
                 c.rx_frames.add(n as u64);
                 while let Some(m) = self.rx.pop() {
-                    check(&m, t, self, now, c, ls);
+                    let verdict = tap_copy(m.data(), &t.id, &self.key);
+                    act(verdict, t.id.link, &self.hold, now, c, ls);
+                    // The mbuf is freed here, whatever the verdict.
                 }
                 if n < BURST {
                     break;
@@ -72,62 +68,37 @@ impl TapRx {
     }
 }
 
+/// What a tap copy does: a confirmation posted, or a counter.
 #[inline]
-fn check(m: &Mbuf, t: &TapLink, rx: &TapRx, now: u64, c: &TapCounters, ls: &LinkShared) {
-    let (hold, key, stream) = (&rx.hold, &rx.key, rx.stream);
-    let f = m.data();
-    if f.len() < ethernet::HEADER_LEN
-        || f[0..6] != t.peer_mac.0
-        || f[6..12] != t.our_mac.0
-        || f[12..14] != EtherType::TAPHOLD.0.to_be_bytes()
-    {
-        // Not a frame we launch on this link at all (a stray frame on the
-        // tap port); a damaged copy of ours keeps its Ethernet header.
-        c.not_taphold.inc();
-        return;
-    }
-    let p = match Packet::new_checked(&f[ethernet::HEADER_LEN..]) {
-        Ok(p) => p,
-        Err(e) => {
-            c.malformed[WireErrorKind::index(e)].inc();
-            return;
-        }
-    };
-    match p.msg_type() {
-        MsgType::Backup => {
-            if p.stream() != stream {
-                c.foreign.inc();
-                return;
-            }
-            let digest = p.compute_digest(key);
-            if digest != p.digest_field() {
-                c.corrupt.inc();
-                return;
-            }
-            // Authentic, but an earlier run's: replayed, never ours to confirm.
-            if p.epoch() != rx.epoch {
-                c.wrong_epoch.inc();
-                return;
-            }
-            let outcome = hold.confirm(t.link, p.seq(), digest, now);
+fn act(
+    v: TapCopy,
+    link: usize,
+    hold: &Confirmer<HeldMessage>,
+    now: u64,
+    c: &TapCounters,
+    ls: &LinkShared,
+) {
+    match v {
+        TapCopy::Backup { seq, digest } => {
+            let outcome = hold.confirm(link, seq, digest, now);
             c.count_outcome(outcome);
             // A genuine copy of a frame we launched: the tap path works up to it.
             if matches!(
                 outcome,
                 Confirm::Confirmed | Confirm::Duplicate | Confirm::Released
             ) {
-                links::raise(&ls.tapped_seq, p.seq());
+                links::raise(&ls.tapped_seq, seq);
             }
         }
-        MsgType::Heartbeat => match HeartbeatRepr::parse(&p, key) {
-            Ok(h) if h.link as usize != t.link || h.stream != stream => c.foreign.inc(),
-            Ok(h) if h.epoch != rx.epoch => c.wrong_epoch.inc(),
-            Ok(h) => {
-                c.heartbeats.inc();
-                links::raise(&ls.hb_tapped_seq, h.seq);
-            }
-            Err(e) => c.malformed[WireErrorKind::index(e)].inc(),
-        },
-        _ => c.unexpected_type.inc(),
+        TapCopy::Heartbeat { seq } => {
+            c.heartbeats.inc();
+            links::raise(&ls.hb_tapped_seq, seq);
+        }
+        TapCopy::NotTaphold => c.not_taphold.inc(),
+        TapCopy::Malformed(e) => c.malformed[WireErrorKind::index(e)].inc(),
+        TapCopy::Foreign => c.foreign.inc(),
+        TapCopy::Corrupt => c.corrupt.inc(),
+        TapCopy::WrongEpoch => c.wrong_epoch.inc(),
+        TapCopy::UnexpectedType => c.unexpected_type.inc(),
     }
 }
