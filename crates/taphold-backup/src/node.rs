@@ -411,18 +411,23 @@ impl Node {
             )
         })?;
         log::info!("run {id} ({}): {recovery}", dir.display());
-        if recovery.torn_bytes_discarded > 0 {
+        if let Some(t) = &recovery.tail_cut {
             log::warn!(
-                "run {id}: recovered {} records, discarded a torn tail of {} bytes",
-                recovery.records,
-                recovery.torn_bytes_discarded
+                "run {id}: cut {} of {} bytes from {} at byte offset {} ({}); the bytes are in {}",
+                if t.torn {
+                    "a torn tail"
+                } else {
+                    "a DAMAGED tail"
+                },
+                t.bytes,
+                t.segment.display(),
+                t.offset,
+                t.defect,
+                t.set_aside.display()
             );
         }
-        if recovery.valid_records_discarded > 0 {
-            log::warn!(
-                "run {id}: {} valid-looking records after the torn region were discarded with it",
-                recovery.valid_records_discarded
-            );
+        for p in &recovery.holes_allowed {
+            log::warn!("run {id}: opened with holes allowed despite: {p}");
         }
         self.run = Some(Run {
             id,
@@ -668,8 +673,10 @@ impl Node {
                         "floor": j.floor(),
                         "recovered_records": rec.records,
                         "covered_by_watermark": js.covered_by_watermark,
-                        "torn_bytes_discarded": rec.torn_bytes_discarded,
-                        "valid_records_discarded": rec.valid_records_discarded,
+                        "tail_cut_bytes": rec.tail_cut.as_ref().map_or(0, |t| t.bytes),
+                        "tail_set_aside": rec.tail_cut.as_ref().map(|t| &t.set_aside),
+                        "missing_seqs": rec.missing_seqs,
+                        "holes_allowed": rec.holes_allowed.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
                     }),
                     js.syncs,
                     js.policy_syncs,
