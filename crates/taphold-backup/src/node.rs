@@ -12,6 +12,10 @@
 //! Every `trim_interval_ms` the journal is trimmed below the released watermark; every
 //! `stats_interval_ms` a stats line is printed. Neither is per burst.
 //!
+//! Step 1 is [`Intake`]: the checks, the run, the watermark and the counters, with no
+//! DPDK in it, so that plain tests can feed it any frame. [`Node`] is the rest: the
+//! port, the pool, the clock, and the frames we send.
+//!
 //! Records are kept per run of the appliance, (stream, epoch): the appliance takes a
 //! new, larger epoch on every start and numbers from 1 again, so the node journals
 //! into the run the frames name. The first authentic frame of a larger epoch (a
@@ -154,28 +158,35 @@ struct Run {
     recovery: Recovery,
 }
 
-pub struct Node {
-    port: Port,
-    pool: Mempool,
+/// What the node does with the frames it receives: the checks, the run being
+/// journaled, the appliance's watermark and heartbeat, the counters. No DPDK: the
+/// poll loop hands it each frame's bytes, and a plain test can do the same.
+pub struct Intake {
     cfg: Config,
     /// None until the appliance's first authentic frame names its epoch.
     run: Option<Run>,
-    clock: Clock,
     key: DigestKey,
     mac: EthernetAddress,
     peer_mac: EthernetAddress,
     link: u8,
     stream: u32,
-    heartbeat_period_ns: u64,
-    idle: IdlePolicy,
-    stats_every: Duration,
-    trim_every: Duration,
     pub counters: Counters,
     /// Highest released watermark seen in an authentic frame.
     watermark: u64,
     peer_hb: PeerHeartbeat,
     /// The appliance sent a heartbeat in this burst: answer after it.
     answer_heartbeat: bool,
+}
+
+pub struct Node {
+    port: Port,
+    pool: Mempool,
+    clock: Clock,
+    intake: Intake,
+    heartbeat_period_ns: u64,
+    idle: IdlePolicy,
+    stats_every: Duration,
+    trim_every: Duration,
     next_heartbeat_ns: u64,
     hb_seq: u64,
     rx: Burst<BURST>,
@@ -193,171 +204,21 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-impl Node {
-    pub fn build(eal: &Eal, cfg: &Config) -> Result<Node, String> {
-        // What the journal directory holds; a run is opened (and recovered) once the
-        // appliance names its epoch.
-        let runs = taphold_journal::list_runs(&cfg.journal.dir)
-            .map_err(|e| format!("journal {}: {e}", cfg.journal.dir.display()))?;
-        log::info!(
-            "journal {}: {} run(s) of stream(s) {:?}",
-            cfg.journal.dir.display(),
-            runs.runs.len(),
-            runs.runs
-                .iter()
-                .map(|(r, _)| r.stream)
-                .collect::<std::collections::BTreeSet<_>>()
-        );
-        for s in &runs.stray {
-            log::warn!(
-                "journal {}: {} is outside any run (a journal from before epochs?); it is never opened",
-                cfg.journal.dir.display(),
-                s.display()
-            );
-        }
-        let pool = Mempool::new(
-            eal,
-            "taphold_backup",
-            cfg.mempool.mbufs,
-            cfg.mempool.cache,
-            cfg.mempool.data_room,
-            -1,
-        )
-        .map_err(err)?;
-        let mut port = Port::by_name(eal, &cfg.port).map_err(err)?;
-        port.configure(&PortConfig::default(), &pool).map_err(err)?;
-        port.start().map_err(err)?;
-        if let Ok(l) = port.link() {
-            log::info!(
-                "port {} (id {}): link {}",
-                cfg.port,
-                port.id(),
-                if l.up { "up" } else { "down" }
-            );
-        }
-        Ok(Node {
-            port,
-            pool,
+impl Intake {
+    pub fn new(cfg: &Config) -> Intake {
+        Intake {
             cfg: cfg.clone(),
             run: None,
-            clock: Clock::new(eal),
             key: cfg.digest_key.0,
             mac: cfg.mac.0,
             peer_mac: cfg.peer_mac.0,
             link: cfg.link,
             stream: cfg.stream,
-            heartbeat_period_ns: cfg.heartbeat_period_us * 1000,
-            idle: cfg.idle,
-            stats_every: Duration::from_millis(cfg.stats_interval_ms),
-            trim_every: Duration::from_millis(cfg.trim_interval_ms),
             counters: Counters::default(),
             watermark: 0,
             peer_hb: PeerHeartbeat::default(),
             answer_heartbeat: false,
-            next_heartbeat_ns: 0,
-            hb_seq: 0,
-            rx: Burst::new(),
-            tx: Burst::new(),
-        })
-    }
-
-    /// Polls until a signal, the duration, or idleness ends the run. Returns why it
-    /// stopped; `Err` only when the journal failed (nothing more is acked then).
-    pub fn run(&mut self, opts: &RunOpts, signalled: &AtomicBool) -> Result<&'static str, String> {
-        let started = Instant::now();
-        let mut next_stats = started + self.stats_every;
-        let mut next_trim = started + self.trim_every;
-        let mut last_rx = started;
-        let mut rx_since_check = false;
-        let mut idler = Idler::new(self.idle);
-        let mut passes = 0u32;
-        alloc_count::set_hot(true);
-        let why = loop {
-            let n = match self.poll() {
-                Ok(n) => n,
-                Err(e) => {
-                    alloc_count::set_hot(false);
-                    return Err(e);
-                }
-            };
-            passes = passes.wrapping_add(1);
-            if n > 0 {
-                rx_since_check = true;
-                idler.pass(n); // resets the backoff
-            }
-            // Wall-clock housekeeping every 64 busy passes, and on every idle one.
-            if n > 0 && passes & 63 != 0 {
-                continue;
-            }
-            let now = Instant::now();
-            if rx_since_check {
-                last_rx = now;
-                rx_since_check = false;
-            }
-            if signalled.load(Ordering::SeqCst) {
-                break "signal";
-            }
-            if opts
-                .duration_ms
-                .is_some_and(|ms| now.duration_since(started) >= Duration::from_millis(ms))
-            {
-                break "duration";
-            }
-            if opts
-                .exit_when_idle_ms
-                .is_some_and(|ms| now.duration_since(last_rx) >= Duration::from_millis(ms))
-            {
-                break "idle";
-            }
-            if now >= next_trim || now >= next_stats {
-                alloc_count::set_hot(false);
-                if now >= next_trim {
-                    next_trim = now + self.trim_every;
-                    self.trim()?;
-                }
-                if now >= next_stats {
-                    next_stats = now + self.stats_every;
-                    println!("{}", self.stats_line(now.duration_since(started)));
-                }
-                alloc_count::set_hot(true);
-            }
-            if n == 0 {
-                idler.pass(0);
-            }
-        };
-        alloc_count::set_hot(false);
-        Ok(why)
-    }
-
-    /// One pass: a burst in, the fsync policy, an ack and a heartbeat out if due.
-    /// Returns the frames received.
-    pub fn poll(&mut self) -> Result<usize, String> {
-        let n = self.port.rx_burst(0, &mut self.rx);
-        let now = self.clock.now_ns();
-        if n > 0 {
-            self.counters.rx_frames += n as u64;
-            while let Some(m) = self.rx.pop() {
-                if let Err(r) = self.handle(&m, now) {
-                    self.counters.refuse(r?);
-                }
-                // The mbuf is freed here, whatever became of it.
-            }
         }
-        if let Some(run) = &mut self.run {
-            if let Err(e) = run.journal.maybe_sync(now) {
-                return Err(self.journal_failed(e));
-            }
-            if run.journal.contiguous_seq() > self.counters.last_ack_seq {
-                self.send_ack(now);
-            }
-        }
-        if self.answer_heartbeat || now >= self.next_heartbeat_ns {
-            self.send_heartbeat(now);
-        }
-        if !self.tx.is_empty() {
-            self.port.tx_burst(0, &mut self.tx);
-        }
-        Ok(n)
     }
 
     fn journal_failed(&self, e: std::io::Error) -> String {
@@ -441,12 +302,9 @@ impl Node {
         Ok(())
     }
 
-    /// One received frame. `Err(Ok(reason))`: refused; `Err(Err(msg))`: the journal failed.
-    fn handle(&mut self, m: &Mbuf, now: u64) -> Result<(), Result<Refusal, String>> {
-        if m.segments() != 1 {
-            return Err(Ok(Refusal::MultiSegment));
-        }
-        let f = m.data();
+    /// One received frame (Ethernet header on), at `now` (ns). `Err(Ok(reason))`:
+    /// refused; `Err(Err(msg))`: the journal failed, or a run could not be opened.
+    pub fn handle(&mut self, f: &[u8], now: u64) -> Result<(), Result<Refusal, String>> {
         if f.len() < ethernet::HEADER_LEN {
             return Err(Ok(Refusal::Runt));
         }
@@ -507,29 +365,6 @@ impl Node {
         }
     }
 
-    /// Queues one frame of ours (Ethernet to the appliance, padded to 60 bytes).
-    fn send(&mut self, emit: impl FnOnce(&mut [u8], &DigestKey) -> Result<u64, WireError>) {
-        let mut frame = [0u8; 128];
-        ethernet::emit_header(&mut frame, self.peer_mac, self.mac, EtherType::TAPHOLD)
-            .expect("128 bytes hold a header");
-        let pdu = &mut frame[ethernet::HEADER_LEN..];
-        if emit(pdu, &self.key).is_err() {
-            // Only a link outside 0..=3, which the config refuses.
-            self.counters.tx_dropped += 1;
-            return;
-        }
-        let total_pdu = Packet::new_unchecked(&frame[ethernet::HEADER_LEN..]).total_len();
-        let len = (ethernet::HEADER_LEN + total_pdu).max(MIN_FRAME_LEN);
-        let Some(m) = Mbuf::from_bytes(&self.pool, &frame[..len]) else {
-            self.counters.tx_dropped += 1;
-            return;
-        };
-        if self.tx.push(m).is_err() {
-            // Dropping the returned mbuf frees it.
-            self.counters.tx_dropped += 1;
-        }
-    }
-
     /// The primary's released watermark, from an authentic backup frame or
     /// heartbeat: kept for trimming, and counted as covered by our acks
     /// (taphold_journal::Journal::note_released).
@@ -541,68 +376,260 @@ impl Node {
             }
         }
     }
+}
+
+impl Node {
+    pub fn build(eal: &Eal, cfg: &Config) -> Result<Node, String> {
+        // What the journal directory holds; a run is opened (and recovered) once the
+        // appliance names its epoch.
+        let runs = taphold_journal::list_runs(&cfg.journal.dir)
+            .map_err(|e| format!("journal {}: {e}", cfg.journal.dir.display()))?;
+        log::info!(
+            "journal {}: {} run(s) of stream(s) {:?}",
+            cfg.journal.dir.display(),
+            runs.runs.len(),
+            runs.runs
+                .iter()
+                .map(|(r, _)| r.stream)
+                .collect::<std::collections::BTreeSet<_>>()
+        );
+        for s in &runs.stray {
+            log::warn!(
+                "journal {}: {} is outside any run (a journal from before epochs?); it is never opened",
+                cfg.journal.dir.display(),
+                s.display()
+            );
+        }
+        let pool = Mempool::new(
+            eal,
+            "taphold_backup",
+            cfg.mempool.mbufs,
+            cfg.mempool.cache,
+            cfg.mempool.data_room,
+            -1,
+        )
+        .map_err(err)?;
+        let mut port = Port::by_name(eal, &cfg.port).map_err(err)?;
+        port.configure(&PortConfig::default(), &pool).map_err(err)?;
+        port.start().map_err(err)?;
+        if let Ok(l) = port.link() {
+            log::info!(
+                "port {} (id {}): link {}",
+                cfg.port,
+                port.id(),
+                if l.up { "up" } else { "down" }
+            );
+        }
+        Ok(Node {
+            port,
+            pool,
+            clock: Clock::new(eal),
+            intake: Intake::new(cfg),
+            heartbeat_period_ns: cfg.heartbeat_period_us.saturating_mul(1000),
+            idle: cfg.idle,
+            stats_every: Duration::from_millis(cfg.stats_interval_ms),
+            trim_every: Duration::from_millis(cfg.trim_interval_ms),
+            next_heartbeat_ns: 0,
+            hb_seq: 0,
+            rx: Burst::new(),
+            tx: Burst::new(),
+        })
+    }
+
+    /// Polls until a signal, the duration, or idleness ends the run. Returns why it
+    /// stopped; `Err` only when the journal failed (nothing more is acked then).
+    pub fn run(&mut self, opts: &RunOpts, signalled: &AtomicBool) -> Result<&'static str, String> {
+        let started = Instant::now();
+        let mut next_stats = started + self.stats_every;
+        let mut next_trim = started + self.trim_every;
+        let mut last_rx = started;
+        let mut rx_since_check = false;
+        let mut idler = Idler::new(self.idle);
+        let mut passes = 0u32;
+        alloc_count::set_hot(true);
+        let why = loop {
+            let n = match self.poll() {
+                Ok(n) => n,
+                Err(e) => {
+                    alloc_count::set_hot(false);
+                    return Err(e);
+                }
+            };
+            passes = passes.wrapping_add(1);
+            if n > 0 {
+                rx_since_check = true;
+                idler.pass(n); // resets the backoff
+            }
+            // Wall-clock housekeeping every 64 busy passes, and on every idle one.
+            if n > 0 && passes & 63 != 0 {
+                continue;
+            }
+            let now = Instant::now();
+            if rx_since_check {
+                last_rx = now;
+                rx_since_check = false;
+            }
+            if signalled.load(Ordering::SeqCst) {
+                break "signal";
+            }
+            if opts
+                .duration_ms
+                .is_some_and(|ms| now.duration_since(started) >= Duration::from_millis(ms))
+            {
+                break "duration";
+            }
+            if opts
+                .exit_when_idle_ms
+                .is_some_and(|ms| now.duration_since(last_rx) >= Duration::from_millis(ms))
+            {
+                break "idle";
+            }
+            if now >= next_trim || now >= next_stats {
+                alloc_count::set_hot(false);
+                if now >= next_trim {
+                    next_trim = now + self.trim_every;
+                    self.trim()?;
+                }
+                if now >= next_stats {
+                    next_stats = now + self.stats_every;
+                    println!("{}", self.stats_line(now.duration_since(started)));
+                }
+                alloc_count::set_hot(true);
+            }
+            if n == 0 {
+                idler.pass(0);
+            }
+        };
+        alloc_count::set_hot(false);
+        Ok(why)
+    }
+
+    /// One pass: a burst in, the fsync policy, an ack and a heartbeat out if due.
+    /// Returns the frames received.
+    pub fn poll(&mut self) -> Result<usize, String> {
+        let n = self.port.rx_burst(0, &mut self.rx);
+        let now = self.clock.now_ns();
+        if n > 0 {
+            self.intake.counters.rx_frames += n as u64;
+            while let Some(m) = self.rx.pop() {
+                let handled = if m.segments() != 1 {
+                    Err(Ok(Refusal::MultiSegment))
+                } else {
+                    self.intake.handle(m.data(), now)
+                };
+                if let Err(r) = handled {
+                    self.intake.counters.refuse(r?);
+                }
+                // The mbuf is freed here, whatever became of it.
+            }
+        }
+        if let Some(run) = &mut self.intake.run {
+            if let Err(e) = run.journal.maybe_sync(now) {
+                return Err(self.intake.journal_failed(e));
+            }
+            if run.journal.contiguous_seq() > self.intake.counters.last_ack_seq {
+                self.send_ack(now);
+            }
+        }
+        if self.intake.answer_heartbeat || now >= self.next_heartbeat_ns {
+            self.send_heartbeat(now);
+        }
+        if !self.tx.is_empty() {
+            self.port.tx_burst(0, &mut self.tx);
+        }
+        Ok(n)
+    }
+
+    /// Queues one frame of ours (Ethernet to the appliance, padded to 60 bytes).
+    fn send(&mut self, emit: impl FnOnce(&mut [u8], &DigestKey) -> Result<u64, WireError>) {
+        let mut frame = [0u8; 128];
+        ethernet::emit_header(
+            &mut frame,
+            self.intake.peer_mac,
+            self.intake.mac,
+            EtherType::TAPHOLD,
+        )
+        .expect("128 bytes hold a header");
+        let pdu = &mut frame[ethernet::HEADER_LEN..];
+        if emit(pdu, &self.intake.key).is_err() {
+            // Only a link outside 0..=3, which the config refuses.
+            self.intake.counters.tx_dropped += 1;
+            return;
+        }
+        let total_pdu = Packet::new_unchecked(&frame[ethernet::HEADER_LEN..]).total_len();
+        let len = (ethernet::HEADER_LEN + total_pdu).max(MIN_FRAME_LEN);
+        let Some(m) = Mbuf::from_bytes(&self.pool, &frame[..len]) else {
+            self.intake.counters.tx_dropped += 1;
+            return;
+        };
+        if self.tx.push(m).is_err() {
+            // Dropping the returned mbuf frees it.
+            self.intake.counters.tx_dropped += 1;
+        }
+    }
 
     /// A cumulative ack for the current run (none before the appliance is heard).
     fn send_ack(&mut self, now: u64) {
-        let Some(run) = &self.run else { return };
+        let Some(run) = &self.intake.run else { return };
         let ack = AckRepr {
-            link: self.link,
-            stream: self.stream,
+            link: self.intake.link,
+            stream: self.intake.stream,
             epoch: run.id.epoch,
             seq: run.journal.contiguous_seq(),
             timestamp_ns: now,
-            watermark: self.watermark,
+            watermark: self.intake.watermark,
             records: run.journal.records_total(),
         };
         self.send(|b, k| ack.emit(b, k));
-        self.counters.acks_sent += 1;
-        self.counters.last_ack_seq = ack.seq;
+        self.intake.counters.acks_sent += 1;
+        self.intake.counters.last_ack_seq = ack.seq;
     }
 
     fn send_heartbeat(&mut self, now: u64) {
         self.hb_seq += 1;
         let hb = HeartbeatRepr {
-            link: self.link,
-            epoch: self.run.as_ref().map_or(0, |r| r.id.epoch),
+            link: self.intake.link,
+            epoch: self.intake.run.as_ref().map_or(0, |r| r.id.epoch),
             seq: self.hb_seq,
             timestamp_ns: now,
-            watermark: self.watermark,
-            stream: self.stream,
-            echo_seq: self.peer_hb.seq,
-            echo_timestamp_ns: self.peer_hb.timestamp_ns,
+            watermark: self.intake.watermark,
+            stream: self.intake.stream,
+            echo_seq: self.intake.peer_hb.seq,
+            echo_timestamp_ns: self.intake.peer_hb.timestamp_ns,
         };
         self.send(|b, k| hb.emit(b, k));
-        self.counters.heartbeats_sent += 1;
-        self.answer_heartbeat = false;
+        self.intake.counters.heartbeats_sent += 1;
+        self.intake.answer_heartbeat = false;
         self.next_heartbeat_ns = now + self.heartbeat_period_ns;
     }
 
     /// Trims the journal below what the appliance has released *and* we hold
     /// contiguously (the journal clamps to the latter as well).
     fn trim(&mut self) -> Result<(), String> {
-        let Some(run) = &mut self.run else {
+        let Some(run) = &mut self.intake.run else {
             return Ok(());
         };
-        let bound = self.watermark.min(run.journal.contiguous_seq()) + 1;
+        let bound = self.intake.watermark.min(run.journal.contiguous_seq()) + 1;
         let trimmed = run.journal.trim_below(bound);
-        let n = trimmed.map_err(|e| self.journal_failed(e))?;
-        self.counters.trims += 1;
-        self.counters.segments_trimmed += n as u64;
+        let n = trimmed.map_err(|e| self.intake.journal_failed(e))?;
+        self.intake.counters.trims += 1;
+        self.intake.counters.segments_trimmed += n as u64;
         Ok(())
     }
 
     /// Stops: syncs the journal, sends the last ack, drains the tx queue.
     pub fn shutdown(&mut self) -> Result<(), String> {
-        if let Some(run) = &mut self.run {
+        if let Some(run) = &mut self.intake.run {
             if let Err(e) = run.journal.sync() {
-                return Err(self.journal_failed(e));
+                return Err(self.intake.journal_failed(e));
             }
         }
         let now = self.clock.now_ns();
         if self
+            .intake
             .run
             .as_ref()
-            .is_some_and(|r| r.journal.contiguous_seq() > self.counters.last_ack_seq)
+            .is_some_and(|r| r.journal.contiguous_seq() > self.intake.counters.last_ack_seq)
         {
             self.send_ack(now);
         }
@@ -612,14 +639,14 @@ impl Node {
             }
             self.port.tx_burst(0, &mut self.tx);
         }
-        self.counters.tx_dropped += self.tx.len() as u64;
+        self.intake.counters.tx_dropped += self.tx.len() as u64;
         self.tx.clear();
         Ok(())
     }
 
     pub fn stats_line(&self, elapsed: Duration) -> String {
-        let c = &self.counters;
-        let run = match &self.run {
+        let c = &self.intake.counters;
+        let run = match &self.intake.run {
             Some(r) => format!(
                 "run epoch {} | syncs {} | journal {} records {} bytes",
                 r.id.epoch,
@@ -640,19 +667,19 @@ impl Node {
             c.last_ack_seq,
             c.heartbeats_sent,
             c.heartbeats_received,
-            self.watermark
+            self.intake.watermark
         )
     }
 
     pub fn summary(&self, why: &str) -> serde_json::Value {
-        let c = &self.counters;
+        let c = &self.intake.counters;
         let refused: serde_json::Map<String, serde_json::Value> = Refusal::ALL
             .iter()
             .map(|r| (r.name().to_string(), c.refused[*r as usize].into()))
             .collect();
         let port = self.port.stats().ok();
         // The run journaled last: its journal, as it stands.
-        let (run, journal, syncs, policy_syncs) = match &self.run {
+        let (run, journal, syncs, policy_syncs) = match &self.intake.run {
             Some(r) => {
                 let (j, rec, js) = (&r.journal, &r.recovery, r.journal.stats());
                 (
@@ -696,8 +723,8 @@ impl Node {
             "last_ack_seq": c.last_ack_seq,
             "heartbeats_sent": c.heartbeats_sent,
             "heartbeats_received": c.heartbeats_received,
-            "peer_heartbeat": self.peer_hb,
-            "watermark": self.watermark,
+            "peer_heartbeat": self.intake.peer_hb,
+            "watermark": self.intake.watermark,
             "tx_dropped": c.tx_dropped,
             "syncs": syncs,
             "policy_syncs": policy_syncs,
@@ -705,7 +732,7 @@ impl Node {
             "segments_trimmed": c.segments_trimmed,
             "runs_opened": c.runs_opened,
             "run": run,
-            "journal_dir": self.cfg.journal.dir,
+            "journal_dir": self.intake.cfg.journal.dir,
             "journal": journal,
             "port": port.map(|p| serde_json::json!({
                 "ipackets": p.ipackets, "opackets": p.opackets, "imissed": p.imissed,
