@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use dpdk::{Burst, Clock, Eal, Mbuf, Mempool, Port, PortConfig};
 use serde::Serialize;
-use taphold_journal::{Appended, Journal, Recovery, RunId};
+use taphold_journal::{Appended, Journal, Recovery, Refused, RunId};
 use taphold_wire::digest::DigestKey;
 use taphold_wire::ethernet::{self, EtherType, EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::taphold::{AckRepr, BackupRepr, HeartbeatRepr, MsgType, Packet, ALL_LINKS};
@@ -133,7 +133,15 @@ pub struct Counters {
     pub segments_trimmed: u64,
     /// Runs opened: one per epoch of the appliance heard.
     pub runs_opened: u64,
+    /// Authentic frames whose released watermark was absurd ([`ABSURD_WATERMARK`]
+    /// or more): ignored.
+    pub watermark_absurd: u64,
 }
+
+/// A released watermark at or above this is absurd: at a billion messages a second an
+/// epoch would need three centuries to get there. An authentic frame carrying one is
+/// an appliance bug; believed, it would cover (ack, and treat as duplicates) every seq.
+pub const ABSURD_WATERMARK: u64 = 1 << 63;
 
 impl Counters {
     fn refuse(&mut self, r: Refusal) {
@@ -265,11 +273,17 @@ impl Intake {
         };
         let jc = self.cfg.journal_config(id);
         let dir = jc.dir.clone();
-        let (journal, recovery) = Journal::open(jc).map_err(|e| {
-            format!(
+        let (journal, recovery) = Journal::open(jc).map_err(|e| match Refused::of(&e) {
+            Some(r) => format!(
+                "journal {}: refusing to open run {id}: records may be missing or damaged:\n{}\nNothing was changed. `taphold-backup journal inspect {}` shows the run; set journal.open_with_holes: true to open it anyway (what reads is used, what is missing stays missing and is logged) — stopping: nothing can be journaled or acked",
+                dir.display(),
+                r.problem_lines(),
+                self.cfg.journal.dir.display()
+            ),
+            None => format!(
                 "journal {}: {e} — stopping: nothing more can be journaled or acked",
                 dir.display()
-            )
+            ),
         })?;
         log::info!("run {id} ({}): {recovery}", dir.display());
         if let Some(t) = &recovery.tail_cut {
@@ -369,9 +383,21 @@ impl Intake {
     /// heartbeat: kept for trimming, and counted as covered by our acks
     /// (taphold_journal::Journal::note_released).
     fn note_watermark(&mut self, w: u64) {
+        if w >= ABSURD_WATERMARK {
+            self.counters.watermark_absurd += 1;
+            return;
+        }
         if w > self.watermark {
             self.watermark = w;
             if let Some(run) = &mut self.run {
+                // The journal covers no seq above the highest this run holds, which is
+                // the highest seq seen in a backup frame of this run (journaled now or
+                // before a restart): a standby that has seen nothing covers nothing.
+                // Safe because the appliance releases only what it launched, so its
+                // released watermark is always below a seq it launched: frames above
+                // what we hold are still on their way, and each one raises the cover
+                // as it is journaled. Stopping short under-acks for a while; it never
+                // acks, or takes for a duplicate, a seq nobody has seen.
                 run.journal.note_released(w);
             }
         }
@@ -731,6 +757,7 @@ impl Node {
             "trims": c.trims,
             "segments_trimmed": c.segments_trimmed,
             "runs_opened": c.runs_opened,
+            "watermark_absurd": c.watermark_absurd,
             "run": run,
             "journal_dir": self.intake.cfg.journal.dir,
             "journal": journal,
