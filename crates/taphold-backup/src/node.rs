@@ -769,3 +769,273 @@ impl Node {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The node's handling of received frames, without DPDK: authentic PDUs with any
+    //! field values, and damaged ones, against a model of what must be journaled.
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+    use taphold_wire::taphold::{Content, Flags};
+
+    const KEY: &str = "5461706f6c642d64656d6f2d6b657931";
+    const OURS: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0x0c, 1]);
+    const APPLIANCE: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0x0b, 1]);
+
+    fn intake(dir: &std::path::Path) -> Intake {
+        let text = format!(
+            "port: net_pcap0\nmac: {OURS}\npeer_mac: {APPLIANCE}\nlink: 0\nstream: 1\n\
+             digest_key: \"{KEY}\"\njournal:\n  dir: {}\n  segment_bytes: 4096\n",
+            dir.display()
+        );
+        Intake::new(&Config::parse("t.yaml", &text).unwrap())
+    }
+
+    #[derive(Debug, Clone)]
+    enum Sent {
+        Backup {
+            stream: u32,
+            epoch: u64,
+            seq: u64,
+            watermark: u64,
+            timestamp_ns: u64,
+            flags: u16,
+            payload: Vec<u8>,
+            digest_only: bool,
+        },
+        Heartbeat {
+            link: u8,
+            epoch: u64,
+            seq: u64,
+            timestamp_ns: u64,
+            watermark: u64,
+        },
+    }
+
+    fn frame(s: &Sent) -> Vec<u8> {
+        let k = DigestKey::from_hex(KEY).unwrap();
+        let mut pdu = vec![0u8; 128];
+        let n = match s {
+            Sent::Backup {
+                stream,
+                epoch,
+                seq,
+                watermark,
+                timestamp_ns,
+                flags,
+                payload,
+                digest_only,
+            } => {
+                let r = BackupRepr {
+                    flags: Flags::from_bits(flags & Flags::ALL.bits()).unwrap(),
+                    stream: *stream,
+                    epoch: *epoch,
+                    seq: *seq,
+                    timestamp_ns: *timestamp_ns,
+                    watermark: *watermark,
+                    src_ip: [192, 0, 2, 7],
+                    src_port: 40000,
+                    payload_len: payload.len() as u16,
+                    content: if *digest_only {
+                        Content::Digest(k.digest(payload))
+                    } else {
+                        Content::Full(payload)
+                    },
+                };
+                r.emit(&mut pdu, &k).unwrap();
+                r.buffer_len()
+            }
+            Sent::Heartbeat {
+                link,
+                epoch,
+                seq,
+                timestamp_ns,
+                watermark,
+            } => {
+                let h = HeartbeatRepr {
+                    link: *link,
+                    epoch: *epoch,
+                    seq: *seq,
+                    timestamp_ns: *timestamp_ns,
+                    watermark: *watermark,
+                    stream: 1,
+                    echo_seq: 0,
+                    echo_timestamp_ns: 0,
+                };
+                h.emit(&mut pdu, &k).unwrap();
+                h.buffer_len()
+            }
+        };
+        let mut f = vec![0u8; ethernet::HEADER_LEN + n];
+        ethernet::emit_header(&mut f, OURS, APPLIANCE, EtherType::TAPHOLD).unwrap();
+        f[ethernet::HEADER_LEN..].copy_from_slice(&pdu[..n]);
+        f
+    }
+
+    /// Near 0, near 2^63, near u64::MAX, anywhere.
+    fn extreme() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            0u64..40,
+            (1u64 << 63) - 3..(1u64 << 63) + 3,
+            (u64::MAX - 3)..=u64::MAX,
+            any::<u64>(),
+        ]
+    }
+
+    fn epoch() -> impl Strategy<Value = u64> {
+        prop_oneof![4 => Just(7u64), 1 => Just(0u64), 1 => Just(8u64), 1 => Just(u64::MAX)]
+    }
+
+    fn sent() -> impl Strategy<Value = Sent> {
+        let backup = (
+            prop_oneof![9 => Just(1u32), 1 => any::<u32>()],
+            epoch(),
+            prop_oneof![2 => 0u64..40, 1 => extreme()],
+            extreme(),
+            any::<u64>(),
+            any::<u16>(),
+            proptest::collection::vec(any::<u8>(), 0..24),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(stream, epoch, seq, watermark, timestamp_ns, flags, payload, digest_only)| {
+                    Sent::Backup {
+                        stream,
+                        epoch,
+                        seq,
+                        watermark,
+                        timestamp_ns,
+                        flags,
+                        payload,
+                        digest_only,
+                    }
+                },
+            );
+        let heartbeat = (
+            prop_oneof![Just(0u8), Just(ALL_LINKS), Just(2u8)],
+            epoch(),
+            any::<u64>(),
+            any::<u64>(),
+            extreme(),
+        )
+            .prop_map(
+                |(link, epoch, seq, timestamp_ns, watermark)| Sent::Heartbeat {
+                    link,
+                    epoch,
+                    seq,
+                    timestamp_ns,
+                    watermark,
+                },
+            );
+        prop_oneof![4 => backup, 1 => heartbeat]
+    }
+
+    /// What must happen to authentic frames: the run is the newest epoch heard; a
+    /// seq is journaled unless it is 0, held already, or covered by a watermark
+    /// (below 2^63) no higher than the highest seq held.
+    #[derive(Default)]
+    struct Model {
+        epoch: Option<u64>,
+        held: BTreeSet<u64>,
+        released: u64,
+        cover: u64,
+    }
+
+    impl Model {
+        fn enter(&mut self, epoch: u64) -> bool {
+            match self.epoch {
+                Some(e) if e > epoch => return false,
+                Some(e) if e == epoch => {}
+                _ => {
+                    *self = Model {
+                        epoch: Some(epoch),
+                        ..Model::default()
+                    }
+                }
+            }
+            true
+        }
+        fn release(&mut self, w: u64) {
+            if w < ABSURD_WATERMARK {
+                self.released = self.released.max(w);
+            }
+            let top = self.held.last().copied().unwrap_or(0);
+            self.cover = self.cover.max(self.released.min(top));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_authentic_frame_is_handled_as_the_model_says(
+            frames in proptest::collection::vec((sent(), any::<u64>(), 0u8..8, any::<prop::sample::Index>()), 1..40),
+        ) {
+            let t = tempfile::tempdir().unwrap();
+            let mut i = intake(t.path());
+            let mut m = Model::default();
+            for (s, now, damage, at) in frames {
+                let mut f = frame(&s);
+                let before = i.counters.clone();
+                if damage == 0 {
+                    // One byte changed anywhere: never journaled, never a panic.
+                    let k = at.index(f.len());
+                    f[k] ^= 0x20;
+                    let r = i.handle(&f, now);
+                    prop_assert!(matches!(r, Err(Ok(_))), "{:?}", r);
+                    prop_assert_eq!(i.counters.journaled, before.journaled);
+                    continue;
+                }
+                let r = i.handle(&f, now);
+                prop_assert!(!matches!(r, Err(Err(_))), "{:?}", r);
+                match s {
+                    Sent::Backup { stream, epoch, seq, watermark, .. } => {
+                        if stream != 1 {
+                            prop_assert_eq!(r, Err(Ok(Refusal::WrongStream)));
+                            continue;
+                        }
+                        if !m.enter(epoch) {
+                            prop_assert_eq!(r, Err(Ok(Refusal::StaleEpoch)));
+                            continue;
+                        }
+                        prop_assert_eq!(r, Ok(()));
+                        m.release(watermark);
+                        let fresh = seq >= 1 && !m.held.contains(&seq) && seq > m.cover;
+                        prop_assert_eq!(
+                            i.counters.journaled - before.journaled,
+                            u64::from(fresh),
+                            "seq {} watermark {} cover {}", seq, watermark, m.cover
+                        );
+                        prop_assert_eq!(i.counters.duplicates - before.duplicates, u64::from(!fresh));
+                        if fresh {
+                            m.held.insert(seq);
+                            m.release(0);
+                        }
+                    }
+                    Sent::Heartbeat { link, epoch, watermark, .. } => {
+                        if link == 2 {
+                            prop_assert_eq!(r, Err(Ok(Refusal::WrongLink)));
+                            continue;
+                        }
+                        if !m.enter(epoch) {
+                            prop_assert_eq!(r, Err(Ok(Refusal::StaleEpoch)));
+                            continue;
+                        }
+                        prop_assert_eq!(r, Ok(()));
+                        m.release(watermark);
+                    }
+                }
+                let absurd = i.counters.watermark_absurd - before.watermark_absurd;
+                let w = match s { Sent::Backup { watermark, .. } | Sent::Heartbeat { watermark, .. } => watermark };
+                prop_assert_eq!(absurd, u64::from(w >= ABSURD_WATERMARK));
+                // The ack never claims a seq above the highest one seen.
+                let run = i.run.as_mut().unwrap();
+                run.journal.sync().unwrap();
+                let top = m.held.last().copied().unwrap_or(0);
+                prop_assert!(run.journal.contiguous_seq() <= top, "{} > {}", run.journal.contiguous_seq(), top);
+                prop_assert_eq!(run.id.epoch, m.epoch.unwrap());
+            }
+        }
+    }
+}
