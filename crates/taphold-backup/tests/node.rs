@@ -787,6 +787,14 @@ fn a_run_with_a_deleted_segment_stops_the_node_unless_open_with_holes() {
             .all(|p| p.kind == ProblemKind::MissingSegment),
         "{report}"
     );
+    // An export is short of those records, and says so.
+    let (out, err, code) = export(&journal, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("MISSING segment") && err.contains(&victim.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(out.lines().count(), 210 - lost.len());
 }
 
 #[test]
