@@ -198,6 +198,27 @@ fn opt(v: Option<u64>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }
 
+/// `a..b, c, ...`: the ranges, and `...` when they do not hold all `of` seqs.
+pub(crate) fn ranges(shown: &[(u64, u64)], of: u64) -> String {
+    let mut text: Vec<String> = shown
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}..{b}")
+            }
+        })
+        .collect();
+    let held = shown
+        .iter()
+        .fold(0u64, |n, &(a, b)| n.saturating_add(b - a + 1));
+    if held < of {
+        text.push("...".into());
+    }
+    text.join(", ")
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.run {
@@ -242,31 +263,13 @@ impl fmt::Display for Report {
             if self.missing_seqs == 0 {
                 writeln!(f, "no seq missing from {} to {last}", self.start_seq)?;
             } else {
-                let shown: Vec<String> = self
-                    .missing
-                    .iter()
-                    .take(MISSING_RANGES_SHOWN)
-                    .map(|&(a, b)| {
-                        if a == b {
-                            a.to_string()
-                        } else {
-                            format!("{a}..{b}")
-                        }
-                    })
-                    .collect();
+                let shown = &self.missing[..self.missing.len().min(MISSING_RANGES_SHOWN)];
                 writeln!(
                     f,
-                    "{} seq(s) missing from {} to {last}: {}{}",
+                    "{} seq(s) missing from {} to {last}: {}",
                     self.missing_seqs,
                     self.start_seq,
-                    shown.join(", "),
-                    if self.missing.len() > MISSING_RANGES_SHOWN
-                        || self.missing.len() as u64 > shown.len() as u64
-                    {
-                        ", ..."
-                    } else {
-                        ""
-                    }
+                    ranges(shown, self.missing_seqs)
                 )?;
             }
         }

@@ -232,27 +232,11 @@ impl std::fmt::Display for Recovery {
             }
         }
         if self.missing_seqs > 0 {
-            let ranges: Vec<String> = self
-                .missing
-                .iter()
-                .map(|&(a, b)| {
-                    if a == b {
-                        a.to_string()
-                    } else {
-                        format!("{a}..{b}")
-                    }
-                })
-                .collect();
             write!(
                 f,
-                ", {} seq(s) missing below the highest ({}{})",
+                ", {} seq(s) missing below the highest ({})",
                 self.missing_seqs,
-                ranges.join(", "),
-                if (ranges.len() as u64) < self.missing_seqs && self.missing.len() == 16 {
-                    ", ..."
-                } else {
-                    ""
-                }
+                inspect::ranges(&self.missing, self.missing_seqs)
             )?;
         }
         for p in &self.holes_allowed {
