@@ -1,6 +1,6 @@
 //! A read-only report on a journal directory: what `taphold-backup journal inspect`
 //! prints, run by run. Nothing is modified. The problems are the ones
-//! [`crate::Journal::open`] acts on (the same rules: [`crate::survey`]), each with what
+//! [`crate::Journal::open`] acts on (the same rules, in `survey.rs`), each with what
 //! open does about it ([`ProblemKind::on_open`]); besides them, each run's report says
 //! which seqs are missing between its start and its highest seq, by range.
 

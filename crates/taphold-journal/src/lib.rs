@@ -24,20 +24,20 @@
 //! - [`Journal::trim_below`] deletes whole segments below a watermark, after recording the
 //!   trim point durably in the file `trim-floor`, so that a reopened journal knows the
 //!   trimmed seqs were held.
-//! - [`inspect`] reports on a journal without changing it.
+//! - [`inspect()`] reports on a journal without changing it.
 //!
 //! # What open does with what it finds
 //!
 //! [`Journal::open`] reads and verifies every record, then judges the run by the rules
-//! below — the same ones [`inspect`] reports by ([`ProblemKind::on_open`]). It never
+//! below — the same ones [`inspect()`] reports by ([`ProblemKind::on_open`]). It never
 //! deletes a byte: what it cuts from a segment it first copies to a file beside it.
 //!
 //! A seq may be missing below the highest seq held for ordinary reasons: the frame was
 //! lost on the link, was sent before the node joined (its message covered by the
 //! primary's released watermark), or was journaled but not yet synced when the writer
-//! stopped. None of those was acked, and the journal cannot tell them apart from each
-//! other by the seqs alone — nor, by the seqs and segment names alone, from a deleted
-//! segment (a segment filling up just before a burst of frames is lost looks exactly
+//! stopped. None of those was acked as journaled, and the journal cannot tell them
+//! apart from each other by the seqs alone — nor, by the seqs and segment names alone,
+//! from a deleted segment (a segment filling up just before a burst of frames is lost looks exactly
 //! like the next segment deleted). So a gap is not damage by itself: open reports the
 //! missing seqs ([`Recovery::missing`]) and the ack stops below them. Damage is what
 //! the files themselves show:

@@ -15,7 +15,7 @@
 //! it, so a run never has a record past a seal that is not in `seals`, and the last
 //! line's `next` always names the segment being written. Lines are never removed:
 //! a trimmed segment's line stays, its `max_seq` below the trim floor. Against this,
-//! [`crate::Journal::open`] and [`crate::inspect`] find a sealed segment that is gone,
+//! [`crate::Journal::open`] and [`crate::inspect()`] find a sealed segment that is gone,
 //! cut, or empty.
 //!
 //! A crash while a line is being written leaves a partial last line (no newline): the
