@@ -936,6 +936,11 @@ fn a_directory_or_file_that_is_not_a_journal_says_so() {
             .contains("not a journal: no stream-S/epoch-E run directory here, among 2 entries"),
         "{r}"
     );
+    // As a run's directory it is a new, empty run; what else is there is left alone.
+    let (j, rec) = Journal::open(cfg(root.path())).unwrap();
+    assert_eq!((rec.records, rec.segments), (0, 0));
+    drop(j);
+    assert_eq!(fs::read(root.path().join("notes.txt")).unwrap(), b"hello");
 
     // A file: named as one, and no run can be made under it.
     let file = root.path().join("notes.txt");
