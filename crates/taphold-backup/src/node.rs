@@ -187,6 +187,11 @@ pub struct Intake {
 }
 
 pub struct Node {
+    // Fields drop in this order: the bursts first, so that mbufs a failed poll left
+    // in them go back to the pool before it goes (a pool dropped with mbufs out
+    // leaks itself and the EAL, and its runtime directory stays behind).
+    rx: Burst<BURST>,
+    tx: Burst<BURST>,
     port: Port,
     pool: Mempool,
     clock: Clock,
@@ -197,8 +202,6 @@ pub struct Node {
     trim_every: Duration,
     next_heartbeat_ns: u64,
     hb_seq: u64,
-    rx: Burst<BURST>,
-    tx: Burst<BURST>,
 }
 
 /// Options of a run (from the command line).
