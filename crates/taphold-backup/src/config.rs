@@ -57,6 +57,12 @@ pub struct JournalSection {
     /// The first seq of each run (a node that joins late starts higher).
     #[serde(default = "one")]
     pub first_seq: u64,
+    /// Open a run whose journal shows records missing or damaged (a sealed segment
+    /// gone, emptied or changed, corruption that is not a torn write, an incomplete
+    /// `seals`, an absurd trim floor): what reads is used, the damage is logged and
+    /// stays in `journal inspect`. Off (default): such a run stops the node, named.
+    #[serde(default)]
+    pub open_with_holes: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +123,7 @@ impl Config {
                 every_us: self.journal.fsync_every_us,
             },
             first_seq: self.journal.first_seq,
+            allow_holes: self.journal.open_with_holes,
             ..JournalConfig::for_run(&self.journal.dir, run)
         }
     }

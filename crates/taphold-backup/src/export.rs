@@ -16,14 +16,17 @@
 //!   they are skipped and counted on stderr.
 //!
 //! A segment that stops being readable (a torn tail, corruption) is reported on stderr
-//! with its file and offset; what precedes it is exported and the exit code is 1.
+//! with its file and offset; what precedes it is exported and the exit code is 1. So
+//! is every other sign that records are gone (a sealed segment missing, emptied or
+//! cut, an incomplete `seals`, an absurd trim floor, a damaged tail set aside: what
+//! `journal inspect` names), since the export is then short of them.
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use taphold_journal::{list_runs, read_valid_records, Record, RunId};
+use taphold_journal::{inspect_run, list_runs, read_valid_records, ProblemKind, Record, RunId};
 use taphold_runtime::args::Args;
 use taphold_wire::delivery::DeliveryRepr;
 use taphold_wire::emit::{emit_udp_headers, Endpoint, UDP_FRAME_HEADER_LEN};
@@ -172,6 +175,19 @@ fn export_run(
             "{}: byte offset {offset}: {defect}; the records after it are not exported",
             file.display()
         ));
+    }
+    // Records gone with no defect in what is read (a segment deleted, emptied or cut
+    // at a record boundary): inspect's rules find them.
+    for p in inspect_run(dir, Some(run))?.problems {
+        use ProblemKind::*;
+        if matches!(
+            p.kind,
+            MissingSegment | EmptySegment | ChangedSegment | BadSeals | FloorTooHigh | DamagedTail
+        ) {
+            report.unreadable.push(format!(
+                "run {run}: {p}; the records it names are not exported"
+            ));
+        }
     }
     // By seq; the first record of a seq wins (stable sort keeps file order).
     records.sort_by_key(|r| r.seq);

@@ -14,8 +14,9 @@
 //! `inspect` prints what is in a journal directory, run by run, and exits 1 if it found
 //! any problem; `export` writes every journaled message in order (export.rs).
 //!
-//! Exit codes: 0 done; 1 a journal problem (inspect found one, or the journal failed
-//! while running); 2 a usage, configuration or DPDK start-up error.
+//! Exit codes: 0 done; 1 a journal problem (inspect or export found one, the journal
+//! failed while running, or refused to open the run the appliance named); 2 a usage,
+//! configuration or DPDK start-up error.
 
 mod config;
 mod export;

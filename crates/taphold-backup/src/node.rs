@@ -12,6 +12,10 @@
 //! Every `trim_interval_ms` the journal is trimmed below the released watermark; every
 //! `stats_interval_ms` a stats line is printed. Neither is per burst.
 //!
+//! Step 1 is [`Intake`]: the checks, the run, the watermark and the counters, with no
+//! DPDK in it, so that plain tests can feed it any frame. [`Node`] is the rest: the
+//! port, the pool, the clock, and the frames we send.
+//!
 //! Records are kept per run of the appliance, (stream, epoch): the appliance takes a
 //! new, larger epoch on every start and numbers from 1 again, so the node journals
 //! into the run the frames name. The first authentic frame of a larger epoch (a
@@ -32,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use dpdk::{Burst, Clock, Eal, Mbuf, Mempool, Port, PortConfig};
 use serde::Serialize;
-use taphold_journal::{Appended, Journal, Recovery, RunId};
+use taphold_journal::{Appended, Journal, Recovery, Refused, RunId};
 use taphold_wire::digest::DigestKey;
 use taphold_wire::ethernet::{self, EtherType, EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::taphold::{AckRepr, BackupRepr, HeartbeatRepr, MsgType, Packet, ALL_LINKS};
@@ -129,7 +133,15 @@ pub struct Counters {
     pub segments_trimmed: u64,
     /// Runs opened: one per epoch of the appliance heard.
     pub runs_opened: u64,
+    /// Authentic frames whose released watermark was absurd ([`ABSURD_WATERMARK`]
+    /// or more): ignored.
+    pub watermark_absurd: u64,
 }
+
+/// A released watermark at or above this is absurd: at a billion messages a second an
+/// epoch would need three centuries to get there. An authentic frame carrying one is
+/// an appliance bug; believed, it would cover (ack, and treat as duplicates) every seq.
+pub const ABSURD_WATERMARK: u64 = 1 << 63;
 
 impl Counters {
     fn refuse(&mut self, r: Refusal) {
@@ -154,32 +166,42 @@ struct Run {
     recovery: Recovery,
 }
 
-pub struct Node {
-    port: Port,
-    pool: Mempool,
+/// What the node does with the frames it receives: the checks, the run being
+/// journaled, the appliance's watermark and heartbeat, the counters. No DPDK: the
+/// poll loop hands it each frame's bytes, and a plain test can do the same.
+pub struct Intake {
     cfg: Config,
     /// None until the appliance's first authentic frame names its epoch.
     run: Option<Run>,
-    clock: Clock,
     key: DigestKey,
     mac: EthernetAddress,
     peer_mac: EthernetAddress,
     link: u8,
     stream: u32,
-    heartbeat_period_ns: u64,
-    idle: IdlePolicy,
-    stats_every: Duration,
-    trim_every: Duration,
     pub counters: Counters,
     /// Highest released watermark seen in an authentic frame.
     watermark: u64,
     peer_hb: PeerHeartbeat,
     /// The appliance sent a heartbeat in this burst: answer after it.
     answer_heartbeat: bool,
-    next_heartbeat_ns: u64,
-    hb_seq: u64,
+}
+
+pub struct Node {
+    // Fields drop in this order: the bursts first, so that mbufs a failed poll left
+    // in them go back to the pool before it goes (a pool dropped with mbufs out
+    // leaks itself and the EAL, and its runtime directory stays behind).
     rx: Burst<BURST>,
     tx: Burst<BURST>,
+    port: Port,
+    pool: Mempool,
+    clock: Clock,
+    intake: Intake,
+    heartbeat_period_ns: u64,
+    idle: IdlePolicy,
+    stats_every: Duration,
+    trim_every: Duration,
+    next_heartbeat_ns: u64,
+    hb_seq: u64,
 }
 
 /// Options of a run (from the command line).
@@ -191,6 +213,198 @@ pub struct RunOpts {
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
+}
+
+impl Intake {
+    pub fn new(cfg: &Config) -> Intake {
+        Intake {
+            cfg: cfg.clone(),
+            run: None,
+            key: cfg.digest_key.0,
+            mac: cfg.mac.0,
+            peer_mac: cfg.peer_mac.0,
+            link: cfg.link,
+            stream: cfg.stream,
+            counters: Counters::default(),
+            watermark: 0,
+            peer_hb: PeerHeartbeat::default(),
+            answer_heartbeat: false,
+        }
+    }
+
+    fn journal_failed(&self, e: std::io::Error) -> String {
+        let dir = match &self.run {
+            Some(r) => r.journal.config().dir.clone(),
+            None => self.cfg.journal.dir.clone(),
+        };
+        format!(
+            "journal {}: {e} — stopping: nothing more can be journaled or acked",
+            dir.display()
+        )
+    }
+
+    /// Makes `epoch` the run we journal, if it is the appliance's newest: a larger
+    /// epoch seals the current run (synced) and opens (or recovers) its own; a smaller
+    /// one is an earlier run's frame and is refused.
+    fn enter_epoch(&mut self, epoch: u64) -> Result<(), Result<Refusal, String>> {
+        match &self.run {
+            Some(r) if r.id.epoch == epoch => return Ok(()),
+            Some(r) if r.id.epoch > epoch => return Err(Ok(Refusal::StaleEpoch)),
+            _ => {}
+        }
+        // Opening reads the run's segments: once per start of the appliance, not
+        // per frame, so its allocations are not the poll loop's.
+        alloc_count::set_hot(false);
+        let opened = self.open_run(epoch);
+        alloc_count::set_hot(true);
+        opened.map_err(Err)
+    }
+
+    fn open_run(&mut self, epoch: u64) -> Result<(), String> {
+        if let Some(mut old) = self.run.take() {
+            old.journal.sync().map_err(|e| self.journal_failed(e))?;
+            log::info!(
+                "run {} sealed at contiguous seq {} ({} records)",
+                old.id,
+                old.journal.contiguous_seq(),
+                old.journal.records_on_disk()
+            );
+        }
+        let id = RunId {
+            stream: self.stream,
+            epoch,
+        };
+        let jc = self.cfg.journal_config(id);
+        let dir = jc.dir.clone();
+        let (journal, recovery) = Journal::open(jc).map_err(|e| match Refused::of(&e) {
+            Some(r) => format!(
+                "journal {}: refusing to open run {id}: records may be missing or damaged:\n{}\nNothing was changed. `taphold-backup journal inspect {}` shows the run; set journal.open_with_holes: true to open it anyway (what reads is used, what is missing stays missing and is logged) — stopping: nothing can be journaled or acked",
+                dir.display(),
+                r.problem_lines(),
+                self.cfg.journal.dir.display()
+            ),
+            None => format!(
+                "journal {}: {e} — stopping: nothing more can be journaled or acked",
+                dir.display()
+            ),
+        })?;
+        log::info!("run {id} ({}): {recovery}", dir.display());
+        if let Some(t) = &recovery.tail_cut {
+            log::warn!(
+                "run {id}: cut {} of {} bytes from {} at byte offset {} ({}); the bytes are in {}",
+                if t.torn {
+                    "a torn tail"
+                } else {
+                    "a DAMAGED tail"
+                },
+                t.bytes,
+                t.segment.display(),
+                t.offset,
+                t.defect,
+                t.set_aside.display()
+            );
+        }
+        for p in &recovery.holes_allowed {
+            log::warn!("run {id}: opened with holes allowed despite: {p}");
+        }
+        self.run = Some(Run {
+            id,
+            journal,
+            recovery,
+        });
+        // Acks and the watermark are the run's own.
+        self.counters.last_ack_seq = 0;
+        self.watermark = 0;
+        self.counters.runs_opened += 1;
+        Ok(())
+    }
+
+    /// One received frame (Ethernet header on), at `now` (ns). `Err(Ok(reason))`:
+    /// refused; `Err(Err(msg))`: the journal failed, or a run could not be opened.
+    pub fn handle(&mut self, f: &[u8], now: u64) -> Result<(), Result<Refusal, String>> {
+        if f.len() < ethernet::HEADER_LEN {
+            return Err(Ok(Refusal::Runt));
+        }
+        if f[12..14] != EtherType::TAPHOLD.0.to_be_bytes() {
+            return Err(Ok(Refusal::NotTaphold));
+        }
+        if f[0..6] != self.mac.0 {
+            return Err(Ok(Refusal::NotForUs));
+        }
+        if f[6..12] != self.peer_mac.0 {
+            return Err(Ok(Refusal::WrongPeer));
+        }
+        let buf = &f[ethernet::HEADER_LEN..];
+        let p = Packet::new_checked(buf).map_err(|e| Ok(Refusal::from_wire(e)))?;
+        match p.msg_type() {
+            MsgType::Backup => {
+                let b = BackupRepr::parse(&p, &self.key).map_err(|e| Ok(Refusal::from_wire(e)))?;
+                if b.stream != self.stream {
+                    return Err(Ok(Refusal::WrongStream));
+                }
+                self.enter_epoch(b.epoch)?;
+                self.counters.backup_frames += 1;
+                self.note_watermark(b.watermark);
+                let pdu = &buf[..p.total_len()];
+                let run = self.run.as_mut().expect("enter_epoch opened a run");
+                let appended = run.journal.append(b.seq, b.flags.bits(), now, pdu);
+                match appended.map_err(|e| Err(self.journal_failed(e)))? {
+                    Appended::Journaled => self.counters.journaled += 1,
+                    Appended::Duplicate => self.counters.duplicates += 1,
+                }
+                Ok(())
+            }
+            MsgType::Heartbeat => {
+                let h =
+                    HeartbeatRepr::parse(&p, &self.key).map_err(|e| Ok(Refusal::from_wire(e)))?;
+                if h.stream != self.stream {
+                    return Err(Ok(Refusal::WrongStream));
+                }
+                if h.link != self.link && h.link != ALL_LINKS {
+                    return Err(Ok(Refusal::WrongLink));
+                }
+                self.enter_epoch(h.epoch)?;
+                self.counters.heartbeats_received += 1;
+                self.note_watermark(h.watermark);
+                self.peer_hb = PeerHeartbeat {
+                    seq: h.seq,
+                    timestamp_ns: h.timestamp_ns,
+                };
+                self.answer_heartbeat = true;
+                Ok(())
+            }
+            MsgType::Ack | MsgType::Confirm => {
+                // Authentic or not, nothing we act on; say which.
+                p.verify_digest(&self.key)
+                    .map_err(|e| Ok(Refusal::from_wire(e)))?;
+                Err(Ok(Refusal::UnexpectedType))
+            }
+        }
+    }
+
+    /// The primary's released watermark, from an authentic backup frame or
+    /// heartbeat: kept for trimming, and counted as covered by our acks
+    /// (taphold_journal::Journal::note_released).
+    fn note_watermark(&mut self, w: u64) {
+        if w >= ABSURD_WATERMARK {
+            self.counters.watermark_absurd += 1;
+            return;
+        }
+        if w > self.watermark {
+            self.watermark = w;
+            if let Some(run) = &mut self.run {
+                // The journal covers no seq above the highest this run holds, which is
+                // the highest seq seen in a backup frame of this run (journaled now or
+                // before a restart): a standby that has seen nothing covers nothing.
+                // Safe because the appliance releases only what it launched, so its
+                // released watermark is always below a seq it launched: frames above
+                // what we hold are still on their way, and each one raises the cover
+                // as it is journaled. Stopping short under-acks for a while; it never
+                // acks, or takes for a duplicate, a seq nobody has seen.
+                run.journal.note_released(w);
+            }
+        }
+    }
 }
 
 impl Node {
@@ -238,22 +452,12 @@ impl Node {
         Ok(Node {
             port,
             pool,
-            cfg: cfg.clone(),
-            run: None,
             clock: Clock::new(eal),
-            key: cfg.digest_key.0,
-            mac: cfg.mac.0,
-            peer_mac: cfg.peer_mac.0,
-            link: cfg.link,
-            stream: cfg.stream,
+            intake: Intake::new(cfg),
             heartbeat_period_ns: cfg.heartbeat_period_ns(),
             idle: cfg.idle,
             stats_every: Duration::from_millis(cfg.stats_interval_ms),
             trim_every: Duration::from_millis(cfg.trim_interval_ms),
-            counters: Counters::default(),
-            watermark: 0,
-            peer_hb: PeerHeartbeat::default(),
-            answer_heartbeat: false,
             next_heartbeat_ns: 0,
             hb_seq: 0,
             rx: Burst::new(),
@@ -335,23 +539,28 @@ impl Node {
         let n = self.port.rx_burst(0, &mut self.rx);
         let now = self.clock.now_ns();
         if n > 0 {
-            self.counters.rx_frames += n as u64;
+            self.intake.counters.rx_frames += n as u64;
             while let Some(m) = self.rx.pop() {
-                if let Err(r) = self.handle(&m, now) {
-                    self.counters.refuse(r?);
+                let handled = if m.segments() != 1 {
+                    Err(Ok(Refusal::MultiSegment))
+                } else {
+                    self.intake.handle(m.data(), now)
+                };
+                if let Err(r) = handled {
+                    self.intake.counters.refuse(r?);
                 }
                 // The mbuf is freed here, whatever became of it.
             }
         }
-        if let Some(run) = &mut self.run {
+        if let Some(run) = &mut self.intake.run {
             if let Err(e) = run.journal.maybe_sync(now) {
-                return Err(self.journal_failed(e));
+                return Err(self.intake.journal_failed(e));
             }
-            if run.journal.contiguous_seq() > self.counters.last_ack_seq {
+            if run.journal.contiguous_seq() > self.intake.counters.last_ack_seq {
                 self.send_ack(now);
             }
         }
-        if self.answer_heartbeat || now >= self.next_heartbeat_ns {
+        if self.intake.answer_heartbeat || now >= self.next_heartbeat_ns {
             self.send_heartbeat(now);
         }
         if !self.tx.is_empty() {
@@ -360,244 +569,96 @@ impl Node {
         Ok(n)
     }
 
-    fn journal_failed(&self, e: std::io::Error) -> String {
-        let dir = match &self.run {
-            Some(r) => r.journal.config().dir.clone(),
-            None => self.cfg.journal.dir.clone(),
-        };
-        format!(
-            "journal {}: {e} — stopping: nothing more can be journaled or acked",
-            dir.display()
-        )
-    }
-
-    /// Makes `epoch` the run we journal, if it is the appliance's newest: a larger
-    /// epoch seals the current run (synced) and opens (or recovers) its own; a smaller
-    /// one is an earlier run's frame and is refused.
-    fn enter_epoch(&mut self, epoch: u64) -> Result<(), Result<Refusal, String>> {
-        match &self.run {
-            Some(r) if r.id.epoch == epoch => return Ok(()),
-            Some(r) if r.id.epoch > epoch => return Err(Ok(Refusal::StaleEpoch)),
-            _ => {}
-        }
-        // Opening reads the run's segments: once per start of the appliance, not
-        // per frame, so its allocations are not the poll loop's.
-        alloc_count::set_hot(false);
-        let opened = self.open_run(epoch);
-        alloc_count::set_hot(true);
-        opened.map_err(Err)
-    }
-
-    fn open_run(&mut self, epoch: u64) -> Result<(), String> {
-        if let Some(mut old) = self.run.take() {
-            old.journal.sync().map_err(|e| self.journal_failed(e))?;
-            log::info!(
-                "run {} sealed at contiguous seq {} ({} records)",
-                old.id,
-                old.journal.contiguous_seq(),
-                old.journal.records_on_disk()
-            );
-        }
-        let id = RunId {
-            stream: self.stream,
-            epoch,
-        };
-        let jc = self.cfg.journal_config(id);
-        let dir = jc.dir.clone();
-        let (journal, recovery) = Journal::open(jc).map_err(|e| {
-            format!(
-                "journal {}: {e} — stopping: nothing more can be journaled or acked",
-                dir.display()
-            )
-        })?;
-        log::info!("run {id} ({}): {recovery}", dir.display());
-        if recovery.torn_bytes_discarded > 0 {
-            log::warn!(
-                "run {id}: recovered {} records, discarded a torn tail of {} bytes",
-                recovery.records,
-                recovery.torn_bytes_discarded
-            );
-        }
-        if recovery.valid_records_discarded > 0 {
-            log::warn!(
-                "run {id}: {} valid-looking records after the torn region were discarded with it",
-                recovery.valid_records_discarded
-            );
-        }
-        self.run = Some(Run {
-            id,
-            journal,
-            recovery,
-        });
-        // Acks and the watermark are the run's own.
-        self.counters.last_ack_seq = 0;
-        self.watermark = 0;
-        self.counters.runs_opened += 1;
-        Ok(())
-    }
-
-    /// One received frame. `Err(Ok(reason))`: refused; `Err(Err(msg))`: the journal failed.
-    fn handle(&mut self, m: &Mbuf, now: u64) -> Result<(), Result<Refusal, String>> {
-        if m.segments() != 1 {
-            return Err(Ok(Refusal::MultiSegment));
-        }
-        let f = m.data();
-        if f.len() < ethernet::HEADER_LEN {
-            return Err(Ok(Refusal::Runt));
-        }
-        if f[12..14] != EtherType::TAPHOLD.0.to_be_bytes() {
-            return Err(Ok(Refusal::NotTaphold));
-        }
-        if f[0..6] != self.mac.0 {
-            return Err(Ok(Refusal::NotForUs));
-        }
-        if f[6..12] != self.peer_mac.0 {
-            return Err(Ok(Refusal::WrongPeer));
-        }
-        let buf = &f[ethernet::HEADER_LEN..];
-        let p = Packet::new_checked(buf).map_err(|e| Ok(Refusal::from_wire(e)))?;
-        match p.msg_type() {
-            MsgType::Backup => {
-                let b = BackupRepr::parse(&p, &self.key).map_err(|e| Ok(Refusal::from_wire(e)))?;
-                if b.stream != self.stream {
-                    return Err(Ok(Refusal::WrongStream));
-                }
-                self.enter_epoch(b.epoch)?;
-                self.counters.backup_frames += 1;
-                self.note_watermark(b.watermark);
-                let pdu = &buf[..p.total_len()];
-                let run = self.run.as_mut().expect("enter_epoch opened a run");
-                let appended = run.journal.append(b.seq, b.flags.bits(), now, pdu);
-                match appended.map_err(|e| Err(self.journal_failed(e)))? {
-                    Appended::Journaled => self.counters.journaled += 1,
-                    Appended::Duplicate => self.counters.duplicates += 1,
-                }
-                Ok(())
-            }
-            MsgType::Heartbeat => {
-                let h =
-                    HeartbeatRepr::parse(&p, &self.key).map_err(|e| Ok(Refusal::from_wire(e)))?;
-                if h.stream != self.stream {
-                    return Err(Ok(Refusal::WrongStream));
-                }
-                if h.link != self.link && h.link != ALL_LINKS {
-                    return Err(Ok(Refusal::WrongLink));
-                }
-                self.enter_epoch(h.epoch)?;
-                self.counters.heartbeats_received += 1;
-                self.note_watermark(h.watermark);
-                self.peer_hb = PeerHeartbeat {
-                    seq: h.seq,
-                    timestamp_ns: h.timestamp_ns,
-                };
-                self.answer_heartbeat = true;
-                Ok(())
-            }
-            MsgType::Ack | MsgType::Confirm => {
-                // Authentic or not, nothing we act on; say which.
-                p.verify_digest(&self.key)
-                    .map_err(|e| Ok(Refusal::from_wire(e)))?;
-                Err(Ok(Refusal::UnexpectedType))
-            }
-        }
-    }
-
     /// Queues one frame of ours (Ethernet to the appliance, padded to 60 bytes).
     fn send(&mut self, emit: impl FnOnce(&mut [u8], &DigestKey) -> Result<u64, WireError>) {
         let mut frame = [0u8; 128];
-        ethernet::emit_header(&mut frame, self.peer_mac, self.mac, EtherType::TAPHOLD)
-            .expect("128 bytes hold a header");
+        ethernet::emit_header(
+            &mut frame,
+            self.intake.peer_mac,
+            self.intake.mac,
+            EtherType::TAPHOLD,
+        )
+        .expect("128 bytes hold a header");
         let pdu = &mut frame[ethernet::HEADER_LEN..];
-        if emit(pdu, &self.key).is_err() {
+        if emit(pdu, &self.intake.key).is_err() {
             // Only a link outside 0..=3, which the config refuses.
-            self.counters.tx_dropped += 1;
+            self.intake.counters.tx_dropped += 1;
             return;
         }
         let total_pdu = Packet::new_unchecked(&frame[ethernet::HEADER_LEN..]).total_len();
         let len = (ethernet::HEADER_LEN + total_pdu).max(MIN_FRAME_LEN);
         let Some(m) = Mbuf::from_bytes(&self.pool, &frame[..len]) else {
-            self.counters.tx_dropped += 1;
+            self.intake.counters.tx_dropped += 1;
             return;
         };
         if self.tx.push(m).is_err() {
             // Dropping the returned mbuf frees it.
-            self.counters.tx_dropped += 1;
-        }
-    }
-
-    /// The primary's released watermark, from an authentic backup frame or
-    /// heartbeat: kept for trimming, and counted as covered by our acks
-    /// (taphold_journal::Journal::note_released).
-    fn note_watermark(&mut self, w: u64) {
-        if w > self.watermark {
-            self.watermark = w;
-            if let Some(run) = &mut self.run {
-                run.journal.note_released(w);
-            }
+            self.intake.counters.tx_dropped += 1;
         }
     }
 
     /// A cumulative ack for the current run (none before the appliance is heard).
     fn send_ack(&mut self, now: u64) {
-        let Some(run) = &self.run else { return };
+        let Some(run) = &self.intake.run else { return };
         let ack = AckRepr {
-            link: self.link,
-            stream: self.stream,
+            link: self.intake.link,
+            stream: self.intake.stream,
             epoch: run.id.epoch,
             seq: run.journal.contiguous_seq(),
             timestamp_ns: now,
-            watermark: self.watermark,
+            watermark: self.intake.watermark,
             records: run.journal.records_total(),
         };
         self.send(|b, k| ack.emit(b, k));
-        self.counters.acks_sent += 1;
-        self.counters.last_ack_seq = ack.seq;
+        self.intake.counters.acks_sent += 1;
+        self.intake.counters.last_ack_seq = ack.seq;
     }
 
     fn send_heartbeat(&mut self, now: u64) {
         self.hb_seq += 1;
         let hb = HeartbeatRepr {
-            link: self.link,
-            epoch: self.run.as_ref().map_or(0, |r| r.id.epoch),
+            link: self.intake.link,
+            epoch: self.intake.run.as_ref().map_or(0, |r| r.id.epoch),
             seq: self.hb_seq,
             timestamp_ns: now,
-            watermark: self.watermark,
-            stream: self.stream,
-            echo_seq: self.peer_hb.seq,
-            echo_timestamp_ns: self.peer_hb.timestamp_ns,
+            watermark: self.intake.watermark,
+            stream: self.intake.stream,
+            echo_seq: self.intake.peer_hb.seq,
+            echo_timestamp_ns: self.intake.peer_hb.timestamp_ns,
         };
         self.send(|b, k| hb.emit(b, k));
-        self.counters.heartbeats_sent += 1;
-        self.answer_heartbeat = false;
+        self.intake.counters.heartbeats_sent += 1;
+        self.intake.answer_heartbeat = false;
         self.next_heartbeat_ns = now + self.heartbeat_period_ns;
     }
 
     /// Trims the journal below what the appliance has released *and* we hold
     /// contiguously (the journal clamps to the latter as well).
     fn trim(&mut self) -> Result<(), String> {
-        let Some(run) = &mut self.run else {
+        let Some(run) = &mut self.intake.run else {
             return Ok(());
         };
-        let bound = self.watermark.min(run.journal.contiguous_seq()) + 1;
+        let bound = self.intake.watermark.min(run.journal.contiguous_seq()) + 1;
         let trimmed = run.journal.trim_below(bound);
-        let n = trimmed.map_err(|e| self.journal_failed(e))?;
-        self.counters.trims += 1;
-        self.counters.segments_trimmed += n as u64;
+        let n = trimmed.map_err(|e| self.intake.journal_failed(e))?;
+        self.intake.counters.trims += 1;
+        self.intake.counters.segments_trimmed += n as u64;
         Ok(())
     }
 
     /// Stops: syncs the journal, sends the last ack, drains the tx queue.
     pub fn shutdown(&mut self) -> Result<(), String> {
-        if let Some(run) = &mut self.run {
+        if let Some(run) = &mut self.intake.run {
             if let Err(e) = run.journal.sync() {
-                return Err(self.journal_failed(e));
+                return Err(self.intake.journal_failed(e));
             }
         }
         let now = self.clock.now_ns();
         if self
+            .intake
             .run
             .as_ref()
-            .is_some_and(|r| r.journal.contiguous_seq() > self.counters.last_ack_seq)
+            .is_some_and(|r| r.journal.contiguous_seq() > self.intake.counters.last_ack_seq)
         {
             self.send_ack(now);
         }
@@ -607,14 +668,14 @@ impl Node {
             }
             self.port.tx_burst(0, &mut self.tx);
         }
-        self.counters.tx_dropped += self.tx.len() as u64;
+        self.intake.counters.tx_dropped += self.tx.len() as u64;
         self.tx.clear();
         Ok(())
     }
 
     pub fn stats_line(&self, elapsed: Duration) -> String {
-        let c = &self.counters;
-        let run = match &self.run {
+        let c = &self.intake.counters;
+        let run = match &self.intake.run {
             Some(r) => format!(
                 "run epoch {} | syncs {} | journal {} records {} bytes",
                 r.id.epoch,
@@ -635,19 +696,19 @@ impl Node {
             c.last_ack_seq,
             c.heartbeats_sent,
             c.heartbeats_received,
-            self.watermark
+            self.intake.watermark
         )
     }
 
     pub fn summary(&self, why: &str) -> serde_json::Value {
-        let c = &self.counters;
+        let c = &self.intake.counters;
         let refused: serde_json::Map<String, serde_json::Value> = Refusal::ALL
             .iter()
             .map(|r| (r.name().to_string(), c.refused[*r as usize].into()))
             .collect();
         let port = self.port.stats().ok();
         // The run journaled last: its journal, as it stands.
-        let (run, journal, syncs, policy_syncs) = match &self.run {
+        let (run, journal, syncs, policy_syncs) = match &self.intake.run {
             Some(r) => {
                 let (j, rec, js) = (&r.journal, &r.recovery, r.journal.stats());
                 (
@@ -668,8 +729,10 @@ impl Node {
                         "floor": j.floor(),
                         "recovered_records": rec.records,
                         "covered_by_watermark": js.covered_by_watermark,
-                        "torn_bytes_discarded": rec.torn_bytes_discarded,
-                        "valid_records_discarded": rec.valid_records_discarded,
+                        "tail_cut_bytes": rec.tail_cut.as_ref().map_or(0, |t| t.bytes),
+                        "tail_set_aside": rec.tail_cut.as_ref().map(|t| &t.set_aside),
+                        "missing_seqs": rec.missing_seqs,
+                        "holes_allowed": rec.holes_allowed.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
                     }),
                     js.syncs,
                     js.policy_syncs,
@@ -689,16 +752,17 @@ impl Node {
             "last_ack_seq": c.last_ack_seq,
             "heartbeats_sent": c.heartbeats_sent,
             "heartbeats_received": c.heartbeats_received,
-            "peer_heartbeat": self.peer_hb,
-            "watermark": self.watermark,
+            "peer_heartbeat": self.intake.peer_hb,
+            "watermark": self.intake.watermark,
             "tx_dropped": c.tx_dropped,
             "syncs": syncs,
             "policy_syncs": policy_syncs,
             "trims": c.trims,
             "segments_trimmed": c.segments_trimmed,
             "runs_opened": c.runs_opened,
+            "watermark_absurd": c.watermark_absurd,
             "run": run,
-            "journal_dir": self.cfg.journal.dir,
+            "journal_dir": self.intake.cfg.journal.dir,
             "journal": journal,
             "port": port.map(|p| serde_json::json!({
                 "ipackets": p.ipackets, "opackets": p.opackets, "imissed": p.imissed,
@@ -706,5 +770,275 @@ impl Node {
             })),
             "hot_path_allocations": alloc_count::hot_allocations(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The node's handling of received frames, without DPDK: authentic PDUs with any
+    //! field values, and damaged ones, against a model of what must be journaled.
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+    use taphold_wire::taphold::{Content, Flags};
+
+    const KEY: &str = "5461706f6c642d64656d6f2d6b657931";
+    const OURS: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0x0c, 1]);
+    const APPLIANCE: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0x0b, 1]);
+
+    fn intake(dir: &std::path::Path) -> Intake {
+        let text = format!(
+            "port: net_pcap0\nmac: {OURS}\npeer_mac: {APPLIANCE}\nlink: 0\nstream: 1\n\
+             digest_key: \"{KEY}\"\njournal:\n  dir: {}\n  segment_bytes: 4096\n",
+            dir.display()
+        );
+        Intake::new(&Config::parse("t.yaml", &text).unwrap())
+    }
+
+    #[derive(Debug, Clone)]
+    enum Sent {
+        Backup {
+            stream: u32,
+            epoch: u64,
+            seq: u64,
+            watermark: u64,
+            timestamp_ns: u64,
+            flags: u16,
+            payload: Vec<u8>,
+            digest_only: bool,
+        },
+        Heartbeat {
+            link: u8,
+            epoch: u64,
+            seq: u64,
+            timestamp_ns: u64,
+            watermark: u64,
+        },
+    }
+
+    fn frame(s: &Sent) -> Vec<u8> {
+        let k = DigestKey::from_hex(KEY).unwrap();
+        let mut pdu = vec![0u8; 128];
+        let n = match s {
+            Sent::Backup {
+                stream,
+                epoch,
+                seq,
+                watermark,
+                timestamp_ns,
+                flags,
+                payload,
+                digest_only,
+            } => {
+                let r = BackupRepr {
+                    flags: Flags::from_bits(flags & Flags::ALL.bits()).unwrap(),
+                    stream: *stream,
+                    epoch: *epoch,
+                    seq: *seq,
+                    timestamp_ns: *timestamp_ns,
+                    watermark: *watermark,
+                    src_ip: [192, 0, 2, 7],
+                    src_port: 40000,
+                    payload_len: payload.len() as u16,
+                    content: if *digest_only {
+                        Content::Digest(k.digest(payload))
+                    } else {
+                        Content::Full(payload)
+                    },
+                };
+                r.emit(&mut pdu, &k).unwrap();
+                r.buffer_len()
+            }
+            Sent::Heartbeat {
+                link,
+                epoch,
+                seq,
+                timestamp_ns,
+                watermark,
+            } => {
+                let h = HeartbeatRepr {
+                    link: *link,
+                    epoch: *epoch,
+                    seq: *seq,
+                    timestamp_ns: *timestamp_ns,
+                    watermark: *watermark,
+                    stream: 1,
+                    echo_seq: 0,
+                    echo_timestamp_ns: 0,
+                };
+                h.emit(&mut pdu, &k).unwrap();
+                h.buffer_len()
+            }
+        };
+        let mut f = vec![0u8; ethernet::HEADER_LEN + n];
+        ethernet::emit_header(&mut f, OURS, APPLIANCE, EtherType::TAPHOLD).unwrap();
+        f[ethernet::HEADER_LEN..].copy_from_slice(&pdu[..n]);
+        f
+    }
+
+    /// Near 0, near 2^63, near u64::MAX, anywhere.
+    fn extreme() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            0u64..40,
+            (1u64 << 63) - 3..(1u64 << 63) + 3,
+            (u64::MAX - 3)..=u64::MAX,
+            any::<u64>(),
+        ]
+    }
+
+    fn epoch() -> impl Strategy<Value = u64> {
+        prop_oneof![4 => Just(7u64), 1 => Just(0u64), 1 => Just(8u64), 1 => Just(u64::MAX)]
+    }
+
+    fn sent() -> impl Strategy<Value = Sent> {
+        let backup = (
+            prop_oneof![9 => Just(1u32), 1 => any::<u32>()],
+            epoch(),
+            prop_oneof![2 => 0u64..40, 1 => extreme()],
+            extreme(),
+            any::<u64>(),
+            any::<u16>(),
+            proptest::collection::vec(any::<u8>(), 0..24),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(stream, epoch, seq, watermark, timestamp_ns, flags, payload, digest_only)| {
+                    Sent::Backup {
+                        stream,
+                        epoch,
+                        seq,
+                        watermark,
+                        timestamp_ns,
+                        flags,
+                        payload,
+                        digest_only,
+                    }
+                },
+            );
+        let heartbeat = (
+            prop_oneof![Just(0u8), Just(ALL_LINKS), Just(2u8)],
+            epoch(),
+            any::<u64>(),
+            any::<u64>(),
+            extreme(),
+        )
+            .prop_map(
+                |(link, epoch, seq, timestamp_ns, watermark)| Sent::Heartbeat {
+                    link,
+                    epoch,
+                    seq,
+                    timestamp_ns,
+                    watermark,
+                },
+            );
+        prop_oneof![4 => backup, 1 => heartbeat]
+    }
+
+    /// What must happen to authentic frames: the run is the newest epoch heard; a
+    /// seq is journaled unless it is 0, held already, or covered by a watermark
+    /// (below 2^63) no higher than the highest seq held.
+    #[derive(Default)]
+    struct Model {
+        epoch: Option<u64>,
+        held: BTreeSet<u64>,
+        released: u64,
+        cover: u64,
+    }
+
+    impl Model {
+        fn enter(&mut self, epoch: u64) -> bool {
+            match self.epoch {
+                Some(e) if e > epoch => return false,
+                Some(e) if e == epoch => {}
+                _ => {
+                    *self = Model {
+                        epoch: Some(epoch),
+                        ..Model::default()
+                    }
+                }
+            }
+            true
+        }
+        fn release(&mut self, w: u64) {
+            if w < ABSURD_WATERMARK {
+                self.released = self.released.max(w);
+            }
+            let top = self.held.last().copied().unwrap_or(0);
+            self.cover = self.cover.max(self.released.min(top));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_authentic_frame_is_handled_as_the_model_says(
+            frames in proptest::collection::vec((sent(), any::<u64>(), 0u8..8, any::<prop::sample::Index>()), 1..40),
+        ) {
+            let t = tempfile::tempdir().unwrap();
+            let mut i = intake(t.path());
+            let mut m = Model::default();
+            for (s, now, damage, at) in frames {
+                let mut f = frame(&s);
+                let before = i.counters.clone();
+                if damage == 0 {
+                    // One byte changed anywhere: never journaled, never a panic.
+                    let k = at.index(f.len());
+                    f[k] ^= 0x20;
+                    let r = i.handle(&f, now);
+                    prop_assert!(matches!(r, Err(Ok(_))), "{:?}", r);
+                    prop_assert_eq!(i.counters.journaled, before.journaled);
+                    continue;
+                }
+                let r = i.handle(&f, now);
+                prop_assert!(!matches!(r, Err(Err(_))), "{:?}", r);
+                match s {
+                    Sent::Backup { stream, epoch, seq, watermark, .. } => {
+                        if stream != 1 {
+                            prop_assert_eq!(r, Err(Ok(Refusal::WrongStream)));
+                            continue;
+                        }
+                        if !m.enter(epoch) {
+                            prop_assert_eq!(r, Err(Ok(Refusal::StaleEpoch)));
+                            continue;
+                        }
+                        prop_assert_eq!(r, Ok(()));
+                        m.release(watermark);
+                        let fresh = seq >= 1 && !m.held.contains(&seq) && seq > m.cover;
+                        prop_assert_eq!(
+                            i.counters.journaled - before.journaled,
+                            u64::from(fresh),
+                            "seq {} watermark {} cover {}", seq, watermark, m.cover
+                        );
+                        prop_assert_eq!(i.counters.duplicates - before.duplicates, u64::from(!fresh));
+                        if fresh {
+                            m.held.insert(seq);
+                            m.release(0);
+                        }
+                    }
+                    Sent::Heartbeat { link, epoch, watermark, .. } => {
+                        if link == 2 {
+                            prop_assert_eq!(r, Err(Ok(Refusal::WrongLink)));
+                            continue;
+                        }
+                        if !m.enter(epoch) {
+                            prop_assert_eq!(r, Err(Ok(Refusal::StaleEpoch)));
+                            continue;
+                        }
+                        prop_assert_eq!(r, Ok(()));
+                        m.release(watermark);
+                    }
+                }
+                let absurd = i.counters.watermark_absurd - before.watermark_absurd;
+                let w = match s { Sent::Backup { watermark, .. } | Sent::Heartbeat { watermark, .. } => watermark };
+                prop_assert_eq!(absurd, u64::from(w >= ABSURD_WATERMARK));
+                // The ack never claims a seq above the highest one seen.
+                let run = i.run.as_mut().unwrap();
+                run.journal.sync().unwrap();
+                let top = m.held.last().copied().unwrap_or(0);
+                prop_assert!(run.journal.contiguous_seq() <= top, "{} > {}", run.journal.contiguous_seq(), top);
+                prop_assert_eq!(run.id.epoch, m.epoch.unwrap());
+            }
+        }
     }
 }

@@ -599,10 +599,12 @@ fn kill_9_mid_stream_loses_nothing_that_was_acked() {
     let (j, rec) = Journal::open(cfg).unwrap();
     assert_eq!(rec.duplicate_records, 0);
     assert_eq!(
-        rec.torn_bytes_discarded > 0,
+        rec.tail_cut.is_some(),
         !report.is_clean(),
-        "a torn tail is discarded and reported: {rec}"
+        "a torn tail is cut, set aside and reported: {rec}"
     );
+    assert!(rec.tail_cut.as_ref().is_none_or(|t| t.torn), "{rec}");
+    assert!(rec.holes_allowed.is_empty());
     assert!(
         j.contiguous_seq() >= acked,
         "{} < {acked}",
@@ -712,4 +714,129 @@ fn config_errors_name_field_and_line_before_dpdk_starts() {
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert!(err.contains(want), "want `{want}` in:\n{err}");
     }
+}
+
+/// A run of frames 1..=200 in 4096-byte segments, with its third segment deleted.
+/// Returns the deleted file and the seqs it held.
+fn journal_with_a_deleted_segment(journal: &Path) -> (PathBuf, Vec<u64>) {
+    make_journal(journal);
+    let dir = run_dir(journal, RUN);
+    let recs = read_records(&dir).unwrap();
+    let mut files: Vec<PathBuf> = recs.iter().map(|r| r.file.clone()).collect();
+    files.dedup();
+    assert!(files.len() > 4, "{files:?}");
+    let victim = files[2].clone();
+    let lost = recs
+        .iter()
+        .filter(|r| r.file == victim)
+        .map(|r| r.seq)
+        .collect();
+    std::fs::remove_file(&victim).unwrap();
+    (victim, lost)
+}
+
+#[test]
+fn a_run_with_a_deleted_segment_stops_the_node_unless_open_with_holes() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let d = Dir::new("holes");
+    let journal = d.0.join("journal");
+    let (victim, lost) = journal_with_a_deleted_segment(&journal);
+    // The appliance, still in the same epoch, goes on from 201 (releasing nothing
+    // yet, so that no watermark covers the hole).
+    let k = key();
+    let mut input = vec![heartbeat(0, 1, 1_000, 0)];
+    input.extend((201..=210).map(|s| frame(OURS, APPLIANCE, &backup_pdu(s, STREAM, 0, &k))));
+    let in_pcap = d.0.join("in.pcap");
+    pcap::write(&in_pcap, &input).unwrap();
+
+    std::fs::write(d.0.join("backup.yaml"), config(&journal, "")).unwrap();
+    let o = node_command(&d.0, "holes", &in_pcap, &["--exit-when-idle-ms", "200"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&victim.display().to_string())
+            && err.contains("MISSING segment")
+            && err.contains("journal.open_with_holes: true"),
+        "the refusal names the file and the flag:\n{err}"
+    );
+    assert_eq!(
+        read_records(&run_dir(&journal, RUN)).unwrap().len(),
+        200 - lost.len()
+    );
+    // Stopped cleanly for all that: the mbufs of the burst freed, EAL cleaned up.
+    assert!(!err.contains("leaking"), "{err}");
+    let prefix = format!("taphold-backup-holes-{}", std::process::id());
+    for base in ["/var/run/dpdk", "/run/dpdk"] {
+        assert!(
+            !Path::new(base).join(&prefix).exists(),
+            "{base}/{prefix} left behind"
+        );
+    }
+
+    // With the flag: it opens, journals what comes, and says what is missing.
+    std::fs::write(
+        d.0.join("backup.yaml"),
+        config(&journal, "  open_with_holes: true\n"),
+    )
+    .unwrap();
+    let s = run_node(&d, "holes2", &input);
+    assert_eq!(n(&s, "journaled"), 10, "{s:#}");
+    assert_eq!(n(&s, "journal.missing_seqs"), lost.len() as u64, "{s:#}");
+    let allowed = s["journal"]["holes_allowed"].as_array().unwrap();
+    assert_eq!(allowed.len(), 1, "{s:#}");
+    assert!(allowed[0].as_str().unwrap().contains("MISSING segment"));
+    // The ack stops below the hole.
+    assert_eq!(n(&s, "last_ack_seq"), lost[0] - 1, "{s:#}");
+    let report = inspect(&journal).unwrap();
+    assert!(
+        report
+            .all_problems()
+            .all(|p| p.kind == ProblemKind::MissingSegment),
+        "{report}"
+    );
+    // An export is short of those records, and says so.
+    let (out, err, code) = export(&journal, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("MISSING segment") && err.contains(&victim.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(out.lines().count(), 210 - lost.len());
+}
+
+#[test]
+fn a_watermark_of_u64_max_neither_panics_nor_drops_later_frames() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let d = Dir::new("wmax");
+    let journal = d.0.join("journal");
+    std::fs::write(d.0.join("backup.yaml"), config(&journal, "")).unwrap();
+    let k = key();
+    let mut input = vec![heartbeat(0, 1, 1_000, u64::MAX)];
+    input.extend((1..=10).map(backup));
+    input.push(frame(
+        OURS,
+        APPLIANCE,
+        &backup_pdu(11, STREAM, u64::MAX, &k),
+    ));
+    input.push(heartbeat(0, 2, 2_000, 1 << 63));
+    input.extend((12..=20).map(backup));
+    input.push(heartbeat(0, 3, 3_000, u64::MAX));
+    let s = run_node(&d, "wmax", &input);
+    assert_eq!(
+        n(&s, "journaled"),
+        20,
+        "every genuine frame journaled: {s:#}"
+    );
+    assert_eq!(n(&s, "duplicates"), 0, "{s:#}");
+    assert_eq!(n(&s, "watermark_absurd"), 4, "{s:#}");
+    assert_eq!(n(&s, "watermark"), 17, "the genuine ones: {s:#}");
+    assert_eq!(n(&s, "last_ack_seq"), 20, "{s:#}");
+    assert_eq!(n(&s, "journal.covered_by_watermark"), 0, "{s:#}");
+    let (acks, _) = sent(&pcap::read(&d.0.join("wmax.tx.pcap")).unwrap());
+    assert!(
+        acks.iter().all(|a| a.seq <= 20),
+        "never over-acked: {acks:?}"
+    );
 }

@@ -1,6 +1,8 @@
 //! A read-only report on a journal directory: what `taphold-backup journal inspect`
-//! prints, run by run. Nothing is modified; what [`crate::Journal::open`] would repair (a
-//! torn tail of the last segment) is reported as a problem of its own kind.
+//! prints, run by run. Nothing is modified. The problems are the ones
+//! [`crate::Journal::open`] acts on (the same rules, in `survey.rs`), each with what
+//! open does about it ([`ProblemKind::on_open`]); besides them, each run's report says
+//! which seqs are missing between its start and its highest seq, by range.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -8,9 +10,15 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::record;
 use crate::runs::{list_runs, RunId};
-use crate::{list_segments, read_floor};
+use crate::survey::{survey, SetAside};
+use crate::window::SeqWindow;
+use crate::{parse_segment_name, read_floor};
+
+/// Missing ranges a report keeps (the count of missing seqs is always whole).
+pub const MISSING_RANGES_KEPT: usize = 64;
+/// Missing ranges a report prints.
+const MISSING_RANGES_SHOWN: usize = 10;
 
 /// One segment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,30 +27,75 @@ pub struct SegmentReport {
     pub bytes: u64,
     /// Valid records before the first defect (if any).
     pub records: u64,
-    /// Lowest and highest seq among them.
+    /// Valid records found after a defect (see [`crate::record::salvage`]).
+    pub after_defect: u64,
+    /// Lowest and highest seq among all of them.
     pub first_seq: Option<u64>,
     pub last_seq: Option<u64>,
+    /// A later segment was started after it (or `seals` says it was sealed).
+    pub sealed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProblemKind {
-    /// The last segment ends in a torn or corrupt tail: opening the journal truncates it.
+    /// The active segment ends in a torn write (the file ends inside a record, or in
+    /// zeros, and nothing valid follows): opening cuts it and sets it aside.
     TornTail,
-    /// A bad record in a sealed segment: opening the journal refuses.
+    /// A bad record that is not a torn write: in a sealed segment, or in the active
+    /// one (a complete record that fails its checks, or valid records after it).
     Corrupt,
     /// A seq journaled more than once.
     DuplicateSeq,
-    /// A `*.journal` file whose name is not 20 digits: opening refuses.
+    /// A `*.journal` file whose name is not 20 digits.
     BadName,
     /// `trim-floor` unreadable.
     BadFloor,
-    /// A record of another (stream, epoch) than its run directory names: opening refuses.
+    /// A record of another (stream, epoch) than its run directory names.
     ForeignRecord,
     /// A segment file outside any run (a journal from before epochs, or a file moved by
     /// hand): no run will ever open it.
     Stray,
-    /// The directory holds no journal at all.
+    /// The directory holds no journal at all (or is not a directory).
     NoJournal,
+    /// A sealed segment is gone (its seal is in `seals`, and the trim floor does not
+    /// explain it), or the segment being written is.
+    MissingSegment,
+    /// A sealed segment is 0 bytes long.
+    EmptySegment,
+    /// A sealed segment is not the length it was sealed at.
+    ChangedSegment,
+    /// `seals`, the record of sealed segments, is unreadable, has a line that is not
+    /// a seal, or lacks a sealed segment: a missing segment could not be told.
+    BadSeals,
+    /// `trim-floor` is above the highest seq the run ever held + 1.
+    FloorTooHigh,
+    /// A `.damaged-` file: bytes an open that allowed holes cut from a segment.
+    DamagedTail,
+}
+
+/// What [`crate::Journal::open`] does about a problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnOpen {
+    /// Opens: a torn tail is cut and set aside; the rest changes nothing.
+    Opens,
+    /// Records may be missing or damaged: refuses unless
+    /// [`crate::JournalConfig::allow_holes`].
+    NeedsAllowHoles,
+    /// Refuses whatever the config says.
+    Refuses,
+}
+
+impl ProblemKind {
+    pub fn on_open(self) -> OnOpen {
+        use ProblemKind::*;
+        match self {
+            TornTail | DuplicateSeq | Stray | DamagedTail => OnOpen::Opens,
+            Corrupt | MissingSegment | EmptySegment | ChangedSegment | BadSeals | FloorTooHigh => {
+                OnOpen::NeedsAllowHoles
+            }
+            BadName | BadFloor | ForeignRecord | NoJournal => OnOpen::Refuses,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,15 +109,33 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const HOLES: &str =
+            "opening refuses unless holes are allowed: allow_holes, journal.open_with_holes";
         let what = match self.kind {
-            ProblemKind::TornTail => "torn tail (recoverable: opening the journal discards it)",
-            ProblemKind::Corrupt => "CORRUPT (opening the journal refuses)",
-            ProblemKind::DuplicateSeq => "duplicate seq",
-            ProblemKind::BadName => "not a segment name (opening the journal refuses)",
-            ProblemKind::BadFloor => "unreadable trim floor (opening the journal refuses)",
-            ProblemKind::ForeignRecord => "record of another run (opening the journal refuses)",
-            ProblemKind::Stray => "segment outside any run (never opened)",
-            ProblemKind::NoJournal => "not a journal",
+            ProblemKind::TornTail => {
+                "torn tail (recoverable: opening the journal cuts it and sets it aside)".into()
+            }
+            ProblemKind::Corrupt => format!("CORRUPT ({HOLES})"),
+            ProblemKind::DuplicateSeq => "duplicate seq".into(),
+            ProblemKind::BadName => "not a segment name (opening the journal refuses)".into(),
+            ProblemKind::BadFloor => "unreadable trim floor (opening the journal refuses)".into(),
+            ProblemKind::ForeignRecord => {
+                "record of another run (opening the journal refuses)".into()
+            }
+            ProblemKind::Stray => "segment outside any run (never opened)".into(),
+            ProblemKind::NoJournal => "not a journal".into(),
+            ProblemKind::MissingSegment => format!("MISSING segment ({HOLES})"),
+            ProblemKind::EmptySegment => format!("EMPTY sealed segment ({HOLES})"),
+            ProblemKind::ChangedSegment => {
+                format!("sealed segment CHANGED since it was sealed ({HOLES})")
+            }
+            ProblemKind::BadSeals => format!("record of sealed segments INCOMPLETE ({HOLES})"),
+            ProblemKind::FloorTooHigh => {
+                format!("trim floor ABOVE everything the run held ({HOLES})")
+            }
+            ProblemKind::DamagedTail => {
+                "damaged tail set aside (opening goes on; look at it, then remove it)".into()
+            }
         };
         write!(
             f,
@@ -89,6 +160,17 @@ pub struct Report {
     pub last_seq: Option<u64>,
     /// The trim floor, if one was recorded.
     pub floor: Option<u64>,
+    /// Where the continuity check starts: the trim floor, or 1.
+    pub start_seq: u64,
+    /// Seqs missing from `start_seq` to `last_seq`: the first
+    /// [`MISSING_RANGES_KEPT`] ranges, and how many seqs in all. A gap no damage
+    /// explains is normal (frames lost on the link, sent before this node joined, or
+    /// journaled but not synced when it stopped): no ack claimed those seqs.
+    pub missing: Vec<(u64, u64)>,
+    pub missing_seqs: u64,
+    /// Files of bytes an open cut from a segment: torn writes (not a problem) and
+    /// damage (each also a [`ProblemKind::DamagedTail`]).
+    pub set_aside: Vec<SetAside>,
 }
 
 impl Report {
@@ -96,16 +178,45 @@ impl Report {
         self.problems.is_empty()
     }
 
-    /// Whether opening the journal would succeed (only torn tails and duplicates).
+    /// Whether opening the journal would succeed as it is configured by default
+    /// (only torn tails, duplicates and set-aside damage).
     pub fn is_recoverable(&self) -> bool {
         self.problems
             .iter()
-            .all(|p| matches!(p.kind, ProblemKind::TornTail | ProblemKind::DuplicateSeq))
+            .all(|p| p.kind.on_open() == OnOpen::Opens)
+    }
+
+    /// Whether opening with [`crate::JournalConfig::allow_holes`] would succeed.
+    pub fn opens_with_holes_allowed(&self) -> bool {
+        self.problems
+            .iter()
+            .all(|p| p.kind.on_open() != OnOpen::Refuses)
     }
 }
 
 fn opt(v: Option<u64>) -> String {
     v.map_or("-".into(), |v| v.to_string())
+}
+
+/// `a..b, c, ...`: the ranges, and `...` when they do not hold all `of` seqs.
+pub(crate) fn ranges(shown: &[(u64, u64)], of: u64) -> String {
+    let mut text: Vec<String> = shown
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}..{b}")
+            }
+        })
+        .collect();
+    let held = shown
+        .iter()
+        .fold(0u64, |n, &(a, b)| n.saturating_add(b - a + 1));
+    if held < of {
+        text.push("...".into());
+    }
+    text.join(", ")
 }
 
 impl fmt::Display for Report {
@@ -117,12 +228,26 @@ impl fmt::Display for Report {
         for s in &self.segments {
             writeln!(
                 f,
-                "  {}  {} bytes  {} records  seq {}..{}",
+                "  {}  {} bytes  {} records{}  seq {}..{}{}",
                 s.file.file_name().unwrap_or_default().to_string_lossy(),
                 s.bytes,
                 s.records,
+                match s.after_defect {
+                    0 => String::new(),
+                    n => format!(" (+{n} after a defect)"),
+                },
                 opt(s.first_seq),
-                opt(s.last_seq)
+                opt(s.last_seq),
+                if s.sealed { "" } else { "  (active)" }
+            )?;
+        }
+        for a in &self.set_aside {
+            writeln!(
+                f,
+                "  {}  {} bytes  set aside by an open ({})",
+                a.path.file_name().unwrap_or_default().to_string_lossy(),
+                a.bytes,
+                if a.damaged { "damage" } else { "a torn write" }
             )?;
         }
         writeln!(
@@ -134,6 +259,20 @@ impl fmt::Display for Report {
             opt(self.last_seq),
             opt(self.floor)
         )?;
+        if let Some(last) = self.last_seq.filter(|&l| l >= self.start_seq) {
+            if self.missing_seqs == 0 {
+                writeln!(f, "no seq missing from {} to {last}", self.start_seq)?;
+            } else {
+                let shown = &self.missing[..self.missing.len().min(MISSING_RANGES_SHOWN)];
+                writeln!(
+                    f,
+                    "{} seq(s) missing from {} to {last}: {}",
+                    self.missing_seqs,
+                    self.start_seq,
+                    ranges(shown, self.missing_seqs)
+                )?;
+            }
+        }
         if self.problems.is_empty() {
             write!(f, "no problems")
         } else {
@@ -215,18 +354,32 @@ impl fmt::Display for JournalReport {
 }
 
 /// Reads every run of the journal directory `root` ([`inspect_run`] each) without
-/// modifying anything. A directory with no run at all is a problem of its own
-/// ([`ProblemKind::NoJournal`]): a typo in the path must not read as "clean". Errors
-/// only when `root` or a file cannot be read.
+/// modifying anything. A directory with no run at all, or a `root` that is not a
+/// directory, is a problem of its own ([`ProblemKind::NoJournal`]): a typo in the path
+/// must not read as "clean". Errors only when `root` is absent or cannot be read.
 pub fn inspect(root: &Path) -> io::Result<JournalReport> {
-    // An absent or unreadable root is an error, not an empty journal.
-    fs::read_dir(root)?;
-    let found = list_runs(root)?;
     let mut report = JournalReport {
         root: root.to_path_buf(),
         runs: Vec::new(),
         problems: Vec::new(),
     };
+    // An absent or unreadable root is an error, not an empty journal.
+    if !fs::metadata(root)?.is_dir() {
+        let name = root.file_name().unwrap_or_default().to_string_lossy();
+        let what = if parse_segment_name(&name).is_some() {
+            "a segment file, not a journal directory: inspect takes the directory `journal.dir` names, which holds stream-S/epoch-E/ run directories"
+        } else {
+            "a file, not a journal directory: inspect takes the directory `journal.dir` names"
+        };
+        report.problems.push(Problem {
+            kind: ProblemKind::NoJournal,
+            file: root.to_path_buf(),
+            offset: 0,
+            detail: what.into(),
+        });
+        return Ok(report);
+    }
+    let found = list_runs(root)?;
     for file in found.stray {
         report.problems.push(Problem {
             kind: ProblemKind::Stray,
@@ -236,11 +389,27 @@ pub fn inspect(root: &Path) -> io::Result<JournalReport> {
         });
     }
     if found.runs.is_empty() {
+        let entries = fs::read_dir(root)?.count();
+        let run_like = root
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("epoch-"))
+            || root.join(crate::FLOOR_FILE).exists()
+            || root.join(crate::seals::SEALS_FILE).exists();
+        let detail = if run_like {
+            format!(
+                "no stream-S/epoch-E run directory here: this looks like one run's directory; inspect takes the journal directory two levels up ({})",
+                root.parent().and_then(Path::parent).unwrap_or(root).display()
+            )
+        } else if entries == 0 {
+            "an empty directory: no stream-S/epoch-E run directory here".into()
+        } else {
+            format!("no stream-S/epoch-E run directory here, among {entries} entries")
+        };
         report.problems.push(Problem {
             kind: ProblemKind::NoJournal,
             file: root.to_path_buf(),
             offset: 0,
-            detail: "no stream-S/epoch-E run directory here".into(),
+            detail,
         });
     }
     for (run, dir) in found.runs {
@@ -249,113 +418,70 @@ pub fn inspect(root: &Path) -> io::Result<JournalReport> {
     Ok(report)
 }
 
-/// Reads every segment of the run in `dir` and reports segments, records, seq ranges and
-/// every problem, without modifying anything; with `run`, a record of another (stream,
-/// epoch) is a problem. Errors only when the directory or a file cannot be read.
+/// Reads every segment of the run in `dir` and reports segments, records, seq ranges,
+/// the seqs missing, and every problem, without modifying anything; with `run`, a
+/// record of another (stream, epoch) is a problem. Errors only when the directory or
+/// a file cannot be read.
 pub fn inspect_run(dir: &Path, run: Option<RunId>) -> io::Result<Report> {
-    let (files, bad) = list_segments(dir)?;
-    let mut report = Report {
+    let start = read_floor(dir).ok().flatten().unwrap_or(0).max(1);
+    let mut window = SeqWindow::new(start - 1);
+    let mut seen = HashSet::new();
+    let mut dups = Vec::new();
+    let mut records = 0u64;
+    let mut first_seq: Option<u64> = None;
+    let mut last_seq: Option<u64> = None;
+    let sv = survey(dir, run, |r| {
+        let s = r.record.header.seq;
+        if !r.salvaged {
+            records += 1;
+            first_seq = Some(first_seq.map_or(s, |v| v.min(s)));
+            last_seq = Some(last_seq.map_or(s, |v| v.max(s)));
+        }
+        if !seen.insert(s) {
+            dups.push((r.segment, r.record.offset, s));
+        }
+        if !r.foreign {
+            window.insert(s);
+        }
+    })?;
+    let mut problems = sv.problems();
+    for (segment, offset, s) in dups {
+        problems.push(Problem {
+            kind: ProblemKind::DuplicateSeq,
+            file: sv.segments[segment].path.clone(),
+            offset,
+            detail: format!("seq {s} is journaled again here"),
+        });
+    }
+    let (missing, missing_seqs) = match sv.max_seq {
+        Some(top) => window.gaps(top, MISSING_RANGES_KEPT),
+        None => (Vec::new(), 0),
+    };
+    let segments = sv
+        .segments
+        .iter()
+        .map(|s| SegmentReport {
+            file: s.path.clone(),
+            bytes: s.bytes,
+            records: s.records,
+            after_defect: s.salvaged,
+            first_seq: s.min_seq,
+            last_seq: s.max_seq,
+            sealed: s.sealed,
+        })
+        .collect();
+    Ok(Report {
         run,
         dir: dir.to_path_buf(),
-        segments: Vec::new(),
-        problems: Vec::new(),
-        records: 0,
-        first_seq: None,
-        last_seq: None,
-        floor: None,
-    };
-    for b in bad {
-        report.problems.push(Problem {
-            kind: ProblemKind::BadName,
-            file: b,
-            offset: 0,
-            detail: "want 20 digits and .journal".into(),
-        });
-    }
-    match read_floor(dir) {
-        Ok(f) => report.floor = f,
-        Err(e) => report.problems.push(Problem {
-            kind: ProblemKind::BadFloor,
-            file: dir.join(crate::FLOOR_FILE),
-            offset: 0,
-            detail: e.to_string(),
-        }),
-    }
-    let mut seen = HashSet::new();
-    for (i, (_, path)) in files.iter().enumerate() {
-        let last = i + 1 == files.len();
-        let buf = fs::read(path)?;
-        let mut seg = SegmentReport {
-            file: path.clone(),
-            bytes: buf.len() as u64,
-            records: 0,
-            first_seq: None,
-            last_seq: None,
-        };
-        let mut dups = Vec::new();
-        let mut foreign = Vec::new();
-        let brk = record::scan(&buf, |r| {
-            if let Some(run) = run {
-                if (r.header.stream, r.header.epoch) != (run.stream, run.epoch) {
-                    foreign.push((r.offset, r.header.stream, r.header.epoch));
-                }
-            }
-            let s = r.header.seq;
-            seg.records += 1;
-            seg.first_seq = Some(seg.first_seq.map_or(s, |v| v.min(s)));
-            seg.last_seq = Some(seg.last_seq.map_or(s, |v| v.max(s)));
-            if !seen.insert(s) {
-                dups.push((r.offset, s));
-            }
-        });
-        for (offset, stream, epoch) in foreign {
-            report.problems.push(Problem {
-                kind: ProblemKind::ForeignRecord,
-                file: path.clone(),
-                offset,
-                detail: format!("a record of stream {stream} epoch {epoch}"),
-            });
-        }
-        for (offset, s) in dups {
-            report.problems.push(Problem {
-                kind: ProblemKind::DuplicateSeq,
-                file: path.clone(),
-                offset,
-                detail: format!("seq {s} is journaled again here"),
-            });
-        }
-        if let Some(b) = brk {
-            report.problems.push(Problem {
-                kind: if last {
-                    ProblemKind::TornTail
-                } else {
-                    ProblemKind::Corrupt
-                },
-                file: path.clone(),
-                offset: b.offset,
-                detail: format!(
-                    "{}; {} bytes from here to the end of the file{}",
-                    b.defect,
-                    buf.len() as u64 - b.offset,
-                    if b.valid_records_after > 0 {
-                        format!(
-                            ", with {} valid-looking records after it",
-                            b.valid_records_after
-                        )
-                    } else {
-                        String::new()
-                    }
-                ),
-            });
-        }
-        report.records += seg.records;
-        if let Some(s) = seg.first_seq {
-            report.first_seq = Some(report.first_seq.map_or(s, |v| v.min(s)));
-        }
-        if let Some(s) = seg.last_seq {
-            report.last_seq = Some(report.last_seq.map_or(s, |v| v.max(s)));
-        }
-        report.segments.push(seg);
-    }
-    Ok(report)
+        segments,
+        problems,
+        records,
+        first_seq,
+        last_seq,
+        floor: sv.floor,
+        start_seq: start,
+        missing,
+        missing_seqs,
+        set_aside: sv.set_aside,
+    })
 }

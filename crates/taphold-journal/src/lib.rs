@@ -12,28 +12,71 @@
 //!   that record arrived out of order below it, so that names sort in creation order).
 //!   A new segment starts with the first record after the current one has passed
 //!   [`JournalConfig::segment_bytes`]; the full one is synced before the next is created,
-//!   so only the last segment can ever have a torn tail.
+//!   so only the last segment, the *active* one, can ever have a torn tail.
+//! - When a segment is sealed, a line in the run's `seals` file records what it held
+//!   (bytes, records, seq range, the next segment's name; [`seals`]), written after
+//!   the next segment exists and before any record goes into it.
 //! - A segment is a sequence of records ([`record`]): a 40-byte header naming the record's
 //!   (stream, epoch, seq), the taphold PDU of the backup frame as received, a CRC-32.
-//! - [`Journal::open`] scans and verifies every record. A torn or corrupt tail of the
-//!   *last* segment (a crash mid-write) is truncated away and reported in [`Recovery`];
-//!   a bad record anywhere else is an error naming the file and offset.
 //! - Sequence numbers may arrive out of order and duplicated ([`window`]): a seq already
 //!   journaled is not written again; [`Journal::contiguous_seq`] is the highest `S` such
 //!   that every seq from the start to `S` is journaled *and synced* — what an ack may claim.
 //! - [`Journal::trim_below`] deletes whole segments below a watermark, after recording the
 //!   trim point durably in the file `trim-floor`, so that a reopened journal knows the
 //!   trimmed seqs were held.
-//! - [`inspect`] reports on a journal without changing it.
+//! - [`inspect()`] reports on a journal without changing it.
+//!
+//! # What open does with what it finds
+//!
+//! [`Journal::open`] reads and verifies every record, then judges the run by the rules
+//! below — the same ones [`inspect()`] reports by ([`ProblemKind::on_open`]). It never
+//! deletes a byte: what it cuts from a segment it first copies to a file beside it.
+//!
+//! A seq may be missing below the highest seq held for ordinary reasons: the frame was
+//! lost on the link, was sent before the node joined (its message covered by the
+//! primary's released watermark), or was journaled but not yet synced when the writer
+//! stopped. None of those was acked as journaled, and the journal cannot tell them
+//! apart from each other by the seqs alone — nor, by the seqs and segment names alone,
+//! from a deleted segment (a segment filling up just before a burst of frames is lost looks exactly
+//! like the next segment deleted). So a gap is not damage by itself: open reports the
+//! missing seqs ([`Recovery::missing`]) and the ack stops below them. Damage is what
+//! the files themselves show:
+//!
+//! - **Opens on its own:** the active segment ends in a *torn write* — the file ends
+//!   inside a record, or in zeros, and no valid record follows ([`record::Break::torn`]).
+//!   That record was never whole on disk, so no sync covered it and no ack claimed it.
+//!   The tail is moved to `<segment>.torn-<offset>` and the segment cut there
+//!   ([`Recovery::tail_cut`]). Duplicate records open too (kept, counted once).
+//! - **Refused unless [`JournalConfig::allow_holes`]** (records may have been synced
+//!   and acked, and are gone or unreadable; the error carries a [`Refused`] listing
+//!   them): a sealed segment that is missing (`seals` has its line, and its highest
+//!   seq is not below the trim floor; or the segment the newest seal names as next),
+//!   empty, or not the length it was sealed at; any bad record in a sealed segment; a
+//!   bad record in the active segment that is not a torn write (a whole record failing
+//!   its CRC, or valid records after it); `seals` unreadable, with a line that is not a
+//!   seal, or without a line for a segment that has a later one (except the one a
+//!   crash left unrecorded: the segment before an empty active one, whose line open
+//!   writes); a trim floor above the highest seq the run ever held + 1 (in its records
+//!   or its seals). With `allow_holes` the run opens with what reads: sealed segments
+//!   are read around their damage and left as they are; the active segment's damaged
+//!   tail is moved to `<segment>.damaged-<offset>`, the segment cut there, and the
+//!   valid records found after the damage written back; an absurd floor is not
+//!   believed. What was allowed is in [`Recovery::holes_allowed`], and stays reported
+//!   (by inspect, and by the next open without the flag) until someone repairs the run.
+//! - **Refused always:** a `*.journal` name that is not 20 digits, an unreadable
+//!   `trim-floor`, a record of another run.
 //!
 //! Appending does not allocate (the write buffer, bitmap window and segment table are
 //! allocated at open), apart from the segment table growing past its initial capacity and
 //! the overflow set of [`window`]; each call of [`Journal::flush`] / [`Journal::sync`]
-//! is a `write` / `fdatasync` syscall.
+//! is a `write` / `fdatasync` syscall, and a rollover adds an fdatasync of `seals`.
+//! No arithmetic on a seq or a watermark can overflow, whatever the input.
 
 pub mod inspect;
 pub mod record;
 pub mod runs;
+pub mod seals;
+mod survey;
 pub mod window;
 
 use std::fs::{self, File, OpenOptions};
@@ -41,11 +84,13 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 pub use inspect::{
-    inspect, inspect_run, JournalReport, Problem, ProblemKind, Report, SegmentReport,
+    inspect, inspect_run, JournalReport, OnOpen, Problem, ProblemKind, Report, SegmentReport,
 };
 pub use record::{Defect, RecordRef};
-use record::{RecordHeader, HEADER_LEN, MAX_PAYLOAD_LEN};
+use record::{RecordHeader, HEADER_LEN, MAX_PAYLOAD_LEN, OVERHEAD};
 pub use runs::{list_runs, run_dir, RunId, Runs};
+use seals::{Seal, SEALS_FILE};
+pub use survey::{SetAside, DAMAGED_MARK, TORN_MARK};
 use window::{Insert, SeqWindow};
 
 /// Suffix of segment files.
@@ -78,6 +123,12 @@ pub struct JournalConfig {
     /// The first seq of the stream: seqs below it count as held (already delivered
     /// before this journal existed) and are never written. The appliance starts at 1.
     pub first_seq: u64,
+    /// Open a run even when records may be missing or damaged (a sealed segment gone,
+    /// empty or changed, a corrupt record that is not a torn write, an incomplete
+    /// `seals`, a trim floor above everything held): what can be read is used, the
+    /// damage is reported in [`Recovery::holes_allowed`], and nothing is deleted.
+    /// Off by default: [`Journal::open`] refuses such a run ([`Refused`]).
+    pub allow_holes: bool,
 }
 
 impl JournalConfig {
@@ -89,6 +140,7 @@ impl JournalConfig {
             segment_bytes: 64 << 20,
             fsync: FsyncPolicy::default(),
             first_seq: 1,
+            allow_holes: false,
         }
     }
 
@@ -99,7 +151,7 @@ impl JournalConfig {
     }
 }
 
-/// What [`Journal::open`] found.
+/// What [`Journal::open`] found, and what it did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recovery {
     /// Valid records in the journal after recovery.
@@ -109,21 +161,44 @@ pub struct Recovery {
     pub last_seq: Option<u64>,
     /// Segment files.
     pub segments: usize,
-    /// Bytes cut from the end of the last segment (a torn or corrupt tail).
-    pub torn_bytes_discarded: u64,
-    /// Where the cut was, and why.
-    pub torn_at: Option<(PathBuf, u64, Defect)>,
-    /// Records that checked out *after* the torn region of the last segment and were
-    /// discarded with it. Nonzero only after corruption of the middle of the last
-    /// segment, or a crash that wrote pages out of order; never acked data unless the
-    /// disk lost synced bytes. Logged as a warning.
-    pub valid_records_discarded: u64,
+    /// The end of the active segment, cut because it did not read as records: a
+    /// torn write, or (only with [`JournalConfig::allow_holes`]) damage.
+    pub tail_cut: Option<TailCut>,
     /// The same seq found in more than one record (kept; counted once).
     pub duplicate_records: u64,
     /// The contiguous point rebuilt from the records and the trim floor.
     pub contiguous_seq: u64,
-    /// The trim floor read from `trim-floor`, if any.
+    /// The trim floor believed (read from `trim-floor`; `None` when there is none, or
+    /// when it was above everything the run held and holes were allowed).
     pub floor: Option<u64>,
+    /// Seqs missing between the contiguous point and the highest seq held: the first
+    /// 16 ranges, and how many seqs in all. Normal when frames were lost on the link,
+    /// or journaled but not synced when the writer stopped: no ack claimed them.
+    pub missing: Vec<(u64, u64)>,
+    pub missing_seqs: u64,
+    /// Damage the open went past because holes were allowed (each also in
+    /// `journal inspect`); empty otherwise, since it refuses such a run.
+    pub holes_allowed: Vec<Problem>,
+}
+
+/// Bytes cut from the end of the active segment at open. They are moved to a file of
+/// their own first: open never deletes a byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailCut {
+    pub segment: PathBuf,
+    /// Where the segment now ends (before any salvaged records written back).
+    pub offset: u64,
+    pub defect: Defect,
+    /// Bytes cut.
+    pub bytes: u64,
+    /// A torn write ([`record::Break::torn`]); otherwise damage.
+    pub torn: bool,
+    /// Where the bytes cut were moved: `<segment>.torn-<offset>` or
+    /// `<segment>.damaged-<offset>`.
+    pub set_aside: PathBuf,
+    /// Valid records from after the damage written back after the cut (new seqs
+    /// only).
+    pub salvaged: u64,
 }
 
 impl std::fmt::Display for Recovery {
@@ -137,24 +212,77 @@ impl std::fmt::Display for Recovery {
             opt(self.last_seq),
             self.contiguous_seq
         )?;
-        if let Some((file, off, why)) = &self.torn_at {
+        if let Some(t) = &self.tail_cut {
             write!(
                 f,
-                ", discarded a torn tail of {} bytes at {}:{off} ({why})",
-                self.torn_bytes_discarded,
-                file.display()
+                ", cut {} of {} bytes at {}:{} ({}), set aside in {}",
+                if t.torn {
+                    "a torn tail"
+                } else {
+                    "a DAMAGED tail"
+                },
+                t.bytes,
+                t.segment.display(),
+                t.offset,
+                t.defect,
+                t.set_aside.display()
+            )?;
+            if !t.torn {
+                write!(f, ", {} valid records after the damage kept", t.salvaged)?;
+            }
+        }
+        if self.missing_seqs > 0 {
+            write!(
+                f,
+                ", {} seq(s) missing below the highest ({})",
+                self.missing_seqs,
+                inspect::ranges(&self.missing, self.missing_seqs)
             )?;
         }
-        if self.valid_records_discarded > 0 {
-            write!(
-                f,
-                ", {} valid-looking records after the tear discarded with it",
-                self.valid_records_discarded
-            )?;
+        for p in &self.holes_allowed {
+            write!(f, "; OPENED WITH HOLES ALLOWED despite {p}")?;
         }
         Ok(())
     }
 }
+
+/// Why [`Journal::open`] refused a run: damage that may have cost records, with holes
+/// not allowed. It is the inner error of the `io::Error` open returns
+/// ([`Refused::of`]), so that a caller can name its own setting for
+/// [`JournalConfig::allow_holes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub dir: PathBuf,
+    pub run: RunId,
+    pub problems: Vec<Problem>,
+}
+
+impl Refused {
+    /// The refusal inside an error [`Journal::open`] returned, if that is what it is.
+    pub fn of(e: &io::Error) -> Option<&Refused> {
+        e.get_ref().and_then(|e| e.downcast_ref::<Refused>())
+    }
+
+    /// The problems, one per line, indented.
+    pub fn problem_lines(&self) -> String {
+        let lines: Vec<String> = self.problems.iter().map(|p| format!("  {p}")).collect();
+        lines.join("\n")
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: refusing to open run {}: records may be missing or damaged:\n{}\nNothing was changed. Opening with allow_holes uses what can be read, reports what is missing, and deletes nothing.",
+            self.dir.display(),
+            self.run,
+            self.problem_lines()
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
 
 fn opt(v: Option<u64>) -> String {
     v.map_or("-".into(), |v| v.to_string())
@@ -226,6 +354,11 @@ pub struct Journal {
     floor: u64,
     records_total: u64,
     stats: JournalStats,
+    /// `seals`, once it exists (open for appending), and its path.
+    seals: Option<File>,
+    seals_path: PathBuf,
+    /// The highest released watermark noted ([`Journal::note_released`]).
+    released: u64,
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -286,8 +419,115 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Appends `seal` to `seals` (creating it, and syncing the directory, the first time)
+/// and fdatasyncs it. No allocation: rollover calls it.
+fn write_seal(dir: &Path, path: &Path, file: &mut Option<File>, seal: &Seal) -> io::Result<()> {
+    let mut line = [0u8; seals::MAX_LINE];
+    let n = seal.encode(&mut line);
+    let created = file.is_none();
+    let f = match file {
+        Some(f) => f,
+        None => file.insert(OpenOptions::new().append(true).create(true).open(path)?),
+    };
+    f.write_all(&line[..n])?;
+    f.sync_data()?;
+    if created {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// A run read by [`Journal::open`], before it decides anything.
+struct Loaded {
+    survey: survey::Survey,
+    window: SeqWindow,
+    records: u64,
+    first_seq: Option<u64>,
+    last_seq: Option<u64>,
+    max_written: u64,
+    duplicate_records: u64,
+    /// Records found after damage in the active segment, with seqs not held
+    /// elsewhere: (offset, length), to write back after the cut.
+    salvage: Vec<(u64, usize)>,
+}
+
+impl Loaded {
+    /// Reads the run in `cfg.dir`, counting seqs below `floor` (and below
+    /// `cfg.first_seq`) as held.
+    fn read(cfg: &JournalConfig, floor: Option<u64>) -> io::Result<Loaded> {
+        let start = cfg.first_seq.max(floor.unwrap_or(0)).max(1);
+        let mut window = SeqWindow::new(start - 1);
+        let (mut records, mut dups, mut max_written) = (0u64, 0u64, 0u64);
+        let (mut first_seq, mut last_seq) = (None::<u64>, None::<u64>);
+        let mut salvage = Vec::new();
+        let survey = survey::survey(&cfg.dir, Some(cfg.run), |r| {
+            if r.foreign {
+                return;
+            }
+            let s = r.record.header.seq;
+            records += 1;
+            first_seq = Some(first_seq.map_or(s, |f| f.min(s)));
+            last_seq = Some(last_seq.map_or(s, |l| l.max(s)));
+            max_written = max_written.max(s);
+            // A seq below the start, or a second record of a seq, is kept on disk
+            // but changes nothing; only the latter is unexpected.
+            let fresh = window.insert(s) == Insert::New;
+            if !fresh && s >= start {
+                dups += 1;
+            }
+            if r.salvaged && r.active && fresh {
+                salvage.push((r.record.offset, OVERHEAD + r.record.payload.len()));
+            }
+        })?;
+        Ok(Loaded {
+            survey,
+            window,
+            records,
+            first_seq,
+            last_seq,
+            max_written,
+            duplicate_records: dups,
+            salvage,
+        })
+    }
+}
+
+/// Copies `bytes` (cut from `segment` at `offset`) to a new file beside it, synced
+/// with its directory entry: `<segment>.torn-<offset>` or `.damaged-<offset>`, with
+/// `.1`, `.2`... when an earlier open already left one of that name.
+fn set_aside(segment: &Path, offset: u64, torn: bool, bytes: &[u8]) -> io::Result<PathBuf> {
+    let mark = if torn { TORN_MARK } else { DAMAGED_MARK };
+    let base = format!(
+        "{}{mark}{offset}",
+        segment.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let dir = segment.parent().unwrap_or(Path::new("."));
+    for n in 0u32.. {
+        let name = if n == 0 {
+            base.clone()
+        } else {
+            format!("{base}.{n}")
+        };
+        let path = dir.join(name);
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => {
+                f.write_all(bytes)?;
+                f.sync_all()?;
+                sync_dir(dir)?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("u32::MAX files of one name")
+}
+
 impl Journal {
-    /// Opens (creating the directory if needed) and recovers the journal in `cfg.dir`.
+    /// Opens (creating the directory if needed) and recovers the journal in `cfg.dir`:
+    /// the rules are in the crate doc. A run with damage that may have cost records
+    /// is refused with a [`Refused`] inside the error, unless
+    /// [`JournalConfig::allow_holes`].
     pub fn open(cfg: JournalConfig) -> io::Result<(Journal, Recovery)> {
         if cfg.segment_bytes == 0 {
             return Err(io::Error::new(
@@ -296,114 +536,159 @@ impl Journal {
             ));
         }
         fs::create_dir_all(&cfg.dir)?;
-        let (files, bad) = list_segments(&cfg.dir)?;
+        let (_, bad) = list_segments(&cfg.dir)?;
         if let Some(b) = bad.first() {
             return Err(invalid(format!(
                 "{}: not a segment name (want 20 digits{SEGMENT_SUFFIX})",
                 b.display()
             )));
         }
-        let floor = read_floor(&cfg.dir)?;
-        let start = cfg.first_seq.max(floor.unwrap_or(0)).max(1);
-        let mut window = SeqWindow::new(start - 1);
-        let mut rec = Recovery {
-            segments: files.len(),
-            floor,
-            ..Recovery::default()
-        };
-        let mut segments = Vec::with_capacity(files.len().max(1024));
-        let mut max_written = 0;
-        for (i, (name, path)) in files.iter().enumerate() {
-            let last = i + 1 == files.len();
-            let buf = fs::read(path)?;
-            let mut seg = Segment {
-                name: *name,
-                bytes: buf.len() as u64,
-                records: 0,
-                min_seq: u64::MAX,
-                max_seq: 0,
-            };
-            let mut foreign = None;
-            let brk = record::scan(&buf, |r| {
-                if (r.header.stream, r.header.epoch) != (cfg.run.stream, cfg.run.epoch) {
-                    foreign.get_or_insert((r.offset, r.header.stream, r.header.epoch));
-                    return;
-                }
-                let s = r.header.seq;
-                seg.records += 1;
-                seg.min_seq = seg.min_seq.min(s);
-                seg.max_seq = seg.max_seq.max(s);
-                rec.records += 1;
-                rec.first_seq = Some(rec.first_seq.map_or(s, |f| f.min(s)));
-                rec.last_seq = Some(rec.last_seq.map_or(s, |l| l.max(s)));
-                max_written = max_written.max(s);
-                // A seq below the start, or a second record of a seq, is kept on disk
-                // but changes nothing; only the latter is unexpected.
-                if window.insert(s) == Insert::Duplicate && s >= start {
-                    rec.duplicate_records += 1;
-                }
-            });
-            if let Some((offset, stream, epoch)) = foreign {
-                return Err(invalid(format!(
-                    "{}: the record at byte offset {offset} belongs to stream {stream} epoch {epoch}, not to this run ({}): refusing to open a journal whose files were moved between runs",
-                    path.display(),
-                    cfg.run
-                )));
-            }
-            if let Some(b) = brk {
-                if !last {
-                    return Err(invalid(format!(
-                        "{}: corrupt record at byte offset {} ({}) in a sealed segment; {} valid records follow it. Not the last segment, so not a torn write: refusing to open (run `taphold-backup journal inspect {}`)",
-                        path.display(),
-                        b.offset,
-                        b.defect,
-                        b.valid_records_after,
-                        cfg.dir.display()
-                    )));
-                }
-                let f = OpenOptions::new().write(true).open(path)?;
-                f.set_len(b.offset)?;
-                f.sync_all()?;
-                rec.torn_bytes_discarded = buf.len() as u64 - b.offset;
-                rec.torn_at = Some((path.clone(), b.offset, b.defect));
-                rec.valid_records_discarded = b.valid_records_after;
-                seg.bytes = b.offset;
-            }
-            segments.push(seg);
+        let mut floor = read_floor(&cfg.dir)?;
+        let mut l = Loaded::read(&cfg, floor)?;
+        if let Some((path, offset, stream, epoch)) = l.survey.foreign.first() {
+            return Err(invalid(format!(
+                "{}: the record at byte offset {offset} belongs to stream {stream} epoch {epoch}, not to this run ({}): refusing to open a journal whose files were moved between runs",
+                path.display(),
+                cfg.run
+            )));
         }
-        rec.contiguous_seq = window.contiguous();
-        let active = match segments.last() {
-            Some(s) => {
-                let f = OpenOptions::new()
-                    .append(true)
-                    .open(cfg.dir.join(segment_name(s.name)))?;
-                // What survived is on disk from now on, whatever the previous run synced.
-                f.sync_data()?;
-                Some(f)
-            }
+        // Names, floor and foreign records refused above; what is left may have cost
+        // records.
+        let damage: Vec<Problem> = l
+            .survey
+            .problems()
+            .into_iter()
+            .filter(|p| p.kind.on_open() != OnOpen::Opens)
+            .collect();
+        if !damage.is_empty() && !cfg.allow_holes {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                Refused {
+                    dir: cfg.dir.clone(),
+                    run: cfg.run,
+                    problems: damage,
+                },
+            ));
+        }
+        if damage.iter().any(|p| p.kind == ProblemKind::FloorTooHigh) {
+            // Not believed: the seqs below it are what the records say.
+            floor = None;
+            l = Loaded::read(&cfg, None)?;
+        }
+
+        // From here on the run opens; repairs only add files or cut what was copied.
+        let seals_path = cfg.dir.join(SEALS_FILE);
+        if let Some(x) = l.survey.seals.as_ref().filter(|x| x.torn_len > 0) {
+            // A partial line: a seal a crash interrupted, of a segment still active.
+            let f = OpenOptions::new().write(true).open(&seals_path)?;
+            f.set_len(x.complete_len)?;
+            f.sync_all()?;
+        }
+        let mut seals = match l.survey.seals {
+            Some(_) => Some(OpenOptions::new().append(true).open(&seals_path)?),
             None => None,
         };
+        if let Some(p) = l.survey.pending_seal() {
+            let next = l.survey.segments.last().expect("an active segment").name;
+            let seal = Seal {
+                name: p.name,
+                bytes: p.bytes,
+                records: p.records + p.salvaged,
+                min_seq: p.min_seq.unwrap_or(0),
+                max_seq: p.max_seq.unwrap_or(0),
+                next,
+            };
+            write_seal(&cfg.dir, &seals_path, &mut seals, &seal)?;
+        }
+        let mut rec = Recovery {
+            segments: l.survey.segments.len(),
+            floor,
+            duplicate_records: l.duplicate_records,
+            records: l.records,
+            first_seq: l.first_seq,
+            last_seq: l.last_seq,
+            ..Recovery::default()
+        };
+        let mut segments = Vec::with_capacity(l.survey.segments.len().max(1024));
+        let mut active = None;
+        for seg in &mut l.survey.segments {
+            let mut s = Segment {
+                name: seg.name,
+                bytes: seg.bytes,
+                records: seg.records + seg.salvaged,
+                min_seq: seg.min_seq.unwrap_or(u64::MAX),
+                max_seq: seg.max_seq.unwrap_or(0),
+            };
+            if !seg.sealed {
+                if let (Some(b), Some(buf)) = (seg.brk, seg.buf.take()) {
+                    // The bytes go to a file of their own before the segment is cut;
+                    // valid records from after damage are written back after the cut.
+                    let cut = &buf[b.offset as usize..];
+                    let aside = set_aside(&seg.path, b.offset, b.torn, cut)?;
+                    let mut f = OpenOptions::new().write(true).open(&seg.path)?;
+                    f.set_len(b.offset)?;
+                    let mut end = b.offset;
+                    {
+                        use std::io::Seek;
+                        f.seek(io::SeekFrom::Start(end))?;
+                    }
+                    for &(off, len) in &l.salvage {
+                        f.write_all(&buf[off as usize..off as usize + len])?;
+                        end += len as u64;
+                    }
+                    f.sync_all()?;
+                    // Records lost with the damage, or dropped as duplicates, are not
+                    // in the segment any more.
+                    let dropped = seg.salvaged - l.salvage.len() as u64;
+                    s.records -= dropped;
+                    rec.records -= dropped;
+                    s.bytes = end;
+                    rec.tail_cut = Some(TailCut {
+                        segment: seg.path.clone(),
+                        offset: b.offset,
+                        defect: b.defect,
+                        bytes: cut.len() as u64,
+                        torn: b.torn,
+                        set_aside: aside,
+                        salvaged: l.salvage.len() as u64,
+                    });
+                }
+                let f = OpenOptions::new().append(true).open(&seg.path)?;
+                // What survived is on disk from now on, whatever the previous run synced.
+                f.sync_data()?;
+                active = Some(f);
+            }
+            segments.push(s);
+        }
+        rec.contiguous_seq = l.window.contiguous();
+        (rec.missing, rec.missing_seqs) = l.window.gaps(l.max_written, 16);
+        if cfg.allow_holes {
+            rec.holes_allowed = damage;
+        }
         let path = PathBuf::with_capacity(cfg.dir.as_os_str().len() + 64);
         let stats = JournalStats {
-            beyond_window: window.beyond_window,
-            untracked: window.untracked,
+            beyond_window: l.window.beyond_window,
+            untracked: l.window.untracked,
             ..JournalStats::default()
         };
         Ok((
             Journal {
-                synced_contiguous: window.contiguous(),
-                window,
+                synced_contiguous: l.window.contiguous(),
+                window: l.window,
                 segments,
                 active,
                 wbuf: Vec::with_capacity(WRITE_BUFFER + record::MAX_RECORD_LEN),
                 path,
-                max_written,
-                durable: max_written,
+                max_written: l.max_written,
+                durable: l.max_written,
                 unsynced: 0,
                 last_sync_ns: 0,
                 floor: floor.unwrap_or(0),
                 records_total: rec.records,
                 stats,
+                seals,
+                seals_path,
+                released: 0,
                 cfg,
             },
             rec,
@@ -471,6 +756,10 @@ impl Journal {
         seg.min_seq = seg.min_seq.min(seq);
         seg.max_seq = seg.max_seq.max(seq);
         self.max_written = self.max_written.max(seq);
+        if self.released > self.window.contiguous() {
+            // A watermark heard earlier may cover more now that this seq is held.
+            self.cover();
+        }
         self.unsynced = self.unsynced.saturating_add(1);
         self.records_total += 1;
         self.stats.appended += 1;
@@ -493,15 +782,23 @@ impl Journal {
             .push(std::str::from_utf8(&name).expect("ASCII digits"));
     }
 
-    /// Seals the active segment (written and synced) and starts a new one for `seq`.
+    /// Seals the active segment (written and synced) and starts a new one for `seq`;
+    /// then records the seal in `seals`. In that order, a record in a segment implies
+    /// the seal of the one before it is on disk.
     fn roll(&mut self, seq: u64) -> io::Result<()> {
-        if self.active.is_some() {
-            self.sync()?;
-        }
         let n = match self.segments.last() {
-            Some(s) => seq.max(s.name + 1),
+            Some(s) => match s.name.checked_add(1) {
+                Some(next) => seq.max(next),
+                // No name sorts after it: keep writing where we are.
+                None if self.active.is_some() => return Ok(()),
+                None => return Err(invalid("no segment name is left after u64::MAX".into())),
+            },
             None => seq,
         };
+        let sealing = self.active.is_some();
+        if sealing {
+            self.sync()?;
+        }
         self.set_path(n);
         let f = OpenOptions::new()
             .append(true)
@@ -509,6 +806,19 @@ impl Journal {
             .open(&self.path)?;
         // The new name must survive a crash for the records synced into it to.
         sync_dir(&self.cfg.dir)?;
+        if sealing {
+            let s = self.segments.last().expect("sealing a segment");
+            let held = s.records > 0;
+            let seal = Seal {
+                name: s.name,
+                bytes: s.bytes,
+                records: s.records,
+                min_seq: if held { s.min_seq } else { 0 },
+                max_seq: if held { s.max_seq } else { 0 },
+                next: n,
+            };
+            write_seal(&self.cfg.dir, &self.seals_path, &mut self.seals, &seal)?;
+        }
         self.active = Some(f);
         self.segments.push(Segment {
             name: n,
@@ -558,8 +868,9 @@ impl Journal {
         }
         let p = self.cfg.fsync;
         let due = p.every_records.is_some_and(|n| self.unsynced >= n)
-            || p.every_us
-                .is_some_and(|us| now_ns.saturating_sub(self.last_sync_ns) >= us * 1000);
+            || p.every_us.is_some_and(|us| {
+                now_ns.saturating_sub(self.last_sync_ns) >= us.saturating_mul(1000)
+            });
         if !due {
             return Ok(false);
         }
@@ -585,11 +896,26 @@ impl Journal {
     /// This is what lets a node that joins mid-stream (a standby put in
     /// service by a failover, or a node restarted after a gap) ack again; it
     /// never covers a seq above the watermark that is not journaled and synced.
+    ///
+    /// Nor does it cover a seq above the highest one this run holds (journaled, or
+    /// below its start): the primary only releases what it launched, so a genuine
+    /// watermark beyond that means frames still on their way (covered as they are
+    /// journaled, or by the next watermark once later frames arrive), and one that is
+    /// not genuine must not make the ack claim, or the window treat as duplicates,
+    /// seqs nobody has seen. The watermark is remembered, and applied as far as the
+    /// journal grows.
     pub fn note_released(&mut self, watermark: u64) {
-        self.stats.covered_by_watermark += self.window.raise_base(watermark);
-        self.synced_contiguous = self
-            .synced_contiguous
-            .max(watermark.min(self.window.contiguous()));
+        self.released = self.released.max(watermark);
+        self.cover();
+    }
+
+    /// Covers the released watermark as far as the highest seq held.
+    fn cover(&mut self) {
+        let held = self.max_written.max(self.window.contiguous());
+        let to = self.released.min(held);
+        let covered = self.window.raise_base(to);
+        self.stats.covered_by_watermark = self.stats.covered_by_watermark.saturating_add(covered);
+        self.synced_contiguous = self.synced_contiguous.max(to.min(self.window.contiguous()));
     }
 
     /// As [`Journal::contiguous_seq`], counting records not yet synced.

@@ -18,12 +18,14 @@
 //! is refused by its magic.
 //!
 //! All integers are big-endian, like the wire protocol, so `hexdump -C` of a segment
-//! reads `THJ1` at every record start.
+//! reads `THJ2` at every record start.
 
 use core::ops::Range;
 
 /// `"THJ2"`.
 pub const MAGIC: u32 = 0x5448_4A32;
+/// `"THJ1"`: a version 1 record, from before epochs.
+pub const MAGIC_V1: u32 = 0x5448_4A31;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 40;
 /// Bytes after the payload.
@@ -65,7 +67,7 @@ pub struct RecordHeader {
 }
 
 impl RecordHeader {
-    /// The 32 header bytes of a record carrying `payload_len` bytes.
+    /// The 40 header bytes of a record carrying `payload_len` bytes.
     pub fn encode(&self, payload_len: usize) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[field::MAGIC].copy_from_slice(&MAGIC.to_be_bytes());
@@ -104,6 +106,9 @@ pub enum Defect {
     Truncated,
     /// The first four bytes are not `THJ2`.
     BadMagic,
+    /// The first four bytes are `THJ1`: a version 1 record, from a journal written
+    /// before epochs.
+    OldVersion,
     /// The record length is below 44 or above [`MAX_RECORD_LEN`].
     BadLength,
     /// The reserved field is not zero.
@@ -117,6 +122,9 @@ impl core::fmt::Display for Defect {
         f.write_str(match self {
             Defect::Truncated => "record cut short by the end of the file",
             Defect::BadMagic => "no record magic (THJ2)",
+            Defect::OldVersion => {
+                "a version 1 record (THJ1): a journal from before epochs, which this version does not read"
+            }
             Defect::BadLength => "record length out of range",
             Defect::BadReserved => "reserved field not zero",
             Defect::BadCrc => "CRC mismatch",
@@ -135,8 +143,10 @@ pub fn decode(buf: &[u8], offset: u64) -> Result<(RecordRef<'_>, usize), Defect>
         }
         return Err(Defect::Truncated);
     }
-    if u32::from_be_bytes(be(buf, field::MAGIC)) != MAGIC {
-        return Err(Defect::BadMagic);
+    match u32::from_be_bytes(be(buf, field::MAGIC)) {
+        MAGIC => {}
+        MAGIC_V1 => return Err(Defect::OldVersion),
+        _ => return Err(Defect::BadMagic),
     }
     let len = u32::from_be_bytes(be(buf, field::RECORD_LEN)) as usize;
     if !(OVERHEAD..=MAX_RECORD_LEN).contains(&len) {
@@ -176,9 +186,15 @@ pub struct Break {
     /// Offset of the first byte that is not part of a valid record.
     pub offset: u64,
     pub defect: Defect,
-    /// Valid records found further on by searching for the magic (they are not
-    /// trusted: they follow an invalid region).
+    /// Valid records found further on by searching for the magic ([`salvage`]).
     pub valid_records_after: u64,
+    /// Whether the bytes from `offset` to the end are what a write cut short by a
+    /// crash leaves, and nothing else: the file ends inside a record whose bytes so
+    /// far agree with a record ([`Defect::Truncated`]), or (a crash that extended the
+    /// file before its data reached the disk) every byte left is zero; and no valid
+    /// record follows. A record like that was never whole on disk, so no sync
+    /// covered it and no ack claimed it. Anything else is damage.
+    pub torn: bool,
 }
 
 /// Calls `each` for every valid record from the start of `buf`, in file order, and
@@ -192,25 +208,33 @@ pub fn scan(buf: &[u8], mut each: impl FnMut(RecordRef<'_>)) -> Option<Break> {
                 off += len;
             }
             Err(defect) => {
+                let after = salvage(buf, off + 1, |_| {});
+                let zeros = buf[off..].iter().all(|&b| b == 0);
                 return Some(Break {
                     offset: off as u64,
                     defect,
-                    valid_records_after: count_valid_after(buf, off + 1),
-                })
+                    valid_records_after: after,
+                    torn: after == 0 && (defect == Defect::Truncated || zeros),
+                });
             }
         }
     }
     None
 }
 
-/// Valid records anywhere in `buf[from..]`, found by searching for the magic.
-fn count_valid_after(buf: &[u8], from: usize) -> u64 {
+/// Calls `each` for every valid record in `buf[from..]`, found by searching for the
+/// magic rather than by position: what can still be read after a defect. Each one
+/// checks out on its own (magic, length, reserved field, CRC over all of it), which
+/// bytes that are not a record pass by chance with odds of about 2^-64. Returns how
+/// many it found.
+pub fn salvage(buf: &[u8], from: usize, mut each: impl FnMut(RecordRef<'_>)) -> u64 {
     let magic = MAGIC.to_be_bytes();
     let mut n = 0;
     let mut off = from;
-    while off + HEADER_LEN <= buf.len() {
+    while off.saturating_add(HEADER_LEN) <= buf.len() {
         if buf[off..off + 4] == magic {
-            if let Ok((_, len)) = decode(&buf[off..], off as u64) {
+            if let Ok((r, len)) = decode(&buf[off..], off as u64) {
+                each(r);
                 n += 1;
                 off += len;
                 continue;
@@ -275,6 +299,37 @@ mod tests {
     }
 
     #[test]
+    fn a_break_is_torn_only_when_a_crash_could_have_left_it() {
+        let whole = [record(1, b"a"), record(2, b"bb")].concat();
+        let cut = &whole[..whole.len() - 3];
+        let b = scan(cut, |_| {}).unwrap();
+        assert!(b.torn && b.defect == Defect::Truncated);
+        let mut zeros = whole.clone();
+        zeros.extend([0u8; 100]);
+        assert!(
+            scan(&zeros, |_| {}).unwrap().torn,
+            "zeros: an unwritten extent"
+        );
+        let mut flipped = whole.clone();
+        let at = flipped.len() - 6;
+        flipped[at] ^= 1;
+        let b = scan(&flipped, |_| {}).unwrap();
+        assert!(
+            !b.torn && b.defect == Defect::BadCrc,
+            "a whole record failing its CRC"
+        );
+        let mut with_after = record(1, b"a");
+        with_after.extend(b"junk");
+        with_after.extend(record(2, b"bb"));
+        with_after.extend(&record(3, b"c")[..10]);
+        let b = scan(&with_after, |_| {}).unwrap();
+        assert!(!b.torn && b.valid_records_after == 1);
+        let mut v1 = record(1, b"a");
+        v1[3] = b'1';
+        assert_eq!(decode(&v1, 0).err(), Some(Defect::OldVersion));
+    }
+
+    #[test]
     fn scan_stops_at_the_first_defect_and_counts_what_follows() {
         let mut buf = record(1, b"a");
         buf.extend(record(2, b"bb"));
@@ -287,5 +342,69 @@ mod tests {
         assert_eq!(b.offset, bad_at as u64);
         assert_eq!(b.defect, Defect::BadMagic);
         assert_eq!(b.valid_records_after, 1);
+        let mut found = Vec::new();
+        assert_eq!(
+            salvage(&buf, bad_at, |r| found.push((r.header.seq, r.offset))),
+            1
+        );
+        assert_eq!(found, [(3, (bad_at + 8) as u64)]);
+    }
+
+    proptest::proptest! {
+        /// Arbitrary bytes never panic decode, scan or salvage, and whatever they
+        /// accept is a record that lies inside the buffer.
+        #[test]
+        fn arbitrary_bytes_never_panic(buf in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            if let Ok((r, len)) = decode(&buf, 0) {
+                proptest::prop_assert!((OVERHEAD..=buf.len()).contains(&len));
+                proptest::prop_assert_eq!(r.payload.len(), len - OVERHEAD);
+            }
+            let mut end = 0u64;
+            let b = scan(&buf, |r| {
+                assert_eq!(r.offset, end);
+                end += (OVERHEAD + r.payload.len()) as u64;
+            });
+            match b {
+                Some(b) => proptest::prop_assert_eq!(b.offset, end),
+                None => proptest::prop_assert_eq!(end, buf.len() as u64),
+            }
+            salvage(&buf, 0, |r| assert!(r.offset as usize + OVERHEAD + r.payload.len() <= buf.len()));
+        }
+
+        /// Valid records with any field values, then damaged anywhere: every record
+        /// before the damage reads back as written, and nothing panics.
+        #[test]
+        fn damaged_records_read_back_up_to_the_damage(
+            recs in proptest::collection::vec(
+                (proptest::prelude::any::<(u64, u32, u64, u16, u64)>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)),
+                1..8),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            how in 0u8..3,
+        ) {
+            let mut buf = Vec::new();
+            let mut starts = Vec::new();
+            for ((seq, stream, epoch, flags, ts), payload) in &recs {
+                starts.push(buf.len());
+                let h = RecordHeader { seq: *seq, stream: *stream, epoch: *epoch, flags: *flags, timestamp_ns: *ts }
+                    .encode(payload.len());
+                buf.extend_from_slice(&h);
+                buf.extend_from_slice(payload);
+                buf.extend_from_slice(&crc(&h, payload).to_be_bytes());
+            }
+            let i = at.index(buf.len());
+            match how {
+                0 => buf[i] ^= 0x5a,
+                1 => buf.truncate(i),
+                _ => buf.insert(i, 0xee),
+            }
+            let intact = starts.iter().filter(|&&s| s < i).count().saturating_sub(1);
+            let mut seen = Vec::new();
+            scan(&buf, |r| seen.push((r.header.seq, r.header.stream, r.header.epoch, r.header.flags, r.header.timestamp_ns, r.payload.to_vec())));
+            proptest::prop_assert!(seen.len() >= intact);
+            for (k, got) in seen.iter().take(intact).enumerate() {
+                let ((seq, stream, epoch, flags, ts), payload) = &recs[k];
+                proptest::prop_assert_eq!(got, &(*seq, *stream, *epoch, *flags, *ts, payload.clone()));
+            }
+        }
     }
 }

@@ -16,6 +16,9 @@
 //! Every operation is O(1) amortised without allocation while frames arrive less than
 //! [`WINDOW`] seqs ahead of the oldest gap, which is what a link that merely reorders
 //! does. The overflow set allocates, but only when a gap is older than 64K frames.
+//!
+//! Seqs come off the wire and watermarks from the primary, so any `u64` is a possible
+//! input: no arithmetic here can overflow (a base of `u64::MAX` holds every seq).
 
 use std::collections::BTreeSet;
 
@@ -87,6 +90,7 @@ impl SeqWindow {
         if self.contains(seq) {
             return Insert::Duplicate;
         }
+        // Not contained, so `seq > base` and `base < u64::MAX`.
         if seq - self.base <= WINDOW {
             self.set(seq, true);
             if seq == self.base + 1 {
@@ -111,8 +115,9 @@ impl SeqWindow {
         if to <= self.base {
             return 0;
         }
-        let mut held = 0;
-        let clear_to = to.min(self.base + WINDOW);
+        let mut held = 0u64;
+        // `to > base`, so `base + 1` cannot overflow; the window's end can.
+        let clear_to = to.min(self.base.saturating_add(WINDOW));
         for seq in self.base + 1..=clear_to {
             held += u64::from(self.bit(seq));
             self.set(seq, false);
@@ -134,12 +139,13 @@ impl SeqWindow {
     /// overflow set as it goes.
     fn advance(&mut self) {
         loop {
-            while self.bit(self.base + 1) {
+            while self.base < u64::MAX && self.bit(self.base + 1) {
                 self.set(self.base + 1, false);
                 self.base += 1;
             }
             let mut moved = false;
             while let Some(&s) = self.overflow.first() {
+                // Overflow seqs are all above the base.
                 if s - self.base > WINDOW {
                     break;
                 }
@@ -151,6 +157,39 @@ impl SeqWindow {
                 return;
             }
         }
+    }
+
+    /// The seqs in `contiguous() + 1 ..= up_to` that are not held: the first `limit`
+    /// gaps as inclusive ranges, and how many seqs are missing in all. An untracked
+    /// seq (see the module doc) counts as missing.
+    pub fn gaps(&self, up_to: u64, limit: usize) -> (Vec<(u64, u64)>, u64) {
+        let mut ranges = Vec::new();
+        let mut missing = 0u64;
+        if up_to <= self.base {
+            return (ranges, 0);
+        }
+        let mut gap = |from: u64, to: u64| {
+            missing = missing.saturating_add(to - from + 1);
+            if ranges.len() < limit {
+                ranges.push((from, to));
+            }
+        };
+        // The held seqs above the base in order: the window's, then the overflow
+        // set's (every one of which lies beyond the window).
+        let window_end = up_to.min(self.base.saturating_add(WINDOW));
+        let in_window = (self.base + 1..=window_end).filter(|&s| self.bit(s));
+        let beyond = self.overflow.range(..=up_to).copied();
+        let mut prev = self.base;
+        for held in in_window.chain(beyond) {
+            if held > prev + 1 {
+                gap(prev + 1, held - 1);
+            }
+            prev = held;
+        }
+        if up_to > prev {
+            gap(prev + 1, up_to);
+        }
+        (ranges, missing)
     }
 }
 
@@ -213,7 +252,104 @@ mod tests {
         assert!(w.overflow.is_empty());
     }
 
+    #[test]
+    fn the_extremes_of_u64_neither_overflow_nor_wrap() {
+        let mut w = SeqWindow::new(0);
+        assert_eq!(w.insert(u64::MAX), Insert::New);
+        assert_eq!(w.insert(u64::MAX), Insert::Duplicate);
+        assert_eq!(w.gaps(u64::MAX, 4), (vec![(1, u64::MAX - 1)], u64::MAX - 1));
+        assert_eq!(w.raise_base(u64::MAX - 1), u64::MAX - 1);
+        assert_eq!(w.contiguous(), u64::MAX, "the overflow seq joined");
+        assert_eq!(w.insert(7), Insert::Duplicate);
+        assert_eq!(w.raise_base(u64::MAX), 0);
+
+        let mut w = SeqWindow::new(u64::MAX - 3);
+        assert_eq!(w.insert(u64::MAX), Insert::New);
+        assert_eq!(w.gaps(u64::MAX, 4), (vec![(u64::MAX - 2, u64::MAX - 1)], 2));
+        assert_eq!(w.raise_base(u64::MAX), 2);
+        assert_eq!(w.contiguous(), u64::MAX);
+        assert!(w.contains(u64::MAX) && w.contains(0));
+    }
+
+    #[test]
+    fn gaps_are_the_missing_ranges_in_and_beyond_the_window() {
+        let mut w = SeqWindow::new(0);
+        for s in [2, 3, 7, WINDOW + 100, WINDOW + 102] {
+            w.insert(s);
+        }
+        let (r, n) = w.gaps(WINDOW + 102, 16);
+        assert_eq!(
+            r,
+            [
+                (1, 1),
+                (4, 6),
+                (8, WINDOW + 99),
+                (WINDOW + 101, WINDOW + 101)
+            ]
+        );
+        assert_eq!(n, 1 + 3 + (WINDOW + 92) + 1);
+        assert_eq!(w.gaps(WINDOW + 105, 1), (vec![(1, 1)], n + 3));
+        assert_eq!(w.gaps(0, 16), (vec![], 0));
+    }
+
+    /// Seqs and watermarks near 0, in the middle and near `u64::MAX`.
+    fn extreme() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            0u64..300,
+            (u64::MAX - 300)..=u64::MAX,
+            (1u64 << 63) - 150..(1u64 << 63) + 150,
+            any::<u64>(),
+        ]
+    }
+
     proptest! {
+        /// Any mix of inserts and raises, at the extremes of `u64`, against a model:
+        /// nothing panics, and what is held is exactly what the model holds.
+        #[test]
+        fn extremes_match_a_model(
+            start in extreme(),
+            ops in proptest::collection::vec((any::<bool>(), extreme()), 0..60),
+        ) {
+            let mut w = SeqWindow::new(start);
+            let mut base = start;
+            let mut held = std::collections::BTreeSet::new();
+            let mut probes = vec![0, 1, u64::MAX, u64::MAX - 1, start];
+            for (raise, v) in ops {
+                probes.push(v);
+                probes.push(v.wrapping_add(1));
+                if raise {
+                    let before = w.contiguous();
+                    let covered = w.raise_base(v);
+                    if v > base {
+                        let newly = held.range(base + 1..=v).count() as u64;
+                        prop_assert_eq!(covered, v - base - newly);
+                        base = v;
+                    } else {
+                        prop_assert_eq!(covered, 0);
+                    }
+                    prop_assert!(w.contiguous() >= before);
+                } else {
+                    let fresh = v > base && held.insert(v);
+                    prop_assert_eq!(w.insert(v), if fresh { Insert::New } else { Insert::Duplicate });
+                }
+                while base < u64::MAX && held.contains(&(base + 1)) {
+                    base += 1;
+                }
+                prop_assert_eq!(w.contiguous(), base);
+            }
+            for p in probes {
+                prop_assert_eq!(w.contains(p), p <= base || held.contains(&p), "seq {}", p);
+            }
+            let top = held.last().copied().unwrap_or(base).max(base);
+            let (_, missing) = w.gaps(top, 0);
+            let want = if top > base {
+                (top - base) - held.range(base + 1..=top).count() as u64
+            } else {
+                0
+            };
+            prop_assert_eq!(missing, want);
+        }
+
         /// Against a model set: any order, any duplicates, with gaps wider than the window.
         #[test]
         fn matches_a_set(seqs in proptest::collection::vec(

@@ -3,9 +3,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use taphold_journal::seals::SEALS_FILE;
 use taphold_journal::{
     inspect, inspect_run, read_records, segment_name, Appended, FsyncPolicy, Journal,
-    JournalConfig, ProblemKind, RunId, FLOOR_FILE,
+    JournalConfig, ProblemKind, Refused, Report, RunId, FLOOR_FILE,
 };
 
 const RUN: RunId = RunId {
@@ -19,13 +20,15 @@ fn cfg(dir: &Path) -> JournalConfig {
 
 /// A payload that differs per seq and in length.
 fn pdu(seq: u64) -> Vec<u8> {
-    (0..(60 + seq % 40)).map(|i| (i * 7 + seq) as u8).collect()
+    (0..(60 + seq % 40))
+        .map(|i| (i * 7).wrapping_add(seq) as u8)
+        .collect()
 }
 
 fn append_all(j: &mut Journal, seqs: impl IntoIterator<Item = u64>) {
     for s in seqs {
         assert_eq!(
-            j.append(s, 0, s * 10, &pdu(s)).unwrap(),
+            j.append(s, 0, s.wrapping_mul(10), &pdu(s)).unwrap(),
             Appended::Journaled,
             "seq {s}"
         );
@@ -44,6 +47,45 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 
 fn seqs(dir: &Path) -> Vec<u64> {
     read_records(dir).unwrap().iter().map(|r| r.seq).collect()
+}
+
+fn allow(mut c: JournalConfig) -> JournalConfig {
+    c.allow_holes = true;
+    c
+}
+
+fn kinds(r: &Report) -> Vec<ProblemKind> {
+    r.problems.iter().map(|p| p.kind).collect()
+}
+
+/// A closed run of `seqs` in segments of about `segment_bytes`; its segment files.
+fn build(dir: &Path, segment_bytes: u64, seqs: impl IntoIterator<Item = u64>) -> Vec<PathBuf> {
+    let mut c = cfg(dir);
+    c.segment_bytes = segment_bytes;
+    let (mut j, _) = Journal::open(c).unwrap();
+    append_all(&mut j, seqs);
+    j.close().unwrap();
+    segments(dir)
+}
+
+/// The seqs of the records in one segment file.
+fn seqs_in(dir: &Path, seg: &Path) -> Vec<u64> {
+    read_records(dir)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.file == seg)
+        .map(|r| r.seq)
+        .collect()
+}
+
+/// The refusal inside an open's error, or a panic saying what open did instead.
+fn refused(c: JournalConfig) -> Refused {
+    match Journal::open(c) {
+        Ok((_, rec)) => panic!("opened: {rec}"),
+        Err(e) => Refused::of(&e)
+            .unwrap_or_else(|| panic!("not a refusal: {e}"))
+            .clone(),
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -83,7 +125,7 @@ fn round_trip() {
     let (j, rec) = Journal::open(cfg(t.path())).unwrap();
     assert_eq!(rec.records, 100);
     assert_eq!((rec.first_seq, rec.last_seq), (Some(1), Some(100)));
-    assert_eq!(rec.torn_bytes_discarded, 0);
+    assert_eq!(rec.tail_cut, None);
     assert_eq!(rec.contiguous_seq, 100);
     assert_eq!(j.contiguous_seq(), 100);
     assert!(inspect_run(t.path(), Some(RUN)).unwrap().is_clean());
@@ -116,9 +158,21 @@ fn recovery_after_truncation_at_every_byte_of_the_last_record() {
             assert_eq!(before.problems[0].offset, last_start);
             assert!(before.is_recoverable());
         }
+        let torn = fs::read(d.join(&seg)).unwrap()[last_start as usize..].to_vec();
         let (mut j, rec) = Journal::open(cfg(&d)).unwrap();
         assert_eq!(rec.records, 4, "cut {cut}");
-        assert_eq!(rec.torn_bytes_discarded, cut - last_start, "cut {cut}");
+        match &rec.tail_cut {
+            None => assert_eq!(cut, last_start),
+            Some(t) => {
+                assert_eq!(t.bytes, cut - last_start, "cut {cut}");
+                assert!(t.torn && t.offset == last_start, "{t:?}");
+                assert_eq!(
+                    fs::read(&t.set_aside).unwrap(),
+                    torn,
+                    "set aside, not deleted"
+                );
+            }
+        }
         assert_eq!(rec.last_seq, Some(4));
         assert_eq!(j.contiguous_seq(), 4);
         assert_eq!(fs::metadata(d.join(&seg)).unwrap().len(), last_start);
@@ -133,7 +187,7 @@ fn recovery_after_truncation_at_every_byte_of_the_last_record() {
 }
 
 #[test]
-fn a_corrupt_tail_of_the_last_segment_is_discarded_and_reported() {
+fn a_corrupt_last_record_refuses_unless_holes_are_allowed_and_is_set_aside() {
     let t = tempfile::tempdir().unwrap();
     let (mut j, _) = Journal::open(cfg(t.path())).unwrap();
     append_all(&mut j, 1..=3);
@@ -141,18 +195,35 @@ fn a_corrupt_tail_of_the_last_segment_is_discarded_and_reported() {
     let recs = read_records(t.path()).unwrap();
     let seg = t.path().join(segment_name(1));
     let mut bytes = fs::read(&seg).unwrap();
-    let len = bytes.len() as u64;
-    // A flipped payload byte in record 3: its CRC fails.
+    // A flipped payload byte in record 3, which is whole: not what a crash leaves,
+    // and it may have been synced and acked.
     bytes[recs[2].offset as usize + 40] ^= 1;
     fs::write(&seg, &bytes).unwrap();
-    let (_, rec) = Journal::open(cfg(t.path())).unwrap();
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
+    assert_eq!(kinds(&r), [ProblemKind::Corrupt], "{r}");
+    assert!(!r.is_recoverable() && r.opens_with_holes_allowed());
+    let e = Journal::open(cfg(t.path())).err().expect("refused");
+    let why = Refused::of(&e).expect("a refusal");
+    assert_eq!(why.problems[0].offset, recs[2].offset);
+    assert_eq!(fs::read(&seg).unwrap(), bytes, "nothing changed");
+
+    let (_, rec) = Journal::open(allow(cfg(t.path()))).unwrap();
     assert_eq!(rec.records, 2);
-    assert_eq!(rec.torn_bytes_discarded, len - recs[2].offset);
-    let (file, off, _) = rec.torn_at.clone().unwrap();
-    assert_eq!((file, off), (seg, recs[2].offset));
+    let cut = rec.tail_cut.clone().unwrap();
+    assert!(!cut.torn);
+    assert_eq!((cut.segment, cut.offset), (seg.clone(), recs[2].offset));
+    assert_eq!(
+        fs::read(&cut.set_aside).unwrap(),
+        &bytes[recs[2].offset as usize..]
+    );
     let msg = rec.to_string();
-    assert!(msg.contains("recovered 2 records"), "{msg}");
-    assert!(msg.contains("discarded a torn tail of"), "{msg}");
+    assert!(
+        msg.contains("recovered 2 records") && msg.contains("DAMAGED tail"),
+        "{msg}"
+    );
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
+    assert_eq!(kinds(&r), [ProblemKind::DamagedTail], "{r}");
+    assert!(r.is_recoverable(), "set aside: it opens from now on");
 }
 
 #[test]
@@ -333,6 +404,8 @@ fn trim_deletes_whole_sealed_segments_below_the_watermark() {
     assert_eq!(j.segment_count(), 1);
     assert!(seqs(t.path()).contains(&60));
     j.close().unwrap();
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
+    assert!(r.is_clean(), "trimmed segments are not missing ones: {r}");
     let (j, rec) = Journal::open(c).unwrap();
     assert_eq!(rec.floor, Some(61));
     assert_eq!(j.contiguous_seq(), 60);
@@ -577,4 +650,644 @@ fn inspect_says_when_a_directory_is_no_journal() {
     let r = inspect(root.path()).unwrap();
     assert!(r.problems.iter().any(|p| p.kind == ProblemKind::Stray));
     assert!(inspect(&root.path().join("absent")).is_err());
+}
+
+// ---- Damage: what inspect says, and what open does -------------------------------
+
+#[test]
+fn a_middle_segment_truncated_to_zero_is_named_and_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let segs = build(t.path(), 500, 1..=40);
+    assert!(segs.len() >= 4, "{segs:?}");
+    let lost = seqs_in(t.path(), &segs[1]);
+    fs::File::create(&segs[1]).unwrap(); // truncated to 0 bytes
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
+    assert_eq!(kinds(&r), [ProblemKind::EmptySegment], "{r}");
+    assert_eq!(r.problems[0].file, segs[1]);
+    let (a, b) = (lost[0], *lost.last().unwrap());
+    assert_eq!(
+        (r.missing.clone(), r.missing_seqs),
+        (vec![(a, b)], b - a + 1),
+        "{r}"
+    );
+    let text = r.to_string();
+    assert!(
+        text.contains("EMPTY sealed segment") && text.contains(&format!("{a}..{b}")),
+        "{text}"
+    );
+    assert!(!r.is_recoverable() && r.opens_with_holes_allowed());
+
+    let why = refused(cfg(t.path()));
+    assert_eq!(why.problems.len(), 1);
+    assert_eq!(why.problems[0].kind, ProblemKind::EmptySegment);
+    let msg = why.to_string();
+    assert!(
+        msg.contains(&segs[1].display().to_string()) && msg.contains("allow_holes"),
+        "{msg}"
+    );
+
+    // Allowed: it opens with what is there, says what is missing, acks below it.
+    let (mut j, rec) = Journal::open(allow(cfg(t.path()))).unwrap();
+    assert_eq!(rec.holes_allowed.len(), 1);
+    assert_eq!(
+        (rec.missing.clone(), rec.missing_seqs),
+        (vec![(a, b)], b - a + 1)
+    );
+    assert_eq!(j.contiguous_seq(), a - 1);
+    assert!(
+        rec.to_string().contains("OPENED WITH HOLES ALLOWED"),
+        "{rec}"
+    );
+    append_all(&mut j, [41]);
+    j.close().unwrap();
+    assert_eq!(
+        fs::metadata(&segs[1]).unwrap().len(),
+        0,
+        "nothing deleted or rewritten"
+    );
+}
+
+#[test]
+fn a_deleted_middle_segment_is_named_and_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let segs = build(t.path(), 500, 1..=40);
+    let lost = seqs_in(t.path(), &segs[2]);
+    fs::remove_file(&segs[2]).unwrap();
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
+    assert_eq!(kinds(&r), [ProblemKind::MissingSegment], "{r}");
+    let p = &r.problems[0];
+    assert_eq!(p.file, segs[2]);
+    let (a, b) = (lost[0], *lost.last().unwrap());
+    assert!(
+        p.detail
+            .contains(&format!("{} records, seq {a}..{b}", lost.len())),
+        "{p}"
+    );
+    assert_eq!(r.missing, [(a, b)]);
+    assert!(p.to_string().contains("MISSING segment"), "{p}");
+
+    let why = refused(cfg(t.path()));
+    assert_eq!(why.problems[0].kind, ProblemKind::MissingSegment);
+    assert!(why.to_string().contains(&segs[2].display().to_string()));
+    let (j, rec) = Journal::open(allow(cfg(t.path()))).unwrap();
+    assert_eq!(rec.missing, [(a, b)]);
+    assert_eq!(j.contiguous_seq(), a - 1, "never acks over the hole");
+    drop(j);
+    // Still reported: allowing holes once does not make them go away.
+    assert_eq!(
+        kinds(&inspect_run(t.path(), Some(RUN)).unwrap()),
+        [ProblemKind::MissingSegment]
+    );
+}
+
+#[test]
+fn a_deleted_first_or_active_segment_is_named_too() {
+    let t = tempfile::tempdir().unwrap();
+    let segs = build(t.path(), 500, 1..=40);
+    fs::remove_file(&segs[0]).unwrap();
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
+    assert_eq!(kinds(&r), [ProblemKind::MissingSegment], "{r}");
+    assert_eq!(r.missing[0].0, 1);
+    refused(cfg(t.path()));
+
+    let t = tempfile::tempdir().unwrap();
+    let segs = build(t.path(), 500, 1..=40);
+    let last = segs.last().unwrap();
+    let lost = seqs_in(t.path(), last);
+    fs::remove_file(last).unwrap();
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
+    assert_eq!(kinds(&r), [ProblemKind::MissingSegment], "{r}");
+    assert_eq!(&r.problems[0].file, last);
+    assert!(r.problems[0].detail.contains("being written"), "{r}");
+    refused(cfg(t.path()));
+    // Allowed, it starts a new segment rather than append to a sealed one.
+    let (mut j, rec) = Journal::open(allow(cfg(t.path()))).unwrap();
+    assert_eq!(rec.last_seq, Some(lost[0] - 1));
+    append_all(&mut j, lost.iter().copied());
+    j.close().unwrap();
+    assert!(seqs(t.path()).ends_with(&lost));
+}
+
+#[test]
+fn a_byte_flip_mid_file_in_the_last_segment_refuses_and_loses_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let segs = build(t.path(), 4000, 1..=60);
+    let last = segs.last().unwrap().clone();
+    let recs: Vec<_> = read_records(t.path())
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.file == last)
+        .collect();
+    assert!(recs.len() >= 5, "{}", recs.len());
+    let victim = &recs[recs.len() / 2];
+    let after = (recs.len() - recs.len() / 2 - 1) as u64;
+    let mut bytes = fs::read(&last).unwrap();
+    bytes[victim.offset as usize + 50] ^= 0x08;
+    fs::write(&last, &bytes).unwrap();
+
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
+    assert_eq!(kinds(&r), [ProblemKind::Corrupt], "{r}");
+    let p = &r.problems[0];
+    assert_eq!((&p.file, p.offset), (&last, victim.offset));
+    assert!(
+        p.detail
+            .contains(&format!("with {after} valid records after it")),
+        "{p}"
+    );
+    assert_eq!(
+        r.missing,
+        [(victim.seq, victim.seq)],
+        "only the damaged record: {r}"
+    );
+
+    // Synced, maybe acked records follow the damage: no cut without permission.
+    let why = refused(cfg(t.path()));
+    assert_eq!(why.problems[0].offset, victim.offset);
+    assert_eq!(fs::read(&last).unwrap(), bytes, "nothing truncated");
+    assert!(fs::read_dir(t.path()).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains(".damaged-")));
+
+    // Allowed: the damaged bytes are set aside, every valid record after them kept.
+    let (mut j, rec) = Journal::open(allow(cfg(t.path()))).unwrap();
+    let cut = rec.tail_cut.clone().unwrap();
+    assert!(!cut.torn && cut.salvaged == after, "{rec}");
+    assert_eq!(
+        fs::read(&cut.set_aside).unwrap(),
+        &bytes[victim.offset as usize..]
+    );
+    assert_eq!(rec.records, 59);
+    assert_eq!(
+        (rec.missing.clone(), rec.missing_seqs),
+        (vec![(victim.seq, victim.seq)], 1)
+    );
+    assert_eq!(j.contiguous_seq(), victim.seq - 1);
+    append_all(&mut j, [victim.seq]);
+    j.sync().unwrap();
+    assert_eq!(
+        j.contiguous_seq(),
+        60,
+        "the lost one journaled again closes the gap"
+    );
+    j.close().unwrap();
+    let mut held = seqs(t.path());
+    held.sort();
+    assert_eq!(held, (1..=60).collect::<Vec<_>>());
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
+    assert_eq!(kinds(&r), [ProblemKind::DamagedTail], "{r}");
+    assert_eq!(r.missing_seqs, 0);
+    assert!(r.is_recoverable());
+    Journal::open(cfg(t.path())).expect("opens without the flag now");
+}
+
+#[test]
+fn a_torn_tail_opens_by_itself_and_is_set_aside() {
+    for zeros in [false, true] {
+        let t = tempfile::tempdir().unwrap();
+        let segs = build(t.path(), 500, 1..=30);
+        let last = segs.last().unwrap();
+        let len = fs::metadata(last).unwrap().len();
+        let torn: Vec<u8> = if zeros {
+            vec![0; 300] // an extent allocated, its data never written
+        } else {
+            let r = read_records(t.path()).unwrap().pop().unwrap();
+            // A copy of the last record, cut short.
+            fs::read(last).unwrap()[r.offset as usize..][..50].to_vec()
+        };
+        let mut f = fs::OpenOptions::new().append(true).open(last).unwrap();
+        use std::io::Write;
+        f.write_all(&torn).unwrap();
+        let r = inspect_run(t.path(), Some(RUN)).unwrap();
+        assert_eq!(kinds(&r), [ProblemKind::TornTail], "{r}");
+        assert!(r.is_recoverable());
+        let (_, rec) = Journal::open(cfg(t.path())).unwrap();
+        let cut = rec.tail_cut.clone().unwrap();
+        assert!(cut.torn && cut.offset == len && cut.bytes == torn.len() as u64);
+        assert_eq!(fs::read(&cut.set_aside).unwrap(), torn);
+        assert_eq!(rec.records, 30);
+        let r = inspect_run(t.path(), Some(RUN)).unwrap();
+        assert!(r.is_clean(), "a torn write set aside is no problem: {r}");
+        assert_eq!(r.set_aside.len(), 1);
+        assert!(r.to_string().contains("a torn write"), "{r}");
+    }
+}
+
+#[test]
+fn an_absurd_trim_floor_is_named_and_refused() {
+    for absurd in [u64::MAX, 1_000_000, 42] {
+        let t = tempfile::tempdir().unwrap();
+        build(t.path(), 500, 1..=40);
+        fs::write(t.path().join(FLOOR_FILE), format!("{absurd}\n")).unwrap();
+        let r = inspect_run(t.path(), Some(RUN)).unwrap();
+        assert_eq!(kinds(&r), [ProblemKind::FloorTooHigh], "{absurd}: {r}");
+        assert!(
+            r.problems[0]
+                .detail
+                .contains("highest seq this run ever held (40)"),
+            "{r}"
+        );
+        let why = refused(cfg(t.path()));
+        assert_eq!(why.problems[0].kind, ProblemKind::FloorTooHigh);
+        assert!(why.to_string().contains(FLOOR_FILE));
+        // Allowed, the floor is not believed: the records say what is held.
+        let (mut j, rec) = Journal::open(allow(cfg(t.path()))).unwrap();
+        assert_eq!((rec.floor, rec.contiguous_seq), (None, 40));
+        assert_eq!(j.append(41, 0, 0, b"x").unwrap(), Appended::Journaled);
+    }
+    // One past the highest seq is what trimming everything writes: fine.
+    let t = tempfile::tempdir().unwrap();
+    build(t.path(), 500, 1..=40);
+    fs::write(t.path().join(FLOOR_FILE), "41\n").unwrap();
+    assert!(inspect_run(t.path(), Some(RUN)).unwrap().is_clean());
+    let (_, rec) = Journal::open(cfg(t.path())).unwrap();
+    assert_eq!(rec.contiguous_seq, 40);
+}
+
+#[test]
+fn an_empty_directory_is_no_journal_and_opens_as_a_new_run() {
+    let root = tempfile::tempdir().unwrap();
+    let r = inspect(root.path()).unwrap();
+    assert!(!r.is_clean() && !r.is_recoverable());
+    assert_eq!(r.problems.len(), 1);
+    assert_eq!(r.problems[0].kind, ProblemKind::NoJournal);
+    assert!(r.to_string().contains("an empty directory"), "{r}");
+    // As a run's directory, empty is a new run with nothing in it.
+    let (mut j, rec) = Journal::open(cfg(root.path())).unwrap();
+    assert_eq!((rec.records, rec.segments, rec.tail_cut), (0, 0, None));
+    append_all(&mut j, [1]);
+    j.close().unwrap();
+    let (_, rec) = Journal::open(JournalConfig::for_run(root.path(), RUN)).unwrap();
+    assert_eq!(rec.records, 0, "the run's own directory, created");
+    assert!(inspect(root.path()).unwrap().run(RUN).is_some());
+}
+
+#[test]
+fn a_directory_or_file_that_is_not_a_journal_says_so() {
+    let root = tempfile::tempdir().unwrap();
+    fs::write(root.path().join("notes.txt"), b"hello").unwrap();
+    fs::create_dir(root.path().join("stream-x")).unwrap();
+    let r = inspect(root.path()).unwrap();
+    assert_eq!(r.problems.len(), 1, "{r}");
+    assert_eq!(r.problems[0].kind, ProblemKind::NoJournal);
+    assert!(
+        r.to_string()
+            .contains("not a journal: no stream-S/epoch-E run directory here, among 2 entries"),
+        "{r}"
+    );
+    // As a run's directory it is a new, empty run; what else is there is left alone.
+    let (j, rec) = Journal::open(cfg(root.path())).unwrap();
+    assert_eq!((rec.records, rec.segments), (0, 0));
+    drop(j);
+    assert_eq!(fs::read(root.path().join("notes.txt")).unwrap(), b"hello");
+
+    // A file: named as one, and no run can be made under it.
+    let file = root.path().join("notes.txt");
+    let r = inspect(&file).unwrap();
+    assert_eq!(r.problems[0].kind, ProblemKind::NoJournal);
+    assert!(
+        r.to_string().contains("a file, not a journal directory"),
+        "{r}"
+    );
+    assert!(Journal::open(JournalConfig::for_run(&file, RUN)).is_err());
+    let seg = root.path().join(segment_name(1));
+    fs::write(&seg, b"x").unwrap();
+    assert!(inspect(&seg)
+        .unwrap()
+        .to_string()
+        .contains("a segment file, not a journal directory"));
+
+    // One run's directory given instead of the journal's.
+    let t = tempfile::tempdir().unwrap();
+    let dir = taphold_journal::run_dir(t.path(), RUN);
+    build(&dir, 500, 1..=20);
+    let r = inspect(&dir).unwrap();
+    assert!(
+        r.to_string()
+            .contains("this looks like one run's directory"),
+        "{r}"
+    );
+
+    // A segment that is not records at all (text, or a version 1 journal): nothing
+    // in it reads, and opening must not cut it away as if it were a torn write.
+    for (what, bytes) in [
+        (
+            "text",
+            b"This is not a journal, it is a note long enough to hold a header.\n".to_vec(),
+        ),
+        ("v1", {
+            let mut v = b"THJ1".to_vec();
+            v.extend([0u8, 0, 0, 60]);
+            v.extend([7u8; 52]);
+            v
+        }),
+    ] {
+        let t = tempfile::tempdir().unwrap();
+        let seg = t.path().join(segment_name(1));
+        fs::write(&seg, &bytes).unwrap();
+        let r = inspect_run(t.path(), Some(RUN)).unwrap();
+        assert_eq!(kinds(&r), [ProblemKind::Corrupt], "{what}: {r}");
+        if what == "v1" {
+            assert!(r.to_string().contains("version 1"), "{r}");
+        }
+        refused(cfg(t.path()));
+        assert_eq!(fs::read(&seg).unwrap(), bytes, "{what}: untouched");
+    }
+}
+
+// ---- Gaps that are not damage: the run opens ---------------------------------------
+
+#[test]
+fn frames_lost_right_where_a_segment_starts_are_a_gap_not_damage() {
+    // Exactly what deleting a segment would look like by names alone: the segment
+    // before is full at 20, the next one starts at 31. The seals say nothing was
+    // sealed in between, so nothing is missing from the journal: the link lost them.
+    let t = tempfile::tempdir().unwrap();
+    let mut c = cfg(t.path());
+    c.segment_bytes = 1;
+    let (mut j, _) = Journal::open(c.clone()).unwrap();
+    append_all(&mut j, 1..=20);
+    append_all(&mut j, 31..=40);
+    j.close().unwrap();
+    assert!(segments(t.path()).contains(&t.path().join(segment_name(31))));
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
+    assert!(r.is_clean(), "{r}");
+    assert_eq!((r.missing.clone(), r.missing_seqs), (vec![(21, 30)], 10));
+    assert!(
+        r.to_string()
+            .contains("10 seq(s) missing from 1 to 40: 21..30"),
+        "{r}"
+    );
+    let (j, rec) = Journal::open(c).unwrap();
+    assert_eq!(
+        (rec.missing.clone(), rec.missing_seqs),
+        (vec![(21, 30)], 10)
+    );
+    assert!(rec.holes_allowed.is_empty());
+    assert_eq!(j.contiguous_seq(), 20);
+}
+
+#[test]
+fn a_node_joining_mid_stream_and_trimmed_runs_open_and_inspect_clean() {
+    // Records from 5000 on (the watermark covered the rest), trimmed below 5020.
+    let t = tempfile::tempdir().unwrap();
+    let mut c = cfg(t.path());
+    c.segment_bytes = 400;
+    let (mut j, _) = Journal::open(c.clone()).unwrap();
+    append_all(&mut j, 5000..=5040);
+    j.note_released(4999);
+    j.sync().unwrap();
+    assert_eq!(j.contiguous_seq(), 5040);
+    assert!(j.trim_below(5020).unwrap() > 0);
+    j.close().unwrap();
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
+    assert!(r.is_clean(), "{r}");
+    assert_eq!(r.missing_seqs, 0, "nothing missing above the floor: {r}");
+    let (j, rec) = Journal::open(c).unwrap();
+    assert_eq!(rec.contiguous_seq, 5040);
+    assert_eq!(j.contiguous_seq(), 5040);
+}
+
+#[test]
+fn a_crash_between_creating_a_segment_and_recording_the_seal_recovers() {
+    let t = tempfile::tempdir().unwrap();
+    let segs = build(t.path(), 500, 1..=40);
+    // The last seal line never reached the disk, nor any record of the new segment.
+    let seals = t.path().join(SEALS_FILE);
+    let text = fs::read_to_string(&seals).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let last_line = lines.pop().unwrap().to_string();
+    fs::write(
+        &seals,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let last = segs.last().unwrap();
+    let lost = seqs_in(t.path(), last);
+    fs::File::create(last).unwrap();
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
+    assert!(r.is_clean(), "{r}");
+    let (_, rec) = Journal::open(cfg(t.path())).unwrap();
+    assert_eq!(rec.last_seq, Some(lost[0] - 1));
+    assert_eq!(
+        fs::read_to_string(&seals).unwrap().lines().last(),
+        Some(last_line.as_str()),
+        "open wrote the seal"
+    );
+
+    // A partial line (a crash while writing it) is ignored and cut.
+    let mut f = fs::OpenOptions::new().append(true).open(&seals).unwrap();
+    use std::io::Write;
+    f.write_all(b"0000000000000000004").unwrap();
+    assert!(inspect_run(t.path(), Some(RUN)).unwrap().is_clean());
+    Journal::open(cfg(t.path())).unwrap();
+    assert!(fs::read_to_string(&seals).unwrap().ends_with('\n'));
+
+    // A lost `seals` file: whether a segment is gone cannot be told any more.
+    fs::remove_file(&seals).unwrap();
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
+    assert_eq!(kinds(&r), [ProblemKind::BadSeals], "{r}");
+    refused(cfg(t.path()));
+    Journal::open(allow(cfg(t.path()))).unwrap();
+}
+
+#[test]
+fn a_sealed_segment_cut_at_a_record_boundary_is_named() {
+    let t = tempfile::tempdir().unwrap();
+    let segs = build(t.path(), 500, 1..=40);
+    let recs: Vec<_> = read_records(t.path())
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.file == segs[1])
+        .collect();
+    // Cut after its first record: every byte left reads as records.
+    let keep = recs[1].offset;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&segs[1])
+        .unwrap()
+        .set_len(keep)
+        .unwrap();
+    let r = inspect_run(t.path(), Some(RUN)).unwrap();
+    assert_eq!(kinds(&r), [ProblemKind::ChangedSegment], "{r}");
+    assert_eq!(r.missing[0].0, recs[1].seq);
+    refused(cfg(t.path()));
+}
+
+#[test]
+fn released_watermarks_cover_nothing_beyond_what_the_run_holds() {
+    let t = tempfile::tempdir().unwrap();
+    let (mut j, _) = Journal::open(cfg(t.path())).unwrap();
+    // A standby that has seen nothing covers nothing, whatever the watermark.
+    j.note_released(u64::MAX);
+    assert_eq!((j.contiguous_seq(), j.stats().covered_by_watermark), (0, 0));
+    // Frames arrive: journaled, not taken for duplicates; covered up to the highest.
+    append_all(&mut j, [100, 101]);
+    assert_eq!(j.contiguous_seq(), 101, "1..=99 released, 100 and 101 held");
+    assert_eq!(j.stats().covered_by_watermark, 99);
+    append_all(&mut j, [150]);
+    assert_eq!(j.journaled_contiguous_seq(), 150);
+    assert_eq!(j.append(u64::MAX, 0, 0, b"x").unwrap(), Appended::Journaled);
+    assert_eq!(j.append(u64::MAX, 0, 0, b"x").unwrap(), Appended::Duplicate);
+    j.sync().unwrap();
+    j.close().unwrap();
+    let (j, _) = Journal::open(cfg(t.path())).unwrap();
+    assert_eq!(j.contiguous_seq(), 0, "the watermark is not journaled");
+}
+
+#[test]
+fn seqs_at_the_top_of_u64_roll_segments_without_overflow() {
+    let t = tempfile::tempdir().unwrap();
+    let mut c = cfg(t.path());
+    c.segment_bytes = 1;
+    let (mut j, _) = Journal::open(c.clone()).unwrap();
+    append_all(&mut j, [u64::MAX - 1, u64::MAX, 3, 4]);
+    // No name sorts after u64::MAX: 3 and 4 went into that segment.
+    assert_eq!(j.segment_count(), 2);
+    j.note_released(u64::MAX);
+    j.sync().unwrap();
+    assert_eq!(j.contiguous_seq(), u64::MAX);
+    assert_eq!(
+        j.trim_below(u64::MAX).unwrap(),
+        1,
+        "the sealed one, all below"
+    );
+    assert_eq!(j.floor(), u64::MAX);
+    j.close().unwrap();
+    let (j, rec) = Journal::open(c).unwrap();
+    assert_eq!((rec.records, rec.floor), (3, Some(u64::MAX)));
+    assert_eq!(j.contiguous_seq(), u64::MAX);
+    assert!(inspect_run(t.path(), Some(RUN)).unwrap().is_clean());
+}
+
+// ---- Crafted run directories: no panic, and inspect's verdict is what open does ----
+
+mod crafted {
+    use super::*;
+    use proptest::prelude::*;
+    use taphold_journal::record::{crc, RecordHeader};
+
+    #[derive(Debug, Clone)]
+    enum Chunk {
+        /// A valid record of this run (or, `true`, of another).
+        Record(u64, bool),
+        /// Bytes that are probably not a record.
+        Junk(Vec<u8>),
+        /// A record cut short.
+        Cut(u64, usize),
+    }
+
+    fn record(seq: u64, foreign: bool) -> Vec<u8> {
+        let p = pdu(seq);
+        let h = RecordHeader {
+            seq,
+            stream: RUN.stream,
+            epoch: if foreign { RUN.epoch + 1 } else { RUN.epoch },
+            flags: 0,
+            timestamp_ns: seq,
+        }
+        .encode(p.len());
+        [&h[..], &p, &crc(&h, &p).to_be_bytes()].concat()
+    }
+
+    fn seq() -> impl Strategy<Value = u64> {
+        prop_oneof![1u64..60, (u64::MAX - 3)..=u64::MAX]
+    }
+
+    fn chunk() -> impl Strategy<Value = Chunk> {
+        prop_oneof![
+            6 => (seq(), proptest::bool::weighted(0.05)).prop_map(|(s, f)| Chunk::Record(s, f)),
+            1 => proptest::collection::vec(any::<u8>(), 0..60).prop_map(Chunk::Junk),
+            1 => (seq(), 0usize..120).prop_map(|(s, n)| Chunk::Cut(s, n)),
+        ]
+    }
+
+    fn floor() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            Just(None),
+            seq().prop_map(|f| Some(format!("{f}\n"))),
+            any::<u64>().prop_map(|f| Some(format!("{f}\n"))),
+            Just(Some("nonsense\n".to_string())),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn crafted_runs_never_panic_and_open_does_what_inspect_says(
+            segs in proptest::collection::vec(
+                (1u64..4, proptest::collection::vec(chunk(), 0..6)), 0..4),
+            floor in floor(),
+            seals in prop_oneof![
+                Just(None),
+                proptest::collection::vec(any::<u8>(), 0..80).prop_map(Some),
+            ],
+            write_seals in any::<bool>(),
+        ) {
+            let t = tempfile::tempdir().unwrap();
+            let mut name = 0u64;
+            let mut seal_lines = String::new();
+            let mut prev: Option<(u64, usize)> = None;
+            for (step, chunks) in &segs {
+                name += step;
+                let mut bytes = Vec::new();
+                for c in chunks {
+                    match c {
+                        Chunk::Record(s, f) => bytes.extend(record(*s, *f)),
+                        Chunk::Junk(j) => bytes.extend(j),
+                        Chunk::Cut(s, n) => {
+                            let r = record(*s, false);
+                            bytes.extend(&r[..(*n).min(r.len() - 1)]);
+                        }
+                    }
+                }
+                if let Some((p, len)) = prev {
+                    seal_lines.push_str(&format!("{p:020} {len} 1 1 1 {name:020}\n"));
+                }
+                prev = Some((name, bytes.len()));
+                fs::write(t.path().join(segment_name(name)), &bytes).unwrap();
+            }
+            if let Some(f) = &floor {
+                fs::write(t.path().join(FLOOR_FILE), f).unwrap();
+            }
+            match (&seals, write_seals) {
+                (Some(junk), _) => fs::write(t.path().join(SEALS_FILE), junk).unwrap(),
+                (None, true) if !seal_lines.is_empty() => {
+                    fs::write(t.path().join(SEALS_FILE), &seal_lines).unwrap()
+                }
+                _ => {}
+            }
+            let bytes_before: u64 = segments(t.path())
+                .iter()
+                .map(|p| fs::metadata(p).unwrap().len())
+                .sum();
+
+            let report = inspect_run(t.path(), Some(RUN)).unwrap();
+            let _ = report.to_string();
+            let _ = inspect(t.path()).unwrap().to_string();
+            let plain = Journal::open(cfg(t.path()));
+            prop_assert_eq!(plain.is_ok(), report.is_recoverable(), "{}\n{:?}", report, plain.as_ref().err());
+            drop(plain);
+            let allowed = Journal::open(allow(cfg(t.path())));
+            prop_assert_eq!(allowed.is_ok(), report.opens_with_holes_allowed(), "{}\n{:?}", report, allowed.as_ref().err());
+            if let Ok((mut j, rec)) = allowed {
+                let _ = rec.to_string();
+                j.note_released(u64::MAX);
+                j.append(30, 0, 0, &pdu(30)).unwrap();
+                j.sync().unwrap();
+                j.close().unwrap();
+                // Never a byte deleted: what was cut is in a set-aside file.
+                let after: u64 = fs::read_dir(t.path())
+                    .unwrap()
+                    .map(|e| e.unwrap())
+                    .filter(|e| e.file_name().to_string_lossy().contains(".journal"))
+                    .map(|e| e.metadata().unwrap().len())
+                    .sum();
+                prop_assert!(after >= bytes_before, "{} < {}", after, bytes_before);
+                let again = inspect_run(t.path(), Some(RUN)).unwrap();
+                prop_assert!(again.opens_with_holes_allowed(), "{}", again);
+            }
+        }
+    }
 }
