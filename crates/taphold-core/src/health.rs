@@ -187,6 +187,59 @@ pub struct LinkObservation {
     pub oldest_untapped_launch_ns: Option<u64>,
 }
 
+/// What the hot roles published about one link, as the control lcore read it
+/// at `now_ns`: the raw facts [`LinkObservation::from_facts`] turns into an
+/// observation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkFacts {
+    /// When the facts were read.
+    pub now_ns: u64,
+    /// Highest message seq launched on the link.
+    pub launched: u64,
+    /// Highest seq the backup node acked on the link.
+    pub acked: u64,
+    /// No ack is expected on the link for seqs up to this (what it carried
+    /// before it left service, or what was released before it entered).
+    pub ack_floor: u64,
+    /// When the oldest held message whose tap copy has not come back on the
+    /// link started waiting; 0: none.
+    pub unconfirmed_since_ns: u64,
+    /// Our last heartbeat on the link.
+    pub hb_sent: u64,
+    /// The highest of our heartbeats its tap showed.
+    pub hb_tapped: u64,
+    /// When the backup node's last heartbeat arrived; 0: none yet.
+    pub last_peer_heartbeat_ns: u64,
+}
+
+impl LinkObservation {
+    /// The observation of `f`. `launch_of(seq)` is when message `seq` was
+    /// launched; `hb_sent_at(seq)` when our heartbeat `seq` was sent, if it
+    /// is still remembered (a heartbeat too old to be remembered counts as
+    /// sent at time 0: older than any timeout).
+    pub fn from_facts(
+        f: &LinkFacts,
+        launch_of: impl Fn(u64) -> u64,
+        hb_sent_at: impl Fn(u64) -> Option<u64>,
+    ) -> LinkObservation {
+        let acked = f.acked.max(f.ack_floor);
+        let msg_untapped = (f.unconfirmed_since_ns != 0).then_some(f.unconfirmed_since_ns);
+        // The first heartbeat sent after the last one the tap showed.
+        let hb_untapped = (f.hb_sent > f.hb_tapped)
+            .then(|| hb_sent_at(f.hb_tapped.saturating_add(1)).unwrap_or(0));
+        LinkObservation {
+            now_ns: f.now_ns,
+            oldest_unacked_launch_ns: (f.launched > acked).then(|| launch_of(acked + 1)),
+            last_peer_heartbeat_ns: (f.last_peer_heartbeat_ns != 0)
+                .then_some(f.last_peer_heartbeat_ns),
+            oldest_untapped_launch_ns: match (msg_untapped, hb_untapped) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+}
+
 /// A change of a link's state, returned once by the update that made it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Transition {
@@ -349,6 +402,74 @@ impl LinkHealth {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn observations_from_what_the_roles_published() {
+        let launch = |seq: u64| 1000 + seq;
+        let hb = |seq: u64| (seq >= 5).then_some(2000 + seq);
+        let nothing = LinkFacts {
+            now_ns: 9,
+            ..LinkFacts::default()
+        };
+        assert_eq!(
+            LinkObservation::from_facts(&nothing, launch, hb),
+            LinkObservation {
+                now_ns: 9,
+                ..LinkObservation::default()
+            },
+            "nothing launched, nothing waits"
+        );
+        let f = LinkFacts {
+            now_ns: 5000,
+            launched: 10,
+            acked: 6,
+            ack_floor: 0,
+            unconfirmed_since_ns: 3000,
+            hb_sent: 9,
+            hb_tapped: 6,
+            last_peer_heartbeat_ns: 4000,
+        };
+        let o = LinkObservation::from_facts(&f, launch, hb);
+        assert_eq!(
+            o.oldest_unacked_launch_ns,
+            Some(1007),
+            "the first unacked: 7"
+        );
+        assert_eq!(o.last_peer_heartbeat_ns, Some(4000));
+        assert_eq!(
+            o.oldest_untapped_launch_ns,
+            Some(2007),
+            "heartbeat 7, before message 3000"
+        );
+        // The floor covers what a link carried before it left service.
+        let o = LinkObservation::from_facts(&LinkFacts { ack_floor: 10, ..f }, launch, hb);
+        assert_eq!(o.oldest_unacked_launch_ns, None);
+        // A message waiting longer than the untapped heartbeat wins.
+        let o = LinkObservation::from_facts(
+            &LinkFacts {
+                unconfirmed_since_ns: 100,
+                ..f
+            },
+            launch,
+            hb,
+        );
+        assert_eq!(o.oldest_untapped_launch_ns, Some(100));
+        // A heartbeat too old to be remembered: time 0, older than any timeout.
+        let o = LinkObservation::from_facts(&LinkFacts { hb_tapped: 2, ..f }, launch, hb);
+        assert_eq!(o.oldest_untapped_launch_ns, Some(0));
+        // Extremes: no overflow.
+        let max = LinkFacts {
+            now_ns: u64::MAX,
+            launched: u64::MAX,
+            acked: u64::MAX - 1,
+            hb_sent: u64::MAX,
+            hb_tapped: u64::MAX - 1,
+            ..LinkFacts::default()
+        };
+        let o = LinkObservation::from_facts(&max, |s| s, Some);
+        assert_eq!(o.oldest_unacked_launch_ns, Some(u64::MAX));
+        assert_eq!(o.oldest_untapped_launch_ns, Some(u64::MAX));
+    }
+
     use proptest::prelude::*;
 
     use super::*;

@@ -15,6 +15,10 @@
 //!   acks, peer heartbeats and tap copies, run by the control lcore.
 //! - [`latency`]: windowed latency histograms that alert when a window's percentile departs
 //!   from the baseline, run by the control lcore.
+//! - [`service`]: which links are in service and the operating mode, decided from the
+//!   links' health by the control lcore.
+//! - [`round`]: the re-send round handshake between the control lcore, ingress and egress
+//!   when links enter service.
 //!
 //! Every hot-path operation here is allocation-free, lock-free and syscall-free; memory is
 //! allocated once at construction. Under `--cfg loom` the atomics and cells come from loom
@@ -27,6 +31,8 @@ pub mod health;
 pub mod hold_ring;
 pub mod latency;
 pub mod policy;
+pub mod round;
+pub mod service;
 pub mod spsc;
 
 mod sync;
@@ -34,7 +40,9 @@ mod sync;
 use core::fmt;
 
 pub use event::{MessageEvent, MessageStatus};
-pub use health::{Check, HealthConfig, LinkHealth, LinkObservation, LinkState, Transition};
+pub use health::{
+    Check, HealthConfig, LinkFacts, LinkHealth, LinkObservation, LinkState, Transition,
+};
 pub use hold_ring::{Confirm, Confirmer, Consumer, Head, HoldRing, Producer, Released};
 pub use latency::{
     Alert, Direction, LatencyMonitor, MonitorConfig, MonitorConfigError, WindowSummary,

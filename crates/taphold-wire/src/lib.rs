@@ -26,6 +26,7 @@ pub mod digest;
 pub mod emit;
 pub mod ethernet;
 pub mod ipv4;
+pub mod link;
 pub mod taphold;
 pub mod udp;
 

@@ -536,14 +536,6 @@ impl Config {
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         yaml::parse_config(file, text)
     }
-
-    pub fn roles_on(&self, lcore: u32) -> Vec<RoleName> {
-        self.lcores
-            .iter()
-            .filter(|l| l.lcore == lcore)
-            .flat_map(|l| l.roles.clone())
-            .collect()
-    }
 }
 
 /// The most payload one UDP datagram over IPv4 carries: 65535 - 20 - 8.

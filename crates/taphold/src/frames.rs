@@ -10,14 +10,31 @@
 
 use dpdk::{Mbuf, Mempool};
 use taphold_wire::digest::DigestKey;
-use taphold_wire::ethernet::{self, EtherType, EthernetAddress, MIN_FRAME_LEN};
+use taphold_wire::ethernet::EthernetAddress;
+use taphold_wire::link::{emit_frame, frame_len, pdu_of};
 use taphold_wire::taphold::{AckRepr, BackupRepr, HeartbeatRepr, MsgType, Packet};
 use taphold_wire::WireError;
 
-/// A backup frame from `src` to `dst`: Ethernet header, the PDU, zero padding
-/// to the Ethernet minimum. Returns the frame and the digest it carries, or
-/// None if the pool is empty (or the PDU cannot be built, never for a
-/// classified message).
+/// A frame of ours on a backup link, from `src` to `dst`, in a new mbuf: the
+/// PDU `emit` writes into its `pdu_len` bytes (returning its digest), framed
+/// by `taphold_wire::link`. Returns the frame and the digest, or None if the
+/// pool is empty or the PDU could not be written (counted by the caller).
+pub fn link_frame(
+    pool: &Mempool,
+    src: EthernetAddress,
+    dst: EthernetAddress,
+    pdu_len: usize,
+    emit: impl FnOnce(&mut [u8]) -> Result<u64, WireError>,
+) -> Option<(Mbuf, u64)> {
+    let mut m = pool.alloc()?;
+    let buf = m.append(u16::try_from(frame_len(pdu_len)).ok()?)?;
+    let (_, digest) = emit_frame(buf, dst, src, pdu_len, emit).ok()?;
+    Some((m, digest))
+}
+
+/// A backup frame from `src` to `dst`. Returns the frame and the digest it
+/// carries, or None if the pool is empty (or the PDU cannot be built, never
+/// for a classified message).
 pub fn backup_frame(
     pool: &Mempool,
     repr: &BackupRepr,
@@ -25,20 +42,7 @@ pub fn backup_frame(
     src: EthernetAddress,
     dst: EthernetAddress,
 ) -> Option<(Mbuf, u64)> {
-    let pdu_len = repr.buffer_len();
-    let frame_len = (ethernet::HEADER_LEN + pdu_len).max(MIN_FRAME_LEN);
-    let mut m = pool.alloc()?;
-    let buf = m.append(u16::try_from(frame_len).ok()?)?;
-    // The frame is at least 60 bytes: a 14-byte header always fits.
-    let _ = ethernet::emit_header(buf, dst, src, EtherType::TAPHOLD);
-    let digest = repr
-        .emit(
-            &mut buf[ethernet::HEADER_LEN..ethernet::HEADER_LEN + pdu_len],
-            key,
-        )
-        .ok()?;
-    buf[ethernet::HEADER_LEN + pdu_len..].fill(0);
-    Some((m, digest))
+    link_frame(pool, src, dst, repr.buffer_len(), |b| repr.emit(b, key))
 }
 
 /// Who we are on one backup link: what a frame must name to be ours.
@@ -52,15 +56,6 @@ pub struct LinkIdentity {
     pub stream: u32,
     /// This run's epoch.
     pub epoch: u64,
-}
-
-/// The taphold PDU of `frame` if its Ethernet header is `dst`, `src`, taphold.
-fn pdu(frame: &[u8], dst: EthernetAddress, src: EthernetAddress) -> Option<&[u8]> {
-    (frame.len() >= ethernet::HEADER_LEN
-        && frame[0..6] == dst.0
-        && frame[6..12] == src.0
-        && frame[12..14] == EtherType::TAPHOLD.0.to_be_bytes())
-    .then(|| &frame[ethernet::HEADER_LEN..])
 }
 
 /// What a frame seen on link k's tap is.
@@ -90,7 +85,7 @@ pub enum TapCopy {
 /// frame is computed once, here; the hold ring then matches it against what
 /// was launched.
 pub fn tap_copy(frame: &[u8], id: &LinkIdentity, key: &DigestKey) -> TapCopy {
-    let Some(bytes) = pdu(frame, id.peer, id.ours) else {
+    let Some(bytes) = pdu_of(frame, id.peer, id.ours) else {
         return TapCopy::NotTaphold;
     };
     let p = match Packet::new_checked(bytes) {
@@ -158,7 +153,7 @@ pub fn from_node(
     key: &DigestKey,
     highest_ackable: u64,
 ) -> FromNode {
-    let Some(bytes) = pdu(frame, id.ours, id.peer) else {
+    let Some(bytes) = pdu_of(frame, id.ours, id.peer) else {
         return FromNode::Foreign;
     };
     let Ok(p) = Packet::new_checked(bytes) else {
@@ -190,6 +185,7 @@ pub fn from_node(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use taphold_wire::ethernet::{self, EtherType};
     use taphold_wire::taphold::{Content, Flags};
 
     const KEY: DigestKey = DigestKey([7; 16]);

@@ -14,7 +14,8 @@ mod config;
 mod control;
 mod counters;
 mod frames;
-mod links;
+mod plan;
+mod plane;
 mod report;
 mod roles;
 mod worker;
@@ -28,31 +29,13 @@ use taphold_runtime::args::Args;
 static ALLOC: taphold_runtime::alloc_count::CountingAlloc =
     taphold_runtime::alloc_count::CountingAlloc;
 
-/// State every role and the main lcore share: counters, the per-link facts
-/// and control words, and the quit flag.
-pub struct Shared {
-    pub counters: counters::Counters,
-    pub control: links::Control,
-    pub quit: AtomicBool,
-}
-
-impl Shared {
-    pub fn new(active_links: u8) -> Shared {
-        Shared {
-            counters: Default::default(),
-            control: links::Control::new(active_links),
-            quit: AtomicBool::new(false),
-        }
-    }
-}
-
-/// The shared state, once built: the panic hook tells the workers to quit
+/// The control plane, once built: the panic hook tells the workers to quit
 /// through it.
-static SHARED: OnceLock<&'static Shared> = OnceLock::new();
+static PLANE: OnceLock<&'static plane::Plane> = OnceLock::new();
 
-/// Publishes the shared state to the panic hook.
-pub fn on_panic_quit(shared: &'static Shared) {
-    let _ = SHARED.set(shared);
+/// Publishes the control plane to the panic hook.
+pub fn on_panic_quit(plane: &'static plane::Plane) {
+    let _ = PLANE.set(plane);
 }
 
 /// A panic anywhere (a worker, the watch loop) must not leave a worker
@@ -61,8 +44,8 @@ pub fn on_panic_quit(shared: &'static Shared) {
 fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if let Some(s) = SHARED.get() {
-            s.quit.store(true, Ordering::SeqCst);
+        if let Some(p) = PLANE.get() {
+            p.quit.store(true, Ordering::SeqCst);
         }
         default(info);
     }));
@@ -158,7 +141,7 @@ fn run() -> Result<i32, String> {
         lease.previous,
         lease.path.display()
     );
-    let app = appliance::Appliance::build(&eal, &cfg, &opts, lease).map_err(|e| e.to_string())?;
+    let app = appliance::Appliance::build(&eal, &cfg, lease).map_err(|e| e.to_string())?;
     app.run(&opts, &SIGNALLED)
 }
 

@@ -18,7 +18,7 @@ use taphold_core::spsc::SpscConsumer;
 
 use crate::config::Config;
 use crate::counters::Named;
-use crate::Shared;
+use crate::plane::Plane;
 use taphold_runtime::alloc_count;
 
 /// How the run ended, as the main lcore found it after stopping the workers.
@@ -258,7 +258,7 @@ impl Report {
 
     pub fn stats_line(
         &self,
-        s: &Shared,
+        s: &Plane,
         control: &crate::control::ControlLoop,
         primary: &Port,
         elapsed: Duration,
@@ -330,7 +330,7 @@ impl Report {
     /// Writes summary.json (when there is an output directory) and returns it.
     pub fn finish(
         mut self,
-        s: &Shared,
+        s: &Plane,
         cfg: &Config,
         control: &crate::control::ControlLoop,
         end: Ending,
@@ -366,7 +366,6 @@ impl Report {
             taps.insert(l.name.clone(), block(&*c.tap[i]));
             link_rx.insert(l.name.clone(), block(&*c.link_rx[i]));
             relaunch.insert(l.name.clone(), block(&*c.relaunch[i]));
-            let ls = &s.control.links[i];
             let transitions: Vec<Value> = control
                 .transitions
                 .iter()
@@ -384,12 +383,12 @@ impl Report {
                     "state": states[i].as_str(),
                     "in_service": s.control.active() & (1 << i) != 0,
                     "transitions": transitions,
-                    "launched_seq": crate::links::get(&ls.launched_seq),
-                    "tapped_seq": crate::links::get(&ls.tapped_seq),
-                    "acked_seq": crate::links::get(&ls.acked_seq),
-                    "heartbeats_sent": crate::links::get(&ls.hb_sent_seq),
-                    "heartbeats_tapped": crate::links::get(&ls.hb_tapped_seq),
-                    "heartbeat_echo_rtt_ns": crate::links::get(&ls.hb_echo_rtt_ns),
+                    "launched_seq": s.ingress.launched_seq(i),
+                    "tapped_seq": s.tap[i].tapped_seq(),
+                    "acked_seq": s.link_rx[i].acked_seq(),
+                    "heartbeats_sent": s.ingress.hb_sent_seq(i),
+                    "heartbeats_tapped": s.tap[i].hb_tapped_seq(),
+                    "heartbeat_echo_rtt_ns": s.link_rx[i].hb_echo_rtt_ns(),
                 }),
             );
         }

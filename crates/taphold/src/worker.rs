@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 use taphold_runtime::alloc_count;
 use taphold_runtime::idle::{IdlePolicy, Idler};
 
+use crate::plane::Plane;
 use crate::roles::{egress::Egress, Role};
-use crate::Shared;
 
 /// What a worker hands back when it stops.
 pub struct Finished {
@@ -23,11 +23,11 @@ pub struct Finished {
     pub panic: Option<String>,
 }
 
-pub fn run(mut roles: Vec<Role>, idle: IdlePolicy, shared: &Shared) -> Finished {
+pub fn run(mut roles: Vec<Role>, idle: IdlePolicy, plane: &Plane) -> Finished {
     let mut idler = Idler::new(idle);
     alloc_count::set_hot(true);
     let looped = catch_unwind(AssertUnwindSafe(|| {
-        while !shared.quit.load(Ordering::Relaxed) {
+        while !plane.quit.load(Ordering::Relaxed) {
             let mut work = 0;
             for r in &mut roles {
                 work += r.poll();

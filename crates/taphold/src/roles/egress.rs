@@ -7,7 +7,7 @@
 //! after the message it confirms is with the driver. Egress also owns P's
 //! transmit queues, so ingress's ARP replies come through it; and it alone
 //! looks at held messages in place, so it builds their re-launches
-//! (relaunch.rs) for ingress to transmit.
+//! (egress/relaunch.rs, a step of this role) for ingress to transmit.
 
 use std::sync::Arc;
 
@@ -21,182 +21,251 @@ use taphold_wire::digest::DigestKey;
 use taphold_wire::emit::{
     emit_udp_headers, rewrite_released, rewrite_released_framed, Endpoint, UDP_FRAME_HEADER_LEN,
 };
-use taphold_wire::ethernet::MIN_FRAME_LEN;
+use taphold_wire::ethernet::{EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::taphold::{ConfirmRepr, ContentMode, Flags};
 
-use super::relaunch::Relaunch;
 use super::{HeldMessage, BURST};
 use crate::config::{Framing, Gate};
 use crate::frames::backup_frame;
-use crate::links::{self, Control, Mode};
-use crate::Shared;
-use std::sync::atomic::Ordering;
-use taphold_wire::ethernet::EthernetAddress;
+use crate::plan::Plan;
+use crate::plane::{EgressWriter, Mode, Plane, Service};
+
+pub mod relaunch;
+use relaunch::Relaunch;
 
 pub struct Egress {
-    pub primary: Arc<Port>,
-    pub release_q: u16,
-    pub confirm_q: u16,
-    pub hold: Consumer<HeldMessage>,
-    pub policy: PolicyCheck,
-    pub pool: Mempool,
-    pub key: DigestKey,
-    pub stream: u32,
+    primary: Arc<Port>,
+    release_q: u16,
+    confirm_q: u16,
+    hold: Consumer<HeldMessage>,
+    policy: PolicyCheck,
+    pool: Mempool,
+    key: DigestKey,
+    stream: u32,
     /// This run's epoch: (stream, epoch, seq) names each message.
-    pub epoch: u64,
+    epoch: u64,
     /// What a released datagram carries: the payload alone, or the delivery
     /// header before it.
-    pub framing: Framing,
+    framing: Framing,
     /// The appliance on P: source of released messages and confirmations.
-    pub ours: Endpoint,
-    pub destination: Endpoint,
+    ours: Endpoint,
+    destination: Endpoint,
+    arp_in: dpdk::ring::Consumer<Mbuf>,
+    events: SpscProducer<MessageEvent>,
+    clock: Clock,
+    plane: &'static Plane,
+    mine: EgressWriter,
+    confirm_timeout_ns: u64,
+    release_tx: Burst<{ 2 * BURST }>,
+    confirm_tx: Burst<{ 2 * BURST }>,
+    /// Last head seq counted overdue, so each message counts once.
+    last_overdue: u64,
+    gate: Gate,
+    links: usize,
+    /// Re-launches: retransmits of overdue messages, re-send rounds.
+    relaunch: Relaunch,
+    /// Journal secondary mode: backup frames of held messages go to the main
+    /// lcore, which writes and syncs them; `journal_next` is the next seq to
+    /// hand over.
+    journal_out: Option<dpdk::ring::Producer<Mbuf>>,
+    journal_next: u64,
+}
+
+/// What egress is given to work with, besides the plan.
+pub struct EgressParts {
+    pub primary: Arc<Port>,
+    pub hold: Consumer<HeldMessage>,
+    pub pool: Mempool,
     pub arp_in: dpdk::ring::Consumer<Mbuf>,
     pub events: SpscProducer<MessageEvent>,
     pub clock: Clock,
-    pub shared: &'static Shared,
-    pub confirm_timeout_ns: u64,
-    pub release_tx: Burst<{ 2 * BURST }>,
-    pub confirm_tx: Burst<{ 2 * BURST }>,
-    /// Last head seq counted overdue, so each message counts once.
-    pub last_overdue: u64,
-    pub gate: Gate,
-    /// Re-launches: retransmits of overdue messages, re-send rounds.
+    pub plane: &'static Plane,
+    pub mine: EgressWriter,
     pub relaunch: Relaunch,
-    /// Journal secondary mode: backup frames of unconfirmed held messages go
-    /// to the main lcore, which writes and syncs them; `journal_next` is the
-    /// next seq to hand over.
     pub journal_out: Option<dpdk::ring::Producer<Mbuf>>,
-    pub journal_next: u64,
 }
 
 impl Egress {
-    pub fn poll(&mut self) -> usize {
-        let c = &self.shared.counters.egress;
+    pub fn new(plan: &Plan, epoch: u64, parts: EgressParts) -> Egress {
+        Egress {
+            primary: parts.primary,
+            release_q: plan.primary.release_q,
+            confirm_q: plan.primary.confirm_q,
+            hold: parts.hold,
+            policy: plan.policy_check,
+            pool: parts.pool,
+            key: plan.key,
+            stream: plan.stream,
+            epoch,
+            framing: plan.framing,
+            ours: plan.primary.ours,
+            destination: plan.destination,
+            arp_in: parts.arp_in,
+            events: parts.events,
+            clock: parts.clock,
+            plane: parts.plane,
+            mine: parts.mine,
+            confirm_timeout_ns: plan.confirm_timeout_ns,
+            release_tx: Burst::new(),
+            confirm_tx: Burst::new(),
+            last_overdue: 0,
+            gate: plan.gate,
+            links: plan.links.len(),
+            relaunch: parts.relaunch,
+            journal_out: parts.journal_out,
+            journal_next: 0,
+        }
+    }
 
-        // Releases the driver refused earlier go first; nothing newer until they are out.
+    pub fn poll(&mut self) -> usize {
+        // Releases and confirmations the driver refused earlier go first.
+        if !self.flush_refused() {
+            return 0;
+        }
+        let mut work = self.forward_arp_replies();
+        let now = self.clock.now_ns();
+        let service = self.plane.control.service();
+        work += self.relaunch.round(&mut self.hold, self.plane, now);
+        if service.mode == Mode::Journal {
+            work += self.journal_handoff();
+        }
+        work += self.release_ready(now, service);
+        // Releases first; a confirmation only once every release is with the driver.
+        self.primary.tx_burst(self.release_q, &mut self.release_tx);
+        if self.release_tx.is_empty() {
+            self.primary.tx_burst(self.confirm_q, &mut self.confirm_tx);
+        }
+        // Every held message has a next step: what waits too long for its
+        // confirmation on a link in service is re-launched there. In every
+        // mode: what the scan publishes is what the links' health (and so
+        // their way back into service) is judged on.
+        work += self.relaunch.retransmit_overdue(
+            &mut self.hold,
+            self.plane,
+            &self.mine,
+            service.active,
+            now,
+        );
+        self.count_overdue(now);
+        work
+    }
+
+    /// Retries what the driver refused; false while some is still refused
+    /// (nothing newer may overtake it).
+    fn flush_refused(&mut self) -> bool {
+        let c = &self.plane.counters.egress;
         if !self.release_tx.is_empty() {
             self.primary.tx_burst(self.release_q, &mut self.release_tx);
             if !self.release_tx.is_empty() {
                 c.release_tx_retries.inc();
-                return 0;
+                return false;
             }
         }
         if !self.confirm_tx.is_empty() {
             self.primary.tx_burst(self.confirm_q, &mut self.confirm_tx);
             if !self.confirm_tx.is_empty() {
                 c.confirm_tx_retries.inc();
-                return 0;
+                return false;
             }
         }
+        true
+    }
 
-        // ARP replies ingress made (it does not own P's transmit queues).
-        let mut work = 0;
+    /// ARP replies ingress made (it does not own P's transmit queues).
+    fn forward_arp_replies(&mut self) -> usize {
+        let mut n = 0;
         while self.confirm_tx.room() > BURST {
             let Some(m) = self.arp_in.pop() else { break };
             let _ = self.confirm_tx.push(m);
-            c.arp_replies_sent.inc();
-            work += 1;
+            n += 1;
         }
+        self.plane.counters.egress.arp_replies_sent.add(n as u64);
+        n
+    }
 
-        let now = self.clock.now_ns();
-        let ctl = &self.shared.control;
-        let counters = &self.shared.counters.relaunch[..];
-        work += self.relaunch.round(&mut self.hold, ctl, counters, now);
-        if mode_is_journal(ctl) {
-            work += self.journal_handoff();
-        }
-        // `active` first, then the mode (both Acquire): the main lcore stores
-        // a degraded mode before it shrinks `active`, and a shrunk `active`
-        // before it returns to protected, so a policy over fewer links is
-        // never applied as if the appliance were still fully protected.
-        let policy = self.policy.with_links(ctl.active.load(Ordering::Acquire));
-        let mode = Mode::from_u8(ctl.mode.load(Ordering::Acquire));
+    /// Releases, in order, up to a burst of held messages whose rule holds.
+    fn release_ready(&mut self, now: u64, service: Service) -> usize {
+        // `service`: `active` read before the mode (plane.rs), so a policy
+        // over fewer links is never applied as if fully protected.
+        let policy = self.policy.with_links(service.active);
+        let journaled = self.plane.control.journaled_seq();
         let mut released = 0;
-        let mut last_released = 0;
-        // Acquire: pairs with the main lcore's Release store after its fsync.
-        let journaled = ctl.journaled_seq.load(Ordering::Acquire);
-        // Halted: fail closed. The links in service no longer meet the policy,
-        // so nothing is released until they do again.
-        while released < BURST && mode != Mode::Halt {
-            // A message the local journal holds (synced) was released under
-            // that rule when it was accepted; it keeps it if the mode has
-            // changed since, rather than wait for a tap copy.
-            if mode != Mode::Journal && self.hold.head().is_some_and(|h| h.seq <= journaled) {
-                let Some(r) = self.hold.release() else { break };
-                self.shared
+        let mut last = 0;
+        while released < BURST {
+            let Some((r, status)) = self.next_release(service.mode, policy, journaled) else {
+                break;
+            };
+            last = r.seq;
+            if self.release(r, now, status) {
+                released += 1;
+            }
+        }
+        self.plane.counters.egress.released.add(released as u64);
+        if last != 0 {
+            // The main lcore's health checks skip what is already released.
+            self.mine.released(last);
+        }
+        released
+    }
+
+    /// The head of the hold ring, if its release rule holds now, and how it
+    /// is released.
+    fn next_release(
+        &mut self,
+        mode: Mode,
+        policy: PolicyCheck,
+        journaled: u64,
+    ) -> Option<(Released<HeldMessage>, MessageStatus)> {
+        // Failed closed: nothing is released until the links meet the policy again.
+        if mode == Mode::Halt {
+            return None;
+        }
+        let head = self.hold.head()?;
+        // A message the local journal holds (synced) was released under that
+        // rule when it was accepted; it keeps it if the mode has changed
+        // since, rather than wait for a tap copy.
+        if head.seq <= journaled {
+            if mode != Mode::Journal {
+                self.plane
                     .counters
                     .egress
                     .released_journaled_after_mode_change
                     .inc();
-                last_released = r.seq;
-                if self.release(r, now, MessageStatus::ReleasedJournaled) {
-                    released += 1;
-                }
-                continue;
             }
-            let r = match (mode, self.gate) {
-                // Degraded beyond the policy, configured to keep flowing:
-                // release anyway, and say so on every such message.
-                (Mode::PassThrough, _) => self.hold.release(),
-                // Degraded beyond the policy, protected by the local journal:
-                // release only what is synced to disk, in order.
-                (Mode::Journal, _) => {
-                    let Some(h) = self.hold.head() else { break };
-                    let synced = h.seq <= journaled;
-                    self.hold.release_if(|_| synced)
-                }
-                (_, Gate::Tap) => self
+            return self
+                .hold
+                .release()
+                .map(|r| (r, MessageStatus::ReleasedJournaled));
+        }
+        let r = match (mode, self.gate) {
+            (Mode::Halt, _) => return None,
+            // Degraded beyond the policy, configured to keep flowing: release
+            // anyway, and say so on every such message.
+            (Mode::PassThrough, _) => {
+                return self
                     .hold
-                    .release_if(|confirmed| policy.satisfied(confirmed)),
-                (_, Gate::Ack) => {
-                    // The strictest mode: only what the backup node has stored.
-                    let Some(h) = self.hold.head() else { break };
-                    let mut acked = 0u8;
-                    for k in 0..self.relaunch.links.len() {
-                        if links::get(&ctl.links[k].acked_seq) >= h.seq {
-                            acked |= 1 << k;
-                        }
-                    }
-                    self.hold.release_if(|_| policy.satisfied(acked))
-                }
-            };
-            let Some(r) = r else { break };
-            // In a degraded mode the links in service cannot meet the policy,
-            // so whatever leaves is labelled by the mode, confirmed or not.
-            let status = match mode {
-                Mode::PassThrough => MessageStatus::ReleasedUnprotected,
-                Mode::Journal => MessageStatus::ReleasedJournaled,
-                Mode::Protected | Mode::Halt => MessageStatus::Released,
-            };
-            let seq = r.seq;
-            if self.release(r, now, status) {
-                released += 1;
+                    .release()
+                    .map(|r| (r, MessageStatus::ReleasedUnprotected))
             }
-            last_released = seq;
-        }
-        c.released.add(released as u64);
-        work += released;
-        if last_released != 0 {
-            // The main lcore's health checks skip what is already released.
-            links::raise(&ctl.released_seq, last_released);
-        }
+            // Degraded beyond the policy, protected by the local journal:
+            // only what is synced (above).
+            (Mode::Journal, _) => return None,
+            (Mode::Protected, Gate::Tap) => self
+                .hold
+                .release_if(|confirmed| policy.satisfied(confirmed)),
+            (Mode::Protected, Gate::Ack) => {
+                // The strictest mode: only what the backup node has stored.
+                let acked = (0..self.links)
+                    .filter(|&k| self.plane.link_rx[k].acked_seq() >= head.seq)
+                    .fold(0u8, |m, k| m | (1 << k));
+                self.hold.release_if(|_| policy.satisfied(acked))
+            }
+        };
+        r.map(|r| (r, MessageStatus::Released))
+    }
 
-        // Releases first; a confirmation only once every release is with the driver.
-        self.primary.tx_burst(self.release_q, &mut self.release_tx);
-        if self.release_tx.is_empty() {
-            self.primary.tx_burst(self.confirm_q, &mut self.confirm_tx);
-        }
-
-        // Every held message has a next step: what waits too long for its
-        // confirmation on a link in service is re-launched there. In every
-        // mode: what the scan publishes is what the links' health (and so
-        // their way back into service) is judged on.
-        let active = ctl.active.load(Ordering::Acquire);
-        work += self
-            .relaunch
-            .retransmit_overdue(&mut self.hold, ctl, active, counters, now);
-
-        // Deadline: the oldest held message still waiting past its timeout.
+    /// Counts the oldest held message once when it waits past its timeout.
+    fn count_overdue(&mut self, now: u64) {
         if let Some(h) = self.hold.head() {
             if h.seq != self.last_overdue
                 && h.backup_tx_ns != 0
@@ -204,17 +273,16 @@ impl Egress {
                 && !self.policy.satisfied(h.confirmed)
             {
                 self.last_overdue = h.seq;
-                c.overdue.inc();
+                self.plane.counters.egress.overdue.inc();
             }
         }
-        work
     }
 
     /// Sends one released message on its way; false if it could not be
     /// (counted; it then shows as unaccounted in the summary).
     fn release(&mut self, r: Released<HeldMessage>, now: u64, status: MessageStatus) -> bool {
         let protected = status != MessageStatus::ReleasedUnprotected;
-        let c = &self.shared.counters.egress;
+        let c = &self.plane.counters.egress;
         let HeldMessage {
             mut mbuf, mut meta, ..
         } = r.item;
@@ -394,9 +462,4 @@ impl Egress {
     pub fn drain_held(&mut self, mut f: impl FnMut(Released<HeldMessage>)) -> usize {
         self.hold.drain(&mut f)
     }
-}
-
-#[inline]
-fn mode_is_journal(ctl: &Control) -> bool {
-    ctl.mode() == Mode::Journal
 }

@@ -10,14 +10,14 @@
 //! frames as the hold ring has free slots, and takes none while a backup link
 //! still has frames it refused earlier (they go first, in order), while a
 //! re-send round is under way, or while the appliance is halted. A hold ring
-//! that stays full is published (`ring_full_since_ns`) for the main lcore's
-//! backpressure alert: what is not read from P meanwhile is the port's.
+//! that stays full is published for the main lcore's backpressure alert: what
+//! is not read from P meanwhile is the port's.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use dpdk::{Burst, Clock, Mbuf, Mempool, Port};
 use taphold_core::hold_ring::Producer;
+use taphold_core::round::RoundIngress;
 use taphold_wire::arp;
 use taphold_wire::classify::{classify, Classified, DropReason, MessageMeta, PrimaryAddr};
 use taphold_wire::digest::DigestKey;
@@ -26,100 +26,124 @@ use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags, HeartbeatRe
 
 use super::{HeldMessage, BURST};
 use crate::counters::IngressCounters;
-use crate::frames::backup_frame;
-use crate::links::{self, Mode};
-use crate::Shared;
+use crate::frames::{backup_frame, link_frame};
+use crate::plan::Plan;
+use crate::plane::{IngressWriter, Mode, Plane};
 
 /// One backup link as ingress transmits on it.
-pub struct LinkTx {
-    pub port: Arc<Port>,
-    pub mac: EthernetAddress,
-    pub peer_mac: EthernetAddress,
+struct LinkTx {
+    port: Arc<Port>,
+    mac: EthernetAddress,
+    peer_mac: EthernetAddress,
     /// Backup frames and heartbeats built but not yet accepted by the driver, oldest first.
-    pub pending: Burst<{ 4 * BURST }>,
-    pub hb_seq: u64,
-    pub next_hb_ns: u64,
+    pending: Burst<{ 4 * BURST }>,
+    hb_seq: u64,
+    next_hb_ns: u64,
+    /// Egress's re-launches for this link.
+    relaunches: dpdk::ring::Consumer<Mbuf>,
 }
 
 pub struct Ingress {
+    primary: Arc<Port>,
+    addr: PrimaryAddr,
+    links: Vec<LinkTx>,
+    hold: Producer<HeldMessage>,
+    pool: Mempool,
+    key: DigestKey,
+    content: ContentMode,
+    stream: u32,
+    /// This run's epoch: (stream, epoch, seq) names each message.
+    epoch: u64,
+    arp_out: dpdk::ring::Producer<Mbuf>,
+    clock: Clock,
+    plane: &'static Plane,
+    mine: IngressWriter,
+    rx: Burst<BURST>,
+    hb_interval_ns: u64,
+    /// Our side of the re-send round handshake: whether we are paused for one.
+    round: RoundIngress<'static>,
+    /// Seqs accepted in this poll, to stamp their launch time.
+    launched: [u64; BURST],
+}
+
+/// What ingress is given to work with, besides the plan.
+pub struct IngressParts {
     pub primary: Arc<Port>,
-    pub addr: PrimaryAddr,
-    pub links: Vec<LinkTx>,
+    /// Per link: its port, our MAC on it, and egress's re-launches for it.
+    pub links: Vec<(Arc<Port>, EthernetAddress, dpdk::ring::Consumer<Mbuf>)>,
     pub hold: Producer<HeldMessage>,
     pub pool: Mempool,
-    pub key: DigestKey,
-    pub content: ContentMode,
-    pub stream: u32,
-    /// This run's epoch: (stream, epoch, seq) names each message.
-    pub epoch: u64,
     pub arp_out: dpdk::ring::Producer<Mbuf>,
-    /// Per link: the frames egress re-launches on it, to launch before anything new.
-    pub resend_in: Vec<dpdk::ring::Consumer<Mbuf>>,
     pub clock: Clock,
-    pub shared: &'static Shared,
-    pub rx: Burst<BURST>,
-    pub hb_interval_ns: u64,
-    /// Re-send round last seen, and whether we are paused for it.
-    pub failover_seen: u64,
-    pub paused: bool,
-    /// Seqs accepted in this poll, to stamp their launch time.
-    pub launched: [u64; BURST],
+    pub plane: &'static Plane,
+    pub mine: IngressWriter,
+    pub round: RoundIngress<'static>,
 }
 
 impl Ingress {
+    pub fn new(plan: &Plan, epoch: u64, parts: IngressParts) -> Ingress {
+        let links = parts
+            .links
+            .into_iter()
+            .zip(&plan.links)
+            .map(|((port, mac, relaunches), l)| LinkTx {
+                port,
+                mac,
+                peer_mac: l.peer_mac,
+                pending: Burst::new(),
+                hb_seq: 0,
+                next_hb_ns: 0,
+                relaunches,
+            })
+            .collect();
+        Ingress {
+            primary: parts.primary,
+            addr: plan.primary.addr,
+            links,
+            hold: parts.hold,
+            pool: parts.pool,
+            key: plan.key,
+            content: plan.content,
+            stream: plan.stream,
+            epoch,
+            arp_out: parts.arp_out,
+            clock: parts.clock,
+            plane: parts.plane,
+            mine: parts.mine,
+            rx: Burst::new(),
+            hb_interval_ns: plan.heartbeat_interval_ns,
+            round: parts.round,
+            launched: [0; BURST],
+        }
+    }
+
     pub fn poll(&mut self) -> usize {
-        let c: &IngressCounters = &self.shared.counters.ingress;
-        let ctl = &self.shared.control;
+        let c: &IngressCounters = &self.plane.counters.ingress;
         let now = self.clock.now_ns();
+        let service = self.plane.control.service();
         let mut work = self.heartbeats(now);
-
-        // Acquire: pairs with the main lcore's Release store of `active`, made
-        // after it bumped the failover epoch; seeing a new mask means seeing
-        // the epoch that goes with it below.
-        let active = ctl.active.load(Ordering::Acquire);
-        // Acquire: pairs with the main lcore's Release bump (failover_link first).
-        let round = ctl.failover_epoch.load(Ordering::Acquire);
-        if round != self.failover_seen {
-            self.failover_seen = round;
-            self.paused = true;
-            // Release: tells egress our tail is frozen, so its walk of the held
-            // messages sees every one we will ever launch before resuming.
-            ctl.ingress_paused_epoch.store(round, Ordering::Release);
-        }
-        work += self.take_resends();
-
+        // A new re-send round: stop taking new messages until egress has handed
+        // over every frame of it (taphold_core::round).
+        self.round.follow();
+        work += self.take_relaunches(now);
         // Frames a link refused earlier leave before anything newer.
-        let mut busy = false;
-        for l in &mut self.links {
-            if !l.pending.is_empty() {
-                c.backup_frames_sent
-                    .add(l.port.tx_burst(0, &mut l.pending) as u64);
-                busy |= !l.pending.is_empty();
-            }
-        }
-        if busy {
+        if !self.flush_links() {
             c.backup_link_busy_polls.inc();
             return work;
         }
-        if self.paused {
+        if self.round.is_paused() {
             c.failover_paused_polls.inc();
             return work;
         }
-        if ctl.mode() == Mode::Halt {
+        if service.mode == Mode::Halt {
             c.halted_polls.inc();
             return work;
         }
-
         let room = self.hold.free().min(BURST);
+        self.mine.ring_full((room == 0).then_some(now));
         if room == 0 {
             c.ring_full_polls.inc();
-            if links::get(&ctl.ring_full_since_ns) == 0 {
-                links::set(&ctl.ring_full_since_ns, now.max(1));
-            }
             return work;
-        }
-        if links::get(&ctl.ring_full_since_ns) != 0 {
-            links::set(&ctl.ring_full_since_ns, 0);
         }
         let n = self.primary.rx_burst_max(0, &mut self.rx, room);
         if n == 0 {
@@ -127,58 +151,85 @@ impl Ingress {
         }
         c.rx_frames.add(n as u64);
         let watermark = self.released_watermark();
-
         let mut accepted = 0;
-        while let Some(mut m) = self.rx.pop() {
-            if m.segments() != 1 {
-                c.multi_segment.inc();
-                continue;
+        while let Some(m) = self.rx.pop() {
+            if let Some(seq) = self.admit(m, now, watermark, service.active) {
+                self.launched[accepted] = seq;
+                accepted += 1;
             }
-            match classify(m.data(), &self.addr) {
-                Classified::Message(meta) => {
-                    if let Some(seq) = self.accept(m, meta, now, watermark, active) {
-                        self.launched[accepted] = seq;
-                        accepted += 1;
-                    }
-                }
-                Classified::ArpRequest => {
-                    let ok = match arp::reply_in_place(m.data_mut(), self.addr.mac, self.addr.ip) {
-                        Ok(len) => pad_to(&mut m, len),
-                        Err(_) => false,
-                    };
-                    if !ok {
-                        c.dropped[DropReason::ArpOther.index()].inc();
-                    } else if self.arp_out.push(m).is_err() {
-                        c.arp_reply_dropped.inc();
-                    } else {
-                        c.arp_replies.inc();
-                    }
-                }
-                Classified::Drop(reason) => c.dropped[reason.index()].inc(),
-            }
-            // A refused frame's mbuf is dropped (freed) here, at the end of its iteration.
+            // A refused frame's mbuf is freed inside `admit`, exactly once.
         }
-
-        if accepted > 0 && active != 0 {
-            // Stamp before transmitting: the tap copy cannot precede this.
-            let t = self.clock.now_ns();
-            let last = self.launched[accepted - 1];
-            for &seq in &self.launched[..accepted] {
-                self.hold.set_backup_tx_ns(seq, t);
-                ctl.record_launch(seq, t);
-            }
-            for (k, l) in self.links.iter_mut().enumerate() {
-                if active & (1 << k) != 0 {
-                    links::raise(&ctl.links[k].launched_seq, last);
-                }
-                c.backup_frames_sent
-                    .add(l.port.tx_burst(0, &mut l.pending) as u64);
-            }
-        }
-        // With no link in service (pass-through, journal) nothing was
-        // launched: the messages are held without a launch time.
+        self.launch(accepted, service.active);
         c.accepted.add(accepted as u64);
         work + n
+    }
+
+    /// Transmits what each link holds pending; false if a link still refuses
+    /// some (nothing newer may overtake them).
+    fn flush_links(&mut self) -> bool {
+        let c = &self.plane.counters.ingress;
+        let mut clear = true;
+        for l in &mut self.links {
+            if !l.pending.is_empty() {
+                c.backup_frames_sent
+                    .add(l.port.tx_burst(0, &mut l.pending) as u64);
+                clear &= l.pending.is_empty();
+            }
+        }
+        clear
+    }
+
+    /// One frame from P: a message accepted (its seq returned), an ARP
+    /// request answered, or something else dropped and counted.
+    fn admit(&mut self, mut m: Mbuf, now: u64, watermark: u64, active: u8) -> Option<u64> {
+        let c = &self.plane.counters.ingress;
+        if m.segments() != 1 {
+            c.multi_segment.inc();
+            return None;
+        }
+        match classify(m.data(), &self.addr) {
+            Classified::Message(meta) => return self.accept(m, meta, now, watermark, active),
+            Classified::ArpRequest => {
+                let ok = match arp::reply_in_place(m.data_mut(), self.addr.mac, self.addr.ip) {
+                    Ok(len) => pad_to(&mut m, len),
+                    Err(_) => false,
+                };
+                if !ok {
+                    c.dropped[DropReason::ArpOther.index()].inc();
+                } else if self.arp_out.push(m).is_err() {
+                    c.arp_reply_dropped.inc();
+                } else {
+                    c.arp_replies.inc();
+                }
+            }
+            Classified::Drop(reason) => c.dropped[reason.index()].inc(),
+        }
+        None
+    }
+
+    /// Stamps this poll's accepted messages as launched and transmits their
+    /// backup frames on every link in service.
+    fn launch(&mut self, accepted: usize, active: u8) {
+        if accepted == 0 || active == 0 {
+            // With no link in service (pass-through, journal) nothing was
+            // launched: the messages are held without a launch time.
+            return;
+        }
+        let c = &self.plane.counters.ingress;
+        // Stamp before transmitting: the tap copy cannot precede this.
+        let t = self.clock.now_ns();
+        let last = self.launched[accepted - 1];
+        for &seq in &self.launched[..accepted] {
+            self.hold.set_backup_tx_ns(seq, t);
+            self.mine.record_launch(seq, t);
+        }
+        for (k, l) in self.links.iter_mut().enumerate() {
+            if active & (1 << k) != 0 {
+                self.mine.launched_on(k, last);
+            }
+            c.backup_frames_sent
+                .add(l.port.tx_burst(0, &mut l.pending) as u64);
+        }
     }
 
     /// Builds the backup frame for every link in service, then holds the
@@ -191,7 +242,7 @@ impl Ingress {
         watermark: u64,
         active: u8,
     ) -> Option<u64> {
-        let c = &self.shared.counters.ingress;
+        let c = &self.plane.counters.ingress;
         let seq = self.hold.next_seq();
         let Some(first) = (0..self.links.len()).find(|k| active & (1 << k) != 0) else {
             return self.accept_unlaunched(m, meta, now, watermark);
@@ -277,8 +328,9 @@ impl Ingress {
 
     /// No backup link in service. In pass-through and journal modes the
     /// message is still accepted and held, with no backup frame (egress
-    /// releases it flagged, or once journaled); otherwise it is refused and
-    /// counted (the main lcore is about to halt us).
+    /// releases it flagged, or once journaled, or launches it when protection
+    /// returns); otherwise it is refused and counted (the main lcore is about
+    /// to halt us).
     fn accept_unlaunched(
         &mut self,
         m: Mbuf,
@@ -286,11 +338,8 @@ impl Ingress {
         now: u64,
         watermark: u64,
     ) -> Option<u64> {
-        let c = &self.shared.counters.ingress;
-        if !matches!(
-            self.shared.control.mode(),
-            Mode::PassThrough | Mode::Journal
-        ) {
+        let c = &self.plane.counters.ingress;
+        if !matches!(self.plane.control.mode(), Mode::PassThrough | Mode::Journal) {
             c.no_link.inc();
             return None;
         }
@@ -300,7 +349,7 @@ impl Ingress {
             timestamp_ns: now,
             watermark,
         };
-        // Digest 0: no tap copy exists to match; release is the mode's decision.
+        // Digest 0: no frame exists to match; release is the mode's decision.
         match self.hold.push(held, 0, now) {
             Ok(seq) => {
                 c.unlaunched.inc();
@@ -316,7 +365,6 @@ impl Ingress {
     /// Our heartbeat on every link that is due one (active and standby: the
     /// tap copy of a heartbeat proves a tap path that carries no traffic).
     fn heartbeats(&mut self, now: u64) -> usize {
-        let ctl = &self.shared.control;
         let watermark = self.released_watermark();
         let mut sent = 0;
         for (k, l) in self.links.iter_mut().enumerate() {
@@ -324,8 +372,8 @@ impl Ingress {
                 continue;
             }
             l.next_hb_ns = now + self.hb_interval_ns;
-            let ls = &ctl.links[k];
             let seq = l.hb_seq + 1;
+            let (echo_seq, echo_timestamp_ns) = self.plane.link_rx[k].peer_heartbeat();
             let repr = HeartbeatRepr {
                 link: k as u8,
                 stream: self.stream,
@@ -333,35 +381,19 @@ impl Ingress {
                 seq,
                 timestamp_ns: now,
                 watermark,
-                echo_seq: links::get(&ls.peer_hb_seq),
-                echo_timestamp_ns: links::get(&ls.peer_hb_ts),
+                echo_seq,
+                echo_timestamp_ns,
             };
-            let Some(mut m) = self.pool.alloc() else {
-                self.shared.counters.ingress.no_mbuf.inc();
+            let Some((m, _)) = link_frame(&self.pool, l.mac, l.peer_mac, repr.buffer_len(), |b| {
+                repr.emit(b, &self.key)
+            }) else {
+                self.plane.counters.ingress.no_mbuf.inc();
                 continue;
             };
-            let pdu = repr.buffer_len();
-            let len = (ethernet::HEADER_LEN + pdu).max(MIN_FRAME_LEN);
-            let Some(buf) = m.append(len as u16) else {
-                continue;
-            };
-            buf.fill(0);
-            let _ = ethernet::emit_header(buf, l.peer_mac, l.mac, EtherType::TAPHOLD);
-            if repr
-                .emit(
-                    &mut buf[ethernet::HEADER_LEN..ethernet::HEADER_LEN + pdu],
-                    &self.key,
-                )
-                .is_err()
-            {
-                continue;
-            }
             l.hb_seq = seq;
-            // Recorded before the frame leaves, like a backup frame's launch.
-            links::set(ls.hb_sent_ns.slot(seq), now);
-            links::set(&ls.hb_sent_seq, seq);
+            self.mine.heartbeat_sent(k, seq, now);
             let _ = l.pending.push(m);
-            self.shared.counters.ingress.heartbeats_sent.inc();
+            self.plane.counters.ingress.heartbeats_sent.inc();
             sent += 1;
         }
         sent
@@ -370,34 +402,29 @@ impl Ingress {
     /// Moves egress's re-launched frames onto their links, ahead of anything
     /// new; while paused for a re-send round, resumes once egress says the
     /// round is done and every frame of it is queued.
-    fn take_resends(&mut self) -> usize {
-        let ctl = &self.shared.control;
-        let c = &self.shared.counters.ingress;
-        // Acquire: pairs with egress's Release store after its last enqueue,
-        // so empty rings below really mean every re-send was taken.
-        let done = ctl.resend_done_epoch.load(Ordering::Acquire) == self.failover_seen;
-        let now = self.clock.now_ns();
+    fn take_relaunches(&mut self, now: u64) -> usize {
+        let c = &self.plane.counters.ingress;
+        // Before draining: rings found empty after it hold nothing more of the round.
+        let done = self.round.round_done();
         let mut moved = 0;
         let mut left = 0;
-        for (k, (l, ring)) in self.links.iter_mut().zip(&mut self.resend_in).enumerate() {
+        for (k, l) in self.links.iter_mut().enumerate() {
             while l.pending.room() > 0 {
-                let Some(m) = ring.pop() else { break };
+                let Some(m) = l.relaunches.pop() else { break };
                 // Its launch on this link is now: the ack and tap deadlines count from here.
                 if let Ok(p) = Packet::new_checked(&m.data()[ethernet::HEADER_LEN..]) {
-                    ctl.record_launch(p.seq(), now);
-                    links::raise(&ctl.links[k].launched_seq, p.seq());
+                    self.mine.record_launch(p.seq(), now);
+                    self.mine.launched_on(k, p.seq());
                     // A message accepted with no link in service: its first launch.
                     self.hold.stamp_first_launch(p.seq(), now);
                 }
                 let _ = l.pending.push(m);
                 moved += 1;
             }
-            left += ring.count();
+            left += l.relaunches.count();
         }
         c.resent.add(moved as u64);
-        if self.paused && done && left == 0 {
-            self.paused = false;
-        }
+        self.round.try_resume(done, left == 0);
         moved
     }
 }

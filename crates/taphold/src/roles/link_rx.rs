@@ -16,24 +16,41 @@ use taphold_wire::digest::DigestKey;
 
 use super::BURST;
 use crate::frames::{from_node, FromNode, LinkIdentity};
-use crate::links::{self, HB_LOG};
-use crate::Shared;
+use crate::plane::{LinkRxWriter, Plane};
 
+/// One backup link, as link-rx polls it.
 pub struct LinkRxLink {
     /// Who we are on the link: the node's frames come from it to us.
     pub id: LinkIdentity,
     pub port: Arc<Port>,
+    /// What link-rx publishes about the link.
+    pub mine: LinkRxWriter,
 }
 
 pub struct LinkRx {
-    pub links: Vec<LinkRxLink>,
-    pub key: DigestKey,
-    pub clock: Clock,
-    pub shared: &'static Shared,
-    pub rx: Burst<BURST>,
+    links: Vec<LinkRxLink>,
+    key: DigestKey,
+    clock: Clock,
+    plane: &'static Plane,
+    rx: Burst<BURST>,
 }
 
 impl LinkRx {
+    pub fn new(
+        links: Vec<LinkRxLink>,
+        key: DigestKey,
+        clock: Clock,
+        plane: &'static Plane,
+    ) -> LinkRx {
+        LinkRx {
+            links,
+            key,
+            clock,
+            plane,
+            rx: Burst::new(),
+        }
+    }
+
     pub fn poll(&mut self) -> usize {
         let mut work = 0;
         for l in &self.links {
@@ -43,19 +60,17 @@ impl LinkRx {
                 continue;
             }
             let now = self.clock.now_ns();
-            let ctl = &self.shared.control;
-            let c = &self.shared.counters.link_rx[l.id.link];
-            let ls = &ctl.links[l.id.link];
+            let c = &self.plane.counters.link_rx[l.id.link];
             c.rx_frames.add(n as u64);
             while let Some(m) = self.rx.pop() {
-                match from_node(m.data(), &l.id, &self.key, ctl.highest_ackable()) {
+                let ackable = self.plane.highest_ackable();
+                match from_node(m.data(), &l.id, &self.key, ackable) {
                     FromNode::Ack { seq } => {
                         c.acks.inc();
                         if seq > c.acked_seq.get() {
                             c.acked_seq.add(seq - c.acked_seq.get());
                         }
-                        links::raise(&ls.acked_seq, seq);
-                        links::set(&ls.last_ack_ns, now);
+                        l.mine.acked(seq, now);
                     }
                     FromNode::Heartbeat {
                         seq,
@@ -63,14 +78,10 @@ impl LinkRx {
                         echo_seq,
                     } => {
                         c.heartbeats.inc();
-                        links::set(&ls.peer_hb_seq, seq);
-                        links::set(&ls.peer_hb_ts, timestamp_ns);
-                        links::set(&ls.last_peer_hb_ns, now);
+                        l.mine.peer_heartbeat(seq, timestamp_ns, now);
                         // The echo of one of our recent heartbeats: its round trip.
-                        let sent = links::get(&ls.hb_sent_seq);
-                        if echo_seq != 0 && echo_seq <= sent && sent - echo_seq < HB_LOG as u64 {
-                            let t = links::get(ls.hb_sent_ns.slot(echo_seq));
-                            links::set(&ls.hb_echo_rtt_ns, now.saturating_sub(t));
+                        if let Some(t) = self.plane.ingress.hb_sent_ns(l.id.link, echo_seq) {
+                            l.mine.echo_rtt(now.saturating_sub(t));
                         }
                     }
                     FromNode::Foreign => c.foreign.inc(),

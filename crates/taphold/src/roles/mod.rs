@@ -18,7 +18,6 @@
 pub mod egress;
 pub mod ingress;
 pub mod link_rx;
-pub mod relaunch;
 pub mod tap_model;
 pub mod tap_rx;
 

@@ -15,12 +15,14 @@ use std::sync::Arc;
 
 use dpdk::{Burst, Clock, Mbuf, Mempool, Port};
 use taphold_wire::digest::DigestKey;
-use taphold_wire::ethernet::{self, EtherType, EthernetAddress, MIN_FRAME_LEN};
+use taphold_wire::ethernet::{self, EthernetAddress};
 use taphold_wire::taphold::{AckRepr, HeartbeatRepr, MsgType, Packet};
 
 use super::BURST;
-use crate::config::{NodeAcks, SeqRange, TapMode};
-use crate::Shared;
+use crate::config::{HarnessLinkConfig, NodeAcks, SeqRange, TapMode};
+use crate::frames::link_frame;
+use crate::plan::Plan;
+use crate::plane::Plane;
 use taphold_wire::taphold::Flags;
 
 /// Bursts taken from each fibre per poll.
@@ -30,59 +32,124 @@ const MAX_BURSTS: usize = 4;
 const NODE_HEARTBEAT_NS: u64 = 10_000_000;
 
 pub struct ModelLink {
-    pub link: usize,
+    link: usize,
     /// Far end of the fibre: receives what the appliance sent on Bk, and
     /// carries the modelled node's acks and heartbeats back.
-    pub fibre: Port,
+    fibre: Port,
     /// Injects the tap copies into Tk.
-    pub tap_feed: Port,
-    pub mode: TapMode,
+    tap_feed: Port,
+    mode: TapMode,
     /// Seqs whose first tap copy the tap loses (re-launches pass).
-    pub lose: Vec<SeqRange>,
+    lose: Vec<SeqRange>,
     /// The tap shows nothing from .0 to .1 ns after the model started.
-    pub cut_window_ns: Option<(u64, u64)>,
+    cut_window_ns: Option<(u64, u64)>,
     /// When the model first polled (the cut window's origin); 0 before.
-    pub started_ns: u64,
+    started_ns: u64,
     /// Index into `TapModel::sinks`, if the far end is recorded.
-    pub sink: Option<usize>,
-    pub tap_out: Burst<BURST>,
+    sink: Option<usize>,
+    tap_out: Burst<BURST>,
     /// The appliance's MAC on this link and the (modelled) node's.
-    pub appliance_mac: EthernetAddress,
-    pub node_mac: EthernetAddress,
-    pub backup_node: bool,
+    appliance_mac: EthernetAddress,
+    node_mac: EthernetAddress,
+    backup_node: bool,
     /// What its acks claim.
-    pub node_acks: NodeAcks,
+    node_acks: NodeAcks,
     /// Round trip of the modelled fibre (2 × one-way delay).
-    pub ack_delay_ns: u64,
-    /// Acks in flight: (due time, cumulative seq), oldest first, preallocated.
-    pub acks: Vec<(u64, u64)>,
-    pub acks_head: usize,
-    pub acks_len: usize,
-    pub records: u64,
-    pub node_hb_seq: u64,
-    pub next_node_hb_ns: u64,
+    ack_delay_ns: u64,
+    /// Acks in flight, due a fibre round trip after each frame arrived.
+    acks: AckQueue,
+    records: u64,
+    node_hb_seq: u64,
+    next_node_hb_ns: u64,
     /// The appliance's last heartbeat, echoed in ours.
-    pub echo: (u64, u64),
+    echo: (u64, u64),
     /// The appliance's epoch as last heard: the modelled node speaks for it.
-    pub epoch: u64,
-    pub node_out: Burst<BURST>,
+    epoch: u64,
+    node_out: Burst<BURST>,
 }
 
 pub struct TapModel {
-    pub links: Vec<ModelLink>,
-    pub sinks: Vec<Arc<Port>>,
-    pub pool: Mempool,
-    pub key: DigestKey,
-    pub stream: u32,
-    pub clock: Clock,
-    pub shared: &'static Shared,
-    pub rx: Burst<BURST>,
-    pub sink_out: Burst<BURST>,
+    links: Vec<ModelLink>,
+    sinks: Vec<Arc<Port>>,
+    pool: Mempool,
+    key: DigestKey,
+    stream: u32,
+    clock: Clock,
+    plane: &'static Plane,
+    rx: Burst<BURST>,
+    sink_out: Burst<BURST>,
+}
+
+impl ModelLink {
+    /// The model of link `link` as `cfg` describes it: `fibre` is the far
+    /// end of its Bk ring pair, `tap_feed` the near end of its Tk pair,
+    /// `sink` the index of the port recording what reaches the far end.
+    pub fn new(
+        link: usize,
+        cfg: &HarnessLinkConfig,
+        fibre: Port,
+        tap_feed: Port,
+        sink: Option<usize>,
+        node_mac: EthernetAddress,
+    ) -> ModelLink {
+        ModelLink {
+            link,
+            fibre,
+            tap_feed,
+            mode: cfg.tap,
+            lose: cfg.lose_tap_copies.clone(),
+            cut_window_ns: cfg
+                .tap_cut_ms
+                .map(|[from, to]| (from.saturating_mul(1_000_000), to.saturating_mul(1_000_000))),
+            started_ns: 0,
+            sink,
+            tap_out: Burst::new(),
+            // Set by TapModel::new, once the link's MAC is known.
+            appliance_mac: EthernetAddress([0; 6]),
+            node_mac,
+            backup_node: cfg.backup_node,
+            node_acks: cfg.node_acks,
+            ack_delay_ns: cfg.ack_delay_ns(),
+            acks: AckQueue::new(1 << 16),
+            records: 0,
+            node_hb_seq: 0,
+            next_node_hb_ns: 0,
+            echo: (0, 0),
+            epoch: 0,
+            node_out: Burst::new(),
+        }
+    }
 }
 
 impl TapModel {
+    /// The role over `links`; `macs[k]` is the appliance's MAC on link `k`.
+    pub fn new(
+        mut links: Vec<ModelLink>,
+        sinks: Vec<Arc<Port>>,
+        macs: &[EthernetAddress],
+        plan: &Plan,
+        pool: Mempool,
+        clock: Clock,
+        plane: &'static Plane,
+    ) -> TapModel {
+        for m in &mut links {
+            m.appliance_mac = macs[m.link];
+        }
+        TapModel {
+            links,
+            sinks,
+            pool,
+            key: plan.key,
+            stream: plan.stream,
+            clock,
+            plane,
+            rx: Burst::new(),
+            sink_out: Burst::new(),
+        }
+    }
+
     pub fn poll(&mut self) -> usize {
-        let c = &self.shared.counters.tap_model;
+        let c = &self.plane.counters.tap_model;
         let mut work = 0;
         let now = self.clock.now_ns();
         for l in &mut self.links {
@@ -151,7 +218,7 @@ impl TapModel {
                 }
             }
             if l.backup_node {
-                work += l.node_sends(now, &self.pool, &self.key, self.stream, self.shared);
+                work += l.node_sends(now, &self.pool, &self.key, self.stream, self.plane);
             }
         }
         work
@@ -177,16 +244,7 @@ impl ModelLink {
         match p.msg_type() {
             MsgType::Backup => {
                 self.records += 1;
-                let cap = self.acks.len();
-                if self.acks_len == cap {
-                    // The queue is full: fold into the newest entry (acks are cumulative).
-                    let last = (self.acks_head + self.acks_len - 1) % cap;
-                    self.acks[last].1 = self.acks[last].1.max(p.seq());
-                } else {
-                    let at = (self.acks_head + self.acks_len) % cap;
-                    self.acks[at] = (now + self.ack_delay_ns, p.seq());
-                    self.acks_len += 1;
-                }
+                self.acks.push(now + self.ack_delay_ns, p.seq());
             }
             MsgType::Heartbeat => self.echo = (p.seq(), p.timestamp_ns()),
             _ => {}
@@ -200,8 +258,8 @@ impl ModelLink {
         pdu: usize,
         emit: impl FnOnce(&mut [u8]) -> Result<u64, taphold_wire::WireError>,
     ) -> bool {
-        match frame(pool, self.appliance_mac, self.node_mac, pdu, emit) {
-            Some(m) => self.node_out.push(m).is_ok(),
+        match link_frame(pool, self.node_mac, self.appliance_mac, pdu, emit) {
+            Some((m, _)) => self.node_out.push(m).is_ok(),
             None => false,
         }
     }
@@ -213,18 +271,11 @@ impl ModelLink {
         pool: &Mempool,
         key: &DigestKey,
         stream: u32,
-        shared: &Shared,
+        plane: &Plane,
     ) -> usize {
-        let c = &shared.counters.tap_model;
-        let cap = self.acks.len();
-        let mut ack_seq = 0;
-        while self.acks_len > 0 && self.acks[self.acks_head].0 <= now {
-            ack_seq = ack_seq.max(self.acks[self.acks_head].1);
-            self.acks_head = (self.acks_head + 1) % cap;
-            self.acks_len -= 1;
-        }
+        let c = &plane.counters.tap_model;
         let mut sent = 0;
-        if ack_seq != 0 {
+        if let Some(ack_seq) = self.acks.due(now) {
             let (epoch, seq) = match self.node_acks {
                 NodeAcks::Faithful => (self.epoch, ack_seq),
                 NodeAcks::OtherEpoch => (self.epoch.wrapping_sub(1), ack_seq),
@@ -284,19 +335,74 @@ fn first_copy_of(m: &Mbuf, lose: &[SeqRange]) -> bool {
         && lose.iter().any(|r| r.contains(p.seq()))
 }
 
-/// A taphold frame from the modelled node: Ethernet header, PDU, padding.
-fn frame(
-    pool: &Mempool,
-    dst: EthernetAddress,
-    src: EthernetAddress,
-    pdu: usize,
-    emit: impl FnOnce(&mut [u8]) -> Result<u64, taphold_wire::WireError>,
-) -> Option<Mbuf> {
-    let mut m = pool.alloc()?;
-    let len = (ethernet::HEADER_LEN + pdu).max(MIN_FRAME_LEN);
-    let buf = m.append(len as u16)?;
-    buf.fill(0);
-    ethernet::emit_header(buf, dst, src, EtherType::TAPHOLD).ok()?;
-    emit(&mut buf[ethernet::HEADER_LEN..ethernet::HEADER_LEN + pdu]).ok()?;
-    Some(m)
+/// The modelled node's acks in flight: (due time, cumulative seq), oldest
+/// first, in a ring allocated once. Full, a new ack folds into the newest
+/// entry (acks are cumulative, so nothing is lost but a little timing).
+pub struct AckQueue {
+    ring: Vec<(u64, u64)>,
+    head: usize,
+    len: usize,
+}
+
+impl AckQueue {
+    pub fn new(capacity: usize) -> AckQueue {
+        AckQueue {
+            ring: vec![(0, 0); capacity.max(1)],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    /// An ack of `seq` due at `due_ns`.
+    pub fn push(&mut self, due_ns: u64, seq: u64) {
+        let cap = self.ring.len();
+        if self.len == cap {
+            let last = (self.head + self.len - 1) % cap;
+            self.ring[last].1 = self.ring[last].1.max(seq);
+        } else {
+            self.ring[(self.head + self.len) % cap] = (due_ns, seq);
+            self.len += 1;
+        }
+    }
+
+    /// Takes every ack due by `now`: the highest seq among them, if any.
+    pub fn due(&mut self, now: u64) -> Option<u64> {
+        let cap = self.ring.len();
+        let mut seq = None;
+        while self.len > 0 && self.ring[self.head].0 <= now {
+            seq = Some(seq.unwrap_or(0).max(self.ring[self.head].1));
+            self.head = (self.head + 1) % cap;
+            self.len -= 1;
+        }
+        seq
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_come_due_in_order_and_a_full_queue_folds() {
+        let mut q = AckQueue::new(3);
+        assert_eq!(q.due(u64::MAX), None);
+        q.push(10, 1);
+        q.push(20, 2);
+        q.push(20, 3);
+        assert_eq!(q.due(9), None);
+        assert_eq!(q.due(10), Some(1));
+        assert_eq!(q.due(25), Some(3), "the highest of those due");
+        q.push(30, 4);
+        q.push(31, 5);
+        q.push(32, 6);
+        q.push(33, 9); // full: folds into the newest entry, due at 32
+        assert_eq!(q.due(31), Some(5));
+        assert_eq!(q.due(32), Some(9));
+        assert_eq!(q.due(u64::MAX), None, "empty again");
+        // Wraps many times without losing an ack.
+        for i in 0..100u64 {
+            q.push(i, i + 1);
+            assert_eq!(q.due(i), Some(i + 1));
+        }
+    }
 }

@@ -20,25 +20,44 @@ use taphold_wire::digest::DigestKey;
 use super::{HeldMessage, BURST};
 use crate::counters::{TapCounters, WireErrorKind};
 use crate::frames::{tap_copy, LinkIdentity, TapCopy};
-use crate::links::{self, LinkShared};
-use crate::Shared;
+use crate::plane::{Plane, TapWriter};
 
+/// One tap, as tap-rx polls it.
 pub struct TapLink {
     /// Who we are on the link: a genuine tap copy is from us to the node.
     pub id: LinkIdentity,
     pub port: Arc<Port>,
+    /// What tap-rx publishes about the link.
+    pub mine: TapWriter,
 }
 
 pub struct TapRx {
-    pub taps: Vec<TapLink>,
-    pub hold: Confirmer<HeldMessage>,
-    pub key: DigestKey,
-    pub clock: Clock,
-    pub shared: &'static Shared,
-    pub rx: Burst<BURST>,
+    taps: Vec<TapLink>,
+    hold: Confirmer<HeldMessage>,
+    key: DigestKey,
+    clock: Clock,
+    plane: &'static Plane,
+    rx: Burst<BURST>,
 }
 
 impl TapRx {
+    pub fn new(
+        taps: Vec<TapLink>,
+        hold: Confirmer<HeldMessage>,
+        key: DigestKey,
+        clock: Clock,
+        plane: &'static Plane,
+    ) -> TapRx {
+        TapRx {
+            taps,
+            hold,
+            key,
+            clock,
+            plane,
+            rx: Burst::new(),
+        }
+    }
+
     pub fn poll(&mut self) -> usize {
         let mut work = 0;
         for t in &self.taps {
@@ -51,12 +70,11 @@ impl TapRx {
                 }
                 work += n;
                 let now = self.clock.now_ns();
-                let c = &self.shared.counters.tap[t.id.link];
-                let ls = &self.shared.control.links[t.id.link];
+                let c = &self.plane.counters.tap[t.id.link];
                 c.rx_frames.add(n as u64);
                 while let Some(m) = self.rx.pop() {
                     let verdict = tap_copy(m.data(), &t.id, &self.key);
-                    act(verdict, t.id.link, &self.hold, now, c, ls);
+                    act(verdict, t.id.link, &self.hold, now, c, &t.mine);
                     // The mbuf is freed here, whatever the verdict.
                 }
                 if n < BURST {
@@ -76,7 +94,7 @@ fn act(
     hold: &Confirmer<HeldMessage>,
     now: u64,
     c: &TapCounters,
-    ls: &LinkShared,
+    mine: &TapWriter,
 ) {
     match v {
         TapCopy::Backup { seq, digest } => {
@@ -87,12 +105,12 @@ fn act(
                 outcome,
                 Confirm::Confirmed | Confirm::Duplicate | Confirm::Released
             ) {
-                links::raise(&ls.tapped_seq, seq);
+                mine.tapped(seq);
             }
         }
         TapCopy::Heartbeat { seq } => {
             c.heartbeats.inc();
-            links::raise(&ls.hb_tapped_seq, seq);
+            mine.heartbeat_tapped(seq);
         }
         TapCopy::NotTaphold => c.not_taphold.inc(),
         TapCopy::Malformed(e) => c.malformed[WireErrorKind::index(e)].inc(),

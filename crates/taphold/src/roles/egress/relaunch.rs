@@ -17,10 +17,11 @@
 //!   that comes back before the link is declared down finds it again.
 //! - **Re-send round**: a link entering service (a failover target, or a link
 //!   back from down) gets every held message it has not confirmed, in seq
-//!   order, before anything new: the main lcore bumps `failover_epoch` with
-//!   the links in `resend_links`; ingress pauses (its tail frozen) and says so;
-//!   we walk the held messages and hand the frames over; we say the round is
-//!   done; ingress launches them and resumes. Messages accepted with no link in
+//!   order, before anything new: the main lcore starts a round for the links
+//!   entering; ingress pauses (its tail frozen) and says so; we walk the held
+//!   messages and hand the frames over; we say the round is done; ingress
+//!   launches them and resumes (the handshake is `taphold_core::round`, its
+//!   orderings in plane.rs). Messages accepted with no link in
 //!   service (pass-through, journal) are launched this way too when protection
 //!   returns.
 //!
@@ -34,19 +35,19 @@
 // cursors, counters): a range loop says that better than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
-use std::sync::atomic::Ordering;
-
 use dpdk::{Mbuf, Mempool};
 use taphold_core::hold_ring::Consumer;
+use taphold_core::round::RoundEgress;
 use taphold_wire::digest::DigestKey;
 use taphold_wire::ethernet::EthernetAddress;
 use taphold_wire::taphold::{ContentMode, Flags};
 
-use super::{HeldMessage, BURST};
 use crate::config::{Gate, MAX_LINKS};
 use crate::counters::RelaunchCounters;
 use crate::frames::backup_frame;
-use crate::links::{self, Control};
+use crate::plan::Plan;
+use crate::plane::{EgressWriter, Plane};
+use crate::roles::{HeldMessage, BURST};
 
 /// `round_next` when no round is being walked.
 const DONE: u64 = u64::MAX;
@@ -72,19 +73,19 @@ struct Tries {
 }
 
 pub struct Relaunch {
-    pub links: Vec<LinkAddr>,
+    links: Vec<LinkAddr>,
     /// Per link: frames for ingress to launch on it.
-    pub out: Vec<dpdk::ring::Producer<Mbuf>>,
-    pub pool: Mempool,
-    pub key: DigestKey,
-    pub stream: u32,
-    pub epoch: u64,
-    pub content: ContentMode,
-    pub gate: Gate,
+    out: Vec<dpdk::ring::Producer<Mbuf>>,
+    pool: Mempool,
+    key: DigestKey,
+    stream: u32,
+    epoch: u64,
+    content: ContentMode,
+    gate: Gate,
     /// How long a message may wait for its confirmation on a link.
-    pub timeout_ns: u64,
-    /// Retransmits per message and link.
-    pub max_tries: u8,
+    timeout_ns: u64,
+    /// Retransmits per message and link before it is counted exhausted.
+    max_tries: u8,
     /// Per link: the lowest seq it may not have confirmed (a cursor; every
     /// held seq below it is confirmed on the link).
     oldest: [u64; MAX_LINKS],
@@ -94,45 +95,43 @@ pub struct Relaunch {
     /// Per link: where the retransmit scan goes on at the next poll.
     resume: [u64; MAX_LINKS],
     tries: Box<[Tries]>,
-    /// The round being served, and where its walk is: the next seq, and the
-    /// first link of `round_links` not yet done for that seq.
-    round: u64,
+    /// Our side of the re-send round handshake.
+    board: RoundEgress<'static>,
+    /// The round being walked: its links, the next seq, and the first link
+    /// of `round_links` not yet done for that seq.
+    walking: bool,
     round_links: u8,
     round_next: u64,
     round_link_from: usize,
 }
 
 impl Relaunch {
-    #[allow(clippy::too_many_arguments)]
+    /// `links`: per link, its addresses and the ring to ingress.
     pub fn new(
-        links: Vec<LinkAddr>,
-        out: Vec<dpdk::ring::Producer<Mbuf>>,
-        pool: Mempool,
-        key: DigestKey,
-        stream: u32,
+        plan: &Plan,
         epoch: u64,
-        content: ContentMode,
-        gate: Gate,
-        timeout_ns: u64,
-        max_tries: u8,
-        capacity: usize,
+        links: Vec<(LinkAddr, dpdk::ring::Producer<Mbuf>)>,
+        pool: Mempool,
+        board: RoundEgress<'static>,
     ) -> Relaunch {
+        let (links, out) = links.into_iter().unzip();
         Relaunch {
             links,
             out,
             pool,
-            key,
-            stream,
+            key: plan.key,
+            stream: plan.stream,
             epoch,
-            content,
-            gate,
-            timeout_ns,
-            max_tries,
+            content: plan.content,
+            gate: plan.gate,
+            timeout_ns: plan.relaunch_timeout_ns,
+            max_tries: plan.max_retransmits,
             oldest: [1; MAX_LINKS],
             entered_ns: [0; MAX_LINKS],
             resume: [0; MAX_LINKS],
-            tries: vec![Tries::default(); capacity].into_boxed_slice(),
-            round: 0,
+            tries: vec![Tries::default(); plan.hold_capacity].into_boxed_slice(),
+            board,
+            walking: false,
             round_links: 0,
             round_next: DONE,
             round_link_from: 0,
@@ -142,10 +141,10 @@ impl Relaunch {
     /// Whether held message `seq`, with tap confirmations `confirmed`, is
     /// confirmed on link `k` in the sense the release gate uses.
     #[inline]
-    fn satisfied(&self, ctl: &Control, k: usize, seq: u64, confirmed: u8) -> bool {
+    fn satisfied(&self, plane: &Plane, k: usize, seq: u64, confirmed: u8) -> bool {
         match self.gate {
             Gate::Tap => confirmed & (1 << k) != 0,
-            Gate::Ack => links::get(&ctl.links[k].acked_seq) >= seq,
+            Gate::Ack => plane.link_rx[k].acked_seq() >= seq,
         }
     }
 
@@ -206,31 +205,17 @@ impl Relaunch {
     /// The re-send round, if one is due: once ingress has paused for it, every
     /// held message the round's links have not confirmed is re-launched on
     /// them, in seq order, a burst per poll; then the round is declared done.
-    pub fn round(
-        &mut self,
-        hold: &mut Consumer<HeldMessage>,
-        ctl: &Control,
-        counters: &[crate::counters::Padded<RelaunchCounters>],
-        now: u64,
-    ) -> usize {
-        // Acquire: pairs with the main lcore's Release bump, which published
-        // `resend_links` with it.
-        let epoch = ctl.failover_epoch.load(Ordering::Acquire);
-        if epoch == self.round && self.round_next == DONE {
-            return 0;
-        }
-        if epoch != self.round {
-            // Acquire: pairs with ingress's Release; after it, no new seq appears.
-            if ctl.ingress_paused_epoch.load(Ordering::Acquire) != epoch {
-                return 0;
-            }
-            self.round = epoch;
-            self.round_links = ctl.resend_links.load(Ordering::Relaxed);
+    pub fn round(&mut self, hold: &mut Consumer<HeldMessage>, plane: &Plane, now: u64) -> usize {
+        let counters = &plane.counters.relaunch;
+        if let Some((_, links)) = self.board.begin() {
+            // A new round (or a wider one, restarting the walk from the head).
+            self.walking = true;
+            self.round_links = links;
             let head = hold.head().map_or(DONE, |h| h.seq);
             self.round_next = head;
             self.round_link_from = 0;
             for k in 0..self.links.len() {
-                if self.round_links & (1 << k) != 0 {
+                if links & (1 << k) != 0 {
                     self.entered_ns[k] = now;
                     // Its confirmations from before it left service still
                     // count; the scan moves the cursor over them again.
@@ -238,6 +223,9 @@ impl Relaunch {
                     counters[k].rounds.inc();
                 }
             }
+        }
+        if !self.walking {
+            return 0;
         }
         let mut built = 0;
         while self.round_next != DONE && built < BURST {
@@ -252,7 +240,7 @@ impl Relaunch {
                 continue;
             };
             for k in self.round_link_from..self.links.len() {
-                if self.round_links & (1 << k) == 0 || self.satisfied(ctl, k, seq, confirmed) {
+                if self.round_links & (1 << k) == 0 || self.satisfied(plane, k, seq, confirmed) {
                     continue;
                 }
                 if !self.relaunch(hold, k, seq, now, &counters[k]) {
@@ -266,23 +254,18 @@ impl Relaunch {
             self.round_next += 1;
         }
         if self.round_next == DONE {
-            // Release: pairs with ingress's Acquire; every frame handed over
-            // above is visible to it once it sees the round done.
-            ctl.resend_done_epoch.store(epoch, Ordering::Release);
+            // Every frame handed over above is visible to ingress once it
+            // sees the round done (taphold_core::round).
+            self.walking = false;
+            self.board.finish();
         }
         built
     }
 
     /// The links of a round announced or under way: their deadlines wait for
     /// the round (which re-launches everything they lack anyway).
-    pub fn round_pending(&self, ctl: &Control) -> u8 {
-        // Acquire: as in `round`.
-        let epoch = ctl.failover_epoch.load(Ordering::Acquire);
-        if epoch == self.round && self.round_next == DONE {
-            0
-        } else {
-            ctl.resend_links.load(Ordering::Relaxed)
-        }
+    pub fn round_pending(&self) -> u8 {
+        self.board.pending()
     }
 
     /// The retransmit scan of the links in service (`active`): re-launches
@@ -292,15 +275,16 @@ impl Relaunch {
     pub fn retransmit_overdue(
         &mut self,
         hold: &mut Consumer<HeldMessage>,
-        ctl: &Control,
+        plane: &Plane,
+        mine: &EgressWriter,
         active: u8,
-        counters: &[crate::counters::Padded<RelaunchCounters>],
         now: u64,
     ) -> usize {
-        let in_round = self.round_pending(ctl);
+        let counters = &plane.counters.relaunch;
+        let in_round = self.round_pending();
         let Some(head) = hold.head().map(|h| h.seq) else {
-            for l in ctl.links.iter().take(self.links.len()) {
-                links::set(&l.unconfirmed_since_ns, 0);
+            for k in 0..self.links.len() {
+                mine.unconfirmed_since(k, 0);
             }
             return 0;
         };
@@ -312,11 +296,11 @@ impl Relaunch {
                 // everything and the deadline starts from then.
                 0
             } else {
-                let since = self.advance(hold, ctl, k, head, end);
-                sent += self.scan(hold, ctl, k, head, end, now, &counters[k]);
+                let since = self.advance(hold, plane, k, head, end);
+                sent += self.scan(hold, plane, k, head, end, now, &counters[k]);
                 since
             };
-            links::set(&ctl.links[k].unconfirmed_since_ns, since);
+            mine.unconfirmed_since(k, since);
         }
         sent
     }
@@ -327,7 +311,7 @@ impl Relaunch {
     fn advance(
         &mut self,
         hold: &mut Consumer<HeldMessage>,
-        ctl: &Control,
+        plane: &Plane,
         k: usize,
         head: u64,
         end: u64,
@@ -343,7 +327,7 @@ impl Relaunch {
             if since == 0 && confirmed & (1 << k) == 0 {
                 since = held.timestamp_ns.max(self.entered_ns[k]).max(1);
             }
-            if self.satisfied(ctl, k, seq, confirmed) && seq == self.oldest[k].max(head) {
+            if self.satisfied(plane, k, seq, confirmed) && seq == self.oldest[k].max(head) {
                 // Everything below is confirmed on k.
                 self.oldest[k] = seq + 1;
             } else {
@@ -365,7 +349,7 @@ impl Relaunch {
     fn scan(
         &mut self,
         hold: &mut Consumer<HeldMessage>,
-        ctl: &Control,
+        plane: &Plane,
         k: usize,
         head: u64,
         end: u64,
@@ -391,7 +375,7 @@ impl Relaunch {
                 continue;
             };
             let waiting_from = held.timestamp_ns.max(self.entered_ns[k]);
-            if self.satisfied(ctl, k, seq, confirmed) {
+            if self.satisfied(plane, k, seq, confirmed) {
                 seq += 1;
                 continue;
             }

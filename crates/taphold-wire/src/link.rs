@@ -1,0 +1,115 @@
+//! Taphold PDUs on a backup link: an Ethernet header (EtherType 0x88B5), the
+//! PDU, zero padding to the Ethernet minimum.
+//!
+//! Every frame the appliance and the backup node put on a backup link is built
+//! by [`emit_frame`], and every frame they take from one is opened by
+//! [`pdu_of`], which checks the addresses a frame of that direction must
+//! carry. One definition for both ends.
+
+use crate::ethernet::{self, EtherType, EthernetAddress, MIN_FRAME_LEN};
+use crate::WireError;
+
+/// The length of the frame carrying a PDU of `pdu_len` bytes.
+#[inline]
+pub const fn frame_len(pdu_len: usize) -> usize {
+    let n = ethernet::HEADER_LEN + pdu_len;
+    if n < MIN_FRAME_LEN {
+        MIN_FRAME_LEN
+    } else {
+        n
+    }
+}
+
+/// Writes a frame from `src` to `dst` at the start of `buf`: the header, the
+/// PDU that `emit` writes into the `pdu_len` bytes it is given (returning its
+/// digest), and zero padding up to [`frame_len`]. Returns the frame's length
+/// and the digest. [`WireError::Truncated`] if `buf` is shorter than the frame.
+pub fn emit_frame(
+    buf: &mut [u8],
+    dst: EthernetAddress,
+    src: EthernetAddress,
+    pdu_len: usize,
+    emit: impl FnOnce(&mut [u8]) -> Result<u64, WireError>,
+) -> Result<(usize, u64), WireError> {
+    let len = frame_len(pdu_len);
+    let frame = buf.get_mut(..len).ok_or(WireError::Truncated)?;
+    ethernet::emit_header(frame, dst, src, EtherType::TAPHOLD)?;
+    let end = ethernet::HEADER_LEN + pdu_len;
+    let digest = emit(&mut frame[ethernet::HEADER_LEN..end])?;
+    frame[end..].fill(0);
+    Ok((len, digest))
+}
+
+/// The bytes after the Ethernet header of `frame`, if it is a taphold frame
+/// from `src` to `dst`. (The PDU itself is checked by `taphold::Packet`.)
+#[inline]
+pub fn pdu_of(frame: &[u8], dst: EthernetAddress, src: EthernetAddress) -> Option<&[u8]> {
+    (frame.len() >= ethernet::HEADER_LEN
+        && frame[0..6] == dst.0
+        && frame[6..12] == src.0
+        && frame[12..14] == EtherType::TAPHOLD.0.to_be_bytes())
+    .then(|| &frame[ethernet::HEADER_LEN..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::taphold::{AckRepr, Packet};
+    use crate::DigestKey;
+
+    const A: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xa]);
+    const B: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xb]);
+
+    fn ack() -> AckRepr {
+        AckRepr {
+            link: 0,
+            stream: 1,
+            epoch: 2,
+            seq: 3,
+            timestamp_ns: 4,
+            watermark: 5,
+            records: 6,
+        }
+    }
+
+    #[test]
+    fn a_frame_round_trips_and_is_padded() {
+        let a = ack();
+        let k = DigestKey([1; 16]);
+        let mut buf = [0xeeu8; 100];
+        let (len, d) = emit_frame(&mut buf, B, A, a.buffer_len(), |b| a.emit(b, &k)).unwrap();
+        assert_eq!(len, 14 + 64);
+        assert_eq!(len, frame_len(a.buffer_len()));
+        assert!(
+            buf[len..].iter().all(|&b| b == 0xee),
+            "nothing written past the frame"
+        );
+        let pdu = pdu_of(&buf[..len], B, A).unwrap();
+        let p = Packet::new_checked(pdu).unwrap();
+        assert_eq!(p.digest_field(), d);
+        assert_eq!(AckRepr::parse(&p, &k), Ok(a));
+        assert_eq!(pdu_of(&buf[..len], A, B), None, "the other direction");
+        assert_eq!(pdu_of(&buf[..13], B, A), None);
+        let mut ipv4 = buf;
+        ipv4[12..14].copy_from_slice(&[8, 0]);
+        assert_eq!(pdu_of(&ipv4[..len], B, A), None);
+    }
+
+    #[test]
+    fn short_pdus_are_padded_to_the_ethernet_minimum() {
+        assert_eq!(frame_len(10), 60);
+        let mut buf = [0xeeu8; 60];
+        let (len, _) = emit_frame(&mut buf, B, A, 10, |b| {
+            b.fill(7);
+            Ok(9)
+        })
+        .unwrap();
+        assert_eq!(len, 60);
+        assert_eq!(&buf[14..24], &[7; 10]);
+        assert!(buf[24..].iter().all(|&b| b == 0), "zero padding");
+        assert_eq!(
+            emit_frame(&mut [0u8; 59], B, A, 10, |_| Ok(0)),
+            Err(WireError::Truncated)
+        );
+    }
+}
