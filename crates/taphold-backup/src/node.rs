@@ -38,7 +38,8 @@ use dpdk::{Burst, Clock, Eal, Mbuf, Mempool, Port, PortConfig};
 use serde::Serialize;
 use taphold_journal::{Appended, Journal, Recovery, Refused, RunId};
 use taphold_wire::digest::DigestKey;
-use taphold_wire::ethernet::{self, EtherType, EthernetAddress, MIN_FRAME_LEN};
+use taphold_wire::ethernet::EthernetAddress;
+use taphold_wire::link::{self, NotOurs};
 use taphold_wire::taphold::{AckRepr, BackupRepr, HeartbeatRepr, MsgType, Packet, ALL_LINKS};
 use taphold_wire::WireError;
 
@@ -322,19 +323,14 @@ impl Intake {
     /// One received frame (Ethernet header on), at `now` (ns). `Err(Ok(reason))`:
     /// refused; `Err(Err(msg))`: the journal failed, or a run could not be opened.
     pub fn handle(&mut self, f: &[u8], now: u64) -> Result<(), Result<Refusal, String>> {
-        if f.len() < ethernet::HEADER_LEN {
-            return Err(Ok(Refusal::Runt));
-        }
-        if f[12..14] != EtherType::TAPHOLD.0.to_be_bytes() {
-            return Err(Ok(Refusal::NotTaphold));
-        }
-        if f[0..6] != self.mac.0 {
-            return Err(Ok(Refusal::NotForUs));
-        }
-        if f[6..12] != self.peer_mac.0 {
-            return Err(Ok(Refusal::WrongPeer));
-        }
-        let buf = &f[ethernet::HEADER_LEN..];
+        let buf = link::open_frame(f, self.mac, self.peer_mac).map_err(|e| {
+            Ok(match e {
+                NotOurs::Runt => Refusal::Runt,
+                NotOurs::NotTaphold => Refusal::NotTaphold,
+                NotOurs::NotForUs => Refusal::NotForUs,
+                NotOurs::WrongPeer => Refusal::WrongPeer,
+            })
+        })?;
         let p = Packet::new_checked(buf).map_err(|e| Ok(Refusal::from_wire(e)))?;
         match p.msg_type() {
             MsgType::Backup => {
@@ -569,24 +565,26 @@ impl Node {
         Ok(n)
     }
 
-    /// Queues one frame of ours (Ethernet to the appliance, padded to 60 bytes).
-    fn send(&mut self, emit: impl FnOnce(&mut [u8], &DigestKey) -> Result<u64, WireError>) {
+    /// Queues one frame of ours to the appliance: a PDU of `pdu_len` bytes
+    /// that `emit` writes.
+    fn send(
+        &mut self,
+        pdu_len: usize,
+        emit: impl FnOnce(&mut [u8], &DigestKey) -> Result<u64, WireError>,
+    ) {
         let mut frame = [0u8; 128];
-        ethernet::emit_header(
+        let key = &self.intake.key;
+        let Ok((len, _)) = link::emit_frame(
             &mut frame,
             self.intake.peer_mac,
             self.intake.mac,
-            EtherType::TAPHOLD,
-        )
-        .expect("128 bytes hold a header");
-        let pdu = &mut frame[ethernet::HEADER_LEN..];
-        if emit(pdu, &self.intake.key).is_err() {
+            pdu_len,
+            |pdu| emit(pdu, key),
+        ) else {
             // Only a link outside 0..=3, which the config refuses.
             self.intake.counters.tx_dropped += 1;
             return;
-        }
-        let total_pdu = Packet::new_unchecked(&frame[ethernet::HEADER_LEN..]).total_len();
-        let len = (ethernet::HEADER_LEN + total_pdu).max(MIN_FRAME_LEN);
+        };
         let Some(m) = Mbuf::from_bytes(&self.pool, &frame[..len]) else {
             self.intake.counters.tx_dropped += 1;
             return;
@@ -609,7 +607,7 @@ impl Node {
             watermark: self.intake.watermark,
             records: run.journal.records_total(),
         };
-        self.send(|b, k| ack.emit(b, k));
+        self.send(ack.buffer_len(), |b, k| ack.emit(b, k));
         self.intake.counters.acks_sent += 1;
         self.intake.counters.last_ack_seq = ack.seq;
     }
@@ -626,7 +624,7 @@ impl Node {
             echo_seq: self.intake.peer_hb.seq,
             echo_timestamp_ns: self.intake.peer_hb.timestamp_ns,
         };
-        self.send(|b, k| hb.emit(b, k));
+        self.send(hb.buffer_len(), |b, k| hb.emit(b, k));
         self.intake.counters.heartbeats_sent += 1;
         self.intake.answer_heartbeat = false;
         self.next_heartbeat_ns = now + self.heartbeat_period_ns;
@@ -871,9 +869,12 @@ mod tests {
                 h.buffer_len()
             }
         };
-        let mut f = vec![0u8; ethernet::HEADER_LEN + n];
-        ethernet::emit_header(&mut f, OURS, APPLIANCE, EtherType::TAPHOLD).unwrap();
-        f[ethernet::HEADER_LEN..].copy_from_slice(&pdu[..n]);
+        let mut f = vec![0u8; link::frame_len(n)];
+        link::emit_frame(&mut f, OURS, APPLIANCE, n, |b| {
+            b.copy_from_slice(&pdu[..n]);
+            Ok(0)
+        })
+        .unwrap();
         f
     }
 

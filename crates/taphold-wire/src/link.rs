@@ -40,15 +40,45 @@ pub fn emit_frame(
     Ok((len, digest))
 }
 
+/// Why a frame taken from a backup link is not a taphold frame for us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotOurs {
+    /// Shorter than an Ethernet header.
+    Runt,
+    /// Not EtherType 0x88B5.
+    NotTaphold,
+    /// Not addressed to us.
+    NotForUs,
+    /// Not from the peer this link pairs us with.
+    WrongPeer,
+}
+
 /// The bytes after the Ethernet header of `frame`, if it is a taphold frame
-/// from `src` to `dst`. (The PDU itself is checked by `taphold::Packet`.)
+/// from `src` to `dst`; else why not. (The PDU itself is checked by
+/// `taphold::Packet`.)
+#[inline]
+pub fn open_frame(
+    frame: &[u8],
+    dst: EthernetAddress,
+    src: EthernetAddress,
+) -> Result<&[u8], NotOurs> {
+    if frame.len() < ethernet::HEADER_LEN {
+        Err(NotOurs::Runt)
+    } else if frame[12..14] != EtherType::TAPHOLD.0.to_be_bytes() {
+        Err(NotOurs::NotTaphold)
+    } else if frame[0..6] != dst.0 {
+        Err(NotOurs::NotForUs)
+    } else if frame[6..12] != src.0 {
+        Err(NotOurs::WrongPeer)
+    } else {
+        Ok(&frame[ethernet::HEADER_LEN..])
+    }
+}
+
+/// [`open_frame`], for a caller that counts every refusal alike.
 #[inline]
 pub fn pdu_of(frame: &[u8], dst: EthernetAddress, src: EthernetAddress) -> Option<&[u8]> {
-    (frame.len() >= ethernet::HEADER_LEN
-        && frame[0..6] == dst.0
-        && frame[6..12] == src.0
-        && frame[12..14] == EtherType::TAPHOLD.0.to_be_bytes())
-    .then(|| &frame[ethernet::HEADER_LEN..])
+    open_frame(frame, dst, src).ok()
 }
 
 #[cfg(test)]
@@ -93,6 +123,12 @@ mod tests {
         let mut ipv4 = buf;
         ipv4[12..14].copy_from_slice(&[8, 0]);
         assert_eq!(pdu_of(&ipv4[..len], B, A), None);
+        let f = &buf[..len];
+        assert_eq!(open_frame(&f[..13], B, A), Err(NotOurs::Runt));
+        assert_eq!(open_frame(&ipv4[..len], B, A), Err(NotOurs::NotTaphold));
+        assert_eq!(open_frame(f, A, A), Err(NotOurs::NotForUs));
+        assert_eq!(open_frame(f, B, B), Err(NotOurs::WrongPeer));
+        assert_eq!(open_frame(f, B, A), Ok(&f[14..]));
     }
 
     #[test]
