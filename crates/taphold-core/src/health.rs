@@ -21,16 +21,25 @@
 //! | from     | to       | when                                                           |
 //! |----------|----------|----------------------------------------------------------------|
 //! | Up       | Degraded | the first update on which any check fails                      |
+//! | Up       | Down     | the same, when `down_after_ns` is 0 (no debounce)              |
 //! | Degraded | Down     | checks have failed on every update for `down_after_ns`         |
 //! | Degraded | Up       | every check has passed on every update for `up_after_ns`       |
 //! | Down     | Up       | every check has passed on every update for `up_after_ns`       |
 //!
-//! No other transition exists: a link never skips Degraded on its way down, and a Down link
-//! that passes for a while and then fails again stays Down (its recovery clock restarts).
-//! "Continuously" is judged on the updates we see: one passing update in Degraded restarts
-//! the Down clock, one failing update restarts the Up clock. A flapping link therefore stays
-//! Degraded, which is where the secondary mode is chosen anyway. Each transition is returned
-//! by exactly one [`LinkHealth::update`].
+//! No other transition exists: a link skips Degraded on its way down only when there is no
+//! debounce to wait through, and a Down link that passes for a while and then fails again
+//! stays Down (its recovery clock restarts). "Continuously" is judged on the updates we see:
+//! one passing update in Degraded restarts the Down clock, one failing update restarts the
+//! Up clock. A flapping link therefore stays Degraded: reported, still in service. Each
+//! transition is returned by exactly one [`LinkHealth::update`].
+//!
+//! # Degraded is a warning; Down acts
+//!
+//! Only Down takes a link out of service, and so only Down can start the secondary mode
+//! (the control loop's decision, `service::ServiceRules`). `down_after_ns` is the debounce
+//! between the patent's thresholds (a missed 500 µs ack, a heartbeat 350 µs late) and that
+//! decision: the default (30 ms, three peer heartbeat periods) rides out one late heartbeat;
+//! 0 makes the first missed deadline take the link Down on that very update.
 //!
 //! Timers start at the update that first sees the condition, not at the instant the
 //! threshold was crossed between two updates, so every boundary is exact in update time
@@ -41,9 +50,9 @@
 //! A silent tap is the most serious failure: the tap path is the release gate. It still goes
 //! Up → Degraded → Down like the others, for two reasons. Safety does not depend on it: a
 //! message whose tap copy never comes back is simply never released by the release policy,
-//! so the hold ring keeps it whatever this state machine says. And Degraded already triggers
-//! the configured secondary mode; the thresholds (`tap_timeout_ns`, then `down_after_ns`) are
-//! what give the operator the time to act, and they are configurable. It is reported first
+//! so the hold ring keeps it whatever this state machine says. And the thresholds
+//! (`tap_timeout_ns`, then `down_after_ns`) are the operator's to set: 0 for the second
+//! makes a silent tap start the secondary mode at once. It is reported first
 //! by [`LinkHealth::failing`] when several checks fail, because when our own transmit path
 //! is broken the ack and heartbeat checks fail as a consequence.
 //!
@@ -81,7 +90,7 @@ pub struct HealthConfig {
     /// tap within this (default 500 µs).
     pub tap_timeout_ns: u64,
     /// Failing continuously this long in Degraded takes the link Down (default three peer
-    /// heartbeat periods, 30 ms).
+    /// heartbeat periods, 30 ms); 0 takes it Down on the first failing update.
     pub down_after_ns: u64,
     /// Passing continuously this long takes a Degraded or Down link back Up (default 100 ms).
     pub up_after_ns: u64,
@@ -120,7 +129,8 @@ impl HealthConfig {
 pub enum LinkState {
     /// Every check passes (or has passed long enough to trust the link again).
     Up,
-    /// A check is failing; the secondary mode may be engaged.
+    /// A check is failing; the link stays in service until it has failed for
+    /// `down_after_ns`.
     Degraded,
     /// Checks have failed continuously for `down_after_ns`.
     Down,
@@ -304,6 +314,8 @@ impl LinkHealth {
             self.pass_since_ns = None;
             let fail_since = *self.fail_since_ns.get_or_insert(now);
             match self.state {
+                // No debounce: the first missed deadline is a Down link.
+                LinkState::Up if self.cfg.down_after_ns == 0 => LinkState::Down,
                 LinkState::Up => LinkState::Degraded,
                 // `fail_since` is never before the Up → Degraded transition: that transition
                 // happened on the first update of the run (or the run restarted since).
@@ -608,6 +620,49 @@ mod tests {
         }
     }
 
+    /// With no debounce (`down_after_ns` 0), each check's first missed deadline takes the
+    /// link straight Down on that update (one transition, Up → Down); one nanosecond
+    /// earlier, nothing happens. Recovery is unchanged.
+    #[test]
+    fn no_debounce_goes_down_on_the_first_missed_deadline() {
+        for base in [CFG, HealthConfig::default()] {
+            let cfg = HealthConfig {
+                down_after_ns: 0,
+                ..base
+            };
+            for check in CHECKS {
+                let mut h = LinkHealth::new(cfg, T0);
+                let since = T0 + 100;
+                let fail = since + threshold(&cfg, check) + 1;
+                step(&mut h, stale(check, since, fail - 1), None);
+                assert_eq!(h.state(), Up);
+                let t = h.update(&stale(check, since, fail)).unwrap();
+                assert_eq!(
+                    t,
+                    Transition {
+                        from: Up,
+                        to: Down,
+                        at_ns: fail,
+                        failing: Some(check)
+                    },
+                    "{check:?}"
+                );
+                step(&mut h, stale(check, since, fail + 1), None);
+                assert_eq!(h.transitions(), 1);
+                let pass = fail + 10;
+                step(&mut h, healthy(pass), None);
+                step(&mut h, healthy(pass + cfg.up_after_ns), Some((Down, Up)));
+                // A second failure goes straight down again.
+                let again = pass + cfg.up_after_ns + 1;
+                step(
+                    &mut h,
+                    stale(check, 0, again + threshold(&cfg, check)),
+                    Some((Up, Down)),
+                );
+            }
+        }
+    }
+
     /// Degraded goes back Up after `up_after_ns` of passing, never straight from one good
     /// update.
     #[test]
@@ -900,7 +955,7 @@ mod tests {
                                     oldest_untapped_launch_ns: c,
                                 }) {
                                     assert_eq!(t.from, prev);
-                                    assert!(allowed(t.from, t.to), "{t:?}");
+                                    assert!(allowed(&cfg, t.from, t.to), "{t:?}");
                                 }
                             }
                         }
@@ -908,20 +963,16 @@ mod tests {
                 }
             }
         }
-        // Zero thresholds: anything outstanding a nanosecond fails; Down on the next failing
-        // update; Up on the first passing update.
+        // Zero thresholds: anything outstanding a nanosecond fails, and with no debounce
+        // that is Down at once; Up on the first passing update.
         let mut h = LinkHealth::new(zero, T0);
         step(&mut h, stale(Check::TapSilent, T0, T0), None);
         step(
             &mut h,
             stale(Check::TapSilent, T0, T0 + 1),
-            Some((Up, Degraded)),
+            Some((Up, Down)),
         );
-        step(
-            &mut h,
-            stale(Check::TapSilent, T0, T0 + 1),
-            Some((Degraded, Down)),
-        );
+        step(&mut h, stale(Check::TapSilent, T0, T0 + 1), None);
         step(&mut h, healthy(T0 + 2), Some((Down, Up)));
         // Maximal thresholds: nothing ever fails.
         let mut h = LinkHealth::new(max, 0);
@@ -929,11 +980,15 @@ mod tests {
         assert_eq!(h.failing(), None);
     }
 
-    fn allowed(from: LinkState, to: LinkState) -> bool {
-        matches!(
-            (from, to),
-            (Up, Degraded) | (Degraded, Down) | (Degraded, Up) | (Down, Up)
-        )
+    /// The transitions the module docs list: Up skips Degraded exactly when there is no
+    /// debounce.
+    fn allowed(cfg: &HealthConfig, from: LinkState, to: LinkState) -> bool {
+        match (from, to) {
+            (Up, Degraded) => cfg.down_after_ns > 0,
+            (Up, Down) => cfg.down_after_ns == 0,
+            (Degraded, Down) | (Degraded, Up) | (Down, Up) => true,
+            _ => false,
+        }
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1038,7 +1093,7 @@ mod tests {
                 match t {
                     Some(t) => {
                         prop_assert_eq!(t.from, state);
-                        prop_assert!(allowed(t.from, t.to), "{:?}", t);
+                        prop_assert!(allowed(&cfg, t.from, t.to), "{:?}", t);
                         prop_assert_eq!(t.at_ns, now);
                         prop_assert_eq!(t.failing, failing);
                         match t.to {
@@ -1061,7 +1116,7 @@ mod tests {
                     None => {
                         // And the converse: whenever a rule fires, the transition happens.
                         let fires = match (state, fail_run, pass_run) {
-                            (Up, Some(_), _) => true,
+                            (Up, Some(_), _) => true, // to Degraded, or Down with no debounce
                             (Degraded, Some(run), _) => now - run >= cfg.down_after_ns,
                             (Degraded | Down, None, Some(run)) => now - run >= cfg.up_after_ns,
                             _ => false,

@@ -219,7 +219,9 @@ pub struct HealthSection {
     pub heartbeat_grace_us: u64,
     /// A frame we launched must show on the tap within this.
     pub tap_timeout_us: u64,
-    /// Failing continuously this long: the link is down.
+    /// The debounce: failing continuously this long, the link is down (and
+    /// only a down link starts the secondary mode). 0: down on the first
+    /// missed deadline.
     pub down_after_us: u64,
     /// Passing continuously this long: the link is up again.
     pub up_after_us: u64,

@@ -745,6 +745,78 @@ fn pass_through_releases_flagged_unprotected_when_the_link_is_down() {
     let _ = std::fs::remove_dir_all(&r.out);
 }
 
+/// When the secondary mode started, against the link's transitions: `at_ns`
+/// of the mode's alert and of each transition (from, to).
+fn mode_start_and_transitions(s: &Value, alert: &str) -> (u64, Vec<(String, String, u64)>) {
+    let mode_at = s["alerts"]["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == alert)
+        .unwrap_or_else(|| panic!("no {alert} alert: {:#}", s["alerts"]))["at_ns"]
+        .as_u64()
+        .unwrap();
+    let t = s["health"]["b1"]["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["from"].as_str().unwrap().to_string(),
+                t["to"].as_str().unwrap().to_string(),
+                t["at_ns"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    (mode_at, t)
+}
+
+#[test]
+fn with_no_debounce_the_secondary_mode_starts_on_the_first_missed_deadline() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let want = message_payloads(&input("mixed.pcap"), &APPLIANCE);
+    let cut = |down_after: &'static str| {
+        move |c: String| {
+            c.replace("tap: mirror", "tap: cut")
+                .replace("secondary_mode: halt", "secondary_mode: pass-through")
+                .replace("down_after_us: 30000", down_after)
+        }
+    };
+    // down_after_us: 0: the first missed tap deadline takes the link straight
+    // down, and the mode changes on that same control tick.
+    let r = replay("nodebounce", "mixed.pcap", cut("down_after_us: 0"));
+    let s = assert_clean(&r);
+    assert_released_exactly_once_in_order(&r, &want, "no debounce");
+    let (mode_at, t) = mode_start_and_transitions(&s, "mode_pass_through");
+    assert_eq!(
+        (t[0].0.as_str(), t[0].1.as_str()),
+        ("up", "down"),
+        "no Degraded step: {t:?}"
+    );
+    assert_eq!(s["health"]["b1"]["transitions"][0]["failing"], "tap_silent");
+    assert_eq!(
+        mode_at, t[0].2,
+        "the mode starts on the tick the deadline was missed"
+    );
+    let _ = std::fs::remove_dir_all(&r.out);
+    // The shipped debounce (30 ms): degraded first, and the mode waits for it.
+    let r = replay("debounce", "mixed.pcap", cut("down_after_us: 30000"));
+    let s = assert_clean(&r);
+    assert_released_exactly_once_in_order(&r, &want, "debounce");
+    let (mode_at, t) = mode_start_and_transitions(&s, "mode_pass_through");
+    assert_eq!(
+        (t[0].1.as_str(), t[1].1.as_str()),
+        ("degraded", "down"),
+        "{t:?}"
+    );
+    assert_eq!(mode_at, t[1].2, "the mode starts when the link goes down");
+    assert!(
+        mode_at - t[0].2 >= 30_000_000,
+        "the mode waited the debounce after the first missed deadline: {t:?}"
+    );
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
 #[test]
 fn ack_gate_releases_only_what_the_backup_node_acknowledged() {
     let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
