@@ -3,6 +3,8 @@
 //!
 //! - `digest/<len>`: the keyed digest over `len` bytes (120 = a 64-byte message's backup PDU
 //!   before its trailer, 64 = a confirmation's, 1556 = a 1500-byte message's backup PDU).
+//! - `digest_siphash24/<len>`: the same bytes under SipHash-2-4 (protocol version 1's digest,
+//!   same implementation): the cost of the larger margin, side by side (decision 0001).
 //! - `classify/<payload>`: ingress's classifier on a good message frame (IPv4 + UDP checksums).
 //! - `backup_emit/<payload>`: ingress's backup PDU, sealed (`BackupRepr::emit`).
 //! - `tap_check/<payload>`: tap-rx's check of a tap copy (`Packet::new_checked`, recompute).
@@ -92,6 +94,9 @@ fn wire(c: &mut Criterion) {
         let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
         g.bench_function(BenchmarkId::new("digest", len), |b| {
             b.iter(|| black_box(k.digest(black_box(&bytes))))
+        });
+        g.bench_function(BenchmarkId::new("digest_siphash24", len), |b| {
+            b.iter(|| black_box(k.digest_siphash24(black_box(&bytes))))
         });
     }
 

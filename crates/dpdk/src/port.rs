@@ -382,9 +382,13 @@ impl Port {
 }
 
 // SAFETY: DPDK's threading rule for ethdev is per queue (one lcore per queue at
-// a time). Control calls (configure/start/stop/stats) are made from the main
-// lcore while no worker polls the port, and &mut self enforces that for the
-// ones that change state.
+// a time), and each queue has one owning role (roles/mod.rs). The calls that
+// change the port's state (configure/start/stop/close) take &mut self, so they
+// run only while no worker holds the port. The read-only control calls (`stats`,
+// `link`, `mac`) are made by the main lcore while workers poll, as testpmd does
+// for its stats display: they touch no queue; the PMDs used here (net_ring,
+// net_pcap, af_packet) sum per-queue counters the data path updates, so a
+// reading may be a burst stale, never torn memory the driver relies on.
 unsafe impl Send for Port {}
 unsafe impl Sync for Port {}
 
