@@ -51,17 +51,35 @@ pub struct Appliance {
 
 /// The main lcore's side of the journal secondary mode.
 pub struct LocalJournal {
-    journal: taphold_journal::Journal,
+    /// None once it has failed: the run stays halted, and what egress still
+    /// hands over is discarded (each frame is a copy; the message stays held).
+    journal: Option<taphold_journal::Journal>,
     rx: dpdk::ring::Consumer<Mbuf>,
 }
 
 impl LocalJournal {
     /// Writes every backup frame egress handed over, syncs, and returns the
     /// highest seq now on disk (if any was written). An I/O error is
-    /// returned: the caller fails closed.
+    /// returned, once: the caller fails closed, and from then on every frame
+    /// handed over is freed unwritten.
     fn service(&mut self) -> std::io::Result<Option<u64>> {
+        let Some(journal) = self.journal.as_mut() else {
+            while self.rx.pop().is_some() {}
+            return Ok(None);
+        };
+        let written = Self::write(journal, &mut self.rx);
+        if written.is_err() {
+            self.journal = None;
+        }
+        written
+    }
+
+    fn write(
+        journal: &mut taphold_journal::Journal,
+        rx: &mut dpdk::ring::Consumer<Mbuf>,
+    ) -> std::io::Result<Option<u64>> {
         let mut last = None;
-        while let Some(m) = self.rx.pop() {
+        while let Some(m) = rx.pop() {
             let f = m.data();
             let Some(p) = f
                 .get(taphold_wire::ethernet::HEADER_LEN..)
@@ -70,7 +88,7 @@ impl LocalJournal {
                 continue; // built by egress: cannot happen
             };
             let pdu = &f[taphold_wire::ethernet::HEADER_LEN..][..p.total_len()];
-            if self.journal.append(p.seq(), 0, p.timestamp_ns(), pdu)?
+            if journal.append(p.seq(), 0, p.timestamp_ns(), pdu)?
                 == taphold_journal::Appended::Duplicate
             {
                 return Err(std::io::Error::other(format!(
@@ -81,7 +99,7 @@ impl LocalJournal {
             last = Some(p.seq());
         }
         if last.is_some() {
-            self.journal.sync()?;
+            journal.sync()?;
         }
         Ok(last)
     }
@@ -359,6 +377,9 @@ impl Appliance {
             }
         }
         report.drain_events(&mut self.events);
+        // Frames still on their way to the local journal are copies of held
+        // messages (accounted next): free them before the pool is counted.
+        self.local_journal = None;
         let held = self.account_held(egress, &mut report, failed);
         // Port counters are final now; then close every port (the ring ports
         // free what they still queue) so the pool's in-use count is the truth.
@@ -447,7 +468,6 @@ impl Appliance {
                         // which keeps the appliance halted from now on.
                         self.control
                             .journal_failed(now_ns, format!("local journal: {e}"));
-                        self.local_journal = None;
                     }
                 }
             }
@@ -601,7 +621,13 @@ fn open_local_journal(
             j.dir, recovery.records
         ));
     }
-    Ok((Some(tx), Some(LocalJournal { journal, rx })))
+    Ok((
+        Some(tx),
+        Some(LocalJournal {
+            journal: Some(journal),
+            rx,
+        }),
+    ))
 }
 
 /// The replay harness: the in-process fibre and tap of each modelled link.

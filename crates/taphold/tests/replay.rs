@@ -910,6 +910,108 @@ fn journal_mode_releases_once_each_message_is_synced_locally() {
     let _ = std::fs::remove_dir_all(&jdir);
 }
 
+/// A tmpfs of `bytes` at `dir`, unmounted (lazily) and removed when dropped,
+/// even if the test fails. Needs root, as CI is; without it the test fails
+/// with the reason rather than pass without having run.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: PathBuf, bytes: u64) -> SmallDisk {
+        let _ = Command::new("umount").arg("-l").arg(&dir).status();
+        std::fs::create_dir_all(&dir).unwrap();
+        let o = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "mounting a {bytes}-byte tmpfs at {} (needs root): {}",
+            dir.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        SmallDisk(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_failed_local_journal_keeps_the_appliance_halted_when_the_link_comes_back() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let want = message_payloads(&input("mixed.pcap"), &APPLIANCE);
+    // The local journal on a disk too small for the capture: it fills up
+    // (ENOSPC) while the tap is cut and the appliance runs in journal mode.
+    // Then the tap comes back and the link returns to service; a link
+    // transition must not take the appliance out of Halt, since nothing can be
+    // released on the journal's strength any more.
+    let disk = SmallDisk::mount(
+        std::env::temp_dir().join(format!("taphold-e2e-smalldisk-{}", std::process::id())),
+        48 * 1024,
+    );
+    let jdir = disk.0.join("journal");
+    let r = replay("journal-fails", "mixed.pcap", |c| {
+        let c = harness_b1(c, "    tap_cut_ms: [0, 150]");
+        let c = c.replace(
+            "secondary_mode: halt",
+            &format!(
+                "secondary_mode: journal\nlocal_journal:\n  dir: {}\n  segment_bytes: 16384",
+                jdir.display()
+            ),
+        );
+        c
+    });
+    let s = assert_clean(&r);
+    let alerts = &s["alerts"]["kept"];
+    let at = |kind: &str| {
+        alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} alert: {alerts:#}"))["at_ns"]
+            .as_u64()
+            .unwrap()
+    };
+    let failed_at = at("local_journal_failed");
+    assert!(at("mode_journal") <= failed_at, "{alerts:#}");
+    // The link came back up after the journal failed...
+    let back_up = s["health"]["b1"]["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["to"] == "up")
+        .map(|t| t["at_ns"].as_u64().unwrap())
+        .find(|&t| t > failed_at);
+    assert!(back_up.is_some(), "{:#}", s["health"]["b1"]);
+    // ...and the appliance stayed halted: nothing released after the failure,
+    // the rest held and accounted at shutdown.
+    assert_eq!(s["mode"]["final"], "halt", "{:#}", s["mode"]);
+    let released = n(&s, "messages.released");
+    assert_eq!(n(&s, "egress.released_journaled"), released);
+    assert!(released < want.len() as u64, "the disk should fill first");
+    assert_eq!(
+        n(&s, "messages.held_at_shutdown"),
+        want.len() as u64 - released
+    );
+    // Only journaled releases: none protected once the link was back.
+    let statuses: std::collections::BTreeSet<String> =
+        r.events().iter().map(|e| e[7].clone()).collect();
+    assert!(
+        statuses
+            .iter()
+            .all(|s| s == "released_journaled" || s == "held_at_shutdown"),
+        "{statuses:?}"
+    );
+    assert_eq!(released_in_order(&r), want[..released as usize]);
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
 #[test]
 fn latency_monitors_are_fed_and_alert_when_a_window_departs_from_the_baseline() {
     let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
