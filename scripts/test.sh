@@ -2,7 +2,7 @@
 # The whole test suite, from a fresh machine: installs what it needs
 # (scripts/setup.sh), checks formatting and lints, runs every test (EAL tests
 # each in a process of their own, end-to-end replays through the real
-# binary), and the loom model of the hold ring.
+# binary), and the loom models of the hold ring, event ring and re-send round.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -22,5 +22,5 @@ echo "== clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== tests"
 cargo test --workspace
-echo "== loom model of the hold ring and event ring"
+echo "== loom models: hold ring, event ring, re-send round"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p taphold-core --release --test loom

@@ -18,7 +18,7 @@
 //!
 //! A round started while another is under way widens it (its links get
 //! theirs again, from the head): [`RoundMain::start`] reads whether the last
-//! round is done. `tests/loom.rs` (`resend_round_*`) checks these pairings.
+//! round is done. `tests/loom.rs` (`resend_round_handshake`) checks these pairings.
 
 use crate::sync::{AtomicU64, Ordering};
 use crate::CachePadded;

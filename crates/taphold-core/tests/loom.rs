@@ -1,5 +1,7 @@
-//! Model checks (loom) of the hold ring's and the event ring's atomic pairings: every
-//! interleaving, within a preemption bound, of ingress, tap-rx and egress on a tiny ring.
+//! Model checks (loom) of the atomic pairings the lcores rely on: the hold ring's and the
+//! event ring's (every interleaving, within a preemption bound, of ingress, tap-rx and
+//! egress on a tiny ring) and the re-send round handshake's (`resend_round_handshake`:
+//! main lcore, ingress and egress).
 //!
 //! Run with `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p taphold-core
 //! --release --test loom`.

@@ -40,6 +40,17 @@ pub fn emit_frame(
     Ok((len, digest))
 }
 
+/// Re-addresses a frame built by [`emit_frame`] (from `src` to `dst` now):
+/// how one backup frame's bytes go out on several links. A buffer shorter
+/// than the addresses is left alone (never a frame of ours).
+#[inline]
+pub fn readdress(frame: &mut [u8], dst: EthernetAddress, src: EthernetAddress) {
+    if let Some(h) = frame.get_mut(..12) {
+        h[..6].copy_from_slice(&dst.0);
+        h[6..].copy_from_slice(&src.0);
+    }
+}
+
 /// Why a frame taken from a backup link is not a taphold frame for us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NotOurs {
@@ -73,6 +84,15 @@ pub fn open_frame(
     } else {
         Ok(&frame[ethernet::HEADER_LEN..])
     }
+}
+
+/// The taphold PDU bytes of a frame whatever its addresses: for frames whose
+/// path is already known (one we built, or the replay harness's view of the
+/// fibre). None if it is not a taphold frame.
+#[inline]
+pub fn pdu(frame: &[u8]) -> Option<&[u8]> {
+    (frame.len() >= ethernet::HEADER_LEN && frame[12..14] == EtherType::TAPHOLD.0.to_be_bytes())
+        .then(|| &frame[ethernet::HEADER_LEN..])
 }
 
 /// [`open_frame`], for a caller that counts every refusal alike.
@@ -129,6 +149,17 @@ mod tests {
         assert_eq!(open_frame(f, A, A), Err(NotOurs::NotForUs));
         assert_eq!(open_frame(f, B, B), Err(NotOurs::WrongPeer));
         assert_eq!(open_frame(f, B, A), Ok(&f[14..]));
+        let mut other = buf;
+        readdress(&mut other[..len], A, B);
+        assert_eq!(
+            pdu_of(&other[..len], A, B),
+            Some(&f[14..]),
+            "same PDU, other way"
+        );
+        readdress(&mut other[..5], B, A); // too short: untouched, no panic
+        assert_eq!(super::pdu(&other[..len]), Some(&f[14..]), "any addresses");
+        assert_eq!(super::pdu(&ipv4[..len]), None);
+        assert_eq!(super::pdu(&f[..13]), None);
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use dpdk::{lcore, Clock, Eal, EthRingPair, Mbuf, Mempool, Port, PortConfig, SpscRing};
 use taphold_core::event::{MessageEvent, MessageStatus};
-use taphold_core::hold_ring::HoldRing;
-use taphold_core::spsc::{Spsc, SpscConsumer};
+use taphold_core::hold_ring::{Confirmer, Consumer, HoldRing, Producer};
+use taphold_core::spsc::{Spsc, SpscConsumer, SpscProducer};
 use taphold_runtime::epoch::EpochLease;
 use taphold_wire::ethernet::EthernetAddress;
 
@@ -26,7 +26,7 @@ use crate::roles::ingress::{Ingress, IngressParts};
 use crate::roles::link_rx::{LinkRx, LinkRxLink};
 use crate::roles::tap_model::{ModelLink, TapModel};
 use crate::roles::tap_rx::{TapLink, TapRx};
-use crate::roles::{Failpoint, Role};
+use crate::roles::{Failpoint, HeldMessage, Role};
 use crate::{worker, Opts};
 
 pub struct Appliance {
@@ -80,14 +80,13 @@ impl LocalJournal {
     ) -> std::io::Result<Option<u64>> {
         let mut last = None;
         while let Some(m) = rx.pop() {
-            let f = m.data();
-            let Some(p) = f
-                .get(taphold_wire::ethernet::HEADER_LEN..)
-                .and_then(|b| taphold_wire::taphold::Packet::new_checked(b).ok())
-            else {
+            let Some(bytes) = taphold_wire::link::pdu(m.data()) else {
                 continue; // built by egress: cannot happen
             };
-            let pdu = &f[taphold_wire::ethernet::HEADER_LEN..][..p.total_len()];
+            let Ok(p) = taphold_wire::taphold::Packet::new_checked(bytes) else {
+                continue; // as above
+            };
+            let pdu = &bytes[..p.total_len()];
             if journal.append(p.seq(), 0, p.timestamp_ns(), pdu)?
                 == taphold_journal::Appended::Duplicate
             {
@@ -122,196 +121,40 @@ fn start_port(mut p: Port, rx: u16, tx: u16, pool: &Mempool) -> Result<Port, Str
 }
 
 impl Appliance {
+    /// The appliance, ready to run: the plan, the pool and the control
+    /// plane, the ports, the rings between the roles, the roles, and their
+    /// placement on lcores.
     pub fn build(eal: &Eal, cfg: &Config, lease: EpochLease) -> Result<Appliance, String> {
         let plan = Plan::of(cfg)?;
-        let epoch = lease.epoch;
         check_lcores(eal, &plan)?;
-        let pool = Mempool::new(
-            eal,
-            "taphold",
-            cfg.mempool.mbufs,
-            cfg.mempool.cache,
-            cfg.mempool.data_room,
-            -1,
-        )
-        .map_err(err)?;
-        let (plane, w) = Plane::new(plan.primary_set, plan.links.len());
+        let m = &cfg.mempool;
+        let pool = Mempool::new(eal, "taphold", m.mbufs, m.cache, m.data_room, -1).map_err(err)?;
+        let (plane, writers) = Plane::new(plan.primary_set, plan.links.len());
         crate::on_panic_quit(plane);
         let clock = Clock::new(eal);
-
-        // Ports: the harness's in-process fibre and tap first, so that the
-        // link and tap names resolve to them like any device.
-        let mut ports: BTreeMap<String, Arc<Port>> = BTreeMap::new();
-        let harness = Harness::build(eal, cfg, &pool, &mut ports)?;
-        let primary = Arc::new(start_port(
-            Port::by_name(eal, &plan.primary.port).map_err(err)?,
-            1,
-            plan.primary.tx_queues,
-            &pool,
-        )?);
-        ports.insert(plan.primary.port.clone(), primary.clone());
-        for l in &plan.links {
-            for name in [&l.port, &l.tap] {
-                if !ports.contains_key(name) {
-                    let p = start_port(Port::by_name(eal, name).map_err(err)?, 1, 1, &pool)?;
-                    ports.insert(name.clone(), Arc::new(p));
-                }
-            }
-        }
-        let macs: Vec<EthernetAddress> = plan
-            .links
-            .iter()
-            .map(|l| match l.mac {
-                Some(m) => Ok(m),
-                None => ports[&l.port].mac().map(EthernetAddress).map_err(err),
-            })
-            .collect::<Result<_, String>>()?;
-
-        // The hold ring and the hand-off rings.
-        let (producer, confirmer, consumer) =
-            HoldRing::new(plan.hold_capacity).map_err(|e| format!("hold ring: {e:?}"))?;
-        let (events_tx, events_rx) =
-            Spsc::new(plan.events_ring).map_err(|e| format!("event ring: {e:?}"))?;
-        let (arp_tx, arp_rx) = SpscRing::new(eal, "taphold_arp", 1024).map_err(err)?;
-        let mut relaunch_tx = Vec::new();
-        let mut relaunch_rx = Vec::new();
-        for l in &plan.links {
-            let (tx, rx) = SpscRing::new(
-                eal,
-                &format!("taphold_relaunch{}", l.index),
-                plan.handoff_ring,
-            )
-            .map_err(err)?;
-            relaunch_tx.push(tx);
-            relaunch_rx.push(rx);
-        }
-        let (journal_out, local_journal) = open_local_journal(eal, cfg, &plan, epoch)?;
-
-        // The roles.
-        let Writers {
-            control,
-            ingress,
-            tap,
-            link_rx,
-            egress,
-            round_main,
-            round_ingress,
-            round_egress,
-        } = w;
-        let id = |k: usize| LinkIdentity {
-            link: k,
-            ours: macs[k],
-            peer: plan.links[k].peer_mac,
-            stream: plan.stream,
-            epoch,
-        };
-        let ingress = Ingress::new(
-            &plan,
-            epoch,
-            IngressParts {
-                primary: primary.clone(),
-                links: plan
-                    .links
-                    .iter()
-                    .zip(relaunch_rx)
-                    .map(|(l, rx)| (ports[&l.port].clone(), macs[l.index], rx))
-                    .collect(),
-                hold: producer,
-                pool: pool.clone(),
-                arp_out: arp_tx,
-                clock,
-                plane,
-                mine: ingress,
-                round: round_ingress,
-            },
-        );
-        let taps = plan
-            .links
-            .iter()
-            .zip(tap)
-            .map(|(l, mine)| TapLink {
-                id: id(l.index),
-                port: ports[&l.tap].clone(),
-                mine,
-            })
-            .collect();
-        let tap_rx = TapRx::new(taps, confirmer, plan.key, clock, plane);
-        let relaunch = Relaunch::new(
-            &plan,
-            epoch,
-            plan.links
-                .iter()
-                .zip(relaunch_tx)
-                .map(|(l, tx)| {
-                    let addr = LinkAddr {
-                        mac: macs[l.index],
-                        peer_mac: l.peer_mac,
-                    };
-                    (addr, tx)
-                })
-                .collect(),
-            pool.clone(),
-            round_egress,
-        );
-        let egress = Egress::new(
-            &plan,
-            epoch,
-            EgressParts {
-                primary,
-                hold: consumer,
-                pool: pool.clone(),
-                arp_in: arp_rx,
-                events: events_tx,
-                clock,
-                plane,
-                mine: egress,
-                relaunch,
-                journal_out,
-            },
-        );
-        let link_rx_links = plan
-            .links
-            .iter()
-            .zip(link_rx)
-            .map(|(l, mine)| LinkRxLink {
-                id: id(l.index),
-                port: ports[&l.port].clone(),
-                mine,
-            })
-            .collect();
-        let link_rx = LinkRx::new(link_rx_links, plan.key, clock, plane);
-        let tap_model = harness.map(|h| h.into_role(&macs, &pool, &plan, clock, plane));
-
-        // Placement: the roles onto their lcores, as the plan says.
-        let lcores = place(
-            &plan,
+        let mut ports = Ports::open(eal, cfg, &plan, &pool)?;
+        let harness = ports.harness.take();
+        let rings = Rings::new(eal, &plan)?;
+        let (journal_out, local_journal) = open_local_journal(eal, cfg, &plan, lease.epoch)?;
+        let parts = Parts {
+            plan: &plan,
+            epoch: lease.epoch,
+            pool: &pool,
             clock,
-            [
-                (RoleName::Ingress, Some(Role::Ingress(ingress))),
-                (RoleName::TapRx, Some(Role::TapRx(tap_rx))),
-                (RoleName::Egress, Some(Role::Egress(egress))),
-                (RoleName::LinkRx, Some(Role::LinkRx(link_rx))),
-                (RoleName::TapModel, tap_model.map(Role::TapModel)),
-            ],
-        )?;
-        for (name, p) in &ports {
-            if let Ok(link) = p.link() {
-                log::info!(
-                    "port {name} (id {}): link {}",
-                    p.id(),
-                    if link.up { "up" } else { "down" }
-                );
-            }
-        }
-        let control = ControlLoop::new(&plan, plane, control, round_main, clock.now_ns());
+            plane,
+            ports: &ports,
+        };
+        let (roles, events, control) = parts.roles(rings, writers, journal_out, harness);
+        let lcores = place(&plan, clock, roles)?;
+        ports.log_links();
         Ok(Appliance {
             eal: eal.clone(),
             pool,
-            ports,
+            ports: ports.all,
             plane,
             control,
             lcores,
-            events: events_rx,
+            events,
             clock,
             cfg: cfg.clone(),
             plan,
@@ -527,6 +370,213 @@ impl Appliance {
                     report.monitors.record_ack(at, at - launched);
                 }
             }
+        }
+    }
+}
+
+/// Every port, started: the harness's in-process fibre and tap first, so
+/// that the link and tap names resolve to them like any device.
+struct Ports {
+    all: BTreeMap<String, Arc<Port>>,
+    primary: Arc<Port>,
+    /// Our MAC on each backup link.
+    macs: Vec<EthernetAddress>,
+    harness: Option<Harness>,
+}
+
+impl Ports {
+    fn open(eal: &Eal, cfg: &Config, plan: &Plan, pool: &Mempool) -> Result<Ports, String> {
+        let mut all: BTreeMap<String, Arc<Port>> = BTreeMap::new();
+        let harness = Harness::build(eal, cfg, pool, &mut all)?;
+        let primary = Port::by_name(eal, &plan.primary.port).map_err(err)?;
+        let primary = Arc::new(start_port(primary, 1, plan.primary.tx_queues, pool)?);
+        all.insert(plan.primary.port.clone(), primary.clone());
+        for l in &plan.links {
+            for name in [&l.port, &l.tap] {
+                if !all.contains_key(name) {
+                    let p = start_port(Port::by_name(eal, name).map_err(err)?, 1, 1, pool)?;
+                    all.insert(name.clone(), Arc::new(p));
+                }
+            }
+        }
+        let macs = plan
+            .links
+            .iter()
+            .map(|l| match l.mac {
+                Some(m) => Ok(m),
+                None => all[&l.port].mac().map(EthernetAddress).map_err(err),
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Ports {
+            all,
+            primary,
+            macs,
+            harness,
+        })
+    }
+
+    fn log_links(&self) {
+        for (name, p) in &self.all {
+            if let Ok(link) = p.link() {
+                let state = if link.up { "up" } else { "down" };
+                log::info!("port {name} (id {}): link {state}", p.id());
+            }
+        }
+    }
+}
+
+/// The rings between the roles: the hold ring's three sides, the event ring
+/// to the main lcore, ingress's ARP replies to egress, and per link egress's
+/// re-launches to ingress.
+struct Rings {
+    hold: (
+        Producer<HeldMessage>,
+        Confirmer<HeldMessage>,
+        Consumer<HeldMessage>,
+    ),
+    events: (SpscProducer<MessageEvent>, SpscConsumer<MessageEvent>),
+    arp: (dpdk::ring::Producer<Mbuf>, dpdk::ring::Consumer<Mbuf>),
+    relaunch: Vec<(dpdk::ring::Producer<Mbuf>, dpdk::ring::Consumer<Mbuf>)>,
+}
+
+impl Rings {
+    fn new(eal: &Eal, plan: &Plan) -> Result<Rings, String> {
+        let relaunch = plan
+            .links
+            .iter()
+            .map(|l| {
+                let name = format!("taphold_relaunch{}", l.index);
+                SpscRing::new(eal, &name, plan.handoff_ring).map_err(err)
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Rings {
+            hold: HoldRing::new(plan.hold_capacity).map_err(|e| format!("hold ring: {e:?}"))?,
+            events: Spsc::new(plan.events_ring).map_err(|e| format!("event ring: {e:?}"))?,
+            arp: SpscRing::new(eal, "taphold_arp", 1024).map_err(err)?,
+            relaunch,
+        })
+    }
+}
+
+/// What every role is built from.
+struct Parts<'a> {
+    plan: &'a Plan,
+    epoch: u64,
+    pool: &'a Mempool,
+    clock: Clock,
+    plane: &'static Plane,
+    ports: &'a Ports,
+}
+
+impl Parts<'_> {
+    /// Every role (the tap model only with a `harness`), the main lcore's end
+    /// of the event ring, and the control loop; each writer handle goes to
+    /// the one role that writes its block.
+    #[allow(clippy::type_complexity)]
+    fn roles(
+        &self,
+        rings: Rings,
+        w: Writers,
+        journal_out: Option<dpdk::ring::Producer<Mbuf>>,
+        harness: Option<Harness>,
+    ) -> (
+        [(RoleName, Option<Role>); 5],
+        SpscConsumer<MessageEvent>,
+        ControlLoop,
+    ) {
+        let (plan, ports) = (self.plan, self.ports);
+        let (producer, confirmer, consumer) = rings.hold;
+        let (relaunch_tx, relaunch_rx): (Vec<_>, Vec<_>) = rings.relaunch.into_iter().unzip();
+        let ingress = Ingress::new(
+            plan,
+            self.epoch,
+            IngressParts {
+                primary: ports.primary.clone(),
+                links: (plan.links.iter().zip(relaunch_rx))
+                    .map(|(l, rx)| (ports.all[&l.port].clone(), ports.macs[l.index], rx))
+                    .collect(),
+                hold: producer,
+                pool: self.pool.clone(),
+                arp_out: rings.arp.0,
+                clock: self.clock,
+                plane: self.plane,
+                mine: w.ingress,
+                round: w.round_ingress,
+            },
+        );
+        let taps = (plan.links.iter().zip(w.tap))
+            .map(|(l, mine)| TapLink {
+                id: self.identity(l.index),
+                port: ports.all[&l.tap].clone(),
+                mine,
+            })
+            .collect();
+        let tap_rx = TapRx::new(taps, confirmer, plan.key, self.clock, self.plane);
+        let relaunch_links = (plan.links.iter().zip(relaunch_tx))
+            .map(|(l, tx)| {
+                let mac = ports.macs[l.index];
+                let peer_mac = l.peer_mac;
+                (LinkAddr { mac, peer_mac }, tx)
+            })
+            .collect();
+        let relaunch = Relaunch::new(
+            plan,
+            self.epoch,
+            relaunch_links,
+            self.pool.clone(),
+            w.round_egress,
+        );
+        let egress = Egress::new(
+            plan,
+            self.epoch,
+            EgressParts {
+                primary: ports.primary.clone(),
+                hold: consumer,
+                pool: self.pool.clone(),
+                arp_in: rings.arp.1,
+                events: rings.events.0,
+                clock: self.clock,
+                plane: self.plane,
+                mine: w.egress,
+                relaunch,
+                journal_out,
+            },
+        );
+        let link_rx_links = (plan.links.iter().zip(w.link_rx))
+            .map(|(l, mine)| LinkRxLink {
+                id: self.identity(l.index),
+                port: ports.all[&l.port].clone(),
+                mine,
+            })
+            .collect();
+        let link_rx = LinkRx::new(link_rx_links, plan.key, self.clock, self.plane);
+        let tap_model =
+            harness.map(|h| h.into_role(&ports.macs, self.pool, plan, self.clock, self.plane));
+        let control = ControlLoop::new(
+            plan,
+            self.plane,
+            w.control,
+            w.round_main,
+            self.clock.now_ns(),
+        );
+        let roles = [
+            (RoleName::Ingress, Some(Role::Ingress(ingress))),
+            (RoleName::TapRx, Some(Role::TapRx(tap_rx))),
+            (RoleName::Egress, Some(Role::Egress(egress))),
+            (RoleName::LinkRx, Some(Role::LinkRx(link_rx))),
+            (RoleName::TapModel, tap_model.map(Role::TapModel)),
+        ];
+        (roles, rings.events.1, control)
+    }
+
+    /// Who we are on link `k`.
+    fn identity(&self, k: usize) -> LinkIdentity {
+        LinkIdentity {
+            link: k,
+            ours: self.ports.macs[k],
+            peer: self.plan.links[k].peer_mac,
+            stream: self.plan.stream,
+            epoch: self.epoch,
         }
     }
 }

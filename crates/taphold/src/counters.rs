@@ -118,6 +118,7 @@ impl IngressCounters {
         self.dropped.iter().map(Counter::get).sum::<u64>()
             + self.multi_segment.get()
             + self.no_mbuf.get()
+            + self.no_link.get()
     }
 }
 

@@ -2,7 +2,8 @@
 //! received on a link means, decided once, here, for every role.
 //!
 //! Building: [`backup_frame`] (ingress's launches, egress's re-launches and
-//! journal hand-off). Judging: [`tap_copy`] says what a frame seen on a tap is
+//! journal hand-off), [`link_frame`] (heartbeats, the harness's node), and
+//! [`confirmation_frame`] (egress's datagram to a message's source). Judging: [`tap_copy`] says what a frame seen on a tap is
 //! (tap-rx), [`from_node`] what a frame from the backup node is (link-rx).
 //! Both are pure functions of the bytes and the link's identity, so the
 //! roles' polls only act on the verdict, and every field a peer can set is
@@ -10,9 +11,10 @@
 
 use dpdk::{Mbuf, Mempool};
 use taphold_wire::digest::DigestKey;
-use taphold_wire::ethernet::EthernetAddress;
+use taphold_wire::emit::{emit_udp_headers, Endpoint, UDP_FRAME_HEADER_LEN};
+use taphold_wire::ethernet::{EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::link::{emit_frame, frame_len, pdu_of};
-use taphold_wire::taphold::{AckRepr, BackupRepr, HeartbeatRepr, MsgType, Packet};
+use taphold_wire::taphold::{AckRepr, BackupRepr, ConfirmRepr, HeartbeatRepr, MsgType, Packet};
 use taphold_wire::WireError;
 
 /// A frame of ours on a backup link, from `src` to `dst`, in a new mbuf: the
@@ -43,6 +45,27 @@ pub fn backup_frame(
     dst: EthernetAddress,
 ) -> Option<(Mbuf, u64)> {
     link_frame(pool, src, dst, repr.buffer_len(), |b| repr.emit(b, key))
+}
+
+/// A confirmation to a message's source, in a new mbuf: the PDU in a UDP
+/// datagram from our primary address `ours` to `source`, padded to the
+/// Ethernet minimum. None if the pool is empty (or the PDU cannot be written,
+/// never for a released message): the caller counts it.
+pub fn confirmation_frame(
+    pool: &Mempool,
+    repr: &ConfirmRepr,
+    key: &DigestKey,
+    ours: &Endpoint,
+    source: &Endpoint,
+) -> Option<Mbuf> {
+    let mut m = pool.alloc()?;
+    let pdu = repr.buffer_len();
+    let len = UDP_FRAME_HEADER_LEN + pdu;
+    let buf = m.append(len.max(MIN_FRAME_LEN) as u16)?;
+    buf[len..].fill(0);
+    repr.emit(&mut buf[UDP_FRAME_HEADER_LEN..len], key).ok()?;
+    emit_udp_headers(buf, ours, source, pdu).ok()?;
+    Some(m)
 }
 
 /// Who we are on one backup link: what a frame must name to be ours.

@@ -16,17 +16,19 @@ use taphold_core::event::{MessageEvent, MessageStatus};
 use taphold_core::hold_ring::{Consumer, Released};
 use taphold_core::policy::PolicyCheck;
 use taphold_core::spsc::SpscProducer;
+use taphold_wire::classify::MessageMeta;
 use taphold_wire::delivery::{self, DeliveryRepr};
 use taphold_wire::digest::DigestKey;
 use taphold_wire::emit::{
-    emit_udp_headers, rewrite_released, rewrite_released_framed, Endpoint, UDP_FRAME_HEADER_LEN,
+    rewrite_released, rewrite_released_framed, Endpoint, UDP_FRAME_HEADER_LEN,
 };
 use taphold_wire::ethernet::{EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::taphold::{ConfirmRepr, ContentMode, Flags};
+use taphold_wire::WireError;
 
 use super::{HeldMessage, BURST};
 use crate::config::{Framing, Gate};
-use crate::frames::backup_frame;
+use crate::frames::{backup_frame, confirmation_frame};
 use crate::plan::Plan;
 use crate::plane::{EgressWriter, Mode, Plane, Service};
 
@@ -281,15 +283,15 @@ impl Egress {
     /// Sends one released message on its way; false if it could not be
     /// (counted; it then shows as unaccounted in the summary).
     fn release(&mut self, r: Released<HeldMessage>, now: u64, status: MessageStatus) -> bool {
-        let protected = status != MessageStatus::ReleasedUnprotected;
         let c = &self.plane.counters.egress;
+        let protected = status != MessageStatus::ReleasedUnprotected;
         let HeldMessage {
             mut mbuf, mut meta, ..
         } = r.item;
-        let payload_off = meta.payload_off as usize;
-        let payload_len = meta.payload_len as usize;
+        // What the confirmation echoes, read before the rewrite moves things.
         let mut echo = [0u8; 16];
-        let n = payload_len.min(16);
+        let n = (meta.payload_len as usize).min(16);
+        let payload_off = meta.payload_off as usize;
         echo[..n].copy_from_slice(&mbuf.data()[payload_off..payload_off + n]);
         let source = Endpoint {
             mac: meta.src_mac,
@@ -297,22 +299,65 @@ impl Egress {
             port: meta.src_port,
         };
 
-        // Rewrite in place for the destination; the payload is not touched.
-        let (rewritten, prefix_len) = match self.framing {
-            Framing::Raw => (
-                rewrite_released(mbuf.data_mut(), &meta, &self.ours, &self.destination),
-                0,
-            ),
+        if self
+            .rewrite_for_destination(&mut mbuf, &mut meta, r.seq, protected, now)
+            .is_err()
+        {
+            // classify() never yields a layout the rewrite refuses; if it ever
+            // did, the frame must not leave as it came (it is addressed to
+            // us). Counted, and visible as unaccounted.
+            debug_assert!(false, "the rewrite refused a classified message");
+            c.rewrite_failed.inc();
+            return false;
+        }
+        // Cannot fail: release_tx was empty at the start and takes at most BURST per poll.
+        let _ = self.release_tx.push(mbuf);
+
+        match status {
+            MessageStatus::ReleasedUnprotected => c.released_unprotected.inc(),
+            MessageStatus::ReleasedJournaled => c.released_journaled.inc(),
+            _ => {}
+        }
+        let event = MessageEvent {
+            seq: r.seq,
+            stream: self.stream,
+            epoch: self.epoch,
+            rx_ns: r.rx_ns,
+            backup_tx_ns: r.backup_tx_ns,
+            tap_ns: r.tap_ns.iter().copied().max().unwrap_or(0),
+            release_ns: now,
+            status,
+        };
+        if self.events.push(event).is_err() {
+            c.events_lost.inc();
+        }
+        self.confirm(&source, r.seq, meta.payload_len, echo, protected, now);
+        true
+    }
+
+    /// Rewrites a released message in place for the destination: new
+    /// Ethernet/IPv4/UDP headers (and the delivery header before the payload
+    /// under `framing: taphold`); the payload is not touched.
+    fn rewrite_for_destination(
+        &self,
+        mbuf: &mut Mbuf,
+        meta: &mut MessageMeta,
+        seq: u64,
+        protected: bool,
+        now: u64,
+    ) -> Result<(), WireError> {
+        let prefix_len = match self.framing {
+            Framing::Raw => 0,
+            Framing::Taphold => delivery::HEADER_LEN,
+        };
+        let start = match self.framing {
+            Framing::Raw => rewrite_released(mbuf.data_mut(), meta, &self.ours, &self.destination)?,
             Framing::Taphold => {
                 let header = DeliveryRepr {
-                    flags: if protected {
-                        Flags::EMPTY
-                    } else {
-                        Flags::UNPROTECTED
-                    },
+                    flags: flags_for(protected),
                     stream: self.stream,
                     epoch: self.epoch,
-                    seq: r.seq,
+                    seq,
                     src_ip: meta.src_ip,
                     src_port: meta.src_port,
                     release_ns: now,
@@ -320,102 +365,61 @@ impl Egress {
                 .to_bytes();
                 // The header goes into the mbuf's headroom (128 bytes on every
                 // received mbuf), in front of the old headers.
-                let rewritten = if mbuf.prepend(delivery::HEADER_LEN as u16).is_some() {
-                    meta.payload_off += delivery::HEADER_LEN as u16;
-                    rewrite_released_framed(
-                        mbuf.data_mut(),
-                        &meta,
-                        &self.ours,
-                        &self.destination,
-                        &header,
-                    )
-                } else {
-                    Err(taphold_wire::WireError::Truncated)
-                };
-                (rewritten, delivery::HEADER_LEN)
+                mbuf.prepend(delivery::HEADER_LEN as u16)
+                    .ok_or(WireError::Truncated)?;
+                meta.payload_off += delivery::HEADER_LEN as u16;
+                rewrite_released_framed(
+                    mbuf.data_mut(),
+                    meta,
+                    &self.ours,
+                    &self.destination,
+                    &header,
+                )?
             }
         };
-        match rewritten {
-            Ok(start) => {
-                mbuf.adj(start as u16);
-                let len = UDP_FRAME_HEADER_LEN + prefix_len + payload_len;
-                mbuf.set_len(len.max(MIN_FRAME_LEN));
-                mbuf.data_mut()[len..].fill(0);
-            }
-            Err(_) => {
-                // classify() never yields a layout rewrite_released refuses;
-                // if it ever did, the frame must not leave as it came (it is
-                // addressed to us). Counted, and visible as unaccounted.
-                debug_assert!(false, "rewrite_released refused a classified message");
-                c.rewrite_failed.inc();
-                return false;
-            }
-        }
-        // Cannot fail: release_tx was empty at the start and takes at most BURST per poll.
-        let _ = self.release_tx.push(mbuf);
+        mbuf.adj(start as u16);
+        let len = UDP_FRAME_HEADER_LEN + prefix_len + meta.payload_len as usize;
+        mbuf.set_len(len.max(MIN_FRAME_LEN));
+        mbuf.data_mut()[len..].fill(0);
+        Ok(())
+    }
 
-        let tap_ns = r.tap_ns.iter().copied().max().unwrap_or(0);
-        let ev = MessageEvent {
-            seq: r.seq,
-            stream: self.stream,
-            epoch: self.epoch,
-            rx_ns: r.rx_ns,
-            backup_tx_ns: r.backup_tx_ns,
-            tap_ns,
-            release_ns: now,
-            status,
-        };
-        match status {
-            MessageStatus::ReleasedUnprotected => c.released_unprotected.inc(),
-            MessageStatus::ReleasedJournaled => c.released_journaled.inc(),
-            _ => {}
-        }
-        if self.events.push(ev).is_err() {
-            c.events_lost.inc();
-        }
-
+    /// Queues the confirmation of released message `seq` to its source
+    /// (after the message itself, in the same poll's bursts).
+    fn confirm(
+        &mut self,
+        source: &Endpoint,
+        seq: u64,
+        payload_len: u16,
+        echo: [u8; 16],
+        protected: bool,
+        now: u64,
+    ) {
+        let c = &self.plane.counters.egress;
         if source.port == 0 {
             // UDP's "no reply expected": nowhere to confirm to.
             c.confirm_skipped_no_port.inc();
-            return true;
+            return;
         }
         let repr = ConfirmRepr {
-            flags: if protected {
-                Flags::EMPTY
-            } else {
-                Flags::UNPROTECTED
-            },
+            flags: flags_for(protected),
             stream: self.stream,
             epoch: self.epoch,
-            seq: r.seq,
+            seq,
             timestamp_ns: now,
-            watermark: r.seq,
-            payload_len: meta.payload_len,
+            watermark: seq,
+            payload_len,
             echo,
         };
-        let Some(mut cm) = self.pool.alloc() else {
-            c.confirm_no_mbuf.inc();
-            return true; // released; only the confirmation is missing
-        };
-        let pdu = repr.buffer_len();
-        let len = UDP_FRAME_HEADER_LEN + pdu;
-        let Some(buf) = cm.append(len.max(MIN_FRAME_LEN) as u16) else {
-            c.confirm_no_mbuf.inc();
-            return true; // released; only the confirmation is missing
-        };
-        buf[len..].fill(0);
-        if repr
-            .emit(&mut buf[UDP_FRAME_HEADER_LEN..len], &self.key)
-            .is_err()
-            || emit_udp_headers(buf, &self.ours, &source, pdu).is_err()
-        {
-            c.confirm_no_mbuf.inc();
-            return true; // released; only the confirmation is missing
+        match confirmation_frame(&self.pool, &repr, &self.key, &self.ours, source) {
+            // Cannot fail: confirm_tx keeps BURST of room for this poll's confirmations.
+            Some(m) => {
+                let _ = self.confirm_tx.push(m);
+                c.confirmations_sent.inc();
+            }
+            // Released; only the confirmation is missing.
+            None => c.confirm_no_mbuf.inc(),
         }
-        // Cannot fail: confirm_tx keeps BURST of room for this poll's confirmations.
-        let _ = self.confirm_tx.push(cm);
-        c.confirmations_sent.inc();
-        true
     }
 
     /// Journal mode: hand the backup frame of each held message, in seq
@@ -461,5 +465,15 @@ impl Egress {
     /// Shutdown accounting: every message still held, in seq order.
     pub fn drain_held(&mut self, mut f: impl FnMut(Released<HeldMessage>)) -> usize {
         self.hold.drain(&mut f)
+    }
+}
+
+/// A released message's flags on the wire: UNPROTECTED unless its backup
+/// frame's tap copy (or the journal) covered it.
+fn flags_for(protected: bool) -> Flags {
+    if protected {
+        Flags::EMPTY
+    } else {
+        Flags::UNPROTECTED
     }
 }

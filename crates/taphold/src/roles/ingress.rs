@@ -21,7 +21,8 @@ use taphold_core::round::RoundIngress;
 use taphold_wire::arp;
 use taphold_wire::classify::{classify, Classified, DropReason, MessageMeta, PrimaryAddr};
 use taphold_wire::digest::DigestKey;
-use taphold_wire::ethernet::{self, EtherType, EthernetAddress, MIN_FRAME_LEN};
+use taphold_wire::ethernet::{EthernetAddress, MIN_FRAME_LEN};
+use taphold_wire::link;
 use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags, HeartbeatRepr, Packet};
 
 use super::{HeldMessage, BURST};
@@ -248,10 +249,6 @@ impl Ingress {
             return self.accept_unlaunched(m, meta, now, watermark);
         };
         let payload = &m.data()[meta.payload_off as usize..][..meta.payload_len as usize];
-        let content = match self.content {
-            ContentMode::Full => Content::Full(payload),
-            ContentMode::Digest => Content::Digest(self.key.digest(payload)),
-        };
         let repr = BackupRepr {
             flags: Flags::EMPTY,
             stream: self.stream,
@@ -262,40 +259,12 @@ impl Ingress {
             src_ip: meta.src_ip,
             src_port: meta.src_port,
             payload_len: meta.payload_len,
-            content,
+            content: Content::new(self.content, payload, &self.key),
         };
-        let l = &self.links[first];
-        let Some((frame, digest)) = backup_frame(&self.pool, &repr, &self.key, l.mac, l.peer_mac)
-        else {
+        let Some(digest) = self.queue_backup_frames(&repr, first, active) else {
             c.no_mbuf.inc();
             return None;
         };
-
-        // Same PDU bytes on every link; only the Ethernet addresses differ.
-        let mut queued = 0u8;
-        for k in (first + 1)..self.links.len() {
-            if active & (1 << k) == 0 {
-                continue;
-            }
-            let Some(mut copy) = frame.copy(&self.pool) else {
-                // Undo: the copies already queued this round go back.
-                for j in 0..self.links.len() {
-                    if queued & (1 << j) != 0 {
-                        drop(self.links[j].pending.pop_back());
-                    }
-                }
-                c.no_mbuf.inc();
-                return None;
-            };
-            let l = &self.links[k];
-            let _ = ethernet::emit_header(copy.data_mut(), l.peer_mac, l.mac, EtherType::TAPHOLD);
-            // Cannot fail: pending was empty at the start of this poll and
-            // holds 4×BURST: at most BURST frames and a heartbeat per poll.
-            let _ = self.links[k].pending.push(copy);
-            queued |= 1 << k;
-        }
-        let _ = self.links[first].pending.push(frame);
-
         let held = HeldMessage {
             mbuf: m,
             meta,
@@ -309,13 +278,45 @@ impl Ingress {
             }
             // Unreachable: we took at most `free()` frames and are the only producer.
             Err(_msg) => {
-                for (k, l) in self.links.iter_mut().enumerate() {
-                    if active & (1 << k) != 0 {
-                        drop(l.pending.pop_back());
-                    }
-                }
+                self.unqueue_last(active);
                 c.ring_full_polls.inc();
                 None
+            }
+        }
+    }
+
+    /// Builds the backup frame of `repr` and queues it on every link in
+    /// `active` (`first` is the lowest), all or nothing: the same PDU bytes
+    /// on every link, only the Ethernet addresses differ. Returns its digest,
+    /// or None (nothing queued) when the pool runs out.
+    fn queue_backup_frames(&mut self, repr: &BackupRepr, first: usize, active: u8) -> Option<u64> {
+        let l = &self.links[first];
+        let (frame, digest) = backup_frame(&self.pool, repr, &self.key, l.mac, l.peer_mac)?;
+        let mut queued = 0u8;
+        for k in (first + 1)..self.links.len() {
+            if active & (1 << k) == 0 {
+                continue;
+            }
+            let Some(mut copy) = frame.copy(&self.pool) else {
+                self.unqueue_last(queued);
+                return None;
+            };
+            let l = &self.links[k];
+            link::readdress(copy.data_mut(), l.peer_mac, l.mac);
+            // Cannot fail: pending was empty at the start of this poll and
+            // holds 4×BURST: at most BURST frames and a heartbeat per poll.
+            let _ = self.links[k].pending.push(copy);
+            queued |= 1 << k;
+        }
+        let _ = self.links[first].pending.push(frame);
+        Some(digest)
+    }
+
+    /// Takes back (and frees) the frame last queued on each link in `links`.
+    fn unqueue_last(&mut self, links: u8) {
+        for (k, l) in self.links.iter_mut().enumerate() {
+            if links & (1 << k) != 0 {
+                drop(l.pending.pop_back());
             }
         }
     }
@@ -412,7 +413,7 @@ impl Ingress {
             while l.pending.room() > 0 {
                 let Some(m) = l.relaunches.pop() else { break };
                 // Its launch on this link is now: the ack and tap deadlines count from here.
-                if let Ok(p) = Packet::new_checked(&m.data()[ethernet::HEADER_LEN..]) {
+                if let Some(Ok(p)) = link::pdu(m.data()).map(Packet::new_checked) {
                     self.mine.record_launch(p.seq(), now);
                     self.mine.launched_on(k, p.seq());
                     // A message accepted with no link in service: its first launch.

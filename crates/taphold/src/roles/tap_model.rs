@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use dpdk::{Burst, Clock, Mbuf, Mempool, Port};
 use taphold_wire::digest::DigestKey;
-use taphold_wire::ethernet::{self, EthernetAddress};
+use taphold_wire::ethernet::EthernetAddress;
+use taphold_wire::link;
 use taphold_wire::taphold::{AckRepr, HeartbeatRepr, MsgType, Packet};
 
 use super::BURST;
@@ -230,11 +231,7 @@ impl ModelLink {
     /// (the ack arrives a fibre round trip after launch); our heartbeat is
     /// remembered for the echo.
     fn node_receives(&mut self, m: &Mbuf, now: u64, key: &DigestKey) {
-        let f = m.data();
-        if f.len() <= ethernet::HEADER_LEN {
-            return;
-        }
-        let Ok(p) = Packet::new_checked(&f[ethernet::HEADER_LEN..]) else {
+        let Some(Ok(p)) = link::pdu(m.data()).map(Packet::new_checked) else {
             return;
         };
         if p.verify_digest(key).is_err() {
@@ -323,11 +320,7 @@ impl ModelLink {
 /// Whether `m` is the first launch (not a RETRANSMIT) of a backup frame whose
 /// seq is in `lose`.
 fn first_copy_of(m: &Mbuf, lose: &[SeqRange]) -> bool {
-    let Some(p) = m
-        .data()
-        .get(ethernet::HEADER_LEN..)
-        .and_then(|b| Packet::new_checked(b).ok())
-    else {
+    let Some(Ok(p)) = link::pdu(m.data()).map(Packet::new_checked) else {
         return false;
     };
     p.msg_type() == MsgType::Backup
