@@ -745,17 +745,22 @@ fn pass_through_releases_flagged_unprotected_when_the_link_is_down() {
     let _ = std::fs::remove_dir_all(&r.out);
 }
 
-/// When the secondary mode started, against the link's transitions: `at_ns`
-/// of the mode's alert and of each transition (from, to).
-fn mode_start_and_transitions(s: &Value, alert: &str) -> (u64, Vec<(String, String, u64)>) {
-    let mode_at = s["alerts"]["kept"]
+/// When the first alert of `kind` was raised (`at_ns`).
+fn alert_at(s: &Value, kind: &str) -> u64 {
+    s["alerts"]["kept"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["kind"] == alert)
-        .unwrap_or_else(|| panic!("no {alert} alert: {:#}", s["alerts"]))["at_ns"]
+        .find(|a| a["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} alert: {:#}", s["alerts"]))["at_ns"]
         .as_u64()
-        .unwrap();
+        .unwrap()
+}
+
+/// When the secondary mode started, against the link's transitions: `at_ns`
+/// of the mode's alert and of each transition (from, to).
+fn mode_start_and_transitions(s: &Value, alert: &str) -> (u64, Vec<(String, String, u64)>) {
+    let mode_at = alert_at(s, alert);
     let t = s["health"]["b1"]["transitions"]
         .as_array()
         .unwrap()
@@ -967,19 +972,12 @@ fn a_failed_local_journal_keeps_the_appliance_halted_when_the_link_comes_back() 
         c
     });
     let s = assert_clean(&r);
-    let alerts = &s["alerts"]["kept"];
-    let at = |kind: &str| {
-        alerts
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["kind"] == kind)
-            .unwrap_or_else(|| panic!("no {kind} alert: {alerts:#}"))["at_ns"]
-            .as_u64()
-            .unwrap()
-    };
-    let failed_at = at("local_journal_failed");
-    assert!(at("mode_journal") <= failed_at, "{alerts:#}");
+    let failed_at = alert_at(&s, "local_journal_failed");
+    assert!(
+        alert_at(&s, "mode_journal") <= failed_at,
+        "{:#}",
+        s["alerts"]
+    );
     // The link came back up after the journal failed...
     let back_up = s["health"]["b1"]["transitions"]
         .as_array()
