@@ -544,6 +544,12 @@ impl Config {
 const MAX_UDP_PAYLOAD: usize = 65_507;
 /// DPDK's headroom in front of every mbuf's data.
 const MBUF_HEADROOM: usize = 128;
+/// DPDK's default mbuf data room (RTE_MBUF_DEFAULT_BUF_SIZE: 2048 + headroom).
+const MIN_DATA_ROOM: usize = 2048 + MBUF_HEADROOM;
+/// Mbufs beyond the hold ring's: P's rx descriptors (1024, dpdk::PortConfig's
+/// default) filled while the ring is full, plus bursts and hand-off rings in
+/// flight.
+const MBUF_RESERVE: u32 = 2048;
 /// DPDK's ring names are at most 28 characters (RTE_RING_NAMESIZE - 1).
 const RING_NAME_MAX: usize = 28;
 /// Bounds of the harness's rings: a ring holds `size - 1` frames and a
@@ -767,7 +773,7 @@ impl Config {
             ));
         }
         let m = &self.mempool;
-        let needed = cap * (1 + n) + 2048;
+        let needed = cap * (1 + n) + MBUF_RESERVE;
         if m.mbufs < needed {
             return Err(at.err(
                 "mempool.mbufs",
@@ -775,10 +781,10 @@ impl Config {
             ));
         }
         yaml::check_mempool_cache(m.cache, m.mbufs).map_err(|e| at.err("mempool.cache", e))?;
-        if m.data_room < 2176 {
+        if usize::from(m.data_room) < MIN_DATA_ROOM {
             return Err(at.err(
                 "mempool.data_room",
-                format!("{} is below DPDK's 2176-byte default", m.data_room),
+                format!("{} is below DPDK's {MIN_DATA_ROOM}-byte default", m.data_room),
             ));
         }
         let p = &self.primary;
