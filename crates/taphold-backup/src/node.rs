@@ -369,7 +369,9 @@ impl Intake {
                 self.answer_heartbeat = true;
                 Ok(())
             }
-            MsgType::Ack | MsgType::Confirm => {
+            // Target confirmations and resend requests come on the destination side,
+            // never on the backup link.
+            MsgType::Ack | MsgType::Confirm | MsgType::TargetConfirm | MsgType::Resend => {
                 // Authentic or not, nothing we act on; say which.
                 p.verify_digest(&self.key)
                     .map_err(|e| Ok(Refusal::from_wire(e)))?;

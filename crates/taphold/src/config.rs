@@ -784,7 +784,10 @@ impl Config {
         if usize::from(m.data_room) < MIN_DATA_ROOM {
             return Err(at.err(
                 "mempool.data_room",
-                format!("{} is below DPDK's {MIN_DATA_ROOM}-byte default", m.data_room),
+                format!(
+                    "{} is below DPDK's {MIN_DATA_ROOM}-byte default",
+                    m.data_room
+                ),
             ));
         }
         let p = &self.primary;
