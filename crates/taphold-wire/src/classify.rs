@@ -49,6 +49,10 @@ pub enum Classified {
     Message(MessageMeta),
     /// An ARP request for our IP: answer with [`crate::arp::reply_in_place`].
     ArpRequest,
+    /// A datagram to our control port (see [`classify_with_control`]): a taphold PDU
+    /// for us (a target confirmation), not a message. Checked like a message (IPv4 and
+    /// UDP checksums, lengths); its PDU is the caller's to check.
+    Control(MessageMeta),
     /// Anything else, with the counter it goes to.
     Drop(DropReason),
 }
@@ -155,20 +159,30 @@ impl DropReason {
 /// Never panics; a [`Classified::Message`] always satisfies
 /// `payload_off + payload_len <= frame.len()`.
 pub fn classify(frame: &[u8], ours: &PrimaryAddr) -> Classified {
-    match classify_inner(frame, ours) {
+    classify_with_control(frame, ours, 0)
+}
+
+/// [`classify`], with a second UDP port of ours, `control_port` (0: none), whose
+/// datagrams are [`Classified::Control`] instead of messages.
+pub fn classify_with_control(frame: &[u8], ours: &PrimaryAddr, control_port: u16) -> Classified {
+    match classify_inner(frame, ours, control_port) {
         Ok(c) => c,
         Err(reason) => Classified::Drop(reason),
     }
 }
 
-fn classify_inner(frame: &[u8], ours: &PrimaryAddr) -> Result<Classified, DropReason> {
+fn classify_inner(
+    frame: &[u8],
+    ours: &PrimaryAddr,
+    control_port: u16,
+) -> Result<Classified, DropReason> {
     let eth = Frame::new_checked(frame).map_err(|_| DropReason::Runt)?;
     let dst = eth.dst_addr();
     if dst != ours.mac && !dst.is_broadcast() {
         return Err(DropReason::NotForUsMac);
     }
     match eth.ethertype() {
-        EtherType::IPV4 => classify_ipv4(eth.src_addr(), eth.payload(), ours),
+        EtherType::IPV4 => classify_ipv4(eth.src_addr(), eth.payload(), ours, control_port),
         EtherType::ARP => classify_arp(eth.payload(), ours),
         EtherType::VLAN | EtherType::QINQ => Err(DropReason::Vlan),
         EtherType::IPV6 => Err(DropReason::Ipv6),
@@ -191,6 +205,7 @@ fn classify_ipv4(
     src_mac: EthernetAddress,
     bytes: &[u8],
     ours: &PrimaryAddr,
+    control_port: u16,
 ) -> Result<Classified, DropReason> {
     // The IPv4 view's own check folds "runt" and "truncated" into one error; the
     // counters distinguish them, so the length checks are spelled out here.
@@ -241,7 +256,8 @@ fn classify_ipv4(
     if udp_len < datagram.len() {
         return Err(DropReason::UdpBadLength);
     }
-    if udp.dst_port() != ours.udp_port {
+    let control = control_port != 0 && udp.dst_port() == control_port;
+    if udp.dst_port() != ours.udp_port && !control {
         return Err(DropReason::UdpWrongPort);
     }
     let payload_len = udp_len - udp::HEADER_LEN;
@@ -259,14 +275,19 @@ fn classify_ipv4(
 
     // Both fit u16: the offset is at most 14 + 60 + 8, the length is ≤ max_payload.
     let payload_off = ethernet::HEADER_LEN + header_len + udp::HEADER_LEN;
-    Ok(Classified::Message(MessageMeta {
+    let meta = MessageMeta {
         src_mac,
         src_ip,
         src_port: udp.src_port(),
         payload_off: payload_off as u16,
         payload_len: payload_len as u16,
         udp_checksum: udp.checksum(),
-    }))
+    };
+    Ok(if control {
+        Classified::Control(meta)
+    } else {
+        Classified::Message(meta)
+    })
 }
 
 #[cfg(test)]
@@ -384,6 +405,39 @@ mod tests {
         );
         assert_ne!(f[40..42], [0, 0]);
         assert_eq!(&f[42..], b"NEW ORDER 1");
+    }
+
+    #[test]
+    fn a_datagram_to_the_control_port_is_control_and_checked_like_a_message() {
+        let to_control = Msg {
+            dst_port: 9001,
+            ..Msg::new(b"TH target confirmation")
+        }
+        .build();
+        let Classified::Control(meta) = classify_with_control(&to_control, &OURS, 9001) else {
+            panic!("{:?}", classify_with_control(&to_control, &OURS, 9001));
+        };
+        assert_eq!(
+            &to_control[meta.payload_off as usize..],
+            b"TH target confirmation"
+        );
+        // Without a control port it is a wrong port; a message stays a message.
+        assert_eq!(
+            classify(&to_control, &OURS),
+            Classified::Drop(DropReason::UdpWrongPort)
+        );
+        let message = Msg::new(b"NEW ORDER 1").build();
+        assert!(matches!(
+            classify_with_control(&message, &OURS, 9001),
+            Classified::Message(_)
+        ));
+        // Damage is refused before it is called control.
+        let mut bad = to_control.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            classify_with_control(&bad, &OURS, 9001),
+            Classified::Drop(DropReason::UdpBadChecksum)
+        );
     }
 
     #[test]

@@ -74,6 +74,18 @@ impl LocalJournal {
         written
     }
 
+    /// Deletes what the destination confirmed delivered (seed 004): sealed
+    /// segments wholly at or below `delivered`. Nothing after a failure.
+    fn trim(&mut self, delivered: u64) -> std::io::Result<usize> {
+        let Some(journal) = self.journal.as_mut() else {
+            return Ok(0);
+        };
+        // Seqs the destination has are covered even if this journal never
+        // held them (it holds only what arrived in journal mode).
+        journal.note_released(delivered);
+        journal.trim_below(delivered.saturating_add(1))
+    }
+
     fn write(
         journal: &mut taphold_journal::Journal,
         rx: &mut dpdk::ring::Consumer<Mbuf>,
@@ -103,6 +115,9 @@ impl LocalJournal {
         Ok(last)
     }
 }
+
+/// How often the local journal is trimmed below the delivered seq.
+const LOCAL_JOURNAL_TRIM_EVERY: Duration = Duration::from_secs(1);
 
 fn err(what: impl std::fmt::Display) -> String {
     what.to_string()
@@ -294,6 +309,7 @@ impl Appliance {
         self.watch_panic_at =
             crate::failpoint("watch-panic-after-ms").map(|ms| started + Duration::from_millis(ms));
         let mut next_stats = started + self.plan.stats_every;
+        let mut next_trim = started + LOCAL_JOURNAL_TRIM_EVERY;
         let mut last_progress = (0u64, Instant::now());
         loop {
             // The control tick: finer than any health threshold we enforce.
@@ -316,6 +332,10 @@ impl Appliance {
             }
             report.drain_events(&mut self.events);
             let now = Instant::now();
+            if now >= next_trim {
+                next_trim = now + LOCAL_JOURNAL_TRIM_EVERY;
+                self.trim_local_journal();
+            }
             if signalled.load(Ordering::SeqCst) {
                 return "signal";
             }
@@ -348,6 +368,21 @@ impl Appliance {
                     &self.ports[&self.plan.primary.port],
                     now.duration_since(started),
                 ));
+            }
+        }
+    }
+
+    /// With target confirmations, the local journal keeps only what the
+    /// destination has not confirmed. A failed trim deletes nothing more and
+    /// is logged; the journal itself stays valid.
+    fn trim_local_journal(&mut self) {
+        if self.plan.primary.target_confirm_port == 0 {
+            return;
+        }
+        let delivered = self.plane.ingress.delivered_seq();
+        if let Some(j) = &mut self.local_journal {
+            if let Err(e) = j.trim(delivered) {
+                log::error!("local journal: trimming below {delivered}: {e}");
             }
         }
     }

@@ -147,6 +147,20 @@ pub struct DestinationConfig {
     /// before it, so the destination can deduplicate and see gaps.
     #[serde(default)]
     pub framing: Framing,
+    /// Our UDP port (on `primary.ip`) where the destination's arbiter sends
+    /// target confirmations: what it delivered, which the backup nodes may then
+    /// delete. Needs `framing: taphold`. None: no target confirmations, and
+    /// the nodes trim below what was released.
+    #[serde(default)]
+    pub target_confirm_port: Option<u16>,
+    /// Messages released but not target-confirmed for this long raise the
+    /// `destination_unconfirmed` alert (the journals grow meanwhile).
+    #[serde(default = "default_unconfirmed_alert_ms")]
+    pub unconfirmed_alert_ms: u64,
+}
+
+fn default_unconfirmed_alert_ms() -> u64 {
+    1000
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -740,6 +754,21 @@ impl Config {
                 "0 is not a port a datagram can be sent to: give the destination's UDP port",
             ));
         }
+        if let Some(port) = d.target_confirm_port {
+            let field = "destination.target_confirm_port";
+            if port == 0 || port == p.udp_port {
+                return Err(at.err(
+                    field,
+                    format!("{port}: target confirmations need a UDP port of their own on primary.ip, not 0 and not primary.udp_port ({})", p.udp_port),
+                ));
+            }
+            if d.framing != Framing::Taphold {
+                return Err(at.err(
+                    field,
+                    "needs destination.framing: taphold: an arbiter confirms messages by (stream, epoch, seq), which only the delivery header tells it",
+                ));
+            }
+        }
         for (i, l) in self.backup_links.iter().enumerate() {
             if let Some(m) = l.mac {
                 own_mac(at, &format!("backup_links.{i}.mac"), m)?;
@@ -908,6 +937,11 @@ impl Config {
                 "hold_ring.backpressure_alert_ms",
                 self.hold_ring.backpressure_alert_ms,
                 "an alert an hour after the ring filled comes too late; check the unit",
+            ),
+            (
+                "destination.unconfirmed_alert_ms",
+                self.destination.unconfirmed_alert_ms,
+                "an alert an hour after the destination stopped confirming comes too late; check the unit",
             ),
         ];
         for (path, v, why) in ms {
@@ -1302,6 +1336,36 @@ mod tests {
             B1_PEER,
             format!("{B1_PEER}  - name: b2\n    port: b2\n    tap: t2\n    mac: 02:00:00:00:0b:02\n    peer_mac: 02:00:00:00:0c:02\n    standby: {standby}\n"),
         )
+    }
+
+    #[test]
+    fn a_target_confirm_port_needs_the_delivery_header_and_a_port_of_its_own() {
+        let framed = ("framing: raw ", "framing: taphold ");
+        let port = |p: &str| {
+            (
+                "  udp_port: 9100\n",
+                format!("  udp_port: 9100\n  target_confirm_port: {p}\n"),
+            )
+        };
+        let (from, to) = port("9001");
+        let c = accepted(&[framed, (from, &to)]);
+        assert_eq!(c.destination.target_confirm_port, Some(9001));
+        assert_eq!(c.destination.unconfirmed_alert_ms, 1000);
+        let e = refused(
+            &[(from, &to)],
+            "destination.target_confirm_port",
+            "target_confirm_port",
+        );
+        assert!(e.message.contains("framing: taphold"), "{e}");
+        for bad in ["0", "9000"] {
+            let (from, to) = port(bad);
+            let e = refused(
+                &[framed, (from, &to)],
+                "destination.target_confirm_port",
+                "target_confirm_port",
+            );
+            assert!(e.message.contains("port of their own"), "{e}");
+        }
     }
 
     #[test]

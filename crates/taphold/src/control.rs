@@ -66,6 +66,13 @@ pub struct ControlLoop {
     forced: Option<Mode>,
     backpressure_alert_ns: u64,
     backpressure_alerted: bool,
+    /// Target confirmations: 0 when the appliance takes none. Else the alert
+    /// threshold, the delivered seq last seen, since when the destination has
+    /// been behind without progress (0: it is not), and whether it was said.
+    unconfirmed_alert_ns: u64,
+    delivered_seen: u64,
+    unconfirmed_since: u64,
+    unconfirmed_alerted: bool,
     /// Per link: retransmits and exhausted messages already reported.
     retransmits_seen: [u64; MAX_LINKS],
     exhausted_seen: [u64; MAX_LINKS],
@@ -107,6 +114,14 @@ impl ControlLoop {
             forced: None,
             backpressure_alert_ns: plan.backpressure_alert_ns,
             backpressure_alerted: false,
+            unconfirmed_alert_ns: if plan.primary.target_confirm_port != 0 {
+                plan.unconfirmed_alert_ns.max(1)
+            } else {
+                0
+            },
+            delivered_seen: 0,
+            unconfirmed_since: 0,
+            unconfirmed_alerted: false,
             retransmits_seen: [0; MAX_LINKS],
             exhausted_seen: [0; MAX_LINKS],
             alerts: Alerts::default(),
@@ -148,6 +163,39 @@ impl ControlLoop {
         }
         self.watch_relaunches(now);
         self.watch_backpressure(now);
+        self.watch_destination(now);
+    }
+
+    /// Released messages the destination's arbiter has not confirmed for
+    /// too long, with no progress: the backup nodes keep them (and their
+    /// journals grow) until it does. Said once per spell.
+    fn watch_destination(&mut self, now: u64) {
+        if self.unconfirmed_alert_ns == 0 {
+            return;
+        }
+        let released = self.plane.egress.released_seq();
+        let delivered = self.plane.ingress.delivered_seq();
+        if delivered >= released {
+            self.unconfirmed_since = 0;
+            self.unconfirmed_alerted = false;
+        } else if delivered > self.delivered_seen || self.unconfirmed_since == 0 {
+            // Behind, but moving (or just fallen behind): the clock restarts.
+            self.unconfirmed_since = now;
+        } else if !self.unconfirmed_alerted
+            && now.saturating_sub(self.unconfirmed_since) >= self.unconfirmed_alert_ns
+        {
+            self.unconfirmed_alerted = true;
+            self.alerts.raise(
+                now,
+                "destination_unconfirmed",
+                format!(
+                    "{} released message(s) not confirmed delivered for {} ms (delivered through {delivered}, released through {released}): the backup nodes keep them; check the arbiter",
+                    released - delivered,
+                    now.saturating_sub(self.unconfirmed_since) / 1_000_000,
+                ),
+            );
+        }
+        self.delivered_seen = delivered;
     }
 
     /// What link `k`'s roles have published, as its health state machine wants it.

@@ -85,6 +85,14 @@ pub struct IngressCounters {
     pub resent: Counter,
     /// Accepted with no link in service (pass-through or journal mode): no backup frame.
     pub unlaunched: Counter,
+    /// Target confirmations from the destination's arbiter that counted, and
+    /// those that did not, by reason.
+    pub target_confirms: Counter,
+    pub target_confirm_malformed: Counter,
+    pub target_confirm_corrupt: Counter,
+    pub target_confirm_foreign: Counter,
+    pub target_confirm_other_epoch: Counter,
+    pub target_confirm_beyond_released: Counter,
 }
 
 impl Named for IngressCounters {
@@ -110,6 +118,21 @@ impl Named for IngressCounters {
         f("failover_paused_polls", self.failover_paused_polls.get());
         f("resent", self.resent.get());
         f("accepted_unlaunched", self.unlaunched.get());
+        f("target_confirms", self.target_confirms.get());
+        f(
+            "target_confirm_malformed",
+            self.target_confirm_malformed.get(),
+        );
+        f("target_confirm_corrupt", self.target_confirm_corrupt.get());
+        f("target_confirm_foreign", self.target_confirm_foreign.get());
+        f(
+            "target_confirm_other_epoch",
+            self.target_confirm_other_epoch.get(),
+        );
+        f(
+            "target_confirm_beyond_released",
+            self.target_confirm_beyond_released.get(),
+        );
     }
 }
 

@@ -14,7 +14,9 @@ use taphold_wire::digest::DigestKey;
 use taphold_wire::emit::{emit_udp_headers, Endpoint, UDP_FRAME_HEADER_LEN};
 use taphold_wire::ethernet::{EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::link::{emit_frame, frame_len, pdu_of};
-use taphold_wire::taphold::{AckRepr, BackupRepr, ConfirmRepr, HeartbeatRepr, MsgType, Packet};
+use taphold_wire::taphold::{
+    AckRepr, BackupRepr, ConfirmRepr, HeartbeatRepr, MsgType, Packet, TargetConfirmRepr,
+};
 use taphold_wire::WireError;
 
 /// A frame of ours on a backup link, from `src` to `dst`, in a new mbuf: the
@@ -201,6 +203,45 @@ pub fn from_node(
             Err(_) => FromNode::Malformed,
         },
         _ => FromNode::UnexpectedType,
+    }
+}
+
+/// What a datagram to our target-confirm port is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetConfirm {
+    /// The arbiter delivered everything of this run through `seq`.
+    Delivered { seq: u64 },
+    /// Not a taphold PDU, or not a target confirmation.
+    Malformed,
+    /// Its digest does not match: damaged, or not made with our key.
+    Corrupt,
+    /// Authentic, of another stream.
+    Foreign,
+    /// Authentic, of another epoch (an earlier run's, still being confirmed).
+    OtherEpoch,
+    /// Claims seqs this run never released: not believed.
+    BeyondReleased,
+}
+
+/// The verdict on a target confirmation `payload` (the UDP payload), for
+/// stream `stream`, epoch `epoch`, with seqs up to `released` released.
+pub fn target_confirm(
+    payload: &[u8],
+    stream: u32,
+    epoch: u64,
+    released: u64,
+    key: &DigestKey,
+) -> TargetConfirm {
+    let Ok(p) = Packet::new_checked(payload) else {
+        return TargetConfirm::Malformed;
+    };
+    match TargetConfirmRepr::parse(&p, key) {
+        Err(WireError::BadDigest) => TargetConfirm::Corrupt,
+        Err(_) => TargetConfirm::Malformed,
+        Ok(t) if t.stream != stream => TargetConfirm::Foreign,
+        Ok(t) if t.epoch != epoch => TargetConfirm::OtherEpoch,
+        Ok(t) if t.seq > released => TargetConfirm::BeyondReleased,
+        Ok(t) => TargetConfirm::Delivered { seq: t.seq },
     }
 }
 
@@ -428,6 +469,69 @@ mod tests {
                 _ => matches!(from_node(&f, &id(), &KEY, u64::MAX), FromNode::Heartbeat { .. }),
             };
             prop_assert!(!passed, "byte {} changed, still accepted", i);
+        }
+    }
+
+    fn target_confirm_pdu(stream: u32, epoch: u64, seq: u64, key: &DigestKey) -> Vec<u8> {
+        let t = TargetConfirmRepr {
+            stream,
+            epoch,
+            seq,
+            timestamp_ns: 1,
+            highest_seen: seq,
+            skipped: 0,
+        };
+        let mut b = vec![0u8; t.buffer_len()];
+        t.emit(&mut b, key).unwrap();
+        b
+    }
+
+    #[test]
+    fn a_target_confirmation_counts_only_for_this_run_and_what_it_released() {
+        let v = |pdu: &[u8]| target_confirm(pdu, 7, 100, 50, &KEY);
+        assert_eq!(
+            v(&target_confirm_pdu(7, 100, 50, &KEY)),
+            TargetConfirm::Delivered { seq: 50 }
+        );
+        assert_eq!(
+            v(&target_confirm_pdu(7, 100, 51, &KEY)),
+            TargetConfirm::BeyondReleased
+        );
+        assert_eq!(
+            v(&target_confirm_pdu(7, 99, 3, &KEY)),
+            TargetConfirm::OtherEpoch
+        );
+        assert_eq!(
+            v(&target_confirm_pdu(8, 100, 3, &KEY)),
+            TargetConfirm::Foreign
+        );
+        let other_key = DigestKey([8; 16]);
+        assert_eq!(
+            v(&target_confirm_pdu(7, 100, 3, &other_key)),
+            TargetConfirm::Corrupt
+        );
+        assert_eq!(v(b"ORDER 1"), TargetConfirm::Malformed);
+        // Another keyed PDU of ours is not a target confirmation.
+        assert_eq!(v(&backup(7, 100, 3, &KEY)[14..]), TargetConfirm::Malformed);
+    }
+
+    proptest! {
+        /// Any damage to a good target confirmation is refused; arbitrary bytes
+        /// never panic.
+        #[test]
+        fn damaged_target_confirmations_never_count(
+            bytes in proptest::collection::vec(any::<u8>(), 0..100),
+            at in any::<proptest::sample::Index>(), x in 1u8..=255,
+        ) {
+            let _ = target_confirm(&bytes, 7, 100, u64::MAX, &KEY);
+            let mut f = target_confirm_pdu(7, 100, 5, &KEY);
+            let i = at.index(f.len());
+            f[i] ^= x;
+            let counted = matches!(
+                target_confirm(&f, 7, 100, u64::MAX, &KEY),
+                TargetConfirm::Delivered { .. }
+            );
+            prop_assert!(!counted, "byte {} changed, still counted", i);
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct PrimaryPlan {
     pub release_q: u16,
     pub confirm_q: u16,
     pub tx_queues: u16,
+    /// Our UDP port for the arbiter's target confirmations; 0: none.
+    pub target_confirm_port: u16,
 }
 
 /// One backup link.
@@ -73,6 +75,9 @@ pub struct Plan {
     pub max_retransmits: u8,
     pub health: HealthConfig,
     pub backpressure_alert_ns: u64,
+    /// Released but not target-confirmed this long: an alert (with a
+    /// target-confirm port only).
+    pub unconfirmed_alert_ns: u64,
     pub idle: IdlePolicy,
     pub stats_every: Duration,
     /// Roles per worker lcore, in config order (an lcore listed once).
@@ -122,6 +127,7 @@ impl Plan {
                 release_q: 0,
                 confirm_q: p.tx_queues - 1,
                 tx_queues: p.tx_queues,
+                target_confirm_port: cfg.destination.target_confirm_port.unwrap_or(0),
             },
             destination: Endpoint {
                 mac: cfg.destination.mac.0,
@@ -163,6 +169,10 @@ impl Plan {
             backpressure_alert_ns: cfg
                 .hold_ring
                 .backpressure_alert_ms
+                .saturating_mul(1_000_000),
+            unconfirmed_alert_ns: cfg
+                .destination
+                .unconfirmed_alert_ms
                 .saturating_mul(1_000_000),
             idle: cfg.idle,
             stats_every: Duration::from_millis(cfg.stats_interval_ms.max(1)),

@@ -3,7 +3,8 @@
 //! ```text
 //!   block            writer       what it holds
 //!   ControlBlock     main lcore   mode, links in service, journaled seq, link states
-//!   IngressBlock     ingress      per link: launched seq, our heartbeats; launch times; backpressure
+//!   IngressBlock     ingress      per link: launched seq, our heartbeats; launch times; backpressure;
+//!                                 the destination's delivered seq (target confirmations)
 //!   TapBlock[k]      tap-rx       per link: highest tapped seq and heartbeat
 //!   LinkRxBlock[k]   link-rx      per link: the node's acks and heartbeats
 //!   EgressBlock      egress       released seq, per link the oldest unconfirmed message
@@ -201,6 +202,10 @@ pub struct IngressBlock {
     /// When the hold ring was first found full in the current spell of
     /// backpressure; 0 while it is not.
     ring_full_since_ns: AtomicU64,
+    /// Delivered through, as the destination's arbiter last confirmed for
+    /// this epoch (0: nothing yet), and when that confirmation came.
+    delivered_seq: AtomicU64,
+    last_target_confirm_ns: AtomicU64,
 }
 
 impl IngressBlock {
@@ -213,6 +218,8 @@ impl IngressBlock {
             }),
             launch_ns: (0..LAUNCH_LOG).map(|_| AtomicU64::new(0)).collect(),
             ring_full_since_ns: AtomicU64::new(0),
+            delivered_seq: AtomicU64::new(0),
+            last_target_confirm_ns: AtomicU64::new(0),
         }
     }
 
@@ -239,6 +246,17 @@ impl IngressBlock {
 
     pub fn ring_full_since_ns(&self) -> u64 {
         get(&self.ring_full_since_ns)
+    }
+
+    /// What the destination confirmed delivered, through this seq of this
+    /// epoch.
+    pub fn delivered_seq(&self) -> u64 {
+        get(&self.delivered_seq)
+    }
+
+    /// When the last target confirmation of this epoch arrived; 0: none yet.
+    pub fn last_target_confirm_ns(&self) -> u64 {
+        get(&self.last_target_confirm_ns)
     }
 }
 
@@ -269,6 +287,13 @@ impl IngressWriter {
         let l = &self.0.links[k];
         set(l.hb_sent_ns.slot(seq), ns);
         set(&l.hb_sent_seq, seq);
+    }
+
+    /// The destination confirmed delivery through `seq` at `now`.
+    #[inline]
+    pub fn delivered(&self, seq: u64, now: u64) {
+        raise(&self.0.delivered_seq, seq);
+        set(&self.0.last_target_confirm_ns, now);
     }
 
     /// Backpressure: the ring is full (`Some(now)`) or not (`None`).

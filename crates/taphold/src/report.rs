@@ -287,7 +287,7 @@ impl Report {
             })
             .collect();
         format!(
-            "t={:.1}s mode={} links=[{}] P.ipackets={} P.imissed={} rx={} accepted={} released={} held={} confirmed={} retransmits={} dropped={} ring_full_polls={} alerts={} tap_rtt_p50={}ns hold_p50={}ns hold_p99={}ns",
+            "t={:.1}s mode={} links=[{}] P.ipackets={} P.imissed={} rx={} accepted={} released={} delivered={} held={} confirmed={} retransmits={} dropped={} ring_full_polls={} alerts={} tap_rtt_p50={}ns hold_p50={}ns hold_p99={}ns",
             elapsed.as_secs_f64(),
             s.control.mode().as_str(),
             links.join(" "),
@@ -296,6 +296,7 @@ impl Report {
             c.ingress.rx_frames.get(),
             accepted,
             released,
+            s.ingress.delivered_seq(),
             accepted.saturating_sub(released),
             confirmed,
             retransmits,
@@ -420,6 +421,11 @@ impl Report {
                 "released_unprotected": self.unprotected,
                 "confirmations_sent": c.egress.confirmations_sent.get(),
                 "dropped": c.ingress.dropped_total(),
+            },
+            "destination": {
+                "delivered_seq": s.ingress.delivered_seq(),
+                "last_target_confirm_ns": s.ingress.last_target_confirm_ns(),
+                "target_confirms": c.ingress.target_confirms.get(),
             },
             "ingress": block(&*c.ingress),
             "tap": taps,

@@ -19,7 +19,9 @@ use dpdk::{Burst, Clock, Mbuf, Mempool, Port};
 use taphold_core::hold_ring::Producer;
 use taphold_core::round::RoundIngress;
 use taphold_wire::arp;
-use taphold_wire::classify::{classify, Classified, DropReason, MessageMeta, PrimaryAddr};
+use taphold_wire::classify::{
+    classify_with_control, Classified, DropReason, MessageMeta, PrimaryAddr,
+};
 use taphold_wire::digest::DigestKey;
 use taphold_wire::ethernet::{EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::link;
@@ -27,7 +29,7 @@ use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags, HeartbeatRe
 
 use super::{HeldMessage, BURST};
 use crate::counters::IngressCounters;
-use crate::frames::{backup_frame, link_frame};
+use crate::frames::{backup_frame, link_frame, target_confirm, TargetConfirm};
 use crate::plan::Plan;
 use crate::plane::{IngressWriter, Mode, Plane};
 
@@ -61,6 +63,8 @@ pub struct Ingress {
     mine: IngressWriter,
     rx: Burst<BURST>,
     hb_interval_ns: u64,
+    /// Our UDP port for the arbiter's target confirmations; 0: none.
+    target_confirm_port: u16,
     /// Our side of the re-send round handshake: whether we are paused for one.
     round: RoundIngress<'static>,
     /// Seqs accepted in this poll, to stamp their launch time.
@@ -113,6 +117,7 @@ impl Ingress {
             mine: parts.mine,
             rx: Burst::new(),
             hb_interval_ns: plan.heartbeat_interval_ns,
+            target_confirm_port: plan.primary.target_confirm_port,
             round: parts.round,
             launched: [0; BURST],
         }
@@ -151,7 +156,7 @@ impl Ingress {
             return work;
         }
         c.rx_frames.add(n as u64);
-        let watermark = self.released_watermark();
+        let watermark = self.watermark();
         let mut accepted = 0;
         while let Some(m) = self.rx.pop() {
             if let Some(seq) = self.admit(m, now, watermark, service.active) {
@@ -188,8 +193,9 @@ impl Ingress {
             c.multi_segment.inc();
             return None;
         }
-        match classify(m.data(), &self.addr) {
+        match classify_with_control(m.data(), &self.addr, self.target_confirm_port) {
             Classified::Message(meta) => return self.accept(m, meta, now, watermark, active),
+            Classified::Control(meta) => self.target_confirmation(&m, meta, now),
             Classified::ArpRequest => {
                 let ok = match arp::reply_in_place(m.data_mut(), self.addr.mac, self.addr.ip) {
                     Ok(len) => pad_to(&mut m, len),
@@ -322,9 +328,40 @@ impl Ingress {
     }
 
     /// Highest seq egress has released: the backup node may trim below it.
-    fn released_watermark(&self) -> u64 {
+    fn released(&self) -> u64 {
         let held = (self.hold.capacity() - self.hold.free()) as u64;
         self.hold.next_seq() - 1 - held
+    }
+
+    /// The watermark our frames carry, below which the backup nodes may
+    /// delete: with target confirmations, what the destination confirmed
+    /// delivered (seed 004: delete once the target confirmed); else what was
+    /// released.
+    fn watermark(&self) -> u64 {
+        let released = self.released();
+        if self.target_confirm_port == 0 {
+            released
+        } else {
+            self.plane.ingress.delivered_seq().min(released)
+        }
+    }
+
+    /// A datagram to our target-confirm port: counted, and if it is an
+    /// authentic confirmation of this run, published.
+    fn target_confirmation(&mut self, m: &Mbuf, meta: MessageMeta, now: u64) {
+        let c = &self.plane.counters.ingress;
+        let payload = &m.data()[meta.payload_off as usize..][..meta.payload_len as usize];
+        match target_confirm(payload, self.stream, self.epoch, self.released(), &self.key) {
+            TargetConfirm::Delivered { seq } => {
+                self.mine.delivered(seq, now);
+                c.target_confirms.inc();
+            }
+            TargetConfirm::Malformed => c.target_confirm_malformed.inc(),
+            TargetConfirm::Corrupt => c.target_confirm_corrupt.inc(),
+            TargetConfirm::Foreign => c.target_confirm_foreign.inc(),
+            TargetConfirm::OtherEpoch => c.target_confirm_other_epoch.inc(),
+            TargetConfirm::BeyondReleased => c.target_confirm_beyond_released.inc(),
+        }
     }
 
     /// No backup link in service. In pass-through and journal modes the
@@ -366,7 +403,7 @@ impl Ingress {
     /// Our heartbeat on every link that is due one (active and standby: the
     /// tap copy of a heartbeat proves a tap path that carries no traffic).
     fn heartbeats(&mut self, now: u64) -> usize {
-        let watermark = self.released_watermark();
+        let watermark = self.watermark();
         let mut sent = 0;
         for (k, l) in self.links.iter_mut().enumerate() {
             if now < l.next_hb_ns || l.pending.room() == 0 {
