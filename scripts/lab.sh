@@ -7,9 +7,10 @@
 #   scripts/lab.sh status             namespaces, links, tc filters, lab processes
 #   scripts/lab.sh appliance OUTDIR [taphold args...]
 #                                     run taphold (foreground) in the app namespace, config/lab.yaml
-#   scripts/lab.sh emu 1|2|t1|t2 COMMAND...
+#   scripts/lab.sh emu 1|2|t1|t2|d COMMAND...
 #                                     control a link emulator: 1|2 on backup link K (app -> node
-#                                     is a2b), t1|t2 on tap path K (mirror -> tap port is a2b)
+#                                     is a2b), t1|t2 on tap path K (mirror -> tap port is a2b),
+#                                     d on the destination's link (switch -> destination is a2b)
 #                                     (stats, get, 'a2b delay_us=50', 'both cut=1', 'both clear')
 #   scripts/lab.sh node 1|2 start|stop|kill9|reset|inspect|status|log|export [ARGS...]
 #                                     the backup node on link K (taphold-backup in $LAB_PREFIX-nodeK):
@@ -27,7 +28,7 @@
 # (default target/debug) holds taphold and taphold-linkemu; LAB_CONFIG (default
 # config/lab.yaml); LAB_MEM_MB (256); LAB_LCORES (0,1); LAB_SEED (1) seeds the
 # emulators; LAB_EMU1 / LAB_EMU2 / LAB_EMUT1 / LAB_EMUT2 initial emulator settings
-# ('delay_us=20 ...'); LAB_NODES (default 1; 0: up starts no backup node).
+# ('delay_us=20 ...'), LAB_EMUD the destination link's; LAB_NODES (default 1; 0: up starts no backup node).
 # Backup node K's config, journal, log and stats are under $RUN/nodeK/
 # (/run/taphold-lab-$LAB_PREFIX/nodeK/journal); they survive stop, kill9 and
 # start, and go with `down`. The appliance's state directory (its epoch) is
@@ -45,7 +46,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUN=/run/taphold-lab-$P
 BIN=${LAB_BIN_DIR:-$ROOT/target/debug}
 CONFIG=${LAB_CONFIG:-$ROOT/config/lab.yaml}
-NAMESPACES=(sw src dst app emu1 emu2 tap1 tap2 node1 node2)
+NAMESPACES=(sw src dst emud app emu1 emu2 tap1 tap2 node1 node2)
 
 die() { echo "lab: $*" >&2; exit 1; }
 ns() { echo "$P-$1"; }
@@ -242,9 +243,19 @@ up() {
     nsx sw sysctl -qw "net.ipv6.conf.$P-br.disable_ipv6=1"
     ip -n "$(ns sw)" link set "$P-br" up
     veth src src0 02:00:00:00:01:01 sw swsrc 02:00:00:00:f0:01
-    veth dst dst0 02:00:00:00:00:02 sw swdst 02:00:00:00:f0:02
+    # The destination hangs off the switch through its own link emulator
+    # (emud: side a on the switch, side b toward the destination), so the
+    # path from the appliance and the nodes to the destination can lose,
+    # duplicate and reorder (lab.sh emu d 'a2b loss=0.03 ...').
+    veth dst dst0 02:00:00:00:00:02 emud dda 02:00:00:00:ed:0b
+    veth emud dsw 02:00:00:00:ed:0a sw swdst 02:00:00:00:f0:02
     veth app p 02:00:00:00:00:01 sw swp 02:00:00:00:f0:03
-    for n in swsrc swdst swp; do ip -n "$(ns sw)" link set "$P-$n" master "$P-br"; done
+    # Each backup node's destination-facing port D (198.51.100.1N, answered
+    # by the node itself): replays and resends to the destination's arbiter,
+    # target confirmations and resend requests from it.
+    veth node1 d1 02:00:00:00:0c:11 sw swn1 02:00:00:00:f0:11
+    veth node2 d2 02:00:00:00:0c:12 sw swn2 02:00:00:00:f0:12
+    for n in swsrc swdst swp swn1 swn2; do ip -n "$(ns sw)" link set "$P-$n" master "$P-br"; done
 
     # Kernel source and destination. The appliance answers ARP for 198.51.100.1.
     for n in 11 12 13 14; do ip -n "$(ns src)" addr add "192.0.2.$n/24" dev "$P-src0"; done
@@ -268,6 +279,7 @@ up() {
     start_emu emu2 emu2 e2a e2b $((seed + 2))
     start_emu emut1 tap1 t1x t1y $((seed + 11))
     start_emu emut2 tap2 t2x t2y $((seed + 12))
+    start_emu emud emud dsw dda $((seed + 21))
     if [ "${LAB_NODES:-1}" != 0 ]; then
         node_start 1
         node_start 2
@@ -377,10 +389,10 @@ down) down ;;
 status) status ;;
 appliance) appliance "$@" ;;
 emu)
-    [ $# -ge 2 ] || die "usage: lab.sh emu 1|2|t1|t2 COMMAND..."
+    [ $# -ge 2 ] || die "usage: lab.sh emu 1|2|t1|t2|d COMMAND..."
     n=$1
     shift
-    [[ $n =~ ^t?[12]$ ]] || die "usage: lab.sh emu 1|2|t1|t2 COMMAND..."
+    [[ $n =~ ^(t?[12]|d)$ ]] || die "usage: lab.sh emu 1|2|t1|t2|d COMMAND..."
     exec "$BIN/taphold-linkemu" ctl "$RUN/emu$n.sock" "$@"
     ;;
 node)
