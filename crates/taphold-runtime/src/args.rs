@@ -44,9 +44,75 @@ impl<'a> Args<'a> {
     }
 }
 
+/// The version line every binary prints for `--version`: its name, the
+/// workspace version and the commit it was built from.
+pub fn version_line(name: &str) -> String {
+    format!(
+        "{name} {} (commit {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("TAPHOLD_COMMIT")
+    )
+}
+
+/// What `--help` or `--version` asks for, if anything, anywhere in the
+/// command line (before or after EAL's `--`): answered before EAL starts,
+/// so neither needs hugepages, devices or root.
+pub fn early(args: &[String], name: &str, usage: &str) -> Option<String> {
+    let after = args
+        .iter()
+        .position(|a| a == "--")
+        .map_or(args.len(), |i| i + 1);
+    // Before `--`, `-h`/`--help` would be EAL's own: answer with ours and
+    // say where EAL's is.
+    let ours = |a: &String| a == "--help" || a == "-h";
+    if args[after.min(args.len())..].iter().any(ours)
+        || args[1.min(args.len())..after.min(args.len())]
+            .iter()
+            .any(ours)
+    {
+        return Some(format!(
+            "{usage}
+
+EAL arguments go before `--` (see the DPDK EAL documentation; `{name} --help` shows this text, not EAL's)."
+        ));
+    }
+    args.iter()
+        .skip(1)
+        .any(|a| a == "--version" || a == "-V")
+        .then(|| version_line(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn help_and_version_are_answered_from_anywhere_on_the_line() {
+        let help = early(
+            &v("prog -l 0,1 -- --config c.yaml --help"),
+            "prog",
+            "usage: prog",
+        );
+        assert!(help.unwrap().starts_with("usage: prog"));
+        assert!(early(&v("prog --help"), "prog", "usage: prog").is_some());
+        assert!(early(&v("prog -h --"), "prog", "usage: prog").is_some());
+        let version = early(&v("prog --version"), "prog", "u").unwrap();
+        assert!(version.starts_with("prog 0."), "{version}");
+        assert!(version.contains("commit "), "{version}");
+        assert_eq!(
+            early(&v("prog -l 0,1 -- --config c.yaml"), "prog", "u"),
+            None
+        );
+        // A value that merely contains the word is not a request.
+        assert_eq!(
+            early(&v("prog -- --config --helpful.yaml"), "prog", "u"),
+            None
+        );
+    }
 
     #[test]
     fn flags_values_numbers_and_mistakes() {

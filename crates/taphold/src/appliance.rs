@@ -18,7 +18,7 @@ use crate::config::{Config, RoleName};
 use crate::control::ControlLoop;
 use crate::frames::LinkIdentity;
 use crate::plan::Plan;
-use crate::plane::{Plane, Writers};
+use crate::plane::{Mode, Plane, Writers};
 use crate::report::{Console, Ending, Monitors, Report};
 use crate::roles::egress::relaunch::{LinkAddr, Relaunch};
 use crate::roles::egress::{Egress, EgressParts};
@@ -260,7 +260,21 @@ impl Appliance {
             )
             .map_err(err)?;
         console.line(&summary);
-        Ok(if failed || why == "panic" { 1 } else { 0 })
+        if failed || why == "panic" {
+            return Ok(1);
+        }
+        // Failing closed is not a clean run: whoever started us must know.
+        if self.plane.control.mode() == Mode::Halt {
+            log::error!(
+                "the run ended failed closed (mode halt): {}",
+                self.control
+                    .alerts
+                    .last_of(&["mode_halt", "local_journal_failed", "failover_no_standby"])
+                    .unwrap_or("see the alerts in the summary")
+            );
+            return Ok(3);
+        }
+        Ok(0)
     }
 
     /// Every message still held is accounted: an event line, a frame in

@@ -36,6 +36,15 @@ pub struct Alerts {
 }
 
 impl Alerts {
+    /// The detail of the latest kept alert of any of `kinds`.
+    pub fn last_of(&self, kinds: &[&str]) -> Option<&str> {
+        self.kept
+            .iter()
+            .rev()
+            .find(|(_, k, _)| kinds.contains(k))
+            .map(|(_, _, d)| d.as_str())
+    }
+
     pub fn raise(&mut self, now: u64, kind: &'static str, detail: String) {
         log::error!("ALERT {kind}: {detail}");
         *self.by_kind.entry(kind).or_default() += 1;

@@ -77,6 +77,20 @@ pub struct Opts {
 
 const USAGE: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N] [--duration-ms N]";
 
+/// `--help`: the options, and what the exit status means.
+const HELP: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N] [--duration-ms N]
+
+  --config FILE           the YAML config (docs/operations.md); checked before EAL starts
+  --out DIR               write events.csv, summary.json and held.pcap here
+  --exit-when-idle-ms N   stop once nothing has moved for N ms (replays)
+  --duration-ms N         stop after N ms
+  --help, -h              this text
+  --version, -V           the version and the commit it was built from
+
+Exit status: 0 a clean stop; 1 a panic (held messages still accounted);
+2 bad arguments or config, a damaged state file, or a start-up failure;
+3 the run ended failed closed (mode halt).";
+
 impl Opts {
     pub fn parse(args: &[String]) -> Result<Opts, String> {
         let mut o = Opts::default();
@@ -112,6 +126,10 @@ fn main() {
 
 fn run() -> Result<i32, String> {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(text) = taphold_runtime::args::early(&args, "taphold", HELP) {
+        println!("{text}");
+        return Ok(0);
+    }
     // Validate the app arguments and config before EAL starts, when they are
     // present after `--`: a typo should not cost a DPDK start-up.
     if let Some(i) = args.iter().position(|a| a == "--") {

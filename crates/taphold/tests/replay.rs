@@ -178,15 +178,24 @@ fn key() -> DigestKey {
 
 /// Everything a clean run must show whatever the input: all accepted
 /// messages accounted, no hot-path allocation, no leaked mbuf.
+/// A run that stopped cleanly and accounted for everything. Its exit status
+/// says how it ended: 3 exactly when it ended failed closed (mode halt, with
+/// the reason logged), 0 otherwise.
 fn assert_clean(r: &Run) -> Value {
-    assert!(
-        r.status.success(),
-        "taphold failed: {}\n{}\n{}",
-        r.status,
+    let s = r.summary();
+    let halted = s["mode"]["final"] == "halt";
+    let want = if halted { 3 } else { 0 };
+    assert_eq!(
+        r.status.code(),
+        Some(want),
+        "taphold exit status (mode {}): {}\n{}",
+        s["mode"]["final"],
         r.stdout,
         r.stderr
     );
-    let s = r.summary();
+    if halted {
+        assert!(r.stderr.contains("ended failed closed"), "{}", r.stderr);
+    }
     assert_eq!(s["messages"]["unaccounted"].as_i64(), Some(0), "{s:#}");
     assert_eq!(n(&s, "hot_path_allocations"), 0, "the hot path allocated");
     assert_eq!(n(&s, "mempool.in_use_at_exit"), 0, "mbufs leaked");

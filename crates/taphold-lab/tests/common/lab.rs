@@ -297,8 +297,12 @@ impl<'a> Run<'a> {
             libc::kill(self.app.id() as i32, libc::SIGTERM);
         }
         let s = wait(&mut self.app, Duration::from_secs(15), "taphold", &app_log);
-        assert!(s.success(), "taphold exit {s}");
         let sum = read_json(&self.app_dir.join("summary.json"), &app_log);
+        check_exit(
+            s,
+            &sum,
+            &std::fs::read_to_string(&app_log).unwrap_or_default(),
+        );
         check_summary(&sum);
         self.app = Self::spawn_appliance(self.lab, out, config, &self.dir.join("dest.ready"));
         self.app_dir = out.to_path_buf();
@@ -377,8 +381,8 @@ impl<'a> Run<'a> {
         }
         let s = wait(&mut self.app, Duration::from_secs(15), "taphold", &app_log);
         let log = std::fs::read_to_string(&app_log).unwrap_or_default();
-        assert!(s.success(), "taphold exit {s}\n{log}");
         let sum = read_json(&self.app_dir.join("summary.json"), &app_log);
+        check_exit(s, &sum, &log);
         check_summary(&sum);
         Outcome {
             src: read_json(&self.dir.join("source.json"), &src_log),
@@ -387,6 +391,18 @@ impl<'a> Run<'a> {
             log,
         }
     }
+}
+
+/// The appliance's exit status says how the run ended: 3 exactly when it
+/// ended failed closed (mode halt), 0 otherwise.
+pub fn check_exit(s: std::process::ExitStatus, sum: &Value, log: &str) {
+    let want = if sum["mode"]["final"] == "halt" { 3 } else { 0 };
+    assert_eq!(
+        s.code(),
+        Some(want),
+        "taphold exit {s} (mode {})\n{log}",
+        sum["mode"]["final"]
+    );
 }
 
 /// What every appliance run's summary must show.
