@@ -148,7 +148,7 @@ EOF
         "${tp_cmd[@]}" > "$out/testpmd-$tag.txt" 2>&1 || true
         th_cmd=("$bin" --no-huge -m 1024 --no-pci "${lcores[@]}" --file-prefix "bench-th-$$" --log-level '*:warning'
             --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev net_null0
-            -- --config "$cfg" --duration-ms "$DURATION_MS")
+            -- --config "$cfg" --json --duration-ms "$DURATION_MS")
         log "taphold $tag"
         "${th_cmd[@]}" > "$out/taphold-$tag.txt" 2>&1
         rm -rf "/var/run/dpdk/bench-tp-$$" "/var/run/dpdk/bench-th-$$"
@@ -198,7 +198,7 @@ EOF
             busy_check
             cmd=("$bin" --no-huge -m 1024 --no-pci -l 0,1 --file-prefix "bench-lat-$$" --log-level '*:warning'
                 --vdev "net_pcap0,rx_pcap=$pcap" --vdev net_null0
-                -- --config "$cfg" --out "$dir" --duration-ms "$LAT_MS")
+                -- --config "$cfg" --json --out "$dir" --duration-ms "$LAT_MS")
             log "latency $tag"
             rc=0
             "${cmd[@]}" > "$dir/stdout.txt" 2> "$dir/stderr.txt" || rc=$?
@@ -219,7 +219,7 @@ EOF
     busy_check
     cmd=("$bin" --no-huge -m 1024 --no-pci -l 0,1 --file-prefix "bench-lat-$$" --log-level '*:warning'
         --vdev "net_pcap0,rx_pcap=$pcap" --vdev net_null0
-        -- --config "$cfg" --out "$dir" --duration-ms "$LAT_MS")
+        -- --config "$cfg" --json --out "$dir" --duration-ms "$LAT_MS")
     log "latency baseline (no fibre model)"
     "${cmd[@]}" > "$dir/stdout.txt" 2> "$dir/stderr.txt"
     printf '%s\t%s\t%s\t%s\n' "tap" "none" "baseline" "${cmd[*]}" | sed "s#$root/##g" >> "$out/latency.runs"
@@ -238,7 +238,7 @@ if want callgrind; then
         --callgrind-out-file="$cg"
         "$bin" --no-huge -m 1024 --no-pci -l 0,1 --file-prefix "bench-cg-$$" --log-level '*:warning'
         --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev net_null0
-        -- --config "$cfg" --duration-ms $([ $quick = 1 ] && echo 1500 || echo 4000))
+        -- --config "$cfg" --json --duration-ms $([ $quick = 1 ] && echo 1500 || echo 4000))
     log "callgrind (about a minute)"
     "${cmd[@]}" > "$out/callgrind.txt" 2>&1
     accepted=$(python3 -c '

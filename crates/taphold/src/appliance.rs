@@ -181,7 +181,14 @@ impl Appliance {
 
     pub fn run(mut self, opts: &Opts, signalled: &AtomicBool) -> Result<i32, String> {
         let monitors = Monitors::new(&self.cfg.latency_monitor, self.clock.now_ns());
-        let mut report = Report::new(opts.out.as_deref(), self.clock, monitors).map_err(err)?;
+        let mut report = Report::new(
+            opts.out.as_deref(),
+            &self.cfg,
+            &self.lease,
+            self.clock,
+            monitors,
+        )
+        .map_err(err)?;
         let mut console = Console::default();
         let mut handles = Vec::new();
         for (lcore_id, roles) in std::mem::take(&mut self.lcores) {
@@ -259,7 +266,14 @@ impl Appliance {
                 },
             )
             .map_err(err)?;
-        console.line(&summary);
+        if opts.json {
+            console.line(&summary);
+        } else {
+            match serde_json::from_str(&summary) {
+                Ok(v) => console.line(&crate::report::human(&v)),
+                Err(_) => console.line(&summary),
+            }
+        }
         if failed || why == "panic" {
             return Ok(1);
         }

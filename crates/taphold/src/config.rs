@@ -376,15 +376,28 @@ impl fmt::Display for RoleName {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
     /// Records in the egress→main event ring.
     pub ring: u32,
+    /// events.csv in the output directory: one line per message. Off unless
+    /// asked for (a production run makes millions of lines a second).
+    pub csv: bool,
+    /// events.csv is rotated at this size (events.csv.1, .2, ...) ...
+    pub csv_max_mb: u64,
+    /// ... and this many rotated files are kept; the lines of older ones
+    /// are counted in the summary (`events.csv.lines_deleted`).
+    pub csv_keep: u32,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        EventsConfig { ring: 65536 }
+        EventsConfig {
+            ring: 65536,
+            csv: false,
+            csv_max_mb: 256,
+            csv_keep: 4,
+        }
     }
 }
 
@@ -865,6 +878,18 @@ impl Config {
             return Err(at.err(
                 "events.ring",
                 format!("{ev} must be a power of two between 1 and {max} (2^24)"),
+            ));
+        }
+        if !(1..=1 << 20).contains(&self.events.csv_max_mb) {
+            return Err(at.err(
+                "events.csv_max_mb",
+                format!("{} must be 1 to 1048576 (1 TiB)", self.events.csv_max_mb),
+            ));
+        }
+        if self.events.csv_keep > 1000 {
+            return Err(at.err(
+                "events.csv_keep",
+                format!("{}: at most 1000 rotated files", self.events.csv_keep),
             ));
         }
         if let Some(j) = &self.local_journal {
@@ -1460,6 +1485,16 @@ mod tests {
         );
         assert!(e.message.contains("2^24"), "{e}");
         refused(&[("ring: 65536", "ring: 0")], "events.ring", "ring: 0");
+        refused(
+            &[("csv_max_mb: 256", "csv_max_mb: 0")],
+            "events.csv_max_mb",
+            "csv_max_mb: 0",
+        );
+        refused(
+            &[("csv_keep: 4", "csv_keep: 5000")],
+            "events.csv_keep",
+            "csv_keep: 5000",
+        );
         refused(
             &[("capacity: 4096", "capacity: 33554432")],
             "hold_ring.capacity",

@@ -73,17 +73,21 @@ pub struct Opts {
     pub out: Option<std::path::PathBuf>,
     pub exit_when_idle_ms: Option<u64>,
     pub duration_ms: Option<u64>,
+    /// Print the whole summary as JSON at exit, not the short text one.
+    pub json: bool,
 }
 
-const USAGE: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N] [--duration-ms N]";
+const USAGE: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N] [--duration-ms N] [--json]";
 
 /// `--help`: the options, and what the exit status means.
-const HELP: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N] [--duration-ms N]
+const HELP: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N] [--duration-ms N] [--json]
 
   --config FILE           the YAML config (docs/operations.md); checked before EAL starts
   --out DIR               write events.csv, summary.json and held.pcap here
   --exit-when-idle-ms N   stop once nothing has moved for N ms (replays)
   --duration-ms N         stop after N ms
+  --json                  at exit, print the whole summary as JSON (summary.json's
+                          contents) instead of the short text one
   --help, -h              this text
   --version, -V           the version and the commit it was built from
 
@@ -101,6 +105,7 @@ impl Opts {
                 "--out" => o.out = Some(a.value(flag)?.into()),
                 "--exit-when-idle-ms" => o.exit_when_idle_ms = Some(a.number(flag)?),
                 "--duration-ms" => o.duration_ms = Some(a.number(flag)?),
+                "--json" => o.json = true,
                 other => return Err(a.unknown(other)),
             }
         }

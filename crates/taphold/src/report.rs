@@ -132,11 +132,109 @@ impl Console {
     }
 }
 
+/// events.csv, bounded: at `max_bytes` the file is rotated (events.csv →
+/// events.csv.1 → … → events.csv.`keep`), and what falls off the end is
+/// counted, never lost silently.
+pub struct EventLog {
+    dir: PathBuf,
+    w: BufWriter<File>,
+    max_bytes: u64,
+    keep: usize,
+    bytes: u64,
+    lines: u64,
+    /// Lines in events.csv.1, .2, ... (newest first).
+    rotated: std::collections::VecDeque<u64>,
+    /// Rotations made, and event lines deleted with the oldest file.
+    pub rotations: u64,
+    pub lines_deleted: u64,
+}
+
+impl EventLog {
+    fn create(dir: &Path, max_bytes: u64, keep: usize) -> std::io::Result<EventLog> {
+        Ok(EventLog {
+            dir: dir.to_path_buf(),
+            w: Self::open(dir)?,
+            max_bytes: max_bytes.max(1),
+            keep,
+            bytes: 0,
+            lines: 0,
+            rotated: Default::default(),
+            rotations: 0,
+            lines_deleted: 0,
+        })
+    }
+
+    fn open(dir: &Path) -> std::io::Result<BufWriter<File>> {
+        let mut w = BufWriter::new(File::create(dir.join("events.csv"))?);
+        writeln!(w, "{}", MessageEvent::CSV_HEADER)?;
+        Ok(w)
+    }
+
+    fn path(&self, n: usize) -> PathBuf {
+        match n {
+            0 => self.dir.join("events.csv"),
+            n => self.dir.join(format!("events.csv.{n}")),
+        }
+    }
+
+    fn write(&mut self, ev: &MessageEvent) -> std::io::Result<()> {
+        let mut line = Vec::with_capacity(128);
+        ev.write_csv_line(&mut line)?;
+        if self.bytes > 0 && self.bytes + line.len() as u64 > self.max_bytes {
+            self.rotate()?;
+        }
+        self.w.write_all(&line)?;
+        self.bytes += line.len() as u64;
+        self.lines += 1;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.w.flush()?;
+        if self.rotated.len() == self.keep {
+            // The oldest goes; what it held is counted.
+            let gone = self.rotated.pop_back().unwrap_or(0);
+            self.lines_deleted += gone;
+            std::fs::remove_file(self.path(self.keep)).or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
+        }
+        for n in (0..self.rotated.len() + 1).rev() {
+            if n < self.keep {
+                std::fs::rename(self.path(n), self.path(n + 1))?;
+            }
+        }
+        if self.keep == 0 {
+            self.lines_deleted += self.lines;
+        } else {
+            self.rotated.push_front(self.lines);
+        }
+        self.w = Self::open(&self.dir)?;
+        self.bytes = 0;
+        self.lines = 0;
+        self.rotations += 1;
+        Ok(())
+    }
+}
+
 pub struct Report {
     pub monitors: Monitors,
     out: Option<PathBuf>,
-    events_csv: Option<BufWriter<File>>,
+    /// Where held messages go at shutdown: `out/held.pcap`, or without an
+    /// output directory `state_dir/held-S-E.pcap`.
+    held_path: PathBuf,
+    events_csv: Option<EventLog>,
+    /// events.csv could not be written (after this many lines).
+    events_csv_failed: bool,
     held_pcap: Option<BufWriter<File>>,
+    held_written: u64,
+    /// Hold times of the current stats interval (reset at each stats line).
+    hold_interval: Histogram<u64>,
+    tap_rtt_interval: Histogram<u64>,
     hold: Histogram<u64>,
     tap_rtt: Histogram<u64>,
     events: u64,
@@ -152,19 +250,37 @@ fn histogram() -> Histogram<u64> {
 }
 
 impl Report {
-    pub fn new(out: Option<&Path>, clock: Clock, monitors: Monitors) -> std::io::Result<Report> {
+    pub fn new(
+        out: Option<&Path>,
+        cfg: &Config,
+        lease: &taphold_runtime::epoch::EpochLease,
+        clock: Clock,
+        monitors: Monitors,
+    ) -> std::io::Result<Report> {
         let mut events_csv = None;
         if let Some(dir) = out {
             std::fs::create_dir_all(dir)?;
-            let mut w = BufWriter::new(File::create(dir.join("events.csv"))?);
-            writeln!(w, "{}", MessageEvent::CSV_HEADER)?;
-            events_csv = Some(w);
+            if cfg.events.csv {
+                let max = cfg.events.csv_max_mb.saturating_mul(1 << 20);
+                events_csv = Some(EventLog::create(dir, max, cfg.events.csv_keep as usize)?);
+            }
         }
+        let held_path = match out {
+            Some(dir) => dir.join("held.pcap"),
+            None => cfg
+                .state_dir
+                .join(format!("held-{}-{}.pcap", lease.stream, lease.epoch)),
+        };
         Ok(Report {
             monitors,
             out: out.map(Path::to_path_buf),
+            held_path,
             events_csv,
+            events_csv_failed: false,
             held_pcap: None,
+            held_written: 0,
+            hold_interval: histogram(),
+            tap_rtt_interval: histogram(),
             hold: histogram(),
             tap_rtt: histogram(),
             events: 0,
@@ -177,9 +293,12 @@ impl Report {
     fn record(&mut self, ev: &MessageEvent) {
         self.events += 1;
         if let Some(w) = &mut self.events_csv {
-            if let Err(e) = ev.write_csv_line(w) {
-                log::error!("events.csv: {e}; no more event lines will be written");
+            if let Err(e) = w.write(ev) {
+                log::error!(
+                    "events.csv: {e}; no more event lines will be written (summary: events.csv_failed)"
+                );
                 self.events_csv = None;
+                self.events_csv_failed = true;
             }
         }
         if ev.status != MessageStatus::HeldAtShutdown {
@@ -200,12 +319,12 @@ impl Report {
             {
                 self.order_violations += 1;
             }
-            let _ = self
-                .hold
-                .record(ev.release_ns.saturating_sub(ev.rx_ns).max(1));
-            let _ = self
-                .tap_rtt
-                .record(ev.tap_ns.saturating_sub(ev.backup_tx_ns).max(1));
+            let hold = ev.release_ns.saturating_sub(ev.rx_ns).max(1);
+            let _ = self.hold.record(hold);
+            let _ = self.hold_interval.record(hold);
+            let rtt = ev.tap_ns.saturating_sub(ev.backup_tx_ns).max(1);
+            let _ = self.tap_rtt.record(rtt);
+            let _ = self.tap_rtt_interval.record(rtt);
         }
         if ev.status == MessageStatus::ReleasedUnprotected {
             self.unprotected += 1;
@@ -220,12 +339,13 @@ impl Report {
     }
 
     /// A message still held when the workers stopped: its event line, and its
-    /// frame appended to held.pcap so nothing accepted vanishes.
+    /// frame appended to the held file (held.pcap in the output directory,
+    /// else in the state directory) so nothing accepted vanishes, with or
+    /// without `--out`.
     pub fn held_at_shutdown(&mut self, ev: MessageEvent, frame: &[u8]) {
         self.record(&ev);
-        let Some(dir) = &self.out else { return };
         if self.held_pcap.is_none() {
-            match File::create(dir.join("held.pcap")).map(BufWriter::new) {
+            match File::create(&self.held_path).map(BufWriter::new) {
                 Ok(mut w) => {
                     // Classic pcap header: microseconds, Ethernet, snaplen 65535.
                     let mut h = Vec::with_capacity(24);
@@ -239,7 +359,7 @@ impl Report {
                         self.held_pcap = Some(w);
                     }
                 }
-                Err(e) => log::error!("held.pcap: {e}"),
+                Err(e) => log::error!("{}: {e}", self.held_path.display()),
             }
         }
         if let Some(w) = &mut self.held_pcap {
@@ -250,14 +370,15 @@ impl Report {
             rec.extend_from_slice(&(frame.len() as u32).to_le_bytes());
             rec.extend_from_slice(&(frame.len() as u32).to_le_bytes());
             rec.extend_from_slice(frame);
-            if let Err(e) = w.write_all(&rec) {
-                log::error!("held.pcap: {e}");
+            match w.write_all(&rec) {
+                Ok(()) => self.held_written += 1,
+                Err(e) => log::error!("{}: {e}", self.held_path.display()),
             }
         }
     }
 
     pub fn stats_line(
-        &self,
+        &mut self,
         s: &Plane,
         control: &crate::control::ControlLoop,
         primary: &Port,
@@ -286,7 +407,7 @@ impl Report {
                 format!("b{k}:{}{svc}", st.as_str())
             })
             .collect();
-        format!(
+        let line = format!(
             "t={:.1}s mode={} links=[{}] P.ipackets={} P.imissed={} rx={} accepted={} released={} delivered={} held={} confirmed={} retransmits={} dropped={} ring_full_polls={} alerts={} tap_rtt_p50={}ns hold_p50={}ns hold_p99={}ns",
             elapsed.as_secs_f64(),
             s.control.mode().as_str(),
@@ -303,10 +424,15 @@ impl Report {
             c.ingress.dropped_total(),
             c.ingress.ring_full_polls.get(),
             control.alerts.total,
-            self.tap_rtt.value_at_quantile(0.5),
-            self.hold.value_at_quantile(0.5),
-            self.hold.value_at_quantile(0.99),
-        )
+            self.tap_rtt_interval.value_at_quantile(0.5),
+            self.hold_interval.value_at_quantile(0.5),
+            self.hold_interval.value_at_quantile(0.99),
+        );
+        // Percentiles per interval, not since the start: a spike shows in
+        // the line of the interval it happened in.
+        self.hold_interval.reset();
+        self.tap_rtt_interval.reset();
+        line
     }
 
     /// Every port's counters, read before the ports are closed.
@@ -345,7 +471,7 @@ impl Report {
             started_ns,
         } = end;
         if let Some(w) = &mut self.events_csv {
-            w.flush()?;
+            w.w.flush()?;
         }
         if let Some(w) = &mut self.held_pcap {
             w.flush()?;
@@ -449,7 +575,16 @@ impl Report {
             },
             "ports": port_stats,
             "latency_ns": { "hold": pct(&self.hold), "tap_rtt": pct(&self.tap_rtt) },
-            "events": { "recorded": self.events, "order_violations": self.order_violations },
+            "events": {
+                "recorded": self.events,
+                "order_violations": self.order_violations,
+                "csv": self.events_csv.as_ref().map(|e| json!({
+                    "rotations": e.rotations,
+                    "lines_deleted": e.lines_deleted,
+                })),
+                "csv_failed": self.events_csv_failed,
+            },
+            "held_file": (self.held_written > 0).then(|| self.held_path.display().to_string()),
             "latency_monitor": self.monitors.summary(),
             "hot_path_allocations": alloc_count::hot_allocations(),
             "mempool": { "in_use_at_exit": mbufs_in_use },
@@ -459,5 +594,183 @@ impl Report {
             std::fs::write(dir.join("summary.json"), format!("{text}\n"))?;
         }
         Ok(text)
+    }
+}
+
+/// The short summary printed at exit, testpmd-style: what came in, what
+/// left, what is still held, what was refused and why, the links, the
+/// latencies, the alerts. The whole of it is summary.json (or `--json`).
+pub fn human(s: &Value) -> String {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let us = |v: &Value| format!("{:.1}", n(v) as f64 / 1000.0);
+    let m = &s["messages"];
+    let mut out = Vec::new();
+    let bar = "-".repeat(24);
+    out.push(format!("{bar} taphold summary {bar}"));
+    out.push(format!(
+        "stream {}  epoch {}  stopped by {}  mode {} (changes {}, failovers {})",
+        s["run"]["stream"],
+        s["run"]["epoch"],
+        s["stopped_by"].as_str().unwrap_or("?"),
+        s["mode"]["final"].as_str().unwrap_or("?"),
+        n(&s["mode"]["changes"]),
+        n(&s["mode"]["failovers"]),
+    ));
+    out.push(format!(
+        "messages  rx {}  accepted {}  released {}  unprotected {}  held {}  dropped {}  unaccounted {}",
+        n(&s["ingress"]["rx_frames"]),
+        n(&m["accepted"]),
+        n(&m["released"]),
+        n(&m["released_unprotected"]),
+        n(&m["held_at_shutdown"]),
+        n(&m["dropped"]),
+        m["unaccounted"],
+    ));
+    let refused: Vec<String> = s["ingress"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, v)| k.starts_with("drop_") && n(v) > 0)
+                .map(|(k, v)| format!("{} {}", &k[5..], n(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !refused.is_empty() {
+        out.push(format!("refused   {}", refused.join("  ")));
+    }
+    if let Some(links) = s["health"].as_object() {
+        for (name, l) in links {
+            out.push(format!(
+                "link {name:<4} {}{}  launched {}  tapped {}  acked {}  transitions {}",
+                l["state"].as_str().unwrap_or("?"),
+                if l["in_service"] == true {
+                    ""
+                } else {
+                    " (out of service)"
+                },
+                n(&l["launched_seq"]),
+                n(&l["tapped_seq"]),
+                n(&l["acked_seq"]),
+                l["transitions"].as_array().map_or(0, |t| t.len()),
+            ));
+        }
+    }
+    let h = &s["latency_ns"]["hold"];
+    let t = &s["latency_ns"]["tap_rtt"];
+    out.push(format!(
+        "latency   hold p50 {} us  p99 {} us  p99.9 {} us  max {} us  |  tap rtt p50 {} us  p99 {} us",
+        us(&h["p50"]),
+        us(&h["p99"]),
+        us(&h["p999"]),
+        us(&h["max"]),
+        us(&t["p50"]),
+        us(&t["p99"]),
+    ));
+    let by_kind: Vec<String> = s["alerts"]["by_kind"]
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| format!("{k} {}", n(v))).collect())
+        .unwrap_or_default();
+    out.push(format!(
+        "alerts    {}{}",
+        n(&s["alerts"]["total"]),
+        if by_kind.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", by_kind.join(", "))
+        }
+    ));
+    if let Some(f) = s["held_file"].as_str() {
+        out.push(format!(
+            "held      {} message(s) written to {f}",
+            n(&m["held_at_shutdown"])
+        ));
+    }
+    out.push("-".repeat(2 * bar.len() + 17));
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64) -> MessageEvent {
+        MessageEvent {
+            seq,
+            stream: 1,
+            epoch: 2,
+            rx_ns: 10,
+            backup_tx_ns: 11,
+            tap_ns: 12,
+            release_ns: 13,
+            status: MessageStatus::Released,
+        }
+    }
+
+    /// Rotation keeps `keep` files, each with the header, and every event
+    /// line is either in a file or counted as deleted.
+    #[test]
+    fn events_csv_rotates_and_counts_what_it_deletes() {
+        let dir = std::env::temp_dir().join(format!("taphold-evlog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut log = EventLog::create(&dir, 400, 2).unwrap();
+        for seq in 1..=100 {
+            log.write(&event(seq)).unwrap();
+        }
+        log.w.flush().unwrap();
+        assert!(log.rotations > 2, "{}", log.rotations);
+        assert!(!dir.join("events.csv.3").exists());
+        let mut seqs = Vec::new();
+        for name in ["events.csv.2", "events.csv.1", "events.csv"] {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            let mut lines = text.lines();
+            assert_eq!(lines.next(), Some(MessageEvent::CSV_HEADER), "{name}");
+            for l in lines {
+                seqs.push(l.split(',').next().unwrap().parse::<u64>().unwrap());
+            }
+            assert!(
+                text.len() <= 400 + MessageEvent::CSV_HEADER.len() + 1,
+                "{name}"
+            );
+        }
+        // What is on disk is the newest events, in order, with nothing missing
+        // between them; everything older was counted.
+        let first = 100 - seqs.len() as u64 + 1;
+        assert_eq!(seqs, (first..=100).collect::<Vec<_>>());
+        assert_eq!(log.lines_deleted, first - 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_short_summary_says_what_an_operator_looks_for() {
+        let s = json!({
+            "stopped_by": "signal",
+            "run": {"stream": 1, "epoch": 99},
+            "mode": {"final": "halt", "changes": 1, "failovers": 0},
+            "messages": {"accepted": 10, "released": 7, "released_unprotected": 0,
+                         "held_at_shutdown": 3, "dropped": 2, "unaccounted": 0},
+            "ingress": {"rx_frames": 12, "drop_runt": 2, "drop_oversize": 0},
+            "health": {"b1": {"state": "down", "in_service": false, "launched_seq": 10,
+                              "tapped_seq": 7, "acked_seq": 7, "transitions": [{}, {}]}},
+            "latency_ns": {"hold": {"p50": 12300, "p99": 20000, "p999": 30000, "max": 40000},
+                           "tap_rtt": {"p50": 5000, "p99": 6000}},
+            "alerts": {"total": 2, "by_kind": {"link_down": 1, "mode_halt": 1}},
+            "held_file": "/var/lib/taphold/held-1-99.pcap",
+        });
+        let text = human(&s);
+        for want in [
+            "mode halt",
+            "accepted 10  released 7",
+            "held 3",
+            "refused   runt 2",
+            "link b1   down (out of service)",
+            "hold p50 12.3 us",
+            "alerts    2 (link_down 1, mode_halt 1)",
+            "held-1-99.pcap",
+        ] {
+            assert!(text.contains(want), "{want:?} not in\n{text}");
+        }
+        assert!(!text.contains("oversize"), "zero counters are not listed");
+        assert!(text.lines().count() < 15, "short: {text}");
     }
 }
