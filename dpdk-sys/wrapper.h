@@ -14,6 +14,7 @@
 #include <rte_eth_ring.h>
 #include <rte_bus_vdev.h>
 #include <rte_dev.h>
+#include <rte_telemetry.h>
 
 /* rte_errno is a per-lcore (thread-local) macro; bindgen cannot see through it. */
 int taphold_rte_errno(void);

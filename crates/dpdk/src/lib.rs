@@ -23,6 +23,7 @@ pub mod mbuf;
 pub mod mempool;
 pub mod port;
 pub mod ring;
+pub mod telemetry;
 pub mod testing;
 
 pub use burst::Burst;

@@ -116,8 +116,10 @@ impl LocalJournal {
     }
 }
 
-/// How often the local journal is trimmed below the delivered seq.
-const LOCAL_JOURNAL_TRIM_EVERY: Duration = Duration::from_secs(1);
+/// How often the main lcore trims the local journal below the delivered seq.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+/// How often it publishes latency percentiles for telemetry.
+const LATENCY_PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 fn err(what: impl std::fmt::Display) -> String {
     what.to_string()
@@ -190,6 +192,7 @@ impl Appliance {
         )
         .map_err(err)?;
         let mut console = Console::default();
+        self.start_telemetry(opts)?;
         let mut handles = Vec::new();
         for (lcore_id, roles) in std::mem::take(&mut self.lcores) {
             let names: Vec<String> = self
@@ -291,6 +294,28 @@ impl Appliance {
         Ok(0)
     }
 
+    /// The telemetry commands, and the metrics server if asked for.
+    fn start_telemetry(&self, opts: &Opts) -> Result<(), String> {
+        let info = std::sync::Arc::new(crate::telemetry::Info {
+            stream: self.plan.stream,
+            epoch: self.lease.epoch,
+            links: self
+                .cfg
+                .backup_links
+                .iter()
+                .map(|l| l.name.clone())
+                .collect(),
+        });
+        crate::telemetry::register(self.plane, info.clone()).map_err(err)?;
+        if let Some(addr) = opts.metrics_listen {
+            let cpu = self.eal.cpu_of(self.eal.main_lcore()) as usize;
+            let bound = crate::telemetry::serve_metrics(addr, self.plane, info, Some(cpu))
+                .map_err(|e| format!("--metrics-listen {addr}: {e}"))?;
+            log::info!("metrics on http://{bound}/metrics (CPU {cpu}, the main lcore's)");
+        }
+        Ok(())
+    }
+
     /// Every message still held is accounted: an event line, a frame in
     /// held.pcap, a count in the summary. Then its mbuf is freed (once).
     fn account_held(&self, egress: Option<Egress>, report: &mut Report, failed: bool) -> u64 {
@@ -337,7 +362,8 @@ impl Appliance {
         self.watch_panic_at =
             crate::failpoint("watch-panic-after-ms").map(|ms| started + Duration::from_millis(ms));
         let mut next_stats = started + self.plan.stats_every;
-        let mut next_trim = started + LOCAL_JOURNAL_TRIM_EVERY;
+        let mut next_trim = started + HOUSEKEEPING_EVERY;
+        let mut next_latency = started;
         let mut last_progress = (0u64, Instant::now());
         loop {
             // The control tick: finer than any health threshold we enforce.
@@ -361,8 +387,12 @@ impl Appliance {
             report.drain_events(&mut self.events);
             let now = Instant::now();
             if now >= next_trim {
-                next_trim = now + LOCAL_JOURNAL_TRIM_EVERY;
+                next_trim = now + HOUSEKEEPING_EVERY;
                 self.trim_local_journal();
+            }
+            if now >= next_latency {
+                next_latency = now + LATENCY_PUBLISH_EVERY;
+                self.control.publish_latency(report.latency_now());
             }
             if signalled.load(Ordering::SeqCst) {
                 return "signal";

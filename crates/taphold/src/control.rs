@@ -286,6 +286,11 @@ impl ControlLoop {
         self.decide(now);
     }
 
+    /// Latency percentiles for telemetry (see `ControlWriter::publish_latency`).
+    pub fn publish_latency(&self, v: [u64; 8]) {
+        self.mine.publish_latency(v);
+    }
+
     /// The local journal wrote and synced everything up to `seq`.
     pub fn journaled(&self, seq: u64) {
         self.mine.journaled(seq);

@@ -18,6 +18,7 @@ mod plan;
 mod plane;
 mod report;
 mod roles;
+mod telemetry;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,12 +76,14 @@ pub struct Opts {
     pub duration_ms: Option<u64>,
     /// Print the whole summary as JSON at exit, not the short text one.
     pub json: bool,
+    /// Serve Prometheus metrics here (ADDR:PORT).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
-const USAGE: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N] [--duration-ms N] [--json]";
+const USAGE: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N] [--duration-ms N] [--json] [--metrics-listen ADDR:PORT]";
 
 /// `--help`: the options, and what the exit status means.
-const HELP: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N] [--duration-ms N] [--json]
+const HELP: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N] [--duration-ms N] [--json] [--metrics-listen ADDR:PORT]
 
   --config FILE           the YAML config (docs/operations.md); checked before EAL starts
   --out DIR               write events.csv, summary.json and held.pcap here
@@ -88,8 +91,12 @@ const HELP: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--ex
   --duration-ms N         stop after N ms
   --json                  at exit, print the whole summary as JSON (summary.json's
                           contents) instead of the short text one
+  --metrics-listen A:P    serve Prometheus metrics (taphold_*) on http://A:P/metrics
   --help, -h              this text
   --version, -V           the version and the commit it was built from
+
+While it runs, dpdk-telemetry.py -f PREFIX answers /taphold/stats, /taphold/links,
+/taphold/mode and /taphold/latency.
 
 Exit status: 0 a clean stop; 1 a panic (held messages still accounted);
 2 bad arguments or config, a damaged state file, or a start-up failure;
@@ -106,6 +113,12 @@ impl Opts {
                 "--exit-when-idle-ms" => o.exit_when_idle_ms = Some(a.number(flag)?),
                 "--duration-ms" => o.duration_ms = Some(a.number(flag)?),
                 "--json" => o.json = true,
+                "--metrics-listen" => {
+                    let v = a.value(flag)?;
+                    o.metrics_listen = Some(v.parse().map_err(|_| {
+                        format!("--metrics-listen: `{v}` is not ADDR:PORT (e.g. 127.0.0.1:9464)")
+                    })?);
+                }
                 other => return Err(a.unknown(other)),
             }
         }

@@ -98,6 +98,9 @@ pub struct ControlBlock {
     journaled_seq: AtomicU64,
     /// Per link: its health state (LinkState as u8), for telemetry.
     link_state: [AtomicU8; MAX_LINKS],
+    /// Latency percentiles since the start, for telemetry: hold p50, p99,
+    /// p99.9, max, then the tap round trip's (ns).
+    latency: [AtomicU64; 8],
 }
 
 impl ControlBlock {
@@ -107,6 +110,7 @@ impl ControlBlock {
             active: AtomicU8::new(active),
             journaled_seq: AtomicU64::new(0),
             link_state: std::array::from_fn(|_| AtomicU8::new(0)),
+            latency: zeros(),
         }
     }
 
@@ -143,6 +147,11 @@ impl ControlBlock {
     pub fn link_state(&self, k: usize) -> u8 {
         self.link_state[k].load(Ordering::Relaxed)
     }
+
+    /// See [`ControlWriter::publish_latency`].
+    pub fn latency(&self) -> [u64; 8] {
+        std::array::from_fn(|i| get(&self.latency[i]))
+    }
 }
 
 /// The main lcore's handle on [`ControlBlock`].
@@ -171,6 +180,13 @@ impl ControlWriter {
 
     pub fn set_link_state(&self, k: usize, state: u8) {
         self.0.link_state[k].store(state, Ordering::Relaxed);
+    }
+
+    /// Hold time p50, p99, p99.9, max, then the tap round trip's, in ns.
+    pub fn publish_latency(&self, v: [u64; 8]) {
+        for (a, v) in self.0.latency.iter().zip(v) {
+            set(a, v);
+        }
     }
 }
 

@@ -331,6 +331,21 @@ impl Report {
         }
     }
 
+    /// Hold time p50, p99, p99.9 and max, then the tap round trip's, since
+    /// the start (ns; 0 before the first release).
+    pub fn latency_now(&self) -> [u64; 8] {
+        let q = |h: &Histogram<u64>| {
+            [
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.value_at_quantile(0.999),
+                h.max(),
+            ]
+        };
+        let (a, b) = (q(&self.hold), q(&self.tap_rtt));
+        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+    }
+
     /// Takes every event record egress has published so far.
     pub fn drain_events(&mut self, rx: &mut SpscConsumer<MessageEvent>) {
         while let Some(ev) = rx.pop() {

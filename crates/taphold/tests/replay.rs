@@ -629,6 +629,194 @@ fn without_an_output_directory_held_messages_still_go_to_a_file() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// One request on DPDK's telemetry socket (SOCK_SEQPACKET, JSON answers).
+fn telemetry(prefix: &str, cmd: &str) -> Value {
+    let path = format!("/var/run/dpdk/{prefix}/dpdk_telemetry.v2");
+    // SAFETY: plain socket calls on a fd we own and close; the address is a
+    // zeroed sockaddr_un filled within its bounds.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0);
+        assert!(fd >= 0);
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        addr.sun_family = libc::AF_UNIX as u16;
+        for (d, s) in addr.sun_path.iter_mut().zip(path.bytes()) {
+            *d = s as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sockaddr_un>() as u32;
+        assert_eq!(
+            libc::connect(fd, &addr as *const _ as *const libc::sockaddr, len),
+            0,
+            "connect {path}"
+        );
+        let mut buf = vec![0u8; 1 << 16];
+        let read = |buf: &mut Vec<u8>| {
+            let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+            assert!(n > 0);
+            serde_json::from_slice::<Value>(&buf[..n as usize]).unwrap()
+        };
+        let _greeting = read(&mut buf);
+        assert_eq!(
+            libc::send(fd, cmd.as_ptr().cast(), cmd.len(), 0),
+            cmd.len() as isize
+        );
+        let v = read(&mut buf);
+        libc::close(fd);
+        v[cmd].clone()
+    }
+}
+
+/// GET /metrics over plain TCP.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
+
+#[test]
+fn live_state_is_read_through_telemetry_and_prometheus_and_matches_the_summary() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = std::env::temp_dir().join(format!("taphold-e2e-live-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let config = out.join("config.yaml");
+    let text = std::fs::read_to_string(repo().join("config/default.yaml")).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "state_dir: /tmp/taphold-state",
+            &shared_state(&out.join("state")),
+        ),
+    )
+    .unwrap();
+    let inp = repo().join("test-pcaps/mixed.pcap");
+    let prefix = format!("taphold-live-{}", std::process::id());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_taphold"))
+        .args(["--no-huge", "-m", "1024", "--no-pci", "-l", "0,1"])
+        .arg(format!("--file-prefix={prefix}"))
+        .arg("--vdev")
+        .arg(format!(
+            "net_pcap0,rx_pcap={},tx_pcap={},tx_pcap={}",
+            inp.display(),
+            out.join("destination.pcap").display(),
+            out.join("source.pcap").display()
+        ))
+        .arg("--vdev")
+        .arg(format!(
+            "net_pcap1,tx_pcap={}",
+            out.join("backup.pcap").display()
+        ))
+        .args(["--", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .args(["--metrics-listen", "127.0.0.1:0", "--json"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The metrics address is logged once the server listens.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut addr = None;
+    let mut line = String::new();
+    while addr.is_none() {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+            "taphold exited before serving metrics"
+        );
+        addr = line
+            .split("metrics on http://")
+            .nth(1)
+            .and_then(|r| r.split("/metrics").next())
+            .map(str::to_string);
+    }
+    let addr = addr.unwrap();
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    // Wait for the whole capture to be released: the counters are final then.
+    let want = n(&expected("mixed.expected.json"), "messages");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let stats = loop {
+        let st = telemetry(&prefix, "/taphold/stats");
+        if st["egress_released"].as_u64() == Some(want) {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "{st:#}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let links = telemetry(&prefix, "/taphold/links");
+    let mode = telemetry(&prefix, "/taphold/mode");
+    // Percentiles are published every 100 ms.
+    let latency = loop {
+        let l = telemetry(&prefix, "/taphold/latency");
+        if l["hold_p50_ns"].as_u64() > Some(0) {
+            break l;
+        }
+        assert!(std::time::Instant::now() < deadline, "{l:#}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let body = scrape(&addr);
+    let scraped = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let sample = |name: &str, link: Option<&str>| -> f64 {
+        let s = scraped
+            .samples
+            .iter()
+            .find(|s| s.metric == name && link.is_none_or(|l| s.labels.get("link") == Some(l)))
+            .unwrap_or_else(|| panic!("no {name} {link:?} in\n{body}"));
+        match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => panic!("{name}: unexpected type"),
+        }
+    };
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert!(child.wait().unwrap().success());
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    // What was read live is what the summary says at the end.
+    for k in [
+        "accepted",
+        "rx_frames",
+        "drop_runt",
+        "drop_oversize",
+        "arp_replies",
+    ] {
+        assert_eq!(stats[format!("ingress_{k}")], s["ingress"][k], "{k}");
+        assert_eq!(
+            sample(&format!("taphold_ingress_{k}"), None),
+            n(&s, &format!("ingress.{k}")) as f64,
+            "{k}"
+        );
+    }
+    assert_eq!(stats["egress_released"], s["egress"]["released"]);
+    assert!(
+        ["up", "degraded", "down"].contains(&links["b1_state"].as_str().unwrap()),
+        "{links:#}"
+    );
+    assert_eq!(links["b1_in_service"], 1);
+    assert_eq!(links["b1_tap_confirmed"], s["tap"]["b1"]["confirmed"]);
+    assert_eq!(
+        sample("taphold_tap_confirmed", Some("b1")),
+        n(&s, "tap.b1.confirmed") as f64
+    );
+    assert_eq!(sample("taphold_link_launched_seq", Some("b1")), want as f64);
+    assert_eq!(mode["mode"], "protected");
+    assert_eq!(mode["epoch"], s["run"]["epoch"]);
+    assert_eq!(sample("taphold_epoch", None), n(&s, "run.epoch") as f64);
+    assert!(
+        latency["hold_p99_ns"].as_u64() >= latency["hold_p50_ns"].as_u64(),
+        "{latency:#}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[test]
 fn a_bad_config_is_refused_naming_field_and_line() {
     let out = std::env::temp_dir().join(format!("taphold-e2e-badcfg-{}", std::process::id()));
