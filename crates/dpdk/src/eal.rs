@@ -92,6 +92,12 @@ impl Eal {
         unsafe { dpdk_sys::rte_lcore_to_cpu_id(lcore as i32) as u32 }
     }
 
+    /// The NUMA socket of an lcore's CPU.
+    pub fn socket_of(&self, lcore: u32) -> u32 {
+        // SAFETY: valid after init; reads EAL's lcore configuration only.
+        unsafe { dpdk_sys::rte_lcore_to_socket_id(lcore) }
+    }
+
     /// Worker lcores enabled by `-l`/`-c`, in order, main lcore excluded.
     pub fn worker_lcores(&self) -> Vec<u32> {
         let mut out = Vec::new();

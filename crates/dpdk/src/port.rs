@@ -23,6 +23,11 @@ pub struct PortConfig {
     /// Receive everything, not just frames for the port's MAC. Ports that see
     /// mirrored traffic (taps) and virtual ports need it.
     pub promiscuous: bool,
+    /// The MTU the port must take (IP packet size, without the Ethernet
+    /// header), if it matters: refused with a clear error when the device's
+    /// maximum is lower; skipped for devices that have no MTU to set
+    /// (net_pcap, net_ring: they take any frame).
+    pub mtu: Option<u16>,
 }
 
 impl Default for PortConfig {
@@ -33,6 +38,7 @@ impl Default for PortConfig {
             rx_desc: 1024,
             tx_desc: 1024,
             promiscuous: true,
+            mtu: None,
         }
     }
 }
@@ -92,6 +98,19 @@ impl Port {
             ));
         }
         Self::own(eal, id, name)
+    }
+
+    /// The NUMA socket of the device named `name`, without opening it (to
+    /// place a pool before the ports are opened); None if unknown.
+    pub fn socket_of_name(name: &str) -> Option<u32> {
+        let cname = CString::new(name).ok()?;
+        let mut id: u16 = 0;
+        // SAFETY: cname is a valid C string; id is a valid out-pointer.
+        if unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) } != 0 {
+            return None;
+        }
+        // SAFETY: a valid port id, just looked up.
+        u32::try_from(unsafe { dpdk_sys::rte_eth_dev_socket_id(id) }).ok()
     }
 
     /// Takes ownership of port `id` (a valid ethdev), refusing a second owner.
@@ -169,6 +188,22 @@ impl Port {
                 ),
             ));
         }
+        if let Some(mtu) = cfg.mtu {
+            // Ethernet header and CRC around the MTU: what the device must
+            // take as one frame (DPDK's own check, said before it refuses).
+            const OVERHEAD: u32 = 18;
+            let max = info.max_mtu.min(
+                u16::try_from(info.max_rx_pktlen.saturating_sub(OVERHEAD)).unwrap_or(u16::MAX),
+            );
+            if mtu > max {
+                return Err(Error::other(
+                    self.op("MTU"),
+                    format!(
+                        "the device takes at most MTU {max} and {mtu} is needed (primary.max_payload sets it: lower it, or give the port jumbo frames)"
+                    ),
+                ));
+            }
+        }
         let conf = dpdk_sys::rte_eth_conf::default();
         // SAFETY: valid port id and a zeroed (all defaults) configuration.
         let ret = unsafe {
@@ -226,12 +261,32 @@ impl Port {
                 ));
             }
         }
+        if let Some(mtu) = cfg.mtu {
+            // SAFETY: valid, configured, not yet started port.
+            let ret = unsafe { dpdk_sys::rte_eth_dev_set_mtu(self.id, mtu) };
+            if ret == -libc::ENOTSUP {
+                log::debug!("{}: no MTU to set (virtual device)", self.name);
+            } else if ret != 0 {
+                return Err(Error::from_ret(
+                    self.op(&format!("rte_eth_dev_set_mtu {mtu}")),
+                    ret,
+                ));
+            }
+        }
         if cfg.promiscuous {
             // SAFETY: valid port. Some virtual devices do not support it (-ENOTSUP), which is fine.
             unsafe { dpdk_sys::rte_eth_promiscuous_enable(self.id) };
         }
         self.pool = Some(pool.clone());
         Ok(())
+    }
+
+    /// The NUMA socket the device is attached to (None: unknown, e.g. a
+    /// virtual device).
+    pub fn socket(&self) -> Option<u32> {
+        // SAFETY: valid port id.
+        let s = unsafe { dpdk_sys::rte_eth_dev_socket_id(self.id) };
+        u32::try_from(s).ok()
     }
 
     pub fn start(&mut self) -> Result<()> {

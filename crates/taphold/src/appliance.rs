@@ -126,10 +126,19 @@ fn err(what: impl std::fmt::Display) -> String {
 }
 
 /// Configures and starts a port with `rx` and `tx` queues.
-fn start_port(mut p: Port, rx: u16, tx: u16, pool: &Mempool) -> Result<Port, String> {
+/// Configures and starts a port with `rx` and `tx` queues, and `mtu` if the
+/// device has one to set.
+fn start_port(
+    mut p: Port,
+    rx: u16,
+    tx: u16,
+    pool: &Mempool,
+    mtu: Option<u16>,
+) -> Result<Port, String> {
     let pc = PortConfig {
         rx_queues: rx,
         tx_queues: tx,
+        mtu,
         ..PortConfig::default()
     };
     p.configure(&pc, pool).map_err(err)?;
@@ -145,7 +154,11 @@ impl Appliance {
         let plan = Plan::of(cfg)?;
         check_lcores(eal, &plan)?;
         let m = &cfg.mempool;
-        let pool = Mempool::new(eal, "taphold", m.mbufs, m.cache, m.data_room, -1).map_err(err)?;
+        // The pool on P's NUMA socket: every message's mbuf is P's.
+        let socket = Port::socket_of_name(&plan.primary.port);
+        warn_numa(eal, &plan, socket);
+        let on = socket.map_or(-1, |s| s as i32);
+        let pool = Mempool::new(eal, "taphold", m.mbufs, m.cache, m.data_room, on).map_err(err)?;
         let (plane, writers) = Plane::new(plan.primary_set, plan.links.len());
         crate::on_panic_quit(plane);
         let clock = Clock::new(eal);
@@ -482,12 +495,14 @@ impl Ports {
         let mut all: BTreeMap<String, Arc<Port>> = BTreeMap::new();
         let harness = Harness::build(eal, cfg, pool, &mut all)?;
         let primary = Port::by_name(eal, &plan.primary.port).map_err(err)?;
-        let primary = Arc::new(start_port(primary, 1, plan.primary.tx_queues, pool)?);
+        let mtu = Some(plan.primary.mtu);
+        let primary = Arc::new(start_port(primary, 1, plan.primary.tx_queues, pool, mtu)?);
         all.insert(plan.primary.port.clone(), primary.clone());
         for l in &plan.links {
             for name in [&l.port, &l.tap] {
                 if !all.contains_key(name) {
-                    let p = start_port(Port::by_name(eal, name).map_err(err)?, 1, 1, pool)?;
+                    let p = Port::by_name(eal, name).map_err(err)?;
+                    let p = start_port(p, 1, 1, pool, Some(plan.link_mtu))?;
                     all.insert(name.clone(), Arc::new(p));
                 }
             }
@@ -674,6 +689,28 @@ impl Parts<'_> {
     }
 }
 
+/// Crossing sockets costs every packet an interconnect hop: say so when a
+/// worker lcore or a backup link's device is not on P's socket.
+fn warn_numa(eal: &Eal, plan: &Plan, p_socket: Option<u32>) {
+    let Some(p) = p_socket else { return };
+    for (lcore, _) in &plan.lcores {
+        let s = eal.socket_of(*lcore);
+        if s != p {
+            log::warn!(
+                "NUMA: lcore {lcore} is on socket {s}, P ({}) and its mempool on socket {p}: every packet crosses sockets",
+                plan.primary.port
+            );
+        }
+    }
+    for l in &plan.links {
+        for dev in [&l.port, &l.tap] {
+            if let Some(s) = Port::socket_of_name(dev).filter(|&s| s != p) {
+                log::warn!("NUMA: {dev} is on socket {s}, the mempool (P's) on socket {p}");
+            }
+        }
+    }
+}
+
 /// Every lcore the plan maps roles onto is a worker lcore of this EAL.
 fn check_lcores(eal: &Eal, plan: &Plan) -> Result<(), String> {
     let workers = eal.worker_lcores();
@@ -811,8 +848,11 @@ impl Harness {
             let (t, tap_feed) =
                 EthRingPair::ports(eal, &link.tap, &format!("{}_feed", link.tap), h.ring_size)
                     .map_err(err)?;
-            ports.insert(link.port.clone(), Arc::new(start_port(b, 1, 1, pool)?));
-            ports.insert(link.tap.clone(), Arc::new(start_port(t, 1, 1, pool)?));
+            ports.insert(
+                link.port.clone(),
+                Arc::new(start_port(b, 1, 1, pool, None)?),
+            );
+            ports.insert(link.tap.clone(), Arc::new(start_port(t, 1, 1, pool, None)?));
             let sink = match &hl.sink {
                 Some(name) => Some(match sink_index.get(name) {
                     Some(&i) => i,
@@ -822,6 +862,7 @@ impl Harness {
                             0,
                             1,
                             pool,
+                            None,
                         )?);
                         sinks.push(p.clone());
                         ports.insert(name.clone(), p);
@@ -834,8 +875,8 @@ impl Harness {
             links.push(ModelLink::new(
                 k,
                 hl,
-                start_port(fibre, 1, 1, pool)?,
-                start_port(tap_feed, 1, 1, pool)?,
+                start_port(fibre, 1, 1, pool, None)?,
+                start_port(tap_feed, 1, 1, pool, None)?,
                 sink,
                 link.peer_mac.0,
             ));

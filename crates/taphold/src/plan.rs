@@ -13,7 +13,8 @@ use taphold_wire::classify::PrimaryAddr;
 use taphold_wire::digest::DigestKey;
 use taphold_wire::emit::Endpoint;
 use taphold_wire::ethernet::EthernetAddress;
-use taphold_wire::taphold::ContentMode;
+use taphold_wire::taphold::{self, ContentMode};
+use taphold_wire::{delivery, ipv4, udp};
 
 use crate::config::{Config, ContentText, Framing, Gate, RoleName, SecondaryMode};
 
@@ -32,6 +33,9 @@ pub struct PrimaryPlan {
     pub tx_queues: u16,
     /// Our UDP port for the arbiter's target confirmations; 0: none.
     pub target_confirm_port: u16,
+    /// The MTU P needs: the largest message in IPv4/UDP, with the delivery
+    /// header under `framing: taphold`.
+    pub mtu: u16,
 }
 
 /// One backup link.
@@ -60,6 +64,9 @@ pub struct Plan {
     pub primary: PrimaryPlan,
     pub destination: Endpoint,
     pub links: Vec<LinkPlan>,
+    /// The MTU every backup link and tap port needs: the largest backup
+    /// frame's PDU (full content).
+    pub link_mtu: u16,
     /// Links configured in service (not standby), a mask.
     pub primary_set: u8,
     pub hold_capacity: usize,
@@ -128,6 +135,15 @@ impl Plan {
                 confirm_q: p.tx_queues - 1,
                 tx_queues: p.tx_queues,
                 target_confirm_port: cfg.destination.target_confirm_port.unwrap_or(0),
+                mtu: mtu_for(
+                    ipv4::HEADER_LEN
+                        + udp::HEADER_LEN
+                        + usize::from(p.max_payload)
+                        + match cfg.destination.framing {
+                            Framing::Raw => 0,
+                            Framing::Taphold => delivery::HEADER_LEN,
+                        },
+                ),
             },
             destination: Endpoint {
                 mac: cfg.destination.mac.0,
@@ -146,6 +162,10 @@ impl Plan {
                     peer_mac: l.peer_mac.0,
                 })
                 .collect(),
+            link_mtu: mtu_for(taphold::backup_frame_len(
+                usize::from(p.max_payload),
+                ContentMode::Full,
+            )),
             primary_set,
             hold_capacity: cfg.hold_ring.capacity as usize,
             events_ring: cfg.events.ring as usize,
@@ -193,6 +213,12 @@ impl Plan {
     }
 }
 
+/// An MTU for `bytes` of IP packet (or Ethernet payload), saturating: the
+/// config bounds max_payload, so the saturation is never reached.
+fn mtu_for(bytes: usize) -> u16 {
+    u16::try_from(bytes).unwrap_or(u16::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +235,13 @@ mod tests {
         assert_eq!(p.links[0].peer_mac, cfg.backup_links[0].peer_mac.0);
         assert_eq!((p.primary.release_q, p.primary.confirm_q), (0, 1));
         assert_eq!(p.handoff_ring, 2 * 4096);
+        // MTUs from max_payload (8900): IPv4 + UDP on P; a full backup PDU on
+        // the links; the delivery header's 40 bytes more on P when framed.
+        assert_eq!(p.primary.mtu, 20 + 8 + 8900);
+        assert_eq!(p.link_mtu, 64 + 8900);
+        let mut framed = cfg.clone();
+        framed.destination.framing = Framing::Taphold;
+        assert_eq!(Plan::of(&framed).unwrap().primary.mtu, 20 + 8 + 40 + 8900);
         assert_eq!(p.roles_on(1).len(), 5);
         assert!(p.roles_on(7).is_empty());
     }
