@@ -317,6 +317,19 @@ pub struct Arbiter {
     events: Events,
 }
 
+impl fmt::Debug for Arbiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The state, not the window's bytes (nor the key).
+        f.debug_struct("Arbiter")
+            .field("stream", &self.stream)
+            .field("inputs", &self.names)
+            .field("floor", &self.floor)
+            .field("epochs", &self.epochs())
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
 impl Arbiter {
     /// An arbiter for `config`, with one input per name (A first: the appliance; then B...).
     /// Allocates everything it will ever use: `max_epochs` windows of `window` slots of
@@ -434,8 +447,6 @@ impl Arbiter {
         }
         self.floor = cp.floor;
         for (s, m) in self.seqs.iter_mut().zip(&cp.epochs) {
-            // Not marked confirmed: the first tick confirms it again, for a node that missed
-            // the last confirmation before the restart.
             s.open(m.epoch, m.delivered, m.skipped);
             self.counters.epochs_opened += 1;
             self.events.push(

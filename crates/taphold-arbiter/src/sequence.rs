@@ -135,7 +135,9 @@ impl Sequence {
         self.delivered = delivered;
         self.highest_seen = delivered;
         self.skipped = skipped;
-        self.confirmed = None;
+        // A new epoch has nothing to confirm yet; a resumed one is confirmed again on the
+        // first tick, for a node that missed the last confirmation before the restart.
+        self.confirmed = (delivered == 0 && skipped == 0).then_some((0, 0));
         self.gap_check_ns = u64::MAX;
         self.held = 0;
         self.slots.fill(Slot::EMPTY);
