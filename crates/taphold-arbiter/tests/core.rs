@@ -657,7 +657,8 @@ fn restore_refuses_what_does_not_fit() {
 
 #[test]
 fn bad_configs_are_named() {
-    let cases: Vec<(fn(&mut ArbiterConfig), &str)> = vec![
+    type Edit = fn(&mut ArbiterConfig);
+    let cases: Vec<(Edit, &str)> = vec![
         (|c| c.window = 0, "window"),
         (|c| c.window = (1 << 20) + 1, "window"),
         (|c| c.max_payload = 0, "max_payload"),
