@@ -52,7 +52,13 @@ struct Link {
 
 /// The datagrams one input carries for `seqs` of `epoch`: lost, duplicated and reordered
 /// as `link` says; those in `keep` are never lost.
-fn carry(rng: &mut Rng, epoch: u64, seqs: &[u64], link: Link, keep: &BTreeSet<u64>) -> Vec<(u64, u64)> {
+fn carry(
+    rng: &mut Rng,
+    epoch: u64,
+    seqs: &[u64],
+    link: Link,
+    keep: &BTreeSet<u64>,
+) -> Vec<(u64, u64)> {
     let mut v: Vec<(u64, (u64, u64))> = Vec::new();
     for (i, &s) in seqs.iter().enumerate() {
         if !keep.contains(&s) && rng.pct(link.loss_pct) {
@@ -73,7 +79,9 @@ fn interleave(rng: &mut Rng, lanes: Vec<(usize, Vec<(u64, u64)>)>) -> Vec<(usize
     let mut idx = vec![0usize; lanes.len()];
     let mut out = Vec::new();
     loop {
-        let live: Vec<usize> = (0..lanes.len()).filter(|&l| idx[l] < lanes[l].1.len()).collect();
+        let live: Vec<usize> = (0..lanes.len())
+            .filter(|&l| idx[l] < lanes[l].1.len())
+            .collect();
         if live.is_empty() {
             return out;
         }
@@ -122,7 +130,8 @@ impl Sim {
 
     fn schedule(&mut self, at: u64, input: usize, epoch: u64, seq: u64, flags: Flags) {
         self.order += 1;
-        self.queue.push(Reverse((at, self.order, input, epoch, seq, flags.bits())));
+        self.queue
+            .push(Reverse((at, self.order, input, epoch, seq, flags.bits())));
     }
 
     /// Puts the traffic on the wire, one datagram every 0..50 µs.
@@ -176,7 +185,12 @@ impl Sim {
                 let Reverse((_, _, input, epoch, seq, bits)) = self.queue.pop().unwrap();
                 let flags = Flags::from_bits(bits).unwrap();
                 let input = self.arb.inputs().nth(input).unwrap().0;
-                let v = self.arb.on_datagram(input, &datagram(epoch, seq, flags), self.t, &mut self.sink.f());
+                let v = self.arb.on_datagram(
+                    input,
+                    &datagram(epoch, seq, flags),
+                    self.t,
+                    &mut self.sink.f(),
+                );
                 self.verdicts.entry((epoch, seq)).or_default().push(v);
             }
             self.arb.on_tick(self.t, &mut self.sink.f());
@@ -200,8 +214,14 @@ impl Sim {
             }
             assert_eq!(won.len(), 1, "{epoch}/{seq}: {vs:?}");
             let w = won[0];
-            assert!(vs[..w].iter().all(|v| *v == Verdict::BeyondWindow), "{epoch}/{seq}: {vs:?}");
-            assert!(vs[w + 1..].iter().all(|v| *v == Verdict::Duplicate), "{epoch}/{seq}: {vs:?}");
+            assert!(
+                vs[..w].iter().all(|v| *v == Verdict::BeyondWindow),
+                "{epoch}/{seq}: {vs:?}"
+            );
+            assert!(
+                vs[w + 1..].iter().all(|v| *v == Verdict::Duplicate),
+                "{epoch}/{seq}: {vs:?}"
+            );
         }
     }
 
@@ -236,7 +256,11 @@ fn model_config(window: u32, on_gap: OnGap) -> ArbiterConfig {
 }
 
 fn link() -> impl Strategy<Value = Link> {
-    (0u64..40, 0u64..30, 0u64..10).prop_map(|(loss_pct, dup_pct, reorder)| Link { loss_pct, dup_pct, reorder })
+    (0u64..40, 0u64..30, 0u64..10).prop_map(|(loss_pct, dup_pct, reorder)| Link {
+        loss_pct,
+        dup_pct,
+        reorder,
+    })
 }
 
 proptest! {
