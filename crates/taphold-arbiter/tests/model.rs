@@ -92,6 +92,9 @@ fn interleave(rng: &mut Rng, lanes: Vec<(usize, Vec<(u64, u64)>)>) -> Vec<(usize
     }
 }
 
+/// A datagram due: (time, order of scheduling, input, epoch, seq, flag bits).
+type Scheduled = (u64, u64, usize, u64, u64, u16);
+
 /// The simulated world around one arbiter: scheduled datagrams, a backup node with a full
 /// copy (less `node_lacks`), what the application received, every verdict.
 struct Sim {
@@ -99,7 +102,7 @@ struct Sim {
     rng: Rng,
     t: u64,
     order: u64,
-    queue: BinaryHeap<Reverse<(u64, u64, usize, u64, u64, u16)>>,
+    queue: BinaryHeap<Reverse<Scheduled>>,
     node_lacks: BTreeSet<(u64, u64)>,
     answer_loss_pct: u64,
     sink: Sink,
