@@ -150,7 +150,8 @@ impl Arbiter {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let out = self.child.wait_with_output().unwrap();
-        self.log.extend(self.stderr.try_iter());
+        // Every line up to the end of stderr (the reader thread ends, and hangs up, then).
+        self.log.extend(self.stderr.iter());
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -267,7 +267,7 @@ fn link() -> impl Strategy<Value = Link> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     /// Lossy, duplicating, reordering inputs and a node that loses answers: with
     /// `on_gap: wait`, everything 1..=n is delivered once, in order, with its own payload.
