@@ -121,7 +121,8 @@ impl fmt::Display for SetupError {
 
 impl std::error::Error for SetupError {}
 
-/// An input, as numbered by [`Arbiter::new`] (the order of the names given).
+/// An input, as numbered by [`Arbiter::new`] (the order of the names given). Only the
+/// arbiter that made it hands it out ([`Arbiter::input`], [`Arbiter::inputs`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct InputId(pub(crate) u8);
 
@@ -677,9 +678,9 @@ impl Arbiter {
         }
     }
 
-    /// Whether PDUs wait in the outbox, and whether a target confirmation is among them:
-    /// persist a checkpoint *before* sending confirmations, so that what the nodes may trim
-    /// is never ahead of what a restarted arbiter would resume from.
+    /// How many target confirmations wait in the outbox. When any do, persist
+    /// [`Arbiter::checkpoint`] *before* sending them: a node trims its journal below a
+    /// confirmation, so it must never be ahead of what a restarted arbiter resumes from.
     pub fn pending_confirms(&self) -> usize {
         self.out
             .pdus

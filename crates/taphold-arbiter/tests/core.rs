@@ -711,3 +711,41 @@ fn seqs_near_the_top_of_the_range_do_not_overflow() {
     let v = arb.on_datagram(a, &datagram(E, u64::MAX, Flags::EMPTY), 0, &mut sink.f());
     assert_eq!(v, Verdict::Duplicate);
 }
+
+proptest::proptest! {
+    /// Arbitrary bytes, and valid datagrams with one byte changed, never panic, and every
+    /// datagram lands in exactly one named counter of its input.
+    #[test]
+    fn any_bytes_are_counted_never_a_panic(
+        datagrams in proptest::collection::vec(
+            (proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+             1u64..40, 0usize..48, proptest::prelude::any::<u8>(), proptest::prelude::any::<bool>()),
+            1..60),
+    ) {
+        let mut cfg = config();
+        cfg.max_payload = 16;
+        cfg.max_epochs = 1;
+        let mut arb = arbiter(cfg);
+        let a = arb.input("A").unwrap();
+        let mut sink = Sink::default();
+        for (i, (junk, seq, at, v, edit)) in datagrams.into_iter().enumerate() {
+            let bytes = if edit {
+                let mut d = datagram(E + (seq % 3), seq, Flags::EMPTY);
+                d[at] = v;
+                d
+            } else {
+                junk
+            };
+            arb.on_datagram(a, &bytes, i as u64 * MS, &mut sink.f());
+            arb.on_tick(i as u64 * MS, &mut sink.f());
+            arb.drain_transmits(|_, _| {});
+        }
+        let c = arb.input_counters(a);
+        let refused = c.wrong_stream + c.stale_epoch + c.epochs_full + c.too_large + c.malformed.total();
+        proptest::prop_assert_eq!(
+            c.received,
+            c.first_copies + c.duplicates + c.late_after_skip + c.beyond_window + refused
+        );
+        proptest::prop_assert_eq!(arb.counters().delivered, sink.got.len() as u64);
+    }
+}
