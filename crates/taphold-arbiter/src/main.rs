@@ -30,6 +30,21 @@ extern "C" fn on_signal(_: libc::c_int) {
 const USAGE: &str =
     "usage: taphold-arbiter --config FILE [--out DIR] [--duration-ms N] [--exit-when-idle-ms N]";
 
+/// `--help`: the options and the exit codes (docs/arbiter.md has the rest).
+const HELP: &str =
+    "usage: taphold-arbiter --config FILE [--out DIR] [--duration-ms N] [--exit-when-idle-ms N]
+
+  --config FILE           the YAML config (docs/arbiter.md)
+  --out DIR               write summary.json here
+  --duration-ms N         stop after N ms
+  --exit-when-idle-ms N   stop once no datagram has arrived for N ms
+  --help, -h / --version, -V
+
+Exit status: 0 stopped cleanly, everything seen delivered; 1 stopped with seqs
+skipped or a gap still open; 2 bad options or config; 3 could not start (state
+file damaged or locked, socket not bound); 4 stopped on a failure (state write
+or delivery output).";
+
 #[derive(Debug, Default, PartialEq)]
 struct Opts {
     config: String,
@@ -60,7 +75,12 @@ impl Opts {
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let all: Vec<String> = std::env::args().collect();
+    if let Some(text) = taphold_runtime::args::early(&all, "taphold-arbiter", HELP) {
+        println!("{text}");
+        return;
+    }
+    let args: Vec<String> = all[1..].to_vec();
     let opts = match Opts::parse(&args) {
         Ok(o) => o,
         Err(e) => {
