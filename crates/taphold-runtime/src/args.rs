@@ -70,11 +70,14 @@ pub fn early(args: &[String], name: &str, usage: &str) -> Option<String> {
             .iter()
             .any(ours)
     {
-        return Some(format!(
-            "{usage}
-
-EAL arguments go before `--` (see the DPDK EAL documentation; `{name} --help` shows this text, not EAL's)."
-        ));
+        // A DPDK program (its usage mentions EAL) says where EAL's help is.
+        return Some(if usage.contains("[EAL args]") {
+            format!(
+                "{usage}\n\nEAL arguments go before `--` (see the DPDK EAL documentation; `{name} --help` shows this text, not EAL's)."
+            )
+        } else {
+            usage.to_string()
+        });
     }
     args.iter()
         .skip(1)
@@ -95,9 +98,15 @@ mod tests {
         let help = early(
             &v("prog -l 0,1 -- --config c.yaml --help"),
             "prog",
-            "usage: prog",
+            "usage: prog [EAL args] --",
         );
-        assert!(help.unwrap().starts_with("usage: prog"));
+        assert!(help.as_deref().unwrap().starts_with("usage: prog"));
+        assert!(help.unwrap().contains("EAL arguments go before"));
+        assert_eq!(
+            early(&v("prog --help"), "prog", "usage: prog").as_deref(),
+            Some("usage: prog"),
+            "no EAL, no EAL hint"
+        );
         assert!(early(&v("prog --help"), "prog", "usage: prog").is_some());
         assert!(early(&v("prog -h --"), "prog", "usage: prog").is_some());
         let version = early(&v("prog --version"), "prog", "u").unwrap();
