@@ -18,6 +18,12 @@
 #                                     kill9 (SIGKILL), reset (stop, delete the journal, start),
 #                                     inspect (taphold-backup journal inspect), status, log,
 #                                     export (taphold-backup journal export, ARGS as its own)
+#                                     takeover (replay above the delivered seq: taphold-backup
+#                                     takeover --control), state (its control socket's status)
+#   scripts/lab.sh arbiter OUTDIR [ARGS...]
+#                                     run taphold-arbiter (foreground) in the destination namespace
+#                                     (inputs A :9100, B1 :9101, B2 :9102; ordered stream to
+#                                     127.0.0.1:9200; summary.json in OUTDIR)
 #   scripts/lab.sh tap 1|2 cut|restore
 #                                     delete | re-add the tc mirror filter on Bk (the passive tap)
 #   scripts/lab.sh src|dst ARGS...    run scripts/lab/source.py | dest.py in the source | destination namespace
@@ -128,15 +134,79 @@ digest_key: "$key"
 journal:
   dir: $d/journal
   fsync_every_records: 1
+  trim_below: ${LAB_NODE_TRIM:-released}
 heartbeat_period_us: 10000
 idle: backoff
 stats_interval_ms: 1000
-trim_interval_ms: 1000
+trim_interval_ms: ${LAB_NODE_TRIM_MS:-1000}
 mempool:
   mbufs: 4095
   cache: 256
   data_room: 2176
+# The destination side: the arbiter in $P-dst sends target confirmations and
+# resend requests to 198.51.100.1$n:9300; takeover replays go to its input B$n.
+destination:
+  port: net_af_packet1
+  mac: 02:00:00:00:0c:1$n
+  ip: 198.51.100.1$n
+  udp_port: 9300
+  peer_mac: 02:00:00:00:00:02
+  replay_to: 203.0.113.10:910$n
+takeover:
+  rate_per_s: ${LAB_TAKEOVER_RATE:-20000}
+  auto_after_ms: ${LAB_AUTO_TAKEOVER_MS:-null}
+control_socket: $d/control.sock
 YAML
+}
+
+# The destination's arbiter (taphold-arbiter in $P-dst): the appliance's releases
+# on 203.0.113.10:9100 (input A), each node's replays and resend answers on
+# :9101 / :9102 (B1, B2); the ordered stream, payloads only, to 127.0.0.1:9200
+# (where `lab.sh dst --listen 127.0.0.1:9200` records it); target confirmations
+# to the appliance (198.51.100.1:9001) and both nodes.
+arbiter_config() { # OUTDIR
+    local key stream
+    key=$(sed -n 's/^digest_key: *"\{0,1\}\([0-9a-fA-F]\{32\}\)"\{0,1\}.*/\1/p' "$CONFIG" | head -1)
+    stream=$(sed -n 's/^stream_id: *\([0-9]*\).*/\1/p' "$CONFIG" | head -1)
+    mkdir -p "$RUN/arbiter-state"
+    cat >"$1/arbiter.yaml" <<YAML
+# Written by scripts/lab.sh.
+stream: ${stream:-1}
+digest_key: "$key"
+inputs:
+  - name: A
+    bind: 203.0.113.10:9100
+  - name: B1
+    bind: 203.0.113.10:9101
+  - name: B2
+    bind: 203.0.113.10:9102
+deliver:
+  udp: 127.0.0.1:9200
+  header: false
+confirm_to: [198.51.100.1:9001, 198.51.100.11:9300, 198.51.100.12:9300]
+resend_to: [198.51.100.11:9300, 198.51.100.12:9300]
+resend_from: B1
+window: 16384
+max_payload: 1500
+gap_timeout_ms: ${LAB_GAP_TIMEOUT_MS:-20}
+resend_interval_ms: 50
+resend_tries: 20
+on_gap: wait
+confirm_interval_ms: 50
+confirm_idle_ms: 20
+state_dir: $RUN/arbiter-state
+YAML
+}
+
+arbiter() {
+    [ $# -ge 1 ] || die "usage: lab.sh arbiter OUTDIR [taphold-arbiter args...]"
+    local out=$1
+    shift
+    mkdir -p "$out" "$RUN"
+    [ -x "$BIN/taphold-arbiter" ] || die "$BIN/taphold-arbiter missing: cargo build -p taphold-arbiter"
+    arbiter_config "$out"
+    echo $$ >"$RUN/arbiter.pid"
+    exec ip netns exec "$(ns dst)" "$BIN/taphold-arbiter" --config "$out/arbiter.yaml" --out "$out" "$@"
 }
 
 node_running() { # N
@@ -158,6 +228,7 @@ node_start() { # N
     nohup ip netns exec "$(ns "node$n")" "$bin" \
         --no-huge -m 256 --no-pci -l 0 --file-prefix "taphold-lab-$P-n$n" --log-level '*:warning' \
         --vdev "net_af_packet0,iface=$P-n$n,qpairs=1" \
+        --vdev "net_af_packet1,iface=$P-d$n,qpairs=1" \
         -- --config "$d/backup.yaml" --stats-json "$d/stats.json" \
         >>"$d/node.log" 2>&1 </dev/null &
     echo $! >"$d/node.pid"
@@ -208,7 +279,8 @@ node_cmd() { # N COMMAND [ARGS...]
         if node_running "$n"; then echo "node $n: running, pid $(cat "$d/node.pid")"; else echo "node $n: stopped"; fi
         ;;
     log) exec cat "$d/node.log" ;;
-    *) die "usage: lab.sh node 1|2 start|stop|kill9|reset|inspect|status|log|export" ;;
+    takeover | state) exec "$BIN/taphold-backup" "${2/state/status}" --control "$d/control.sock" ;;
+    *) die "usage: lab.sh node 1|2 start|stop|kill9|reset|inspect|status|log|export|takeover|state" ;;
     esac
 }
 
@@ -388,6 +460,7 @@ up) up ;;
 down) down ;;
 status) status ;;
 appliance) appliance "$@" ;;
+arbiter) arbiter "$@" ;;
 emu)
     [ $# -ge 2 ] || die "usage: lab.sh emu 1|2|t1|t2|d COMMAND..."
     n=$1

@@ -196,12 +196,14 @@ impl Appliance {
 
     pub fn run(mut self, opts: &Opts, signalled: &AtomicBool) -> Result<i32, String> {
         let monitors = Monitors::new(&self.cfg.latency_monitor, self.clock.now_ns());
+        let main_cpu = self.eal.cpu_of(self.eal.main_lcore()) as usize;
         let mut report = Report::new(
             opts.out.as_deref(),
             &self.cfg,
             &self.lease,
             self.clock,
             monitors,
+            opts.hlog.then_some(Some(main_cpu)),
         )
         .map_err(err)?;
         let mut console = Console::default();

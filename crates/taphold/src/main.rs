@@ -14,6 +14,7 @@ mod config;
 mod control;
 mod counters;
 mod frames;
+mod hlog;
 mod plan;
 mod plane;
 mod report;
@@ -76,14 +77,16 @@ pub struct Opts {
     pub duration_ms: Option<u64>,
     /// Print the whole summary as JSON at exit, not the short text one.
     pub json: bool,
+    /// Write latency.hlog (HdrHistogram interval log) in `out`.
+    pub hlog: bool,
     /// Serve Prometheus metrics here (ADDR:PORT).
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
-const USAGE: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N] [--duration-ms N] [--json] [--metrics-listen ADDR:PORT]";
+const USAGE: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N] [--duration-ms N] [--json] [--hlog] [--metrics-listen ADDR:PORT]";
 
 /// `--help`: the options, and what the exit status means.
-const HELP: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N] [--duration-ms N] [--json] [--metrics-listen ADDR:PORT]
+const HELP: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N] [--duration-ms N] [--json] [--hlog] [--metrics-listen ADDR:PORT]
 
   --config FILE           the YAML config (docs/operations.md); checked before EAL starts
   --out DIR               write events.csv, summary.json and held.pcap here
@@ -91,6 +94,8 @@ const HELP: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--ex
   --duration-ms N         stop after N ms
   --json                  at exit, print the whole summary as JSON (summary.json's
                           contents) instead of the short text one
+  --hlog                  write latency.hlog in --out: an HdrHistogram interval log of
+                          hold time and tap round trip, one pair per stats interval
   --metrics-listen A:P    serve Prometheus metrics (taphold_*) on http://A:P/metrics
   --help, -h              this text
   --version, -V           the version and the commit it was built from
@@ -113,6 +118,7 @@ impl Opts {
                 "--exit-when-idle-ms" => o.exit_when_idle_ms = Some(a.number(flag)?),
                 "--duration-ms" => o.duration_ms = Some(a.number(flag)?),
                 "--json" => o.json = true,
+                "--hlog" => o.hlog = true,
                 "--metrics-listen" => {
                     let v = a.value(flag)?;
                     o.metrics_listen = Some(v.parse().map_err(|_| {
@@ -124,6 +130,11 @@ impl Opts {
         }
         if o.config.is_empty() {
             return Err(format!("--config is required\n{USAGE}"));
+        }
+        if o.hlog && o.out.is_none() {
+            return Err(format!(
+                "--hlog writes latency.hlog in --out DIR: give one\n{USAGE}"
+            ));
         }
         Ok(o)
     }

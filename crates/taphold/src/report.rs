@@ -235,13 +235,16 @@ pub struct Report {
     /// Hold times of the current stats interval (reset at each stats line).
     hold_interval: Histogram<u64>,
     tap_rtt_interval: Histogram<u64>,
+    /// When the current interval began (UNIX ns), and its interval log.
+    interval_start_ns: u64,
+    hlog: Option<crate::hlog::Hlog>,
     hold: Histogram<u64>,
     tap_rtt: Histogram<u64>,
     events: u64,
     /// Messages whose timestamps broke release >= tap >= backup_tx: must stay 0.
     order_violations: u64,
     unprotected: u64,
-    _clock: Clock,
+    clock: Clock,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -250,14 +253,23 @@ fn histogram() -> Histogram<u64> {
 }
 
 impl Report {
+    /// `hlog`: write the interval log on `cpu` (needs `out`).
     pub fn new(
         out: Option<&Path>,
         cfg: &Config,
         lease: &taphold_runtime::epoch::EpochLease,
         clock: Clock,
         monitors: Monitors,
+        hlog: Option<Option<usize>>,
     ) -> std::io::Result<Report> {
         let mut events_csv = None;
+        let hlog = match (out, hlog) {
+            (Some(dir), Some(cpu)) => {
+                std::fs::create_dir_all(dir)?;
+                Some(crate::hlog::Hlog::start(dir, cpu)?)
+            }
+            _ => None,
+        };
         if let Some(dir) = out {
             std::fs::create_dir_all(dir)?;
             if cfg.events.csv {
@@ -281,12 +293,14 @@ impl Report {
             held_written: 0,
             hold_interval: histogram(),
             tap_rtt_interval: histogram(),
+            interval_start_ns: clock.now_ns(),
+            hlog,
             hold: histogram(),
             tap_rtt: histogram(),
             events: 0,
             order_violations: 0,
             unprotected: 0,
-            _clock: clock,
+            clock,
         })
     }
 
@@ -329,6 +343,23 @@ impl Report {
         if ev.status == MessageStatus::ReleasedUnprotected {
             self.unprotected += 1;
         }
+    }
+
+    /// Closes the current interval: into the interval log, if any, then the
+    /// interval histograms start again.
+    fn end_interval(&mut self) {
+        let now = self.clock.now_ns();
+        if let Some(h) = &self.hlog {
+            h.interval(
+                Duration::from_nanos(self.interval_start_ns),
+                Duration::from_nanos(now.saturating_sub(self.interval_start_ns)),
+                &self.hold_interval,
+                &self.tap_rtt_interval,
+            );
+        }
+        self.interval_start_ns = now;
+        self.hold_interval.reset();
+        self.tap_rtt_interval.reset();
     }
 
     /// Hold time p50, p99, p99.9 and max, then the tap round trip's, since
@@ -445,8 +476,7 @@ impl Report {
         );
         // Percentiles per interval, not since the start: a spike shows in
         // the line of the interval it happened in.
-        self.hold_interval.reset();
-        self.tap_rtt_interval.reset();
+        self.end_interval();
         line
     }
 
@@ -488,6 +518,11 @@ impl Report {
         if let Some(w) = &mut self.events_csv {
             w.w.flush()?;
         }
+        self.end_interval();
+        let hlog = match self.hlog.take() {
+            Some(h) => Some(h.finish()?),
+            None => None,
+        };
         if let Some(w) = &mut self.held_pcap {
             w.flush()?;
         }
@@ -600,6 +635,7 @@ impl Report {
                 "csv_failed": self.events_csv_failed,
             },
             "held_file": (self.held_written > 0).then(|| self.held_path.display().to_string()),
+            "hlog": hlog.map(|n| json!({ "file": "latency.hlog", "histograms": n })),
             "latency_monitor": self.monitors.summary(),
             "hot_path_allocations": alloc_count::hot_allocations(),
             "mempool": { "in_use_at_exit": mbufs_in_use },

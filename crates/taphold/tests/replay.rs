@@ -107,6 +107,11 @@ fn backup_frames_only(frames: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 
 /// Replays `input` with the default config edited by `edit`.
 fn replay(tag: &str, input: &str, edit: impl Fn(String) -> String) -> Run {
+    replay_with(tag, input, edit, &[])
+}
+
+/// As `replay`, with `extra` taphold options after the script's own.
+fn replay_with(tag: &str, input: &str, edit: impl Fn(String) -> String, extra: &[&str]) -> Run {
     let root = repo();
     let out = std::env::temp_dir().join(format!("taphold-e2e-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
@@ -123,6 +128,7 @@ fn replay(tag: &str, input: &str, edit: impl Fn(String) -> String) -> Run {
     let o = Command::new(root.join("scripts/replay.sh"))
         .arg(root.join("test-pcaps").join(input))
         .arg(&out)
+        .args(extra)
         .env("TAPHOLD_BIN", env!("CARGO_BIN_EXE_taphold"))
         .env("TAPHOLD_CONFIG", &config)
         .env("TAPHOLD_IDLE_MS", "400")
@@ -815,6 +821,44 @@ fn live_state_is_read_through_telemetry_and_prometheus_and_matches_the_summary()
         "{latency:#}"
     );
     let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn the_interval_log_holds_every_release_as_hdrhistogram_reads_it() {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = replay_with("hlog", "mixed.pcap", |c| c, &["--hlog"]);
+    let s = assert_clean(&r);
+    let text = std::fs::read(r.out.join("latency.hlog")).unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    let mut d = Deserializer::new();
+    let mut entries = 0;
+    for entry in IntervalLogIterator::new(&text) {
+        if let LogEntry::Interval(i) = entry.unwrap() {
+            entries += 1;
+            let bytes = base64_decode(i.encoded_histogram());
+            let h: hdrhistogram::Histogram<u64> =
+                d.deserialize(&mut std::io::Cursor::new(bytes)).unwrap();
+            *counts
+                .entry(i.tag().unwrap().as_str().to_string())
+                .or_insert(0) += h.len();
+        }
+    }
+    let released = n(&s, "messages.released");
+    assert!(released > 0);
+    assert_eq!(counts.get("hold"), Some(&released), "{counts:?}");
+    assert_eq!(counts.get("tap_rtt"), Some(&released), "{counts:?}");
+    assert_eq!(n(&s, "hlog.histograms"), entries);
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+/// Standard base64, as interval logs encode histograms.
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
 }
 
 #[test]
