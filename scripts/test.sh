@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh machine: installs what it needs
 # (scripts/setup.sh), checks formatting and lints, runs every test (EAL tests
 # each in a process of their own, end-to-end replays through the real
-# binary), and the loom models of the hold ring, event ring and re-send round.
+# binary), the Wireshark dissector against a replay's outputs, and the loom
+# models of the hold ring, event ring and re-send round.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -22,5 +23,8 @@ echo "== clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== tests"
 cargo test --workspace
+echo "== Wireshark dissector, on a replay's outputs (and broken copies of it must fail)"
+cargo build -q -p taphold -p taphold-backup
+TAPHOLD_BIN="$PWD/target/debug/taphold" scripts/test-dissector.sh --mutants
 echo "== loom models: hold ring, event ring, re-send round"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p taphold-core --release --test loom
