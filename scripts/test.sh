@@ -21,6 +21,8 @@ python3 scripts/gen-test-pcaps.py --check
 echo "== scripts: bash -n, shellcheck"
 for s in scripts/*.sh tools/docker/*.sh; do bash -n "$s"; done
 shellcheck scripts/*.sh tools/docker/*.sh
+echo "== scripts/host-setup.sh: a dry run here, real runs on a fake /proc and /sys"
+scripts/test-host-setup.sh
 echo "== fmt"
 cargo fmt --all -- --check
 echo "== clippy"
