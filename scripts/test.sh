@@ -35,5 +35,7 @@ TAPHOLD_BIN="$PWD/target/debug/taphold" scripts/test-dissector.sh --mutants
 echo "== Dockerfile: the runtime packages cover what the binaries link; the entrypoint's examples run"
 scripts/check-docker.sh libs target/debug
 scripts/check-docker.sh entrypoint target/debug
+echo "== the launcher (scripts/taphold-run.sh) and the systemd units"
+scripts/test-taphold-run.sh target/debug
 echo "== loom models: hold ring, event ring, re-send round"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p taphold-core --release --test loom
