@@ -1396,6 +1396,14 @@ mod tests {
         Config::parse("default.yaml", GOOD).unwrap();
         let lab = Config::parse("lab.yaml", include_str!("../../../config/lab.yaml")).unwrap();
         assert_eq!(lab.backup_links.len(), 2);
+        Config::parse(
+            "production.example.yaml",
+            &include_str!("../../../config/production.example.yaml").replace(
+                "/etc/taphold/digest.key",
+                key_file("prod", FILE_KEY, 0o600).to_str().unwrap(),
+            ),
+        )
+        .unwrap();
     }
 
     #[test]
