@@ -5,6 +5,8 @@
 #                                                the binaries link and load
 #   scripts/check-docker.sh entrypoint [BINDIR]  tools/docker/entrypoint.sh runs the
 #                                                documented examples (on this checkout)
+#   scripts/check-docker.sh selftest [BINDIR]    `libs` fails on copies of the Dockerfile
+#                                                with a package taken out, or a stale one in
 #
 # BINDIR holds the binaries of the Dockerfile's BINARIES (default target/debug: the
 # test suite has built them; their link line is the release build's, both made by
@@ -21,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-libs}
 bindir=$(realpath "${2:-target/debug}")
-dockerfile=Dockerfile
+dockerfile=${DOCKERFILE:-Dockerfile}
 fail=0
 problem() {
     echo "check-docker: $*" >&2
@@ -36,15 +38,30 @@ arg() {
 read -r -a binaries <<<"$(arg build BINARIES)"
 ((${#binaries[@]})) || { echo "check-docker: no ARG BINARIES=\"...\" in the build stage of $dockerfile" >&2; exit 1; }
 
-# The Debian package that installed FILE (tried as given, resolved, and either side of
-# the /lib -> /usr/lib merge).
-package_of() {
-    local f=$1 real cand
+# Where dpkg may have recorded FILE: as given, resolved, and either side of the
+# /lib -> /usr/lib merge.
+candidates() {
+    local f=$1 real
     real=$(realpath "$f")
-    for cand in "$f" "$real" "/usr$f" "${f#/usr}" "/usr$real" "${real#/usr}"; do
-        dpkg -S "$cand" 2>/dev/null | grep -v '^diversion' | head -1 | cut -d: -f1 | grep . && return 0
+    printf '%s\n' "$f" "$real" "/usr$f" "${f#/usr}" "/usr$real" "${real#/usr}"
+}
+# package_of FILE...: "FILE PACKAGE" per file, from one dpkg -S over every candidate.
+package_of() {
+    local f c
+    declare -A owner=()
+    while IFS= read -r line; do
+        [[ $line == diversion* ]] && continue
+        owner[${line#*: }]=${line%%:*}
+    done < <(for f in "$@"; do candidates "$f"; done | sort -u | xargs dpkg -S 2>/dev/null || true)
+    for f in "$@"; do
+        for c in $(candidates "$f"); do
+            if [ -n "${owner[$c]:-}" ]; then
+                echo "$f ${owner[$c]}"
+                continue 2
+            fi
+        done
+        echo "$f -"
     done
-    return 1
 }
 
 check_libs() {
@@ -55,20 +72,25 @@ check_libs() {
         [ -f "crates/$b/Cargo.toml" ] || continue
         [[ " ${binaries[*]} " == *" $b "* ]] || problem "crates/$b exists but the Dockerfile's BINARIES does not name $b"
     done
-    declare -A linked=()
+    declare -A linked=() users=()
     for b in "${binaries[@]}"; do
         [ -x "$bindir/$b" ] || { problem "$bindir/$b: missing (build it: cargo build -p $b)"; continue; }
         if ldd "$bindir/$b" | grep -q 'not found'; then
             problem "$b: ldd finds no $(ldd "$bindir/$b" | awk '/not found/ {print $1}' | tr '\n' ' ')"
         fi
         while read -r lib; do
-            if pkg=$(package_of "$lib"); then
-                linked[$pkg]+="${linked[$pkg]:+, }$b: ${lib##*/}"
-            else
-                problem "$b links $lib, which no Debian package installed"
-            fi
+            users[$lib]+="${users[$lib]:+, }$b"
         done < <(ldd "$bindir/$b" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}')
     done
+    if ((${#users[@]})); then
+        while read -r lib pkg; do
+            if [ "$pkg" = - ]; then
+                problem "${users[$lib]} link(s) $lib, which no Debian package installed"
+            else
+                linked[$pkg]+="${linked[$pkg]:+; }${users[$lib]}: ${lib##*/}"
+            fi
+        done < <(package_of "${!users[@]}")
+    fi
     declare -A listed=()
     for pkg in $(arg runtime RUNTIME_LINKED); do listed[$pkg]=1; done
     ((${#listed[@]})) || problem "no ARG RUNTIME_LINKED=\"...\" in the runtime stage"
@@ -79,18 +101,25 @@ check_libs() {
         [ -n "${linked[$pkg]:-}" ] || problem "RUNTIME_LINKED has $pkg, which no binary links (stale, or belongs in RUNTIME_DRIVERS)"
     done
 
-    declare -A drivers=()
+    declare -A drivers=() plugin=()
     for pkg in $(arg runtime RUNTIME_DRIVERS); do drivers[$pkg]=1; done
     for d in mempool_ring net_pcap net_af_packet net_ixgbe net_i40e net_ice net_mlx5; do
         f=$(compgen -G "/usr/lib/*/dpdk/pmds-*/librte_${d}.so.*" | head -1 || true)
         if [ -z "$f" ]; then
             problem "no DPDK plugin librte_${d} on this machine (scripts/setup.sh installs DPDK)"
-        elif ! pkg=$(package_of "$f"); then
-            problem "$f belongs to no package"
-        elif [ -z "${drivers[$pkg]:-}" ]; then
-            problem "RUNTIME_DRIVERS lacks $pkg (EAL loads $d from it)"
+        else
+            plugin[$f]=$d
         fi
     done
+    if ((${#plugin[@]})); then
+        while read -r f pkg; do
+            if [ "$pkg" = - ]; then
+                problem "$f belongs to no package"
+            elif [ -z "${drivers[$pkg]:-}" ]; then
+                problem "RUNTIME_DRIVERS lacks $pkg (EAL loads ${plugin[$f]} from it)"
+            fi
+        done < <(package_of "${!plugin[@]}")
+    fi
     grep -q '^ENTRYPOINT \["/opt/taphold/tools/docker/entrypoint.sh"\]' "$dockerfile" ||
         problem "the ENTRYPOINT is not tools/docker/entrypoint.sh"
     [ -x tools/docker/entrypoint.sh ] || problem "tools/docker/entrypoint.sh is missing or not executable"
@@ -141,11 +170,33 @@ EOF
     fi
 }
 
+# The `libs` check must fail when the Dockerfile is wrong: each edit below breaks it once.
+selftest() {
+    local work edit caught=0
+    work=$(mktemp -d /tmp/taphold-docker-selftest.XXXXXX)
+    trap 'rm -rf "$work"' RETURN
+    for edit in 's/ librte-eal23 / /' 's/ libnuma1 / /' 's/ librte-net-ring23 / /' \
+        's/librte-mempool-ring23 //' 's/ librte-net-pcap23 / /' 's/^ARG RUNTIME_LINKED="/&libpcap0.8 /' \
+        's/^ARG BINARIES="taphold taphold-backup"/ARG BINARIES="taphold"/'; do
+        sed "$edit" "$dockerfile" >"$work/Dockerfile"
+        if cmp -s "$dockerfile" "$work/Dockerfile"; then
+            problem "selftest: '$edit' changed nothing in $dockerfile (update the selftest)"
+        elif DOCKERFILE=$work/Dockerfile "$0" libs "$bindir" >"$work/log" 2>&1; then
+            problem "selftest: libs passed a Dockerfile edited with '$edit'"
+        else
+            caught=$((caught + 1))
+            echo "check-docker: selftest: '$edit' is caught: $(grep -m1 'check-docker:' "$work/log" | cut -c15-)"
+        fi
+    done
+    ((fail)) || echo "check-docker: selftest: all $caught broken Dockerfiles caught"
+}
+
 case "$mode" in
     libs) check_libs ;;
     entrypoint) check_entrypoint ;;
+    selftest) selftest ;;
     *)
-        echo "usage: $0 libs|entrypoint [BINDIR]" >&2
+        echo "usage: $0 libs|entrypoint|selftest [BINDIR]" >&2
         exit 2
         ;;
 esac

@@ -34,6 +34,7 @@ cargo build -q -p taphold -p taphold-backup
 TAPHOLD_BIN="$PWD/target/debug/taphold" scripts/test-dissector.sh --mutants
 echo "== Dockerfile: the runtime packages cover what the binaries link; the entrypoint's examples run"
 scripts/check-docker.sh libs target/debug
+scripts/check-docker.sh selftest target/debug
 scripts/check-docker.sh entrypoint target/debug
 echo "== the launcher (scripts/taphold-run.sh) and the systemd units"
 scripts/test-taphold-run.sh target/debug
