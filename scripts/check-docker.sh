@@ -142,7 +142,7 @@ check_entrypoint() {
     done
     # The image's default command: replay mixed.pcap with the shipped config.
     sed "s#^state_dir: .*#state_dir: $work/state#" config/default.yaml >"$work/default.yaml"
-    if TAPHOLD_CONFIG=$work/default.yaml TAPHOLD_IDLE_MS=300 ep replay test-pcaps/mixed.pcap "$work/out" >"$work/replay.log" 2>&1; then
+    if TAPHOLD_CONFIG=$work/default.yaml TAPHOLD_IDLE_MS=500 ep replay test-pcaps/mixed.pcap "$work/out" >"$work/replay.log" 2>&1; then
         python3 - "$work/out/summary.json" <<'EOF' || problem "entrypoint replay: the summary is not a clean run"
 import json, sys
 m = json.load(open(sys.argv[1]))["messages"]
@@ -155,7 +155,7 @@ EOF
     sed "s#^  dir: .*#  dir: $work/journal#" crates/taphold-backup/backup.example.yaml >"$work/backup.yaml"
     if ep taphold-backup --no-huge -m 256 --no-pci -l 0 --file-prefix "taphold-test-ep-$$" \
         --vdev "net_pcap0,rx_pcap=$work/out/backup.pcap,tx_pcap=$work/answers.pcap" \
-        -- --config "$work/backup.yaml" --exit-when-idle-ms 300 >"$work/backup.log" 2>&1; then
+        -- --config "$work/backup.yaml" --exit-when-idle-ms 500 >"$work/backup.log" 2>&1; then
         grep -q '"journaled": 500' "$work/backup.log" || problem "entrypoint taphold-backup: not 500 journaled: $(grep journaled "$work/backup.log" | head -2)"
     else
         problem "entrypoint taphold-backup failed: $(tail -3 "$work/backup.log")"

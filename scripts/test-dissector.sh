@@ -33,7 +33,7 @@ replay() {
     shift
     local cfg=$work/$name.yaml
     sed -e "s#^state_dir: .*#state_dir: $work/state-$name#" "$@" config/default.yaml >"$cfg"
-    if ! TAPHOLD_BIN=$bin TAPHOLD_CONFIG=$cfg TAPHOLD_IDLE_MS=300 \
+    if ! TAPHOLD_BIN=$bin TAPHOLD_CONFIG=$cfg TAPHOLD_IDLE_MS=400 \
         scripts/replay.sh test-pcaps/mixed.pcap "$work/$name" >"$work/$name.log" 2>&1; then
         echo "test-dissector: the $name replay failed:" >&2
         tail -20 "$work/$name.log" >&2

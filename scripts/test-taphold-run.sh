@@ -37,12 +37,12 @@ TAPHOLD_CONFIG=$work/default.yaml
 EOF
 
 # The command line it would run.
-"$run" --print taphold "$work/replay.env" --exit-when-idle-ms 300 >"$work/print"
+"$run" --print taphold "$work/replay.env" --exit-when-idle-ms 500 >"$work/print"
 expect "--print: binary, EAL args, --, config, options, extra args in order" \
-    grep -qE "^$bindir/taphold --no-huge .* --vdev net_pcap1.* -- --config $work/default.yaml --out $work/run --exit-when-idle-ms 300 \$" "$work/print"
+    grep -qE "^$bindir/taphold --no-huge .* --vdev net_pcap1.* -- --config $work/default.yaml --out $work/run --exit-when-idle-ms 500 \$" "$work/print"
 
 # It really runs it: a whole replay through the launcher.
-rc=$(status "$run" taphold "$work/replay.env" --exit-when-idle-ms 300)
+rc=$(status "$run" taphold "$work/replay.env" --exit-when-idle-ms 500)
 expect "run: exit 0, got $rc ($(tail -2 "$work/log"))" test "$rc" = 0
 expect "run: the summary in --out says 500 released" python3 -c "import json,sys; sys.exit(json.load(open('$work/run/summary.json'))['messages']['released'] != 500)"
 
