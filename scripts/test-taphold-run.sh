@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Tests the launcher (scripts/taphold-run.sh) and the systemd units (tools/systemd):
 # the launcher starts the binary its env file names, with that file's EAL arguments,
-# config and options, and refuses what it cannot run; the shipped env examples parse;
+# config and options, and refuses what it cannot run; both binaries warn at start-up
+# on the demo key, and not on a key file, which is refused if others can read it;
+# the shipped env examples parse;
 # the units pass `systemd-analyze verify` without a warning and keep the restart
 # policies docs/deployment.md explains.
 #
@@ -45,6 +47,35 @@ expect "--print: binary, EAL args, --, config, options, extra args in order" \
 rc=$(status "$run" taphold "$work/replay.env" --exit-when-idle-ms 500)
 expect "run: exit 0, got $rc ($(tail -2 "$work/log"))" test "$rc" = 0
 expect "run: the summary in --out says 500 released" python3 -c "import json,sys; sys.exit(json.load(open('$work/run/summary.json'))['messages']['released'] != 500)"
+
+expect "run: the demo key is warned about" grep -q "WARN .*DEMO KEY IN USE" "$work/log"
+
+# The key from a file of the owner's alone: no warning; readable by others: refused,
+# naming the field and its line, before EAL starts.
+od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$work/digest.key"
+chmod 600 "$work/digest.key"
+sed -e "s#^digest_key: .*#digest_key_file: digest.key#" -e "s#^state_dir: .*#state_dir: $work/state2#" config/default.yaml >"$work/keyfile.yaml"
+sed -e "s#^TAPHOLD_CONFIG=.*#TAPHOLD_CONFIG=$work/keyfile.yaml#" -e "s#--out $work/run#--out $work/run2#" "$work/replay.env" >"$work/keyfile.env"
+rc=$(status "$run" taphold "$work/keyfile.env" --exit-when-idle-ms 500)
+expect "key file: exit 0, got $rc ($(tail -2 "$work/log"))" test "$rc" = 0
+expect "key file: no demo warning" bash -c "! grep -q DEMO '$work/log'"
+chmod 644 "$work/digest.key"
+rc=$(status "$run" taphold "$work/keyfile.env" --exit-when-idle-ms 500)
+line=$(grep -n '^digest_key_file:' "$work/keyfile.yaml" | cut -d: -f1)
+expect "key file readable by others: exit 2, got $rc" test "$rc" = 2
+expect "key file readable by others: field and line named ($(tail -1 "$work/log"))" grep -q "keyfile.yaml:$line: digest_key_file: .*mode 0644" "$work/log"
+
+# The backup node warns about the demo key too (its example config, on what the run launched).
+sed "s#^  dir: .*#  dir: $work/journal#" crates/taphold-backup/backup.example.yaml >"$work/backup.yaml"
+cat >"$work/backup.env" <<EOF
+TAPHOLD_BIN=$bindir/taphold-backup
+TAPHOLD_EAL=--no-huge -m 256 --no-pci -l 0 --file-prefix taphold-test-run-b-$$ --vdev net_pcap0,rx_pcap=$work/b.pcap,tx_pcap=$work/answers.pcap
+TAPHOLD_CONFIG=$work/backup.yaml
+TAPHOLD_ARGS=--exit-when-idle-ms 300
+EOF
+rc=$(status "$run" taphold-backup "$work/backup.env")
+expect "backup node: exit 0, got $rc ($(tail -2 "$work/log"))" test "$rc" = 0
+expect "backup node: the demo key is warned about" grep -q "WARN .*DEMO KEY IN USE" "$work/log"
 
 # Refusals, each before anything starts (exit 2, the reason named).
 refuse() { # refuse DESCRIPTION WANT-TEXT ARGS...
