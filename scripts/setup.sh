@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs what taphold needs to build, run and test on Debian 12 (idempotent):
 # DPDK 22.11 and its headers, libclang for bindgen, libpcap for net_pcap,
-# tcpdump and iproute2 for the test networks; and checks the Rust toolchain.
+# tcpdump and iproute2 for the test networks, tshark for the Wireshark dissector's
+# test, shellcheck for the scripts; and checks the Rust toolchain.
+# `--build-only` (the Dockerfile's build stage) leaves out the test tools.
 set -euo pipefail
 
-PACKAGES=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config libpcap-dev tcpdump iproute2 ethtool python3 ca-certificates)
+PACKAGES=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config libpcap-dev python3 ca-certificates)
+[ "${1:-}" = "--build-only" ] || PACKAGES+=(tcpdump iproute2 ethtool tshark shellcheck)
 MIN_RUST=1.82
 
 missing=()
@@ -16,6 +19,9 @@ if ((${#missing[@]})); then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
+    # wireshark-common asks whether non-root users may capture: answer it (no) so
+    # the install never waits for a terminal.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 

@@ -25,7 +25,17 @@ pub struct Config {
     pub link: u8,
     /// The stream we journal; backup frames of another stream are refused.
     pub stream: u32,
-    /// 32 hex digits: the same key as the appliance's.
+    /// 32 hex digits: the same key as the appliance's. Written here, or in
+    /// `digest_key_file`: exactly one of the two.
+    #[serde(rename = "digest_key", default)]
+    digest_key_inline: Option<Hex128>,
+    /// A file holding the key's 32 hex digits, readable by its owner only
+    /// (relative to the config file's directory).
+    #[serde(default)]
+    pub digest_key_file: Option<PathBuf>,
+    /// The key in use: `digest_key`'s, or the one read from `digest_key_file`
+    /// (`Config::parse` resolves it).
+    #[serde(skip, default = "unresolved_key")]
     pub digest_key: Hex128,
     pub journal: JournalSection,
     #[serde(default = "default_heartbeat_period_us")]
@@ -99,15 +109,27 @@ fn default_fsync_every_records() -> Option<u32> {
 fn one() -> u64 {
     1
 }
+/// Until `Config::parse` resolves it: all zeros, never used.
+fn unresolved_key() -> Hex128 {
+    Hex128(taphold_wire::digest::DigestKey([0; 16]))
+}
 
 impl Config {
     pub fn load(path: &str) -> Result<Config, ConfigError> {
         Config::parse(path, &yaml::read(path)?)
     }
 
-    /// Parses and validates. `file` only labels the messages.
+    /// Parses and validates, and reads the key file if there is one. `file`
+    /// labels the messages; a relative `digest_key_file` is relative to its directory.
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
-        yaml::parse_config(file, text)
+        let mut cfg: Config = yaml::parse_config(file, text)?;
+        cfg.digest_key = taphold_runtime::key::resolve(
+            file,
+            text,
+            cfg.digest_key_inline.as_ref(),
+            cfg.digest_key_file.as_deref(),
+        )?;
+        Ok(cfg)
     }
 
     pub fn heartbeat_period_ns(&self) -> u64 {
@@ -388,5 +410,95 @@ mod tests {
         for junk in ["", ":::", "[1,2", "journal: [", "\u{0}\u{1}"] {
             assert!(Config::parse("t.yaml", junk).is_err(), "{junk:?}");
         }
+    }
+
+    const FILE_KEY: &str = "000102030405060708090a0b0c0d0e0f";
+
+    /// A key file holding `content`, with `mode`, in `dir`.
+    fn key_file(dir: &std::path::Path, name: &str, content: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(name);
+        std::fs::write(&p, content).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    /// The example config with `digest_key` replaced by `with` (on the same line).
+    fn key_edit(with: &str) -> String {
+        let old = GOOD.lines().find(|l| l.starts_with("digest_key:")).unwrap();
+        GOOD.replace(old, with)
+    }
+
+    #[test]
+    fn the_key_can_come_from_a_file_of_the_owner_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let p = key_file(d.path(), "k", &format!(" {FILE_KEY}\n"), 0o400);
+        let c = Config::parse(
+            "t.yaml",
+            &key_edit(&format!("digest_key_file: {}", p.display())),
+        )
+        .unwrap();
+        assert_eq!(
+            c.digest_key.0,
+            taphold_wire::digest::DigestKey::from_hex(FILE_KEY).unwrap()
+        );
+        // A relative path is the config file's neighbour.
+        let cfg = d.path().join("backup.yaml");
+        std::fs::write(&cfg, key_edit("digest_key_file: k")).unwrap();
+        let c = Config::load(cfg.to_str().unwrap()).unwrap();
+        assert!(!taphold_runtime::key::is_demo(&c.digest_key.0));
+        // The example runs on the demo key (and so warns at start-up).
+        let c = Config::parse("backup.example.yaml", GOOD).unwrap();
+        assert!(taphold_runtime::key::is_demo(&c.digest_key.0));
+    }
+
+    #[test]
+    fn a_key_file_missing_malformed_or_not_private_is_refused_by_field_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        let cases = [
+            (d.path().join("absent"), "No such file"),
+            (
+                key_file(d.path(), "short", &FILE_KEY[1..], 0o600),
+                "32 hex digits",
+            ),
+            (
+                key_file(d.path(), "junk", &FILE_KEY.replace('0', "x"), 0o600),
+                "32 hex digits",
+            ),
+            (key_file(d.path(), "group", FILE_KEY, 0o640), "mode 0640"),
+            (key_file(d.path(), "others", FILE_KEY, 0o604), "mode 0604"),
+            (key_file(d.path(), "writable", FILE_KEY, 0o620), "mode 0620"),
+        ];
+        for (p, want) in cases {
+            let e = bad(|_| key_edit(&format!("digest_key_file: {}", p.display())));
+            assert_eq!(
+                (e.field.as_str(), e.line),
+                ("digest_key_file", Some(line("digest_key:"))),
+                "{e}"
+            );
+            assert!(e.message.contains(want), "{}: {e}", p.display());
+            assert!(!e.to_string().contains("0203040506"), "quotes the key: {e}");
+        }
+    }
+
+    #[test]
+    fn the_key_is_given_exactly_once() {
+        let d = tempfile::tempdir().unwrap();
+        let p = key_file(d.path(), "k", FILE_KEY, 0o600);
+        let e = bad(|s| {
+            s.replace(
+                "digest_key: ",
+                &format!("digest_key_file: {}\ndigest_key: ", p.display()),
+            )
+        });
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("digest_key_file", Some(line("digest_key:"))),
+            "{e}"
+        );
+        assert!(e.message.contains("not both"), "{e}");
+        let e = bad(|_| key_edit("# no key"));
+        assert_eq!(e.field, "digest_key", "{e}");
+        assert!(e.message.contains("digest_key_file"), "{e}");
     }
 }

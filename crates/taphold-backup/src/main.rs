@@ -165,6 +165,9 @@ fn run(args: &[String]) -> Result<i32, String> {
     let (eal, app_args) = dpdk::Eal::init(args).map_err(|e| e.to_string())?;
     let opts = Opts::parse(&app_args)?;
     let cfg = config::Config::load(&opts.config).map_err(|e| e.to_string())?;
+    if taphold_runtime::key::is_demo(&cfg.digest_key.0) {
+        log::warn!("{}", taphold_runtime::key::DEMO_WARNING);
+    }
     // SAFETY: on_signal only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);

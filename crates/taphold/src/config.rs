@@ -35,6 +35,16 @@ pub struct Config {
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
     /// 32 hex digits: the key of the digest that proves a tap copy is ours.
+    /// Written here, or in `digest_key_file`: exactly one of the two.
+    #[serde(rename = "digest_key", default)]
+    digest_key_inline: Option<Hex128>,
+    /// A file holding the key's 32 hex digits, readable by its owner only
+    /// (relative to the config file's directory).
+    #[serde(default)]
+    pub digest_key_file: Option<PathBuf>,
+    /// The key in use: `digest_key`'s, or the one read from `digest_key_file`
+    /// (`Config::parse` resolves it).
+    #[serde(skip, default = "unresolved_key")]
     pub digest_key: Hex128,
     #[serde(default)]
     pub mempool: MempoolConfig,
@@ -561,10 +571,23 @@ impl Config {
         Config::parse(path, &yaml::read(path)?)
     }
 
-    /// Parses and validates. `file` only labels the messages.
+    /// Parses and validates, and reads the key file if there is one. `file`
+    /// labels the messages; a relative `digest_key_file` is relative to its directory.
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
-        yaml::parse_config(file, text)
+        let mut cfg: Config = yaml::parse_config(file, text)?;
+        cfg.digest_key = taphold_runtime::key::resolve(
+            file,
+            text,
+            cfg.digest_key_inline.as_ref(),
+            cfg.digest_key_file.as_deref(),
+        )?;
+        Ok(cfg)
     }
+}
+
+/// Until `Config::parse` resolves it: all zeros, never used.
+fn unresolved_key() -> Hex128 {
+    Hex128(taphold_wire::digest::DigestKey([0; 16]))
 }
 
 /// The most payload one UDP datagram over IPv4 carries: 65535 - 20 - 8.
@@ -1398,6 +1421,14 @@ mod tests {
         Config::parse("default.yaml", GOOD).unwrap();
         let lab = Config::parse("lab.yaml", include_str!("../../../config/lab.yaml")).unwrap();
         assert_eq!(lab.backup_links.len(), 2);
+        Config::parse(
+            "production.example.yaml",
+            &include_str!("../../../config/production.example.yaml").replace(
+                "/etc/taphold/digest.key",
+                key_file("prod", FILE_KEY, 0o600).to_str().unwrap(),
+            ),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -1920,5 +1951,101 @@ mod tests {
         for junk in ["", ":::", "[1,2", "primary: [", "\u{0}\u{1}"] {
             assert!(Config::parse("t.yaml", junk).is_err(), "{junk:?}");
         }
+    }
+
+    const FILE_KEY: &str = "000102030405060708090a0b0c0d0e0f";
+
+    /// A key file in a directory of its own, holding `content`, with `mode`.
+    fn key_file(name: &str, content: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("taphold-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, content).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    /// The shipped config with `digest_key` replaced by `with` (on the same line).
+    fn key_edit(with: &str) -> String {
+        let line = GOOD.lines().find(|l| l.starts_with("digest_key:")).unwrap();
+        GOOD.replace(line, with)
+    }
+
+    fn key_line() -> usize {
+        GOOD.lines()
+            .position(|l| l.starts_with("digest_key:"))
+            .unwrap()
+            + 1
+    }
+
+    #[test]
+    fn the_key_can_come_from_a_file_of_the_owner_alone() {
+        let p = key_file("good", &format!("{FILE_KEY}\n"), 0o600);
+        let c = Config::parse(
+            "t.yaml",
+            &key_edit(&format!("digest_key_file: {}", p.display())),
+        )
+        .unwrap();
+        assert_eq!(
+            c.digest_key.0,
+            taphold_wire::digest::DigestKey::from_hex(FILE_KEY).unwrap()
+        );
+        assert!(!taphold_runtime::key::is_demo(&c.digest_key.0));
+        // The shipped configs run on the demo key (and so warn at start-up).
+        let c = Config::parse("default.yaml", GOOD).unwrap();
+        assert!(taphold_runtime::key::is_demo(&c.digest_key.0));
+    }
+
+    #[test]
+    fn a_key_file_missing_malformed_or_not_private_is_refused_by_field_and_line() {
+        let cases = [
+            (
+                key_file("absent", "", 0o600).with_extension("none"),
+                "No such file",
+            ),
+            (key_file("short", &FILE_KEY[..31], 0o600), "32 hex digits"),
+            (
+                key_file("junk", "not a key at all, not at all!!!!", 0o600),
+                "32 hex digits",
+            ),
+            (key_file("empty", "", 0o600), "32 hex digits"),
+            (key_file("group", FILE_KEY, 0o640), "mode 0640"),
+            (key_file("others", FILE_KEY, 0o604), "mode 0604"),
+            (key_file("writable", FILE_KEY, 0o602), "mode 0602"),
+        ];
+        for (p, want) in cases {
+            let e = Config::parse(
+                "t.yaml",
+                &key_edit(&format!("digest_key_file: {}", p.display())),
+            )
+            .unwrap_err();
+            assert_eq!(
+                (e.field.as_str(), e.line),
+                ("digest_key_file", Some(key_line())),
+                "{e}"
+            );
+            assert!(e.message.contains(want), "{}: {e}", p.display());
+            assert!(!e.to_string().contains("0102030405"), "quotes the key: {e}");
+        }
+    }
+
+    #[test]
+    fn the_key_is_given_exactly_once() {
+        let p = key_file("once", FILE_KEY, 0o600);
+        let both = GOOD.replace(
+            "digest_key: ",
+            &format!("digest_key_file: {}\ndigest_key: ", p.display()),
+        );
+        let e = Config::parse("t.yaml", &both).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("digest_key_file", Some(key_line())),
+            "{e}"
+        );
+        assert!(e.message.contains("not both"), "{e}");
+        let e = Config::parse("t.yaml", &key_edit("# no key")).unwrap_err();
+        assert_eq!(e.field, "digest_key", "{e}");
+        assert!(e.message.contains("digest_key_file"), "{e}");
     }
 }

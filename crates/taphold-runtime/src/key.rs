@@ -1,0 +1,201 @@
+//! The digest key: written in the config (`digest_key`) or read from a file of its own
+//! (`digest_key_file`), exactly one of the two, for the appliance and the backup node alike.
+//!
+//! A key in the config file travels wherever the config does (a repository, a ticket, a
+//! support bundle); a key file stays on the host, readable by its owner only. So a key
+//! file readable or writable by its group or by others is refused, as ssh refuses a
+//! private key: whoever can read the key can forge frames that confirm messages. The
+//! file holds the 32 hex digits of `digest_key` (surrounding whitespace, a trailing
+//! newline included, is ignored): `openssl rand -hex 16 > key; chmod 600 key`.
+//!
+//! Every refusal names the field and its line, and never quotes the file's content.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use taphold_wire::digest::DigestKey;
+
+use crate::yaml::{ConfigError, Hex128};
+
+/// The demo key the shipped configs carry (config/default.yaml, config/lab.yaml, the
+/// backup node's example): public, so it protects nothing.
+pub const DEMO_KEY_HEX: &str = "5461706f6c642d64656d6f2d6b657931";
+
+/// Whether `key` is the shipped demo key.
+pub fn is_demo(key: &DigestKey) -> bool {
+    DigestKey::from_hex(DEMO_KEY_HEX).is_ok_and(|demo| demo == *key)
+}
+
+/// The start-up warning for a run on the demo key (logged by each binary).
+pub const DEMO_WARNING: &str = "DEMO KEY IN USE: the digest key is the shipped demo key, which anyone with this repository has: a frame built with it can confirm a message. Generate one per deployment (`openssl rand -hex 16 > /etc/taphold/digest.key; chmod 600 /etc/taphold/digest.key`) and set digest_key_file on the appliance and every backup node";
+
+/// Permission bits a key file must not have: any access by group or others.
+const GROUP_OR_OTHERS: u32 = 0o077;
+
+/// The key in use, from `digest_key` (already parsed) or `digest_key_file`. `file` is
+/// the config file's path: a relative `digest_key_file` is relative to its directory.
+/// `text` is the config's text, to locate errors.
+pub fn resolve(
+    file: &str,
+    text: &str,
+    inline: Option<&Hex128>,
+    key_file: Option<&Path>,
+) -> Result<Hex128, ConfigError> {
+    match (inline, key_file) {
+        (Some(k), None) => Ok(k.clone()),
+        (None, Some(p)) => read_key_file(&relative_to(file, p))
+            .map(Hex128)
+            .map_err(|m| ConfigError::at(file, text, "digest_key_file", m)),
+        (Some(_), Some(_)) => Err(ConfigError::at(
+            file,
+            text,
+            "digest_key_file",
+            "give the key once: digest_key or digest_key_file, not both",
+        )),
+        (None, None) => Err(ConfigError::at(
+            file,
+            text,
+            "digest_key",
+            "missing: give digest_key (32 hex digits) or digest_key_file (a file holding them, readable by its owner only)",
+        )),
+    }
+}
+
+/// `p` as seen from the directory of the config file `file`.
+fn relative_to(file: &str, p: &Path) -> PathBuf {
+    match Path::new(file).parent() {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// Reads a key file: 32 hex digits, whitespace around them ignored, the file not
+/// readable or writable by group or others. The error never quotes the content.
+pub fn read_key_file(path: &Path) -> Result<DigestKey, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown}: not a regular file"));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & GROUP_OR_OTHERS != 0 {
+        return Err(format!(
+            "{shown}: mode {mode:04o} lets group or others read or write the key; `chmod 600 {shown}` (the key must be the owner's alone)"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
+    DigestKey::from_hex(text.trim()).map_err(|_| {
+        format!(
+            "{shown}: does not hold a key: want exactly 32 hex digits (128 bits), found {} characters{}",
+            text.trim().len(),
+            if text.trim().is_empty() { " (empty)" } else { "" }
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    const KEY: &str = "000102030405060708090a0b0c0d0e0f";
+    const TEXT: &str = "stream_id: 1\ndigest_key_file: k\nother: 1\n";
+
+    fn write(dir: &Path, name: &str, content: &str, mode: u32) -> PathBuf {
+        let p = dir.join(name);
+        fs::write(&p, content).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_key_file_of_the_owner_alone_is_read_with_its_whitespace_trimmed() {
+        let d = tempfile::tempdir().unwrap();
+        for (content, mode) in [
+            (KEY.to_string(), 0o600),
+            (format!("{KEY}\n"), 0o400),
+            (format!("  {}\r\n\n", KEY.to_uppercase()), 0o600),
+        ] {
+            let p = write(d.path(), "k", &content, mode);
+            assert_eq!(
+                read_key_file(&p).unwrap(),
+                DigestKey::from_hex(KEY).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_file_anyone_else_can_read_or_write_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        for mode in [0o640, 0o604, 0o620, 0o602, 0o610, 0o601, 0o644, 0o666] {
+            let p = write(d.path(), "k", KEY, mode);
+            let e = read_key_file(&p).unwrap_err();
+            assert!(
+                e.contains(&format!("mode {mode:04o}")) && e.contains("chmod 600"),
+                "{mode:o}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_or_malformed_key_file_is_refused_without_quoting_it() {
+        let d = tempfile::tempdir().unwrap();
+        let e = read_key_file(&d.path().join("absent")).unwrap_err();
+        assert!(e.contains("absent") && e.contains("No such file"), "{e}");
+        let e = read_key_file(d.path()).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        for bad in [
+            "",
+            "\n",
+            &KEY[..30],
+            &format!("{KEY}00"),
+            "zz0102030405060708090a0b0c0d0e0f",
+            "00010203 04050607 08090a0b 0c0d0e0f",
+            "digest_key: \"000102030405060708090a0b0c0d0e0f\"",
+        ] {
+            let p = write(d.path(), "k", bad, 0o600);
+            let e = read_key_file(&p).unwrap_err();
+            assert!(e.contains("32 hex digits"), "{bad:?}: {e}");
+            assert!(bad.len() < 8 || !e.contains(&bad[2..8]), "quoted: {e}");
+        }
+    }
+
+    #[test]
+    fn exactly_one_of_the_two_fields_names_the_field_and_its_line() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("c.yaml");
+        let cfg = cfg.to_str().unwrap();
+        write(d.path(), "k", KEY, 0o600);
+        // Relative to the config file's directory, not the working directory.
+        let k = resolve(cfg, TEXT, None, Some(Path::new("k"))).unwrap();
+        assert_eq!(k.0, DigestKey::from_hex(KEY).unwrap());
+        let inline = Hex128(DigestKey::from_hex(KEY).unwrap());
+        let e = resolve(cfg, TEXT, Some(&inline), Some(Path::new("k"))).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("digest_key_file", Some(2)),
+            "{e}"
+        );
+        assert!(e.message.contains("not both"), "{e}");
+        let e = resolve(cfg, TEXT, None, None).unwrap_err();
+        assert_eq!(e.field, "digest_key", "{e}");
+        assert!(e.message.contains("digest_key_file"), "{e}");
+        let e = resolve(cfg, TEXT, None, Some(Path::new("nope"))).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("digest_key_file", Some(2)),
+            "{e}"
+        );
+        assert_eq!(resolve(cfg, TEXT, Some(&inline), None).unwrap().0, inline.0);
+    }
+
+    #[test]
+    fn the_demo_key_is_recognised() {
+        assert!(is_demo(&DigestKey::from_hex(DEMO_KEY_HEX).unwrap()));
+        assert!(is_demo(
+            &DigestKey::from_hex(&DEMO_KEY_HEX.to_uppercase()).unwrap()
+        ));
+        assert!(!is_demo(&DigestKey::from_hex(KEY).unwrap()));
+        assert!(DEMO_WARNING.contains("DEMO"));
+    }
+}
