@@ -393,8 +393,8 @@ pub struct EventsConfig {
     /// events.csv in the output directory: one line per message. Off unless
     /// asked for (a production run makes millions of lines a second).
     pub csv: bool,
-    /// events.csv is rotated at this size (events.csv.1, .2, ...) ...
-    pub csv_max_mb: u64,
+    /// events.csv is rotated at this size in KiB (events.csv.1, .2, ...) ...
+    pub csv_max_kb: u64,
     /// ... and this many rotated files are kept; the lines of older ones
     /// are counted in the summary (`events.csv.lines_deleted`).
     pub csv_keep: u32,
@@ -405,7 +405,7 @@ impl Default for EventsConfig {
         EventsConfig {
             ring: 65536,
             csv: false,
-            csv_max_mb: 256,
+            csv_max_kb: 256 << 10,
             csv_keep: 4,
         }
     }
@@ -903,10 +903,13 @@ impl Config {
                 format!("{ev} must be a power of two between 1 and {max} (2^24)"),
             ));
         }
-        if !(1..=1 << 20).contains(&self.events.csv_max_mb) {
+        if !(16..=1 << 30).contains(&self.events.csv_max_kb) {
             return Err(at.err(
-                "events.csv_max_mb",
-                format!("{} must be 1 to 1048576 (1 TiB)", self.events.csv_max_mb),
+                "events.csv_max_kb",
+                format!(
+                    "{} must be 16 to 1073741824 (1 TiB)",
+                    self.events.csv_max_kb
+                ),
             ));
         }
         if self.events.csv_keep > 1000 {
@@ -1517,9 +1520,9 @@ mod tests {
         assert!(e.message.contains("2^24"), "{e}");
         refused(&[("ring: 65536", "ring: 0")], "events.ring", "ring: 0");
         refused(
-            &[("csv_max_mb: 256", "csv_max_mb: 0")],
-            "events.csv_max_mb",
-            "csv_max_mb: 0",
+            &[("csv_max_kb: 262144", "csv_max_kb: 8")],
+            "events.csv_max_kb",
+            "csv_max_kb: 8",
         );
         refused(
             &[("csv_keep: 4", "csv_keep: 5000")],

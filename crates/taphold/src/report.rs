@@ -273,7 +273,7 @@ impl Report {
         if let Some(dir) = out {
             std::fs::create_dir_all(dir)?;
             if cfg.events.csv {
-                let max = cfg.events.csv_max_mb.saturating_mul(1 << 20);
+                let max = cfg.events.csv_max_kb.saturating_mul(1 << 10);
                 events_csv = Some(EventLog::create(dir, max, cfg.events.csv_keep as usize)?);
             }
         }
