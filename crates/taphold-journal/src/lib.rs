@@ -1170,6 +1170,24 @@ impl Journal {
         Ok(deleted)
     }
 
+    /// As [`Journal::trim_below`], for a run that takes no more records (an earlier
+    /// epoch of the appliance): when the active segment's every seq is below the
+    /// bound too, it is sealed first (an empty segment takes its place, so the run's
+    /// files stay what open expects) and goes with the others. Without that, each
+    /// earlier run would keep its last segment for ever.
+    pub fn trim_below_all(&mut self, watermark: u64) -> io::Result<usize> {
+        let bound = watermark.min(self.synced_contiguous.saturating_add(1));
+        let covered = self
+            .segments
+            .last()
+            .is_some_and(|s| s.records > 0 && s.max_seq < bound);
+        if covered && self.wbuf.is_empty() && self.unsynced == 0 {
+            // `roll` names the new segment after the last one.
+            self.roll(0)?;
+        }
+        self.trim_below(watermark)
+    }
+
     /// Syncs and closes.
     pub fn close(mut self) -> io::Result<()> {
         self.sync()

@@ -1172,6 +1172,40 @@ fn seqs_at_the_top_of_u64_roll_segments_without_overflow() {
 
 // ---- Crafted run directories: no panic, and inspect's verdict is what open does ----
 
+#[test]
+fn trim_below_all_lets_a_finished_run_go_to_its_last_segment() {
+    let t = tempfile::tempdir().unwrap();
+    let mut c = cfg(t.path());
+    c.segment_bytes = 2000;
+    let (mut j, _) = Journal::open(c.clone()).unwrap();
+    append_all(&mut j, 1..=100);
+    j.sync().unwrap();
+    let n = segments(t.path()).len();
+    // Not all of the active segment below the bound: as trim_below.
+    let last_first = *seqs_in(t.path(), segments(t.path()).last().unwrap())
+        .first()
+        .unwrap();
+    j.trim_below_all(last_first + 1).unwrap();
+    assert_eq!(segments(t.path()).len(), 1);
+    assert_eq!(seqs(t.path())[0], last_first);
+    // All of it: sealed, an empty segment in its place, and gone.
+    assert_eq!(j.trim_below_all(101).unwrap(), 1);
+    let left = segments(t.path());
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(fs::metadata(&left[0]).unwrap().len(), 0);
+    assert!(seqs(t.path()).is_empty());
+    assert_eq!(j.read(100).unwrap(), None);
+    assert_eq!(j.records_on_disk(), 0);
+    assert!(n > 2);
+    j.close().unwrap();
+    assert!(inspect_run(t.path(), Some(RUN)).unwrap().is_clean());
+    let (mut j, rec) = Journal::open(c).unwrap();
+    assert_eq!((rec.records, j.contiguous_seq()), (0, 100));
+    // Nothing below it held any more, the run still takes what comes.
+    append_all(&mut j, [101]);
+    assert_eq!(j.read(101).unwrap().unwrap().payload, pdu(101));
+}
+
 /// Every seq of `0..=top + 2` read back: the first record appended of it, or none.
 fn reads_as(j: &mut Journal, want: &std::collections::BTreeMap<u64, Vec<u8>>, top: u64) {
     for s in 0..=top + 2 {
