@@ -436,6 +436,28 @@ fn under_delivered_a_target_confirmation_trims_exactly_below_min_contiguous_deli
 }
 
 #[test]
+fn the_trim_bound_is_below_the_lower_of_contiguous_and_the_confirmation() {
+    use crate::config::TrimBelow::{Delivered, Released};
+    // (mode, current, released, contiguous, delivered) → bound
+    for (args, want) in [
+        ((Delivered, true, 500, 149, Some(180)), Some(150)),
+        ((Delivered, true, 500, 300, Some(180)), Some(181)),
+        ((Delivered, false, 0, 300, Some(180)), Some(181)),
+        ((Delivered, true, 500, 300, None), None),
+        (
+            (Delivered, true, u64::MAX, u64::MAX, Some(u64::MAX)),
+            Some(u64::MAX),
+        ),
+        ((Released, true, 90, 149, Some(10)), Some(91)),
+        ((Released, true, 500, 149, None), Some(150)),
+        ((Released, false, 500, 149, Some(100)), None),
+    ] {
+        let (m, c, r, k, d) = args;
+        assert_eq!(trim_bound(m, c, r, k, d), want, "{args:?}");
+    }
+}
+
+#[test]
 fn older_epoch_runs_are_trimmed_by_their_own_confirmations_to_the_last_segment() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
