@@ -1107,7 +1107,7 @@ fn port_d_answers_arp_and_resend_requests_and_trims_only_what_is_confirmed() {
         d.0.join("backup.yaml"),
         d_config(
             &journal,
-            "  trim_below: delivered\n",
+            "  trim_below: delivered\n  alert_unconfirmed_records: 100\n",
             "trim_interval_ms: 50\n",
         ),
     )
@@ -1205,6 +1205,13 @@ fn port_d_answers_arp_and_resend_requests_and_trims_only_what_is_confirmed() {
         "{s:#}"
     );
     assert_eq!(n(&s, "hot_path_allocations"), 0, "the poll loop allocated");
+    // More unconfirmed than alert_unconfirmed_records: ALERT, and nothing deleted.
+    assert_eq!(s["alert"]["alerting"], true, "{s:#}");
+    assert_eq!(n(&s, "alert.alerts"), 1);
+    assert!(
+        stderr.contains("ALERT:") && stderr.contains("not confirmed delivered by the destination"),
+        "{stderr}"
+    );
     // Nothing of D on the backup link, nothing of the backup link on D.
     let (acks, _) = sent(&pcap::read(&d.0.join("tx.pcap")).unwrap());
     assert_eq!(acks.last().unwrap().seq, 150);
