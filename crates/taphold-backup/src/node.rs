@@ -376,11 +376,14 @@ impl Intake {
             _ => {}
         }
         // Held already (opened at start: the node restarted within the epoch).
-        if let Some(i) = self.held.iter().position(|r| r.id.epoch == epoch) {
+        if self.held.iter().any(|r| r.id.epoch == epoch) {
             alloc_count::set_hot(false);
             let entered = self.seal_current().map(|_| {
-                let run = self.held.remove(i);
-                self.make_current(run);
+                // Found after sealing: the sealed run went into `held` too.
+                if let Some(i) = self.held.iter().position(|r| r.id.epoch == epoch) {
+                    let run = self.held.remove(i);
+                    self.make_current(run);
+                }
             });
             alloc_count::set_hot(true);
             return entered.map_err(Err);

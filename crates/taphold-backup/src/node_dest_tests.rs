@@ -513,6 +513,31 @@ fn layout_after(
 }
 
 #[test]
+fn a_held_run_named_after_another_was_entered_is_the_one_journaled_into() {
+    let t = tempfile::tempdir().unwrap();
+    // On disk from before a restart: run B.
+    let mut first = intake_with(t.path(), "");
+    journal(&mut first, EPOCH_B, 1..=5, 0, &[]);
+    drop(first);
+    let mut i = intake_with(t.path(), "");
+    i.open_held().unwrap();
+    // A delayed frame of an earlier run A comes first, then B goes on.
+    i.handle(&backup(EPOCH_A, 1, 0, false), 1).unwrap();
+    assert_eq!(i.run.as_ref().unwrap().id.epoch, EPOCH_A);
+    i.handle(&backup(EPOCH_B, 6, 0, false), 2).unwrap();
+    let cur = i.run.as_ref().unwrap();
+    assert_eq!(cur.id.epoch, EPOCH_B, "B, not A put back");
+    assert_eq!(cur.journal.config().run.epoch, EPOCH_B);
+    assert_eq!(
+        i.held.iter().map(|r| r.id.epoch).collect::<Vec<_>>(),
+        [EPOCH_A]
+    );
+    i.run.as_mut().unwrap().journal.sync().unwrap();
+    assert_eq!(held_seqs(t.path(), EPOCH_B), (1..=6).collect::<Vec<_>>());
+    assert_eq!(held_seqs(t.path(), EPOCH_A), [1]);
+}
+
+#[test]
 fn the_pacer_allows_one_at_once_then_the_rate() {
     let mut p = Pacer::new(1000, 1_000_000_000);
     assert_eq!(p.allowance(1_000_000_000), 1);
