@@ -1120,6 +1120,7 @@ impl Node {
     fn command(&mut self, cmd: Command) {
         match cmd.request {
             Request::Status => {
+                self.intake.refresh_unconfirmed();
                 let _ = cmd.reply.send(self.status().to_string());
             }
             Request::Takeover => {
@@ -1455,6 +1456,8 @@ impl Node {
     /// Stops: syncs the journal, sends the last ack, drains the tx queues; a takeover
     /// under way is reported as interrupted.
     pub fn shutdown(&mut self) -> Result<(), String> {
+        // The summary's unconfirmed counts as they are at the end.
+        self.intake.refresh_unconfirmed();
         if let Some(a) = &mut self.takeover {
             if !a.reported {
                 a.t.interrupted = !a.t.is_done();

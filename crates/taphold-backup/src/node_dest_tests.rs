@@ -800,3 +800,33 @@ fn confirmations_of_many_runs_forget_the_oldest() {
     assert_eq!(c.note(&conf(103, 9), 0), destination::Noted::Raised);
     assert_eq!(c.get(103).unwrap().confirms, 4);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    /// Any bytes on D, or a valid request cut or damaged anywhere: counted, never a
+    /// panic, never journaled.
+    #[test]
+    fn anything_on_d_is_counted_never_a_panic(
+        junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        cut in 0usize..200,
+        flip in 0usize..200,
+        which in 0u8..3,
+    ) {
+        let t = tempfile::tempdir().unwrap();
+        let mut i = intake_with(t.path(), "");
+        let mut f = match which {
+            0 => junk,
+            1 => resend(EPOCH_A, 5, 3),
+            _ => confirm(EPOCH_A, 9),
+        };
+        if which > 0 {
+            f.truncate(cut.max(1).min(f.len()));
+            let n = f.len();
+            f[flip % n] ^= 0x5a;
+        }
+        let before = i.dest_counters.frames_rx;
+        let _ = i.handle_dest(&mut f, 1);
+        proptest::prop_assert_eq!(i.dest_counters.frames_rx, before + 1);
+        proptest::prop_assert!(i.run.is_none());
+    }
+}

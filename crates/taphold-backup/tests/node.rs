@@ -1253,8 +1253,11 @@ fn control(what: &str, sock: &Path) -> (Option<i32>, String, String) {
 
 /// Stops a node with SIGTERM and returns its output.
 fn stop(child: std::process::Child) -> std::process::Output {
-    // SAFETY: kill(2) on the pid of our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
     child.wait_with_output().unwrap()
 }
 
