@@ -3,6 +3,7 @@
 //! Unknown fields are errors, and every error names the field and the line it is on
 //! (the same rules, and the same error mapping, as the appliance's `config.rs`).
 
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -49,6 +50,69 @@ pub struct Config {
     /// How often the journal is trimmed below the watermark.
     #[serde(default = "default_interval_ms")]
     pub trim_interval_ms: u64,
+    /// The port toward the destination's arbiter (target confirmations and resend
+    /// requests in; resend answers and takeover replays out). None: no such port.
+    #[serde(default)]
+    pub destination: Option<DestinationSection>,
+    /// How a takeover replays (it needs `destination`).
+    #[serde(default)]
+    pub takeover: Option<TakeoverSection>,
+    /// A Unix-domain socket for `taphold-backup status|takeover --control PATH`.
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
+}
+
+/// The destination-facing port D.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationSection {
+    /// DPDK device name of D.
+    pub port: String,
+    /// Our MAC on D: ARP answers say our IP is here; source of what we send.
+    pub mac: Mac,
+    /// Our IPv4 address on D: the arbiter sends confirmations and resend requests to it.
+    pub ip: Ipv4Addr,
+    /// Our UDP port on D.
+    pub udp_port: u16,
+    /// The next hop toward the arbiter's host: destination MAC of takeover replays
+    /// (resend answers go back to the MAC the request came from).
+    pub peer_mac: Mac,
+    /// Where takeover replays go: the arbiter's input for this node.
+    pub replay_to: SocketAddrV4,
+}
+
+/// Takeover: replaying what the destination may not have.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TakeoverSection {
+    /// Messages per second replayed.
+    #[serde(default = "default_rate_per_s")]
+    pub rate_per_s: u64,
+    /// Take over on our own once nothing authentic has come from the primary on the
+    /// backup link for this long (after it was heard once). None: only on command.
+    #[serde(default)]
+    pub auto_after_ms: Option<u64>,
+}
+
+impl Default for TakeoverSection {
+    fn default() -> Self {
+        TakeoverSection {
+            rate_per_s: default_rate_per_s(),
+            auto_after_ms: None,
+        }
+    }
+}
+
+/// Below what the journal is trimmed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrimBelow {
+    /// The primary's released watermark (and the contiguous point): the current run.
+    #[default]
+    Released,
+    /// What the destination confirmed delivered (a target confirmation of that run),
+    /// and the contiguous point: every run held. Nothing without a confirmation.
+    Delivered,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +137,14 @@ pub struct JournalSection {
     /// stays in `journal inspect`. Off (default): such a run stops the node, named.
     #[serde(default)]
     pub open_with_holes: bool,
+    /// `released` (default): below the primary's released watermark. `delivered`:
+    /// only below what the destination confirmed (needs `destination`).
+    #[serde(default)]
+    pub trim_below: TrimBelow,
+    /// Warn (ALERT) when this many records or more are held that no destination
+    /// confirmed. None: no alert.
+    #[serde(default)]
+    pub alert_unconfirmed_records: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +185,14 @@ fn one() -> u64 {
 fn unresolved_key() -> Hex128 {
     Hex128(taphold_wire::digest::DigestKey([0; 16]))
 }
+fn default_rate_per_s() -> u64 {
+    10_000
+}
+
+/// Most takeover replays per second: a 10 GbE link carries ~15 M minimal frames.
+pub const MAX_RATE_PER_S: u64 = 10_000_000;
+/// `sun_path` holds 108 bytes, the terminating NUL included.
+const MAX_SOCKET_PATH: usize = 107;
 
 impl Config {
     pub fn load(path: &str) -> Result<Config, ConfigError> {
@@ -226,11 +306,16 @@ impl yaml::Validate for Config {
             yaml::check_time(v, 1, yaml::HOUR_MS, "ms", "at most hourly; check the unit")
                 .map_err(|e| err(name, e))?;
         }
-        if self.mempool.mbufs < 2048 {
+        let min_mbufs = if self.destination.is_some() {
+            3072
+        } else {
+            2048
+        };
+        if self.mempool.mbufs < min_mbufs {
             return Err(err(
                 "mempool.mbufs",
                 format!(
-                    "{} is too few: 1024 rx descriptors, a burst and the frames we send need at least 2048",
+                    "{} is too few: 1024 rx descriptors per port, bursts and the frames we send need at least {min_mbufs}",
                     self.mempool.mbufs
                 ),
             ));
@@ -246,7 +331,136 @@ impl yaml::Validate for Config {
                 ),
             ));
         }
+        self.validate_destination(&err)?;
         Ok(())
+    }
+}
+
+impl Config {
+    /// The destination port, takeover, trimming by confirmation and the control socket.
+    fn validate_destination(
+        &self,
+        err: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        if let Some(n) = self.journal.alert_unconfirmed_records {
+            if n == 0 {
+                return Err(err(
+                    "journal.alert_unconfirmed_records",
+                    "must be at least 1 (or null for no alert)".into(),
+                ));
+            }
+        }
+        let Some(d) = &self.destination else {
+            if self.journal.trim_below == TrimBelow::Delivered {
+                return Err(err(
+                    "journal.trim_below",
+                    "`delivered` trims only what a target confirmation covers, and those arrive on the destination port: add a `destination` section (or trim below `released`)".into(),
+                ));
+            }
+            if self.takeover.is_some() {
+                return Err(err(
+                    "takeover",
+                    "a takeover replays through the destination port: add a `destination` section"
+                        .into(),
+                ));
+            }
+            return self.validate_control_socket(err);
+        };
+        if d.port == self.port {
+            return Err(err(
+                "destination.port",
+                format!(
+                    "`{}` is the backup link's port: D must be a port of its own",
+                    d.port
+                ),
+            ));
+        }
+        for (name, m) in [
+            ("destination.mac", d.mac),
+            ("destination.peer_mac", d.peer_mac),
+        ] {
+            if !m.0.is_unicast() {
+                return Err(err(name, format!("{} is a group address", m.0)));
+            }
+            if m.0.as_bytes() == &[0; 6] {
+                return Err(err(name, "00:00:00:00:00:00 is not a usable MAC".into()));
+            }
+        }
+        if d.mac == d.peer_mac {
+            return Err(err(
+                "destination.peer_mac",
+                "the next hop's MAC must differ from ours".into(),
+            ));
+        }
+        let ip = d.ip;
+        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+            return Err(err(
+                "destination.ip",
+                format!("{ip} cannot be our address: we answer ARP for it and the arbiter sends to it, so it must be a unicast address"),
+            ));
+        }
+        if d.udp_port == 0 {
+            return Err(err(
+                "destination.udp_port",
+                "0 is not a port the arbiter can send to".into(),
+            ));
+        }
+        let to = d.replay_to;
+        if to.ip().is_unspecified() || to.ip().is_broadcast() || to.port() == 0 {
+            return Err(err(
+                "destination.replay_to",
+                format!("{to} is not an address a datagram can be sent to: give the arbiter's input for this node, IPv4:PORT"),
+            ));
+        }
+        if let Some(t) = &self.takeover {
+            if !(1..=MAX_RATE_PER_S).contains(&t.rate_per_s) {
+                return Err(err(
+                    "takeover.rate_per_s",
+                    format!(
+                        "{} is not a rate: 1..={MAX_RATE_PER_S} messages per second",
+                        t.rate_per_s
+                    ),
+                ));
+            }
+            if let Some(ms) = t.auto_after_ms {
+                yaml::check_time(
+                    ms,
+                    1,
+                    yaml::HOUR_MS,
+                    "ms",
+                    "the primary's silence before an automatic takeover; null for none",
+                )
+                .map_err(|e| err("takeover.auto_after_ms", e))?;
+            }
+        }
+        self.validate_control_socket(err)
+    }
+
+    fn validate_control_socket(
+        &self,
+        err: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        if let Some(p) = &self.control_socket {
+            let len = p.as_os_str().len();
+            if len == 0 {
+                return Err(err(
+                    "control_socket",
+                    "an empty path: give a file path, or leave the field out".into(),
+                ));
+            }
+            if len > MAX_SOCKET_PATH {
+                return Err(err(
+                    "control_socket",
+                    format!("a {len}-byte path: a Unix socket's path holds at most {MAX_SOCKET_PATH} bytes"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The takeover settings (defaults when the section is absent).
+    pub fn takeover(&self) -> TakeoverSection {
+        self.takeover.clone().unwrap_or_default()
     }
 }
 
@@ -403,6 +617,236 @@ mod tests {
         });
         assert_eq!(e.field, "journal.segment_bytes", "{e}");
         assert_eq!(e.line, Some(line("segment_bytes:") + 1), "{e}");
+    }
+
+    /// GOOD with the destination side switched on.
+    fn full() -> String {
+        GOOD.replace(
+            "trim_interval_ms: 1000\n",
+            "trim_interval_ms: 1000\n\
+             destination:\n  port: net_pcap1\n  mac: 02:00:00:00:0d:01\n  ip: 198.51.100.21\n  udp_port: 9300\n  peer_mac: 02:00:00:00:0e:01\n  replay_to: 198.51.100.30:9200\n\
+             takeover:\n  rate_per_s: 5000\n  auto_after_ms: 250\n\
+             control_socket: /run/taphold/b1.sock\n",
+        )
+        .replace(
+            "  open_with_holes: false",
+            "  open_with_holes: false\n  trim_below: delivered\n  alert_unconfirmed_records: 1000",
+        )
+    }
+
+    fn bad_full(edit: impl Fn(&str) -> String) -> ConfigError {
+        let f = full();
+        let text = edit(&f);
+        assert_ne!(text, f, "the edit changed nothing");
+        Config::parse("t.yaml", &text).unwrap_err()
+    }
+
+    fn line_in(text: &str, needle: &str) -> usize {
+        text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    #[test]
+    fn the_destination_side_parses_and_defaults_to_todays_behaviour() {
+        let c = Config::parse("t.yaml", &full()).unwrap();
+        let d = c.destination.as_ref().unwrap();
+        assert_eq!(d.port, "net_pcap1");
+        assert_eq!(d.ip, Ipv4Addr::new(198, 51, 100, 21));
+        assert_eq!(d.replay_to, "198.51.100.30:9200".parse().unwrap());
+        assert_eq!(c.journal.trim_below, TrimBelow::Delivered);
+        assert_eq!(c.journal.alert_unconfirmed_records, Some(1000));
+        assert_eq!(c.takeover().rate_per_s, 5000);
+        assert_eq!(c.takeover().auto_after_ms, Some(250));
+        assert_eq!(
+            c.control_socket.as_deref(),
+            Some(std::path::Path::new("/run/taphold/b1.sock"))
+        );
+        // Absent: released, no alert, no destination, no takeover, no socket.
+        let c = Config::parse("t.yaml", GOOD).unwrap();
+        assert_eq!(c.journal.trim_below, TrimBelow::Released);
+        assert_eq!(c.journal.alert_unconfirmed_records, None);
+        assert!(c.destination.is_none() && c.takeover.is_none() && c.control_socket.is_none());
+        assert_eq!(c.takeover().rate_per_s, 10_000);
+        assert_eq!(c.takeover().auto_after_ms, None);
+        // A takeover section of defaults.
+        let f = full().replace("  rate_per_s: 5000\n  auto_after_ms: 250\n", "  {}\n");
+        let f = f.replace("takeover:\n  {}", "takeover: {}");
+        let c = Config::parse("t.yaml", &f).unwrap();
+        assert_eq!(c.takeover().rate_per_s, 10_000);
+    }
+
+    #[test]
+    fn destination_side_errors_name_field_and_line() {
+        let f = full();
+        for (from, to, field, needle, want) in [
+            (
+                "trim_below: delivered",
+                "trim_below: deliverd",
+                "journal.trim_below",
+                "trim_below:",
+                "unknown variant",
+            ),
+            (
+                "ip: 198.51.100.21",
+                "ip: 198.51.100.300",
+                "destination.ip",
+                "ip: 198",
+                "invalid IP",
+            ),
+            (
+                "ip: 198.51.100.21",
+                "ip: 239.1.2.3",
+                "destination.ip",
+                "ip: 239",
+                "unicast",
+            ),
+            (
+                "ip: 198.51.100.21",
+                "ip: 0.0.0.0",
+                "destination.ip",
+                "ip: 0.0.0.0",
+                "unicast",
+            ),
+            (
+                "udp_port: 9300",
+                "udp_port: 0",
+                "destination.udp_port",
+                "udp_port:",
+                "0 is not a port",
+            ),
+            (
+                "udp_port: 9300",
+                "udp_port: 70000",
+                "destination.udp_port",
+                "udp_port:",
+                "invalid value",
+            ),
+            (
+                "replay_to: 198.51.100.30:9200",
+                "replay_to: 198.51.100.30",
+                "destination.replay_to",
+                "replay_to:",
+                "socket address syntax",
+            ),
+            (
+                "replay_to: 198.51.100.30:9200",
+                "replay_to: 198.51.100.30:0",
+                "destination.replay_to",
+                "replay_to:",
+                "IPv4:PORT",
+            ),
+            (
+                "port: net_pcap1",
+                "port: net_pcap0",
+                "destination.port",
+                "  port: net_pcap0",
+                "port of its own",
+            ),
+            (
+                "mac: 02:00:00:00:0d:01",
+                "mac: 01:00:5e:00:00:01",
+                "destination.mac",
+                "mac: 01:00",
+                "group address",
+            ),
+            (
+                "peer_mac: 02:00:00:00:0e:01",
+                "peer_mac: 02:00:00:00:0d:01",
+                "destination.peer_mac",
+                "peer_mac: 02:00:00:00:0d:01",
+                "differ",
+            ),
+            (
+                "  udp_port: 9300",
+                "  udp_prot: 9300",
+                "destination",
+                "udp_prot",
+                "unknown field `udp_prot`",
+            ),
+            (
+                "rate_per_s: 5000",
+                "rate_per_s: 0",
+                "takeover.rate_per_s",
+                "rate_per_s",
+                "not a rate",
+            ),
+            (
+                "rate_per_s: 5000",
+                "rate_per_s: 10000001",
+                "takeover.rate_per_s",
+                "rate_per_s",
+                "not a rate",
+            ),
+            (
+                "auto_after_ms: 250",
+                "auto_after_ms: 0",
+                "takeover.auto_after_ms",
+                "auto_after_ms",
+                "at least 1",
+            ),
+            (
+                "auto_after_ms: 250",
+                "auto_after_ms: 3600001",
+                "takeover.auto_after_ms",
+                "auto_after_ms",
+                "more than",
+            ),
+            (
+                "alert_unconfirmed_records: 1000",
+                "alert_unconfirmed_records: 0",
+                "journal.alert_unconfirmed_records",
+                "alert_unconfirmed",
+                "at least 1",
+            ),
+            (
+                "mbufs: 4095",
+                "mbufs: 2500",
+                "mempool.mbufs",
+                "mbufs:",
+                "at least 3072",
+            ),
+        ] {
+            let text = f.replace(from, to);
+            let e = bad_full(|s| s.replace(from, to));
+            assert_eq!(e.field, field, "{to}: {e}");
+            assert_eq!(e.line, Some(line_in(&text, needle)), "{to}: {e}");
+            assert!(e.to_string().contains(want), "{to}: want `{want}` in {e}");
+        }
+        let long = format!("control_socket: /{}", "s".repeat(120));
+        let e = bad_full(|s| s.replace("control_socket: /run/taphold/b1.sock", &long));
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("control_socket", Some(line_in(&f, "control_socket")))
+        );
+        assert!(e.message.contains("at most 107 bytes"), "{e}");
+        let e = bad_full(|s| {
+            s.replace(
+                "control_socket: /run/taphold/b1.sock",
+                "control_socket: \"\"",
+            )
+        });
+        assert_eq!(e.field, "control_socket", "{e}");
+    }
+
+    #[test]
+    fn trimming_by_confirmation_and_takeover_need_a_destination() {
+        let no_dest = |s: &str| {
+            let start = s.find("destination:\n").unwrap();
+            let end = s.find("takeover:\n").unwrap();
+            format!("{}{}", &s[..start], &s[end..])
+        };
+        let e = bad_full(no_dest);
+        assert_eq!(e.field, "journal.trim_below", "{e}");
+        assert_eq!(e.line, Some(line_in(&full(), "trim_below")));
+        assert!(e.message.contains("add a `destination` section"), "{e}");
+        let e = bad_full(|s| no_dest(s).replace("  trim_below: delivered\n", ""));
+        assert_eq!(e.field, "takeover", "{e}");
+        assert!(e.message.contains("destination"), "{e}");
+        // Neither: a control socket alone is fine (status only).
+        let text = no_dest(&full()).replace("  trim_below: delivered\n", "");
+        let start = text.find("takeover:\n").unwrap();
+        let end = text.find("control_socket").unwrap();
+        let text = format!("{}{}", &text[..start], &text[end..]);
+        Config::parse("t.yaml", &text).unwrap();
     }
 
     #[test]

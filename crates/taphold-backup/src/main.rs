@@ -5,6 +5,8 @@
 //!                               [--stats-json FILE]
 //! taphold-backup journal inspect DIR
 //! taphold-backup journal export DIR [--stream S] [--epoch E] [--from SEQ] [--format jsonl|pcap] ...
+//! taphold-backup status --control PATH
+//! taphold-backup takeover --control PATH
 //! ```
 //!
 //! The first form journals every backup frame the appliance sends on the link, acks
@@ -12,15 +14,21 @@
 //! poll loop runs on the main lcore: `-l 0` is enough. SIGINT/SIGTERM sync the journal,
 //! print the summary and exit 0. The other forms need no EAL and change nothing:
 //! `inspect` prints what is in a journal directory, run by run, and exits 1 if it found
-//! any problem; `export` writes every journaled message in order (export.rs).
+//! any problem; `export` writes every journaled message in order (export.rs). `status`
+//! and `takeover` reach a running node through its control socket (control.rs) and
+//! print its reply: the node's state, or the takeover's report once it is done.
 //!
 //! Exit codes: 0 done; 1 a journal problem (inspect or export found one, the journal
-//! failed while running, or refused to open the run the appliance named); 2 a usage,
-//! configuration or DPDK start-up error.
+//! failed while running, or refused to open the run the appliance named), or the node
+//! answered a control command with an error; 2 a usage, configuration or DPDK start-up
+//! error, or no node answers on the control socket.
 
 mod config;
+mod control;
+mod destination;
 mod export;
 mod node;
+mod takeover;
 
 use taphold_runtime::args::Args;
 
@@ -38,7 +46,7 @@ extern "C" fn on_signal(_: libc::c_int) {
     SIGNALLED.store(true, Ordering::SeqCst);
 }
 
-const USAGE: &str = "usage: taphold-backup [EAL args] -- --config FILE [--exit-when-idle-ms N] [--duration-ms N] [--stats-json FILE]\n       taphold-backup journal inspect DIR\n       taphold-backup journal export DIR [--stream S] [--epoch E] [--from SEQ] [--format jsonl|pcap] [--out FILE] [--to IP:PORT] [--framing taphold|raw]";
+const USAGE: &str = "usage: taphold-backup [EAL args] -- --config FILE [--exit-when-idle-ms N] [--duration-ms N] [--stats-json FILE]\n       taphold-backup journal inspect DIR\n       taphold-backup journal export DIR [--stream S] [--epoch E] [--from SEQ] [--format jsonl|pcap] [--out FILE] [--to IP:PORT] [--framing taphold|raw]\n       taphold-backup status --control PATH\n       taphold-backup takeover --control PATH";
 
 /// Command-line options after EAL's `--`.
 #[derive(Debug, Default, PartialEq)]
@@ -73,6 +81,12 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let code = if args.get(1).map(String::as_str) == Some("journal") {
         journal_command(&args[2..])
+    } else if let Some(req) = args.get(1).and_then(|a| match a.as_str() {
+        "status" => Some(control::Request::Status),
+        "takeover" => Some(control::Request::Takeover),
+        _ => None,
+    }) {
+        control_command(req, &args[2..])
     } else {
         match run(&args) {
             Ok(code) => code,
@@ -155,7 +169,47 @@ fn export_command(args: &[String]) -> i32 {
     }
 }
 
+/// `status --control PATH` and `takeover --control PATH`: the node's reply on stdout
+/// (0), its error on stderr (1); no node there, or usage: 2.
+fn control_command(req: control::Request, args: &[String]) -> i32 {
+    let path = match args {
+        [flag, path] if flag == "--control" => PathBuf::from(path),
+        _ => {
+            eprintln!(
+                "{} needs --control PATH (the node's control_socket)\n{USAGE}",
+                req.name()
+            );
+            return 2;
+        }
+    };
+    match control::client(&path, req) {
+        Ok(reply) => {
+            let error = serde_json::from_str::<serde_json::Value>(&reply)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from));
+            match error {
+                Some(e) => {
+                    eprintln!("taphold-backup: {}: {e}", req.name());
+                    1
+                }
+                None => {
+                    print!("{reply}");
+                    0
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("taphold-backup: {e}");
+            2
+        }
+    }
+}
+
 fn run(args: &[String]) -> Result<i32, String> {
+    // The CPUs this process may use, read before EAL pins the main thread (and every
+    // thread made after it) to the main lcore's: the control socket's thread goes on
+    // another one.
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
     // Validate the app arguments and config before EAL starts, when they are present
     // after `--`: a typo should not cost a DPDK start-up.
     if let Some(i) = args.iter().position(|a| a == "--") {
@@ -174,6 +228,22 @@ fn run(args: &[String]) -> Result<i32, String> {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
     let mut node = node::Node::build(&eal, &cfg)?;
+    let server = match &cfg.control_socket {
+        Some(path) => {
+            let hot = eal.lcore_cpu(eal.main_lcore());
+            let (tx, rx) = std::sync::mpsc::channel();
+            node.attach_control(rx);
+            let s = control::Server::start(path, control::off_hot_core(&cores, hot), tx)
+                .map_err(|e| e.to_string())?;
+            log::info!(
+                "control socket {}: `taphold-backup status|takeover --control {}`",
+                s.path().display(),
+                s.path().display()
+            );
+            Some(s)
+        }
+        None => None,
+    };
     let (why, failed) = match node.run(&opts.run, &SIGNALLED) {
         Ok(why) => (why, None),
         Err(e) => ("journal failure", Some(e)),
@@ -186,6 +256,8 @@ fn run(args: &[String]) -> Result<i32, String> {
     if let Some(p) = &opts.stats_json {
         std::fs::write(p, format!("{text}\n")).map_err(|e| format!("{}: {e}", p.display()))?;
     }
+    // The socket goes first: a command that comes now hears that the node is stopping.
+    drop(server);
     drop(node);
     if let Some(e) = failed.or(shutdown.err()) {
         eprintln!("taphold-backup: {e}");

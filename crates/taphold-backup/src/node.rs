@@ -9,12 +9,22 @@
 //!    cumulative ack goes out — so an ack never claims a record that is not on disk;
 //! 3. a heartbeat goes out if one is due or the appliance's needs an answer.
 //!
-//! Every `trim_interval_ms` the journal is trimmed below the released watermark; every
-//! `stats_interval_ms` a stats line is printed. Neither is per burst.
+//! With a `destination` port D (`destination.rs`), each pass also takes a burst from D
+//! — ARP requests answered, target confirmations remembered, resend requests queued —
+//! answers queued resend requests from the journal as far as D's tx burst has room,
+//! and takes a step of a takeover under way (`takeover.rs`): the check of the journal,
+//! then the paced replay.
 //!
-//! Step 1 is [`Intake`]: the checks, the run, the watermark and the counters, with no
-//! DPDK in it, so that plain tests can feed it any frame. [`Node`] is the rest: the
-//! port, the pool, the clock, and the frames we send.
+//! Every `trim_interval_ms` the journal is trimmed (`journal.trim_below`: below the
+//! released watermark, or below what the destination confirmed, every run held) and
+//! what is unconfirmed recounted (the ALERT of `journal.alert_unconfirmed_records`);
+//! every `stats_interval_ms` a stats line is printed. Between bursts the loop takes
+//! commands from the control socket (`control.rs`) and watches the primary's silence
+//! (`takeover.auto_after_ms`). None of that is per burst.
+//!
+//! Step 1 is [`Intake`]: the checks, the runs, the watermark, what D brings, the
+//! counters, with no DPDK in it, so that plain tests can feed it any frame. [`Node`]
+//! is the rest: the ports, the pool, the clock, and the frames we send.
 //!
 //! Records are kept per run of the appliance, (stream, epoch): the appliance takes a
 //! new, larger epoch on every start and numbers from 1 again, so the node journals
@@ -32,18 +42,26 @@
 //! in the tests.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use dpdk::{Burst, Clock, Eal, Mbuf, Mempool, Port, PortConfig};
 use serde::Serialize;
 use taphold_journal::{Appended, Journal, Recovery, Refused, RunId};
 use taphold_wire::digest::DigestKey;
-use taphold_wire::ethernet::EthernetAddress;
+use taphold_wire::emit::Endpoint;
+use taphold_wire::ethernet::{EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::link::{self, NotOurs};
 use taphold_wire::taphold::{AckRepr, BackupRepr, HeartbeatRepr, MsgType, Packet, ALL_LINKS};
 use taphold_wire::WireError;
 
-use crate::config::{Config, IdlePolicy};
+use crate::config::{Config, IdlePolicy, TrimBelow};
+use crate::control::{error_reply, Command, Request};
+use crate::destination::{
+    self, answer, judge, trim_bound, write_delivery, Confirmations, Delivery, DestAddr,
+    DestCounters, DestFrame, Noted, Offer, ResendCounters, ResendJob, ResendQueue,
+};
+use crate::takeover::{RunPlan, Takeover, Trigger};
 use taphold_runtime::alloc_count;
 use taphold_runtime::idle::Idler;
 
@@ -160,11 +178,14 @@ pub struct PeerHeartbeat {
     pub timestamp_ns: u64,
 }
 
-/// The run being journaled: one epoch of the appliance.
+/// One run of the appliance (an epoch) this node holds: the one being journaled, or
+/// an older one kept for resend requests, trimming by confirmation and takeover.
 struct Run {
     id: RunId,
     journal: Journal,
     recovery: Recovery,
+    /// Records above the run's delivered-through, as of the last refresh.
+    unconfirmed: u64,
 }
 
 /// What the node does with the frames it receives: the checks, the run being
@@ -174,6 +195,11 @@ pub struct Intake {
     cfg: Config,
     /// None until the appliance's first authentic frame names its epoch.
     run: Option<Run>,
+    /// Every other run of our stream this node holds, by epoch: opened at start
+    /// ([`Intake::open_held`]) or journaled before the appliance moved to a new epoch.
+    held: Vec<Run>,
+    /// Runs of our stream in the journal directory that could not be opened, and why.
+    not_opened: Vec<(RunId, String)>,
     key: DigestKey,
     mac: EthernetAddress,
     peer_mac: EthernetAddress,
@@ -185,6 +211,18 @@ pub struct Intake {
     peer_hb: PeerHeartbeat,
     /// The appliance sent a heartbeat in this burst: answer after it.
     answer_heartbeat: bool,
+    /// When the primary was last heard: an authentic backup frame or heartbeat of
+    /// the current (or a newer) epoch (our clock, ns).
+    last_heard_ns: Option<u64>,
+    /// Port D: our address, and what arrived on it.
+    dest: Option<DestAddr>,
+    pub dest_counters: DestCounters,
+    /// The latest target confirmation of each run.
+    pub confirmations: Confirmations,
+    pub resend: ResendCounters,
+    resends: ResendQueue,
+    /// The last error reading a record back (a resend), for the stats.
+    read_error: Option<String>,
 }
 
 pub struct Node {
@@ -193,6 +231,8 @@ pub struct Node {
     // leaks itself and the EAL, and its runtime directory stays behind).
     rx: Burst<BURST>,
     tx: Burst<BURST>,
+    /// Port D, toward the destination's arbiter (its bursts drop before the pool).
+    d: Option<DestPort>,
     port: Port,
     pool: Mempool,
     clock: Clock,
@@ -203,6 +243,72 @@ pub struct Node {
     trim_every: Duration,
     next_heartbeat_ns: u64,
     hb_seq: u64,
+    /// Commands from the control socket's thread (`control.rs`).
+    control: Option<mpsc::Receiver<Command>>,
+    /// The takeover under way, or the last one.
+    takeover: Option<ActiveTakeover>,
+    /// `takeover.auto_after_ms` in ns, and the `last_heard_ns` it last fired at (it
+    /// fires once per silence).
+    auto_after_ns: Option<u64>,
+    auto_fired_at: Option<u64>,
+    /// ALERT on unconfirmed records: the threshold, whether it is raised, how often
+    /// it was, and when it was last logged.
+    alert_threshold: Option<u64>,
+    alerting: bool,
+    alerts: u64,
+    last_alert_log: Option<Instant>,
+}
+
+/// Port D and its bursts.
+struct DestPort {
+    rx: Burst<BURST>,
+    tx: Burst<BURST>,
+    port: Port,
+    /// Our address on D: the source of what we send.
+    ours: Endpoint,
+    /// Where takeover replays go: `replay_to` through `peer_mac`.
+    replay_to: Endpoint,
+}
+
+/// A takeover and who waits for its report.
+struct ActiveTakeover {
+    t: Takeover,
+    /// The check's result was logged.
+    plan_logged: bool,
+    /// The report went out (log, waiters).
+    reported: bool,
+    waiters: Vec<mpsc::Sender<String>>,
+}
+
+/// Hands `d` to the port's tx burst as a new mbuf: the datagram from `from` to `to`.
+/// No room (pool empty, burst full): `NoRoom`, to try again; never fits: `TooLarge`.
+fn send_delivery(
+    pool: &Mempool,
+    tx: &mut Burst<BURST>,
+    d: &Delivery<'_>,
+    from: &Endpoint,
+    to: &Endpoint,
+) -> Offer {
+    if tx.is_full() {
+        return Offer::NoRoom;
+    }
+    let Ok(len) = u16::try_from(d.frame_len()) else {
+        return Offer::TooLarge;
+    };
+    let Some(mut m) = pool.alloc() else {
+        return Offer::NoRoom;
+    };
+    // Dropping `m` on the way out frees it.
+    let Some(buf) = m.append(len) else {
+        return Offer::TooLarge;
+    };
+    if write_delivery(buf, d, from, to).is_err() {
+        return Offer::TooLarge;
+    }
+    match tx.push(m) {
+        Ok(()) => Offer::Taken,
+        Err(_) => Offer::NoRoom,
+    }
 }
 
 /// Options of a run (from the command line).
@@ -221,6 +327,22 @@ impl Intake {
         Intake {
             cfg: cfg.clone(),
             run: None,
+            held: Vec::new(),
+            not_opened: Vec::new(),
+            last_heard_ns: None,
+            dest: cfg.destination.as_ref().map(|d| DestAddr {
+                ours: Endpoint {
+                    mac: d.mac.0,
+                    ip: d.ip.octets(),
+                    port: d.udp_port,
+                },
+                stream: cfg.stream,
+            }),
+            dest_counters: DestCounters::default(),
+            confirmations: Confirmations::default(),
+            resend: ResendCounters::default(),
+            resends: ResendQueue::default(),
+            read_error: None,
             key: cfg.digest_key.0,
             mac: cfg.mac.0,
             peer_mac: cfg.peer_mac.0,
@@ -253,6 +375,19 @@ impl Intake {
             Some(r) if r.id.epoch > epoch => return Err(Ok(Refusal::StaleEpoch)),
             _ => {}
         }
+        // Held already (opened at start: the node restarted within the epoch).
+        if self.held.iter().any(|r| r.id.epoch == epoch) {
+            alloc_count::set_hot(false);
+            let entered = self.seal_current().map(|_| {
+                // Found after sealing: the sealed run went into `held` too.
+                if let Some(i) = self.held.iter().position(|r| r.id.epoch == epoch) {
+                    let run = self.held.remove(i);
+                    self.make_current(run);
+                }
+            });
+            alloc_count::set_hot(true);
+            return entered.map_err(Err);
+        }
         // Opening reads the run's segments: once per start of the appliance, not
         // per frame, so its allocations are not the poll loop's.
         alloc_count::set_hot(false);
@@ -261,20 +396,78 @@ impl Intake {
         opened.map_err(Err)
     }
 
-    fn open_run(&mut self, epoch: u64) -> Result<(), String> {
+    /// The current run, if any, synced and kept among the held runs: its records stay
+    /// available for resend requests, trimming by confirmation and takeover.
+    fn seal_current(&mut self) -> Result<(), String> {
         if let Some(mut old) = self.run.take() {
-            old.journal.sync().map_err(|e| self.journal_failed(e))?;
+            if let Err(e) = old.journal.sync() {
+                self.run = Some(old);
+                return Err(self.journal_failed(e));
+            }
             log::info!(
-                "run {} sealed at contiguous seq {} ({} records)",
+                "run {} sealed at contiguous seq {} ({} records); held",
                 old.id,
                 old.journal.contiguous_seq(),
                 old.journal.records_on_disk()
             );
+            self.hold(old);
         }
+        Ok(())
+    }
+
+    /// Keeps `run` among the held runs, in epoch order.
+    fn hold(&mut self, run: Run) {
+        let i = self.held.partition_point(|r| r.id.epoch < run.id.epoch);
+        self.held.insert(i, run);
+    }
+
+    fn make_current(&mut self, run: Run) {
+        self.run = Some(run);
+        // Acks and the watermark are the run's own.
+        self.counters.last_ack_seq = 0;
+        self.watermark = 0;
+        self.counters.runs_opened += 1;
+    }
+
+    /// Opens every run of our stream in the journal directory, to serve resend
+    /// requests, trimming by confirmation and takeover for them too. A run that does
+    /// not open (damage, with `journal.open_with_holes` off) is logged and listed, not
+    /// fatal: it stops the node only if the appliance names its epoch (as before).
+    pub fn open_held(&mut self) -> Result<(), String> {
+        let root = self.cfg.journal.dir.clone();
+        let runs = taphold_journal::list_runs(&root)
+            .map_err(|e| format!("journal {}: {e}", root.display()))?;
+        let stream = self.stream;
+        for (id, _) in runs.runs.into_iter().filter(|(r, _)| r.stream == stream) {
+            if self.held.iter().any(|r| r.id == id) || self.run.as_ref().is_some_and(|r| r.id == id)
+            {
+                continue;
+            }
+            match self.open_journal(id) {
+                Ok(run) => self.hold(run),
+                Err(e) => {
+                    log::warn!("run {id} not opened, so not served (resend, trim, takeover): {e}");
+                    self.not_opened.push((id, e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn open_run(&mut self, epoch: u64) -> Result<(), String> {
+        self.seal_current()?;
         let id = RunId {
             stream: self.stream,
             epoch,
         };
+        let run = self.open_journal(id)?;
+        self.not_opened.retain(|(r, _)| *r != id);
+        self.make_current(run);
+        Ok(())
+    }
+
+    /// Opens (recovering) run `id`, logging what recovery found.
+    fn open_journal(&self, id: RunId) -> Result<Run, String> {
         let jc = self.cfg.journal_config(id);
         let dir = jc.dir.clone();
         let (journal, recovery) = Journal::open(jc).map_err(|e| match Refused::of(&e) {
@@ -308,16 +501,12 @@ impl Intake {
         for p in &recovery.holes_allowed {
             log::warn!("run {id}: opened with holes allowed despite: {p}");
         }
-        self.run = Some(Run {
+        Ok(Run {
             id,
             journal,
             recovery,
-        });
-        // Acks and the watermark are the run's own.
-        self.counters.last_ack_seq = 0;
-        self.watermark = 0;
-        self.counters.runs_opened += 1;
-        Ok(())
+            unconfirmed: 0,
+        })
     }
 
     /// One received frame (Ethernet header on), at `now` (ns). `Err(Ok(reason))`:
@@ -348,6 +537,7 @@ impl Intake {
                     Appended::Journaled => self.counters.journaled += 1,
                     Appended::Duplicate => self.counters.duplicates += 1,
                 }
+                self.last_heard_ns = Some(now);
                 Ok(())
             }
             MsgType::Heartbeat => {
@@ -367,6 +557,7 @@ impl Intake {
                     timestamp_ns: h.timestamp_ns,
                 };
                 self.answer_heartbeat = true;
+                self.last_heard_ns = Some(now);
                 Ok(())
             }
             // Target confirmations and resend requests come on the destination side,
@@ -405,7 +596,333 @@ impl Intake {
     }
 }
 
+/// The journal of run `epoch`: the current one's or a held one's.
+fn journal_of<'a>(
+    current: &'a mut Option<Run>,
+    held: &'a mut [Run],
+    epoch: u64,
+) -> Option<&'a mut Journal> {
+    match current {
+        Some(r) if r.id.epoch == epoch => Some(&mut r.journal),
+        _ => held
+            .iter_mut()
+            .find(|r| r.id.epoch == epoch)
+            .map(|r| &mut r.journal),
+    }
+}
+
+/// What the poll loop hands [`Intake::handle_dest`] back to do with the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestAction {
+    /// Send the frame back: it holds our ARP reply, this long.
+    Reply(usize),
+    /// Free it: used or refused (counted).
+    Done,
+}
+
+impl Intake {
+    /// One frame received on port D (Ethernet header on) at `now`: an ARP request
+    /// for us (rewritten into the reply), a target confirmation (remembered), a resend
+    /// request (queued), or refused with one named reason. Never journals anything.
+    pub fn handle_dest(&mut self, f: &mut [u8], now: u64) -> DestAction {
+        let Some(addr) = self.dest else {
+            return DestAction::Done;
+        };
+        self.dest_counters.frames_rx += 1;
+        match judge(f, &addr, &self.key) {
+            DestFrame::Arp { len } => return DestAction::Reply(len),
+            DestFrame::Confirm(c) => {
+                self.dest_counters.target_confirms += 1;
+                if self.confirmations.note(&c, now) == Noted::Stale {
+                    self.dest_counters.target_confirms_stale += 1;
+                }
+            }
+            DestFrame::Resend { req, to } => {
+                self.resend.requests += 1;
+                if self.resends.push(ResendJob::of(&req, to)).is_err() {
+                    self.resend.queue_full += 1;
+                }
+            }
+            DestFrame::Refused(r) => self.dest_counters.refuse(r),
+        }
+        DestAction::Done
+    }
+
+    /// Counts a frame on D that did not fit one mbuf.
+    pub fn dest_multi_segment(&mut self) {
+        self.dest_counters.frames_rx += 1;
+        self.dest_counters
+            .refuse(destination::DestRefusal::MultiSegment);
+    }
+
+    /// The run of `epoch`, current or held.
+    fn run_mut(&mut self, epoch: u64) -> Option<&mut Run> {
+        match &mut self.run {
+            Some(r) if r.id.epoch == epoch => Some(r),
+            _ => self.held.iter_mut().find(|r| r.id.epoch == epoch),
+        }
+    }
+
+    /// Every run held, in epoch order (the current one among them).
+    fn runs(&self) -> impl Iterator<Item = &Run> {
+        let cur = self.run.as_ref();
+        let below = self
+            .held
+            .iter()
+            .filter(move |r| cur.is_none_or(|c| r.id.epoch < c.id.epoch));
+        let above = self
+            .held
+            .iter()
+            .filter(move |r| cur.is_some_and(|c| r.id.epoch > c.id.epoch));
+        below.chain(cur).chain(above)
+    }
+
+    /// Whether resend requests wait to be answered.
+    pub fn resends_pending(&self) -> bool {
+        !self.resends.is_empty()
+    }
+
+    /// Answers waiting resend requests, in the order they came, from the journal of
+    /// the run each names: at most `room` deliveries (each handed to `send` with
+    /// where it goes). Returns how many went.
+    pub fn answer_resends(
+        &mut self,
+        room: usize,
+        mut send: impl FnMut(&Delivery<'_>, &Endpoint) -> Offer,
+    ) -> usize {
+        let mut sent = 0;
+        while sent < room {
+            let Some(&mut mut job) = self.resends.front_mut() else {
+                break;
+            };
+            let to = job.to;
+            let before = self.resend.answered;
+            let done = match journal_of(&mut self.run, &mut self.held, job.epoch) {
+                Some(j) => answer(
+                    &mut job,
+                    j,
+                    room - sent,
+                    &mut self.resend,
+                    &mut self.read_error,
+                    |d| send(d, &to),
+                ),
+                None => {
+                    self.resend.unknown_run += 1;
+                    self.resend.missing = self.resend.missing.saturating_add(job.remaining());
+                    true
+                }
+            };
+            sent += (self.resend.answered - before) as usize;
+            if done {
+                self.resends.pop();
+            } else {
+                if let Some(f) = self.resends.front_mut() {
+                    *f = job;
+                }
+                // No room, or this pass's lookups are spent: on with it next pass.
+                break;
+            }
+        }
+        sent
+    }
+
+    /// Trims every run held as `journal.trim_below` says (see
+    /// [`destination::trim_bound`]); the current run's bound also uses the primary's
+    /// released watermark. An older run wholly covered gives up its last segment too.
+    /// Returns (runs trimmed, segments deleted).
+    pub fn trim(&mut self) -> Result<(u64, u64), String> {
+        let mode = self.cfg.journal.trim_below;
+        let (mut runs, mut segments) = (0u64, 0u64);
+        let watermark = self.watermark;
+        let mut failed = None;
+        let cur_epoch = self.run.as_ref().map(|r| r.id.epoch);
+        for r in self.run.iter_mut().chain(self.held.iter_mut()) {
+            let current = Some(r.id.epoch) == cur_epoch;
+            let delivered = self.confirmations.delivered(r.id.epoch);
+            let Some(bound) = trim_bound(
+                mode,
+                current,
+                watermark,
+                r.journal.contiguous_seq(),
+                delivered,
+            ) else {
+                continue;
+            };
+            let trimmed = if current {
+                r.journal.trim_below(bound)
+            } else {
+                // Nothing more comes to an older run: its active segment may go too.
+                r.journal.trim_below_all(bound)
+            };
+            match trimmed {
+                Ok(n) => {
+                    runs += 1;
+                    segments += n as u64;
+                }
+                Err(e) => {
+                    failed = Some((r.journal.config().dir.clone(), e));
+                    break;
+                }
+            }
+        }
+        if let Some((dir, e)) = failed {
+            return Err(format!(
+                "journal {}: {e} — stopping: nothing more can be journaled or acked",
+                dir.display()
+            ));
+        }
+        Ok((runs, segments))
+    }
+
+    /// Recounts each run's records the destination has not confirmed (reading only
+    /// the blocks that straddle its delivered-through). Returns the total.
+    pub fn refresh_unconfirmed(&mut self) -> u64 {
+        let mut total = 0u64;
+        for r in self.run.iter_mut().chain(self.held.iter_mut()) {
+            let d = self.confirmations.delivered(r.id.epoch).unwrap_or(0);
+            match r.journal.records_above(d) {
+                Ok(n) => r.unconfirmed = n,
+                Err(e) => {
+                    // Counted whole: a damaged block is not confirmed either.
+                    r.unconfirmed = r.journal.records_on_disk();
+                    self.read_error = Some(e.to_string());
+                }
+            }
+            total += r.unconfirmed;
+        }
+        total
+    }
+
+    /// What a takeover now would replay: every run held, in epoch order, above what
+    /// the destination confirmed delivered. Without a confirmation of a run heard
+    /// since start, under `trim_below: delivered` its trim floor stands for one
+    /// (nothing below it was trimmed unconfirmed); otherwise nothing is known and the
+    /// run is replayed from its first seq.
+    pub fn takeover_plan(
+        &self,
+        trigger: Trigger,
+        replay_to: std::net::SocketAddrV4,
+        rate_per_s: u64,
+        now: u64,
+    ) -> Takeover {
+        let mode = self.cfg.journal.trim_below;
+        let plans = self
+            .runs()
+            .map(|r| {
+                let heard = self.confirmations.delivered(r.id.epoch);
+                let floor = r.journal.floor();
+                let by_floor = (mode == TrimBelow::Delivered && floor > 1).then(|| floor - 1);
+                let delivered = match (heard, by_floor) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                RunPlan::new(
+                    r.id,
+                    delivered,
+                    r.journal.highest_seq(),
+                    self.cfg.journal.first_seq,
+                )
+            })
+            .collect();
+        Takeover::new(
+            trigger,
+            plans,
+            self.not_opened.clone(),
+            replay_to,
+            rate_per_s,
+            now,
+        )
+    }
+
+    /// One step of `t` on the journal of the run it is at (none: the run is gone).
+    /// `send` gets the deliveries of a replay step.
+    pub fn takeover_step(
+        &mut self,
+        t: &mut Takeover,
+        now: u64,
+        room: usize,
+        send: impl FnMut(&Delivery<'_>) -> Offer,
+    ) {
+        let Some(id) = t.current_run() else { return };
+        let Some(run) = self.run_mut(id.epoch) else {
+            t.run_lost("the run's journal is not open", now);
+            return;
+        };
+        if t.is_checking() {
+            t.check_step(&mut run.journal, now);
+        } else {
+            t.replay_step(&mut run.journal, now, room, send);
+        }
+    }
+
+    /// When the primary was last heard (an authentic backup frame or heartbeat).
+    pub fn last_heard_ns(&self) -> Option<u64> {
+        self.last_heard_ns
+    }
+
+    /// Per run: what it holds and what the destination confirmed of it.
+    fn runs_json(&self) -> serde_json::Value {
+        let cur = self.run.as_ref().map(|r| r.id);
+        let list: Vec<serde_json::Value> = self
+            .runs()
+            .map(|r| {
+                let j = &r.journal;
+                let c = self.confirmations.get(r.id.epoch);
+                serde_json::json!({
+                    "stream": r.id.stream,
+                    "epoch": r.id.epoch,
+                    "current": Some(r.id) == cur,
+                    "records": j.records_on_disk(),
+                    "bytes": j.bytes_on_disk(),
+                    "segments": j.segment_count(),
+                    "contiguous_seq": j.contiguous_seq(),
+                    "highest_seq": j.highest_seq(),
+                    "floor": j.floor(),
+                    "delivered_through": c.map(|c| c.delivered),
+                    "highest_seen": c.map(|c| c.highest_seen),
+                    "skipped": c.map(|c| c.skipped),
+                    "confirms": c.map_or(0, |c| c.confirms),
+                    "unconfirmed_records": r.unconfirmed,
+                })
+            })
+            .collect();
+        serde_json::Value::Array(list)
+    }
+
+    /// Totals over every run held.
+    fn journal_totals(&self) -> (usize, u64, u64, u64) {
+        self.runs().fold((0, 0, 0, 0), |(n, rec, bytes, unc), r| {
+            (
+                n + 1,
+                rec + r.journal.records_on_disk(),
+                bytes + r.journal.bytes_on_disk(),
+                unc + r.unconfirmed,
+            )
+        })
+    }
+}
+
+/// Configures and starts port `name` (one rx and one tx queue, promiscuous).
+fn start_port(eal: &Eal, name: &str, pool: &Mempool, what: &str) -> Result<Port, String> {
+    let mut port = Port::by_name(eal, name).map_err(err)?;
+    port.configure(&PortConfig::default(), pool).map_err(err)?;
+    port.start().map_err(err)?;
+    if let Ok(l) = port.link() {
+        log::info!(
+            "{what} port {name} (id {}): link {}",
+            port.id(),
+            if l.up { "up" } else { "down" }
+        );
+    }
+    Ok(port)
+}
+
 impl Node {
+    /// Takes commands from the control socket's thread through `rx`.
+    pub fn attach_control(&mut self, rx: mpsc::Receiver<Command>) {
+        self.control = Some(rx);
+    }
+
     pub fn build(eal: &Eal, cfg: &Config) -> Result<Node, String> {
         // What the journal directory holds; a run is opened (and recovered) once the
         // appliance names its epoch.
@@ -427,6 +944,8 @@ impl Node {
                 s.display()
             );
         }
+        let mut intake = Intake::new(cfg);
+        intake.open_held()?;
         let pool = Mempool::new(
             eal,
             "taphold_backup",
@@ -436,22 +955,40 @@ impl Node {
             -1,
         )
         .map_err(err)?;
-        let mut port = Port::by_name(eal, &cfg.port).map_err(err)?;
-        port.configure(&PortConfig::default(), &pool).map_err(err)?;
-        port.start().map_err(err)?;
-        if let Ok(l) = port.link() {
-            log::info!(
-                "port {} (id {}): link {}",
-                cfg.port,
-                port.id(),
-                if l.up { "up" } else { "down" }
-            );
-        }
+        let port = start_port(eal, &cfg.port, &pool, "backup link")?;
+        let d = match &cfg.destination {
+            Some(dc) => Some(DestPort {
+                port: start_port(eal, &dc.port, &pool, "destination")?,
+                rx: Burst::new(),
+                tx: Burst::new(),
+                ours: Endpoint {
+                    mac: dc.mac.0,
+                    ip: dc.ip.octets(),
+                    port: dc.udp_port,
+                },
+                replay_to: Endpoint {
+                    mac: dc.peer_mac.0,
+                    ip: dc.replay_to.ip().octets(),
+                    port: dc.replay_to.port(),
+                },
+            }),
+            None => None,
+        };
+        let takeover = cfg.takeover();
         Ok(Node {
             port,
+            d,
             pool,
             clock: Clock::new(eal),
-            intake: Intake::new(cfg),
+            intake,
+            control: None,
+            takeover: None,
+            auto_after_ns: takeover.auto_after_ms.map(|ms| ms * 1_000_000),
+            auto_fired_at: None,
+            alert_threshold: cfg.journal.alert_unconfirmed_records,
+            alerting: false,
+            alerts: 0,
+            last_alert_log: None,
             heartbeat_period_ns: cfg.heartbeat_period_ns(),
             idle: cfg.idle,
             stats_every: Duration::from_millis(cfg.stats_interval_ms),
@@ -475,7 +1012,7 @@ impl Node {
         let mut passes = 0u32;
         alloc_count::set_hot(true);
         let why = loop {
-            let n = match self.poll() {
+            let (n, work) = match self.poll() {
                 Ok(n) => n,
                 Err(e) => {
                     alloc_count::set_hot(false);
@@ -485,10 +1022,12 @@ impl Node {
             passes = passes.wrapping_add(1);
             if n > 0 {
                 rx_since_check = true;
-                idler.pass(n); // resets the backoff
+            }
+            if work > 0 {
+                idler.pass(work); // resets the backoff
             }
             // Wall-clock housekeeping every 64 busy passes, and on every idle one.
-            if n > 0 && passes & 63 != 0 {
+            if work > 0 && passes & 63 != 0 {
                 continue;
             }
             let now = Instant::now();
@@ -505,17 +1044,22 @@ impl Node {
             {
                 break "duration";
             }
+            // Idle: nothing received for that long, and nothing left to send (a
+            // resend request being answered, a takeover under way).
             if opts
                 .exit_when_idle_ms
                 .is_some_and(|ms| now.duration_since(last_rx) >= Duration::from_millis(ms))
+                && !self.busy()
             {
                 break "idle";
             }
+            self.control_and_auto();
             if now >= next_trim || now >= next_stats {
                 alloc_count::set_hot(false);
                 if now >= next_trim {
                     next_trim = now + self.trim_every;
                     self.trim()?;
+                    self.check_unconfirmed();
                 }
                 if now >= next_stats {
                     next_stats = now + self.stats_every;
@@ -523,7 +1067,7 @@ impl Node {
                 }
                 alloc_count::set_hot(true);
             }
-            if n == 0 {
+            if work == 0 {
                 idler.pass(0);
             }
         };
@@ -531,9 +1075,193 @@ impl Node {
         Ok(why)
     }
 
-    /// One pass: a burst in, the fsync policy, an ack and a heartbeat out if due.
-    /// Returns the frames received.
-    pub fn poll(&mut self) -> Result<usize, String> {
+    /// Whether something is left to send: resend answers, a takeover.
+    fn busy(&self) -> bool {
+        self.intake.resends_pending() || self.takeover.as_ref().is_some_and(|a| !a.t.is_done())
+    }
+
+    /// Commands from the control socket, and the automatic takeover: between bursts.
+    fn control_and_auto(&mut self) {
+        if let Some(rx) = &self.control {
+            if let Ok(cmd) = rx.try_recv() {
+                alloc_count::set_hot(false);
+                self.command(cmd);
+                alloc_count::set_hot(true);
+            }
+        }
+        let (Some(after), Some(heard)) = (self.auto_after_ns, self.intake.last_heard_ns()) else {
+            return;
+        };
+        let now = self.clock.now_ns();
+        if now.saturating_sub(heard) >= after
+            && self.auto_fired_at != Some(heard)
+            && !self.busy_taking_over()
+        {
+            // Once per silence: the primary must be heard again to arm it again.
+            self.auto_fired_at = Some(heard);
+            alloc_count::set_hot(false);
+            log::warn!(
+                "TAKEOVER (auto): nothing authentic from the primary on the backup link for {} ms (takeover.auto_after_ms {}): taking over. If the primary is alive (its backup link cut), two senders now feed the destination: fence it",
+                now.saturating_sub(heard) / 1_000_000,
+                after / 1_000_000
+            );
+            if let Err(e) = self.start_takeover(Trigger::Auto) {
+                log::warn!("TAKEOVER (auto): {e}");
+            }
+            alloc_count::set_hot(true);
+        }
+    }
+
+    fn busy_taking_over(&self) -> bool {
+        self.takeover.as_ref().is_some_and(|a| !a.t.is_done())
+    }
+
+    /// One command from the control socket.
+    fn command(&mut self, cmd: Command) {
+        match cmd.request {
+            Request::Status => {
+                self.intake.refresh_unconfirmed();
+                let _ = cmd.reply.send(self.status().to_string());
+            }
+            Request::Takeover => {
+                log::warn!("TAKEOVER (command): asked on the control socket");
+                match self.start_takeover(Trigger::Command) {
+                    Ok(()) => {
+                        if let Some(a) = &mut self.takeover {
+                            a.waiters.push(cmd.reply);
+                        }
+                    }
+                    Err(e) => {
+                        log::warn!("TAKEOVER (command): {e}");
+                        let _ = cmd.reply.send(error_reply(&e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts a takeover, unless one is under way or there is no port to replay on.
+    fn start_takeover(&mut self, trigger: Trigger) -> Result<(), String> {
+        if let Some(a) = self.takeover.as_ref().filter(|a| !a.t.is_done()) {
+            return Err(format!(
+                "a takeover ({}) is already {}: `status` shows its progress",
+                a.t.trigger.name(),
+                a.t.state()
+            ));
+        }
+        let Some(d) = &self.d else {
+            return Err("no destination port is configured: there is nowhere to replay to".into());
+        };
+        let to = std::net::SocketAddrV4::new(d.replay_to.ip.into(), d.replay_to.port);
+        let rate = self.intake.cfg.takeover().rate_per_s;
+        // Everything journaled so far is in the files the check reads.
+        if let Some(r) = &mut self.intake.run {
+            r.journal
+                .flush()
+                .map_err(|e| self.intake.journal_failed(e))?;
+        }
+        let t = self
+            .intake
+            .takeover_plan(trigger, to, rate, self.clock.now_ns());
+        log::warn!(
+            "TAKEOVER ({}): checking {} run(s) before replaying: {}",
+            trigger.name(),
+            t.runs.len(),
+            t.runs
+                .iter()
+                .map(|p| format!("{} seqs {}..{}", p.run, p.from, p.to))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.takeover = Some(ActiveTakeover {
+            t,
+            plan_logged: false,
+            reported: false,
+            waiters: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// One step of the takeover under way, after the check logs what it found, and
+    /// at the end the report.
+    fn takeover_step(&mut self, now: u64) -> usize {
+        let Node {
+            takeover,
+            intake,
+            d,
+            pool,
+            ..
+        } = self;
+        let (Some(a), Some(d)) = (takeover.as_mut(), d.as_mut()) else {
+            return 0;
+        };
+        if a.t.is_done() && a.reported {
+            return 0;
+        }
+        let mut sent = 0;
+        if a.t.is_checking() {
+            // Bookkeeping of a takeover (the list of what cannot be replayed), not
+            // the per-frame path.
+            alloc_count::set_hot(false);
+            intake.takeover_step(&mut a.t, now, 0, |_| Offer::NoRoom);
+            alloc_count::set_hot(true);
+        } else if !a.t.is_done() {
+            let room = d.tx.room();
+            let (ours, to) = (d.ours, d.replay_to);
+            intake.takeover_step(&mut a.t, now, room, |del| {
+                let r = send_delivery(pool, &mut d.tx, del, &ours, &to);
+                if r == Offer::Taken {
+                    sent += 1;
+                }
+                r
+            });
+        }
+        if !a.t.is_checking() && !a.plan_logged {
+            alloc_count::set_hot(false);
+            a.plan_logged = true;
+            for l in a.t.plan_lines() {
+                log::warn!("{l}");
+            }
+            alloc_count::set_hot(true);
+        }
+        if a.t.is_done() && !a.reported {
+            alloc_count::set_hot(false);
+            Self::report_takeover(a);
+            alloc_count::set_hot(true);
+        }
+        sent
+    }
+
+    /// Logs the end of a takeover and answers whoever waits for it.
+    fn report_takeover(a: &mut ActiveTakeover) {
+        a.reported = true;
+        let t = &a.t;
+        log::warn!(
+            "TAKEOVER ({}) {}: replayed {} message(s) to {}: {}; {} seq(s) could not be replayed",
+            t.trigger.name(),
+            t.state(),
+            t.replayed(),
+            t.replay_to,
+            t.runs
+                .iter()
+                .map(|p| match (p.first, p.last) {
+                    (Some(f), Some(l)) => format!("{} {} ({f}..{l})", p.run, p.replayed),
+                    _ => format!("{} 0", p.run),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            t.unreplayable()
+        );
+        let report = serde_json::json!({ "takeover": t.report() }).to_string();
+        for w in a.waiters.drain(..) {
+            let _ = w.send(report.clone());
+        }
+    }
+
+    /// One pass: a burst in from each port, the fsync policy, an ack and a heartbeat
+    /// out if due, resend answers and the takeover's step. Returns the frames received
+    /// and the work done (frames received and sent).
+    pub fn poll(&mut self) -> Result<(usize, usize), String> {
         let n = self.port.rx_burst(0, &mut self.rx);
         let now = self.clock.now_ns();
         if n > 0 {
@@ -550,6 +1278,7 @@ impl Node {
                 // The mbuf is freed here, whatever became of it.
             }
         }
+        let dn = self.poll_dest(now);
         if let Some(run) = &mut self.intake.run {
             if let Err(e) = run.journal.maybe_sync(now) {
                 return Err(self.intake.journal_failed(e));
@@ -564,7 +1293,59 @@ impl Node {
         if !self.tx.is_empty() {
             self.port.tx_burst(0, &mut self.tx);
         }
-        Ok(n)
+        let mut sent = self.answer_resends();
+        if self.takeover.is_some() {
+            sent += self.takeover_step(now);
+        }
+        if let Some(d) = &mut self.d {
+            if !d.tx.is_empty() {
+                d.port.tx_burst(0, &mut d.tx);
+            }
+        }
+        Ok((n + dn, n + dn + sent))
+    }
+
+    /// A burst from port D: ARP requests answered, confirmations noted, resend
+    /// requests queued, the rest counted. Returns the frames received.
+    fn poll_dest(&mut self, now: u64) -> usize {
+        let Some(d) = &mut self.d else { return 0 };
+        let n = d.port.rx_burst(0, &mut d.rx);
+        while let Some(mut m) = d.rx.pop() {
+            if m.segments() != 1 {
+                self.intake.dest_multi_segment();
+                continue;
+            }
+            if let DestAction::Reply(len) = self.intake.handle_dest(m.data_mut(), now) {
+                // Our ARP reply, in the request's own mbuf: padded, sent back.
+                let padded = m.set_len(len.max(MIN_FRAME_LEN));
+                if padded {
+                    m.data_mut()[len..].fill(0);
+                }
+                if !padded || d.tx.push(m).is_err() {
+                    self.intake.dest_counters.arp_reply_dropped += 1;
+                } else {
+                    self.intake.dest_counters.arp_replies += 1;
+                }
+            }
+            // Anything else is freed here.
+        }
+        n
+    }
+
+    /// Answers waiting resend requests, as far as D's tx burst has room.
+    fn answer_resends(&mut self) -> usize {
+        let Node {
+            intake, d, pool, ..
+        } = self;
+        let Some(d) = d.as_mut() else { return 0 };
+        if !intake.resends_pending() || d.tx.is_full() {
+            return 0;
+        }
+        let room = d.tx.room();
+        let ours = d.ours;
+        intake.answer_resends(room, |del, to| {
+            send_delivery(pool, &mut d.tx, del, &ours, to)
+        })
     }
 
     /// Queues one frame of ours to the appliance: a PDU of `pdu_len` bytes
@@ -632,22 +1413,67 @@ impl Node {
         self.next_heartbeat_ns = now + self.heartbeat_period_ns;
     }
 
-    /// Trims the journal below what the appliance has released *and* we hold
-    /// contiguously (the journal clamps to the latter as well).
+    /// Trims every run as `journal.trim_below` says ([`Intake::trim`]).
     fn trim(&mut self) -> Result<(), String> {
-        let Some(run) = &mut self.intake.run else {
-            return Ok(());
-        };
-        let bound = self.intake.watermark.min(run.journal.contiguous_seq()) + 1;
-        let trimmed = run.journal.trim_below(bound);
-        let n = trimmed.map_err(|e| self.intake.journal_failed(e))?;
+        let (_, n) = self.intake.trim()?;
         self.intake.counters.trims += 1;
-        self.intake.counters.segments_trimmed += n as u64;
+        self.intake.counters.segments_trimmed += n;
         Ok(())
     }
 
-    /// Stops: syncs the journal, sends the last ack, drains the tx queue.
+    /// Recounts what the destination has not confirmed, and raises (or clears) the
+    /// ALERT of `journal.alert_unconfirmed_records`. Never deletes anything.
+    fn check_unconfirmed(&mut self) {
+        let total = self.intake.refresh_unconfirmed();
+        let Some(limit) = self.alert_threshold else {
+            return;
+        };
+        if total >= limit {
+            let again = self
+                .last_alert_log
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+            if !self.alerting {
+                self.alerting = true;
+                self.alerts += 1;
+            }
+            if again {
+                self.last_alert_log = Some(Instant::now());
+                let (runs, records, bytes, _) = self.intake.journal_totals();
+                log::warn!(
+                    "ALERT: {total} journaled record(s) not confirmed delivered by the destination (journal.alert_unconfirmed_records {limit}); they are kept until a target confirmation covers them, so the journal grows: {records} records, {bytes} bytes in {runs} run(s) in {}. Is the destination's arbiter confirming?",
+                    self.intake.cfg.journal.dir.display()
+                );
+            }
+        } else if self.alerting {
+            self.alerting = false;
+            self.last_alert_log = None;
+            log::info!(
+                "alert cleared: {total} unconfirmed record(s), below journal.alert_unconfirmed_records {limit}"
+            );
+        }
+    }
+
+    /// Stops: syncs the journal, sends the last ack, drains the tx queues; a takeover
+    /// under way is reported as interrupted.
     pub fn shutdown(&mut self) -> Result<(), String> {
+        // The summary's unconfirmed counts as they are at the end.
+        self.intake.refresh_unconfirmed();
+        if let Some(a) = &mut self.takeover {
+            if !a.reported {
+                a.t.interrupted = !a.t.is_done();
+                Self::report_takeover(a);
+            }
+        }
+        if let Some(d) = &mut self.d {
+            for _ in 0..100 {
+                if d.tx.is_empty() {
+                    break;
+                }
+                d.port.tx_burst(0, &mut d.tx);
+            }
+            self.intake.dest_counters.tx_dropped += d.tx.len() as u64;
+            d.tx.clear();
+        }
         if let Some(run) = &mut self.intake.run {
             if let Err(e) = run.journal.sync() {
                 return Err(self.intake.journal_failed(e));
@@ -685,8 +1511,9 @@ impl Node {
             ),
             None => "no run yet (the appliance has not been heard)".into(),
         };
-        format!(
-            "[{:>7.1}s] rx {} journaled {} dup {} refused {} | ack {} (seq {}) hb tx {} rx {} | {run}, watermark {}",
+        let (runs, records, bytes, unconfirmed) = self.intake.journal_totals();
+        let mut line = format!(
+            "[{:>7.1}s] rx {} journaled {} dup {} refused {} | ack {} (seq {}) hb tx {} rx {} | {run}, watermark {} | all runs: {runs} runs {records} records {bytes} bytes, {unconfirmed} unconfirmed",
             elapsed.as_secs_f64(),
             c.rx_frames,
             c.journaled,
@@ -697,7 +1524,32 @@ impl Node {
             c.heartbeats_sent,
             c.heartbeats_received,
             self.intake.watermark
-        )
+        );
+        if self.d.is_some() {
+            let (dc, r) = (&self.intake.dest_counters, &self.intake.resend);
+            line.push_str(&format!(
+                " | D rx {} confirms {} resend req {} answered {} missing {}",
+                dc.frames_rx, dc.target_confirms, r.requests, r.answered, r.missing
+            ));
+        }
+        if let Some(a) = &self.takeover {
+            line.push_str(&format!(
+                " | takeover {} replayed {}",
+                a.t.state(),
+                a.t.replayed()
+            ));
+        }
+        if let Some(e) = &self.intake.read_error {
+            line.push_str(&format!(" | last read error: {e}"));
+        }
+        line
+    }
+
+    /// What `status` on the control socket answers: the summary as it stands.
+    pub fn status(&self) -> serde_json::Value {
+        let mut v = self.summary("running");
+        v["stopped_by"] = serde_json::Value::Null;
+        v
     }
 
     pub fn summary(&self, why: &str) -> serde_json::Value {
@@ -740,7 +1592,7 @@ impl Node {
             }
             None => (serde_json::Value::Null, serde_json::Value::Null, 0, 0),
         };
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "stopped_by": why,
             "frames_rx": c.rx_frames,
             "backup_frames": c.backup_frames,
@@ -769,6 +1621,58 @@ impl Node {
                 "ierrors": p.ierrors, "oerrors": p.oerrors, "rx_nombuf": p.rx_nombuf,
             })),
             "hot_path_allocations": alloc_count::hot_allocations(),
+        });
+        if let (Some(m), serde_json::Value::Object(x)) = (v.as_object_mut(), self.summary_more()) {
+            m.extend(x);
+        }
+        v
+    }
+
+    /// The rest of the summary: every run, the destination side, the takeover.
+    fn summary_more(&self) -> serde_json::Value {
+        let i = &self.intake;
+        let trim_below = match i.cfg.journal.trim_below {
+            TrimBelow::Released => "released",
+            TrimBelow::Delivered => "delivered",
+        };
+        let not_opened: Vec<serde_json::Value> = i
+            .not_opened
+            .iter()
+            .map(|(r, e)| serde_json::json!({ "stream": r.stream, "epoch": r.epoch, "error": e }))
+            .collect();
+        let (runs, records, bytes, unconfirmed) = i.journal_totals();
+        let now = self.clock.now_ns();
+        let heard = i.last_heard_ns();
+        let port_d = self.d.as_ref().and_then(|d| d.port.stats().ok()).map(|p| {
+            serde_json::json!({
+                "ipackets": p.ipackets, "opackets": p.opackets, "imissed": p.imissed,
+                "ierrors": p.ierrors, "oerrors": p.oerrors, "rx_nombuf": p.rx_nombuf,
+            })
+        });
+        serde_json::json!({
+            "trim_below": trim_below,
+            "runs": i.runs_json(),
+            "runs_not_opened": not_opened,
+            "journal_total": {
+                "runs": runs, "records": records, "bytes": bytes,
+                "unconfirmed_records": unconfirmed,
+            },
+            "alert": {
+                "unconfirmed_records_threshold": self.alert_threshold,
+                "alerting": self.alerting,
+                "alerts": self.alerts,
+            },
+            "primary": {
+                "last_heard_ns": heard,
+                "silent_ms": heard.map(|h| now.saturating_sub(h) / 1_000_000),
+                "auto_takeover_after_ms": self.auto_after_ns.map(|n| n / 1_000_000),
+            },
+            "destination": self.d.as_ref().map(|_| i.dest_counters.json()),
+            "resend": self.d.as_ref().map(|_| serde_json::json!(i.resend)),
+            "last_read_error": i.read_error,
+            "confirmations_forgotten": i.confirmations.evicted,
+            "takeover": self.takeover.as_ref().map(|a| a.t.report()),
+            "port_d": port_d,
         })
     }
 }
@@ -1045,3 +1949,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "node_dest_tests.rs"]
+mod dest_tests;

@@ -840,3 +840,735 @@ fn a_watermark_of_u64_max_neither_panics_nor_drops_later_frames() {
         "never over-acked: {acks:?}"
     );
 }
+
+// --- The destination side: port D, resend, trimming by confirmation, takeover ---
+
+use std::net::SocketAddrV4;
+use taphold_wire::delivery::DeliveryRepr;
+use taphold_wire::emit::{emit_udp_headers, Endpoint, UDP_FRAME_HEADER_LEN};
+use taphold_wire::taphold::{ResendRepr, TargetConfirmRepr};
+
+const D_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0x0d, 1]);
+const NEXT_HOP: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0x0e, 1]);
+const ARBITER: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0x0f, 1]);
+const D_IP: [u8; 4] = [198, 51, 100, 21];
+const D_PORT: u16 = 9300;
+const ARBITER_IP: [u8; 4] = [198, 51, 100, 30];
+const REPLAY_TO: &str = "198.51.100.30:9200";
+
+/// The destination section (and what goes with it) for `config`.
+fn d_config(journal: &Path, journal_extra: &str, extra: &str) -> String {
+    config(
+        journal,
+        &format!(
+            "{journal_extra}destination:\n  port: net_pcap1\n  mac: {D_MAC}\n  ip: 198.51.100.21\n  \
+             udp_port: {D_PORT}\n  peer_mac: {NEXT_HOP}\n  replay_to: {REPLAY_TO}\n{extra}"
+        ),
+    )
+}
+
+/// The node with its backup link on net_pcap0 and D on net_pcap1 (d_tx.pcap).
+fn node_command_d(d: &Path, tag: &str, input: &Path, d_input: &Path, app: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.args([
+        "--no-huge",
+        "-m",
+        "256",
+        "--no-pci",
+        "-l",
+        "0",
+        &format!("--file-prefix=taphold-backup-{tag}-{}", std::process::id()),
+        "--log-level=*:warning",
+        "--vdev",
+        &format!(
+            "net_pcap0,rx_pcap={},tx_pcap={}",
+            input.display(),
+            d.join("tx.pcap").display()
+        ),
+        "--vdev",
+        &format!(
+            "net_pcap1,rx_pcap={},tx_pcap={}",
+            d_input.display(),
+            d.join("d_tx.pcap").display()
+        ),
+        "--",
+        "--config",
+        &d.join("backup.yaml").display().to_string(),
+    ]);
+    c.args(app);
+    c
+}
+
+fn payload_of(epoch: u64, seq: u64) -> Vec<u8> {
+    format!("epoch {epoch} order {seq} SELL {} ABC", 3 * seq).into_bytes()
+}
+
+/// A backup PDU of (epoch, seq), full or digest-only, from 192.0.2.7:(40000 + seq).
+fn pdu_of(epoch: u64, seq: u64, watermark: u64, digest_only: bool) -> Vec<u8> {
+    let k = key();
+    let p = payload_of(epoch, seq);
+    let r = BackupRepr {
+        flags: Flags::EMPTY,
+        stream: STREAM,
+        epoch,
+        seq,
+        timestamp_ns: 7_000_000 + seq,
+        watermark,
+        src_ip: [192, 0, 2, 7],
+        src_port: 40_000 + seq as u16,
+        payload_len: p.len() as u16,
+        content: if digest_only {
+            Content::Digest(k.digest(&p))
+        } else {
+            Content::Full(&p)
+        },
+    };
+    let mut buf = vec![0u8; r.buffer_len()];
+    r.emit(&mut buf, &k).unwrap();
+    buf
+}
+
+/// A run of `epoch` journaled by the library, as an earlier node process left it.
+fn prebuilt_run(journal: &Path, epoch: u64, seqs: impl IntoIterator<Item = u64>, digest: &[u64]) {
+    let mut cfg = JournalConfig::for_run(
+        journal,
+        RunId {
+            stream: STREAM,
+            epoch,
+        },
+    );
+    cfg.segment_bytes = 4096;
+    let (mut j, _) = Journal::open(cfg).unwrap();
+    for s in seqs {
+        j.append(s, 0, s, &pdu_of(epoch, s, 0, digest.contains(&s)))
+            .unwrap();
+    }
+    j.close().unwrap();
+}
+
+/// A UDP datagram from the arbiter (port 9500) to D's `port` carrying `pdu`.
+fn to_d(pdu: &[u8], port: u16) -> Vec<u8> {
+    let mut f = vec![0u8; UDP_FRAME_HEADER_LEN + pdu.len()];
+    f[UDP_FRAME_HEADER_LEN..].copy_from_slice(pdu);
+    let from = Endpoint {
+        mac: ARBITER,
+        ip: ARBITER_IP,
+        port: 9500,
+    };
+    let to = Endpoint {
+        mac: D_MAC,
+        ip: D_IP,
+        port,
+    };
+    emit_udp_headers(&mut f, &from, &to, pdu.len()).unwrap();
+    f
+}
+
+fn confirm_with(epoch: u64, seq: u64, k: &DigestKey, stream: u32, port: u16) -> Vec<u8> {
+    let c = TargetConfirmRepr {
+        stream,
+        epoch,
+        seq,
+        timestamp_ns: 1,
+        highest_seen: seq,
+        skipped: 0,
+    };
+    let mut b = vec![0u8; c.buffer_len()];
+    c.emit(&mut b, k).unwrap();
+    to_d(&b, port)
+}
+
+fn confirm(epoch: u64, seq: u64) -> Vec<u8> {
+    confirm_with(epoch, seq, &key(), STREAM, D_PORT)
+}
+
+fn resend(epoch: u64, seq: u64, count: u32) -> Vec<u8> {
+    let r = ResendRepr {
+        stream: STREAM,
+        epoch,
+        seq,
+        count,
+        timestamp_ns: 2,
+        delivered: seq - 1,
+    };
+    let mut b = vec![0u8; r.buffer_len()];
+    r.emit(&mut b, &key()).unwrap();
+    to_d(&b, D_PORT)
+}
+
+fn arp_request(target: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0u8; 42];
+    emit_header(&mut f, EthernetAddress::BROADCAST, ARBITER, EtherType::ARP).unwrap();
+    taphold_wire::arp::ArpRepr {
+        operation: taphold_wire::arp::Operation::Request,
+        source_hardware_addr: ARBITER,
+        source_protocol_addr: ARBITER_IP,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: target,
+    }
+    .emit(&mut f[14..])
+    .unwrap();
+    f
+}
+
+/// A delivery datagram the node sent on D: the IP/UDP ends, the header, the payload.
+#[derive(Debug)]
+struct Delivered {
+    dst_mac: EthernetAddress,
+    from: SocketAddrV4,
+    to: SocketAddrV4,
+    header: DeliveryRepr,
+    payload: Vec<u8>,
+}
+
+fn delivered(f: &[u8]) -> Delivered {
+    let ip = taphold_wire::ipv4::Packet::new_checked(&f[14..]).unwrap();
+    assert!(ip.verify_checksum());
+    let udp = taphold_wire::udp::Packet::new_checked(ip.payload()).unwrap();
+    assert!(udp.verify_checksum(ip.src_addr(), ip.dst_addr()));
+    let d = taphold_wire::delivery::Packet::new_checked(udp.payload()).unwrap();
+    Delivered {
+        dst_mac: EthernetAddress(f[0..6].try_into().unwrap()),
+        from: SocketAddrV4::new(ip.src_addr().into(), udp.src_port()),
+        to: SocketAddrV4::new(ip.dst_addr().into(), udp.dst_port()),
+        header: DeliveryRepr::parse(&d).unwrap(),
+        payload: d.payload().to_vec(),
+    }
+}
+
+/// Each segment file of run `epoch` and its seqs.
+fn layout(journal: &Path, epoch: u64) -> Vec<Vec<u64>> {
+    let dir = run_dir(
+        journal,
+        RunId {
+            stream: STREAM,
+            epoch,
+        },
+    );
+    let mut files: Vec<(PathBuf, Vec<u64>)> = Vec::new();
+    for r in read_records(&dir).unwrap() {
+        match files.iter_mut().find(|(f, _)| *f == r.file) {
+            Some((_, v)) => v.push(r.seq),
+            None => files.push((r.file.clone(), vec![r.seq])),
+        }
+    }
+    files.sort();
+    files.into_iter().map(|(_, v)| v).collect()
+}
+
+/// What trimming below `bound` leaves of `before`: whole segments below it go,
+/// the last one too (a run that takes no more records).
+fn left_after(before: &[Vec<u64>], bound: u64) -> Vec<u64> {
+    let mut v: Vec<u64> = before
+        .iter()
+        .filter(|seqs| seqs.iter().any(|&s| s >= bound))
+        .flatten()
+        .copied()
+        .collect();
+    v.sort();
+    v
+}
+
+fn sorted_seqs(journal: &Path, epoch: u64) -> Vec<u64> {
+    let mut v: Vec<u64> = layout(journal, epoch).into_iter().flatten().collect();
+    v.sort();
+    v
+}
+
+const EPOCH_A: u64 = EPOCH - 86_400;
+
+#[test]
+fn port_d_answers_arp_and_resend_requests_and_trims_only_what_is_confirmed() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let d = Dir::new("dport");
+    let journal = d.0.join("journal");
+    // An earlier run, A, on disk: 60 never arrived, 70 journaled digest-only.
+    prebuilt_run(&journal, EPOCH_A, (1..=100).filter(|&s| s != 60), &[70]);
+    let before_a = layout(&journal, EPOCH_A);
+    assert!(before_a.len() > 3);
+    // The appliance now, epoch EPOCH, releasing as it goes: under `released` this
+    // would be trimmed; under `delivered`, without a confirmation of it, never.
+    let mut input = vec![heartbeat(0, 1, 1_000, 0)];
+    input.extend((1..=150).map(|s| frame(OURS, APPLIANCE, &pdu_of(EPOCH, s, s - 1, false))));
+    let d_input = vec![
+        arp_request(D_IP),
+        arp_request([198, 51, 100, 99]),
+        resend(EPOCH_A, 55, 11),
+        resend(EPOCH_A, 68, 5),
+        confirm(EPOCH_A, 80),
+        confirm_with(EPOCH_A, 100, &DigestKey([7; 16]), STREAM, D_PORT),
+        confirm_with(EPOCH_A, 100, &key(), STREAM + 1, D_PORT),
+        confirm_with(EPOCH_A, 100, &key(), STREAM, D_PORT + 1),
+    ];
+    let (in_pcap, d_pcap) = (d.0.join("in.pcap"), d.0.join("d_in.pcap"));
+    pcap::write(&in_pcap, &input).unwrap();
+    pcap::write(&d_pcap, &d_input).unwrap();
+    std::fs::write(
+        d.0.join("backup.yaml"),
+        d_config(
+            &journal,
+            "  trim_below: delivered\n  alert_unconfirmed_records: 100\n",
+            "trim_interval_ms: 50\n",
+        ),
+    )
+    .unwrap();
+    let stats = d.0.join("stats.json");
+    let o = node_command_d(
+        &d.0,
+        "dport",
+        &in_pcap,
+        &d_pcap,
+        &[
+            "--exit-when-idle-ms",
+            "400",
+            "--stats-json",
+            &stats.display().to_string(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{}\n{stderr}", o.status);
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+
+    // What went out on D: the ARP reply, then the answers in order.
+    let out = pcap::read(&d.0.join("d_tx.pcap")).unwrap();
+    let arp = &out[0];
+    assert_eq!(arp.len(), 60, "padded");
+    assert_eq!((&arp[0..6], &arp[6..12]), (&ARBITER.0[..], &D_MAC.0[..]));
+    assert_eq!(&arp[12..14], &[0x08, 0x06]);
+    assert_eq!(&arp[20..22], &[0, 2], "a reply");
+    assert_eq!(&arp[28..32], &D_IP);
+    let answers: Vec<Delivered> = out[1..].iter().map(|f| delivered(f)).collect();
+    let seqs: Vec<u64> = answers.iter().map(|a| a.header.seq).collect();
+    let want: Vec<u64> = (55..=65)
+        .chain(68..=72)
+        .filter(|s| ![60, 70].contains(s))
+        .collect();
+    assert_eq!(seqs, want);
+    for a in &answers {
+        let q = a.header.seq;
+        assert_eq!(
+            a.header,
+            DeliveryRepr {
+                flags: Flags::RETRANSMIT,
+                stream: STREAM,
+                epoch: EPOCH_A,
+                seq: q,
+                src_ip: [192, 0, 2, 7],
+                src_port: 40_000 + q as u16,
+                release_ns: 7_000_000 + q,
+            }
+        );
+        assert_eq!(a.payload, payload_of(EPOCH_A, q));
+        assert_eq!(a.dst_mac, ARBITER, "back where the request came from");
+        assert_eq!(a.to, "198.51.100.30:9500".parse().unwrap());
+        assert_eq!(a.from, "198.51.100.21:9300".parse().unwrap());
+    }
+    assert_eq!(n(&s, "resend.requests"), 2);
+    assert_eq!(n(&s, "resend.answered"), want.len() as u64);
+    assert_eq!(n(&s, "resend.missing"), 1, "60: {s:#}");
+    assert_eq!(n(&s, "resend.digest_only"), 1, "70");
+    for (k, v) in [
+        ("destination.arp_replies", 1),
+        ("destination.target_confirms", 1),
+        ("destination.refused.bad_digest", 1),
+        ("destination.refused.wrong_stream", 1),
+        ("destination.dropped.udp_wrong_port", 1),
+        ("destination.dropped.arp_not_for_us", 1),
+        ("destination.frames_rx", d_input.len() as u64),
+    ] {
+        assert_eq!(n(&s, k), v, "{k}: {s:#}");
+    }
+
+    // Trimming: run A below its confirmation (81), whole segments; the current run,
+    // unconfirmed, untouched however far the primary released.
+    assert_eq!(sorted_seqs(&journal, EPOCH_A), left_after(&before_a, 81));
+    assert!(sorted_seqs(&journal, EPOCH_A).contains(&81));
+    assert_eq!(sorted_seqs(&journal, EPOCH), (1..=150).collect::<Vec<_>>());
+    assert_eq!(n(&s, "watermark"), 149);
+    let runs = s["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{s:#}");
+    assert_eq!(runs[0]["epoch"], EPOCH_A);
+    assert_eq!(runs[0]["delivered_through"], 80);
+    assert_eq!(runs[1]["current"], true);
+    assert_eq!(runs[1]["delivered_through"], Value::Null);
+    assert_eq!(runs[1]["unconfirmed_records"], 150);
+    let left_a = sorted_seqs(&journal, EPOCH_A);
+    assert_eq!(
+        runs[0]["unconfirmed_records"],
+        left_a.iter().filter(|&&q| q > 80).count() as u64
+    );
+    assert_eq!(
+        n(&s, "journal_total.records"),
+        150 + left_a.len() as u64,
+        "{s:#}"
+    );
+    assert_eq!(n(&s, "hot_path_allocations"), 0, "the poll loop allocated");
+    // More unconfirmed than alert_unconfirmed_records: ALERT, and nothing deleted.
+    assert_eq!(s["alert"]["alerting"], true, "{s:#}");
+    assert_eq!(n(&s, "alert.alerts"), 1);
+    assert!(
+        stderr.contains("ALERT:") && stderr.contains("not confirmed delivered by the destination"),
+        "{stderr}"
+    );
+    // Nothing of D on the backup link, nothing of the backup link on D.
+    let (acks, _) = sent(&pcap::read(&d.0.join("tx.pcap")).unwrap());
+    assert_eq!(acks.last().unwrap().seq, 150);
+}
+
+/// Frames of a pcap file with their timestamps (ns), either resolution.
+fn pcap_timed(path: &Path) -> Vec<(u64, Vec<u8>)> {
+    let buf = std::fs::read(path).unwrap();
+    let magic = u32::from_le_bytes(buf[0..4].try_into().unwrap());
+    let scale = if magic == 0xa1b2_3c4d { 1 } else { 1000 };
+    let mut out = Vec::new();
+    let mut off = 24;
+    while off + 16 <= buf.len() {
+        let w = |i: usize| u32::from_le_bytes(buf[off + i..off + i + 4].try_into().unwrap());
+        let (s, frac, len) = (w(0) as u64, w(4) as u64, w(8) as usize);
+        if off + 16 + len > buf.len() {
+            break;
+        }
+        out.push((
+            s * 1_000_000_000 + frac * scale,
+            buf[off + 16..][..len].to_vec(),
+        ));
+        off += 16 + len;
+    }
+    out
+}
+
+fn control(what: &str, sock: &Path) -> (Option<i32>, String, String) {
+    let o = Command::new(bin())
+        .args([what, "--control", &sock.display().to_string()])
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Stops a node with SIGTERM and returns its output.
+fn stop(child: std::process::Child) -> std::process::Output {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn takeover_on_command_replays_above_delivered_paced_and_names_what_it_cannot() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let d = Dir::new("takeover");
+    let journal = d.0.join("journal");
+    // What the node journaled before the primary died: run A 1..=40, run B 1..=60
+    // without 45..=47 (lost on the link) and with 50 digest-only.
+    prebuilt_run(&journal, EPOCH_A, 1..=40, &[]);
+    prebuilt_run(
+        &journal,
+        EPOCH,
+        (1..=60).filter(|s| !(45..=47).contains(s)),
+        &[50],
+    );
+    let (in_pcap, d_pcap) = (d.0.join("in.pcap"), d.0.join("d_in.pcap"));
+    pcap::write(&in_pcap, &[]).unwrap();
+    pcap::write(&d_pcap, &[confirm(EPOCH_A, 30), confirm(EPOCH, 20)]).unwrap();
+    let sock = d.0.join("c.sock");
+    std::fs::write(
+        d.0.join("backup.yaml"),
+        d_config(
+            &journal,
+            "",
+            &format!(
+                "takeover:\n  rate_per_s: 400\ncontrol_socket: {}\n",
+                sock.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let child = node_command_d(
+        &d.0,
+        "takeover",
+        &in_pcap,
+        &d_pcap,
+        &["--duration-ms", "30000"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let t0 = Instant::now();
+    // Up, and the confirmations heard.
+    let status = loop {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no control socket");
+        if sock.exists() {
+            let (code, out, err) = control("status", &sock);
+            assert_eq!(code, Some(0), "{err}");
+            let v: Value = serde_json::from_str(&out).unwrap();
+            if v["runs"][1]["delivered_through"] == 20 && v["runs"][0]["delivered_through"] == 30 {
+                break v;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status["stopped_by"], Value::Null);
+    assert_eq!(status["runs"][0]["epoch"], EPOCH_A);
+    assert_eq!(status["runs"][1]["highest_seq"], 60);
+    assert_eq!(status["takeover"], Value::Null);
+
+    // A command it does not know: a clear error, and the node is still there.
+    let mut raw = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    use std::io::{Read, Write};
+    raw.write_all(b"take over please\n").unwrap();
+    let mut reply = String::new();
+    raw.read_to_string(&mut reply).unwrap();
+    let v: Value = serde_json::from_str(&reply).unwrap();
+    let e = v["error"].as_str().unwrap();
+    assert!(
+        e.contains("unknown command `take over please`") && e.contains("`takeover`"),
+        "{e}"
+    );
+
+    // The takeover: the reply is the report, once the replay is done.
+    let asked = Instant::now();
+    let (code, out, err) = control("takeover", &sock);
+    let took = asked.elapsed();
+    assert_eq!(code, Some(0), "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let r = &r["takeover"];
+    assert_eq!(r["state"], "done", "{r:#}");
+    assert_eq!(r["trigger"], "command");
+    assert_eq!(r["replay_to"], REPLAY_TO);
+    assert_eq!(r["replayed"], 10 + 36);
+    assert_eq!(r["unreplayable_seqs"], 4);
+    let (ra, rb) = (&r["runs"][0], &r["runs"][1]);
+    assert_eq!(
+        (ra["epoch"].as_u64(), ra["from"].as_u64()),
+        (Some(EPOCH_A), Some(31))
+    );
+    assert_eq!(
+        (
+            ra["replayed"].as_u64(),
+            ra["first_seq"].as_u64(),
+            ra["last_seq"].as_u64()
+        ),
+        (Some(10), Some(31), Some(40))
+    );
+    assert_eq!(ra["unreplayable"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        (
+            rb["replayed"].as_u64(),
+            rb["first_seq"].as_u64(),
+            rb["last_seq"].as_u64()
+        ),
+        (Some(36), Some(21), Some(60))
+    );
+    let listed: Vec<(u64, u64, &str, Value)> = rb["unreplayable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["from"].as_u64().unwrap(),
+                u["to"].as_u64().unwrap(),
+                u["reason"].as_str().unwrap(),
+                u["src"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (45, 47, "not_received", Value::Null),
+            (50, 50, "digest_only", Value::from("192.0.2.7:40050")),
+        ]
+    );
+    // Paced: 46 at 400/s take at least 45/400 s.
+    assert!(took >= Duration::from_millis(45 * 1000 / 400), "{took:?}");
+    assert!(
+        r["replay_ms"].as_f64().unwrap() >= 45.0 * 1000.0 / 400.0,
+        "{r:#}"
+    );
+    // A second takeover is allowed once the first is done (the arbiter drops
+    // duplicates); status now carries the report.
+    let (_, out, _) = control("status", &sock);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["takeover"]["replayed"], 46);
+
+    let o = stop(child);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        log.contains(
+            "CANNOT replay 4 seq(s): 45..47 (not received), 50 (digest only, from 192.0.2.7:40050)"
+        ),
+        "{log}"
+    );
+    assert!(!sock.exists(), "the socket is removed at exit");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let summary: Value = serde_json::from_str(&stdout[stdout.find("{\n").unwrap()..]).unwrap();
+    assert_eq!(summary["takeover"]["replayed"], 46);
+    assert_eq!(n(&summary, "hot_path_allocations"), 0);
+
+    // On D: exactly the seqs above delivered that can be, in order, flagged
+    // POSSIBLE_DUPLICATE, to replay_to through the next hop, paced.
+    let out = pcap_timed(&d.0.join("d_tx.pcap"));
+    let got: Vec<(u64, u64)> = out
+        .iter()
+        .map(|(_, f)| {
+            let x = delivered(f);
+            assert_eq!(x.header.flags, Flags::POSSIBLE_DUPLICATE);
+            assert_eq!(x.payload, payload_of(x.header.epoch, x.header.seq));
+            assert_eq!(x.header.src_port, 40_000 + x.header.seq as u16);
+            assert_eq!(x.dst_mac, NEXT_HOP);
+            assert_eq!(x.to, REPLAY_TO.parse().unwrap());
+            (x.header.epoch, x.header.seq)
+        })
+        .collect();
+    let want: Vec<(u64, u64)> = (31..=40)
+        .map(|q| (EPOCH_A, q))
+        .chain(
+            (21..=60)
+                .filter(|q| !(45..=47).contains(q) && *q != 50)
+                .map(|q| (EPOCH, q)),
+        )
+        .collect();
+    assert_eq!(got, want);
+    let span = out.last().unwrap().0 - out[0].0;
+    assert!(
+        span >= 40 * 1_000_000_000 / 400,
+        "{span} ns for 46 at 400/s"
+    );
+
+    // No node there: exit 2, and says so.
+    let (code, _, err) = control("status", &d.0.join("none.sock"));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("cannot reach the node"), "{err}");
+    let o = Command::new(bin()).args(["takeover"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("needs --control PATH"));
+}
+
+#[test]
+fn the_node_takes_over_on_its_own_once_the_primary_falls_silent() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let d = Dir::new("auto");
+    let journal = d.0.join("journal");
+    let mut input = vec![heartbeat(0, 1, 1_000, 0)];
+    input.extend((1..=30).map(|s| frame(OURS, APPLIANCE, &pdu_of(EPOCH, s, 0, false))));
+    let (in_pcap, d_pcap) = (d.0.join("in.pcap"), d.0.join("d_in.pcap"));
+    pcap::write(&in_pcap, &input).unwrap();
+    // The destination confirmed 10 (it may come before the run is open: counted).
+    pcap::write(&d_pcap, &[confirm(EPOCH, 10)]).unwrap();
+    std::fs::write(
+        d.0.join("backup.yaml"),
+        d_config(
+            &journal,
+            "",
+            "takeover:\n  rate_per_s: 2000\n  auto_after_ms: 300\n",
+        ),
+    )
+    .unwrap();
+    let stats = d.0.join("stats.json");
+    let t0 = Instant::now();
+    let o = node_command_d(
+        &d.0,
+        "auto",
+        &in_pcap,
+        &d_pcap,
+        &[
+            "--exit-when-idle-ms",
+            "600",
+            "--stats-json",
+            &stats.display().to_string(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let r = &s["takeover"];
+    assert_eq!(r["trigger"], "auto", "{s:#}");
+    assert_eq!(r["state"], "done");
+    assert_eq!(r["replayed"], 20);
+    assert_eq!(r["runs"][0]["first_seq"], 11);
+    assert_eq!(r["runs"][0]["last_seq"], 30);
+    assert!(
+        log.contains("TAKEOVER (auto)") && log.contains("fence it"),
+        "{log}"
+    );
+    let seqs: Vec<u64> = pcap::read(&d.0.join("d_tx.pcap"))
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let x = delivered(f);
+            assert_eq!(x.header.flags, Flags::POSSIBLE_DUPLICATE);
+            x.header.seq
+        })
+        .collect();
+    assert_eq!(seqs, (11..=30).collect::<Vec<_>>(), "once, in order");
+    // The primary was silent at least auto_after_ms before it fired.
+    let heard = s["primary"]["last_heard_ns"].as_u64().unwrap();
+    assert!(
+        r["started_ns"].as_u64().unwrap() - heard >= 300_000_000,
+        "{r:#}"
+    );
+}
+
+#[test]
+fn destination_config_errors_name_field_and_line_before_dpdk_starts() {
+    let d = Dir::new("dconfig");
+    let input = d.0.join("in.pcap");
+    pcap::write(&input, &[]).unwrap();
+    let journal = d.0.join("journal");
+    let good = d_config(&journal, "  trim_below: delivered\n", "");
+    let line =
+        |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let no_dest = config(&journal, "  trim_below: delivered\n");
+    for (text, want) in [
+        (
+            no_dest.clone(),
+            format!(
+                "backup.yaml:{}: journal.trim_below: `delivered`",
+                line(&no_dest, "trim_below")
+            ),
+        ),
+        (
+            good.replace("replay_to: 198.51.100.30:9200", "replay_to: nowhere"),
+            format!(
+                "backup.yaml:{}: destination.replay_to:",
+                line(&good, "replay_to")
+            ),
+        ),
+        (
+            good.replace("ip: 198.51.100.21", "ip: 224.0.0.1"),
+            format!(
+                "backup.yaml:{}: destination.ip: 224.0.0.1 cannot be our address",
+                line(&good, "ip: 198")
+            ),
+        ),
+        (
+            format!("{good}takeover:\n  rate_per_s: 0\n"),
+            format!(
+                "backup.yaml:{}: takeover.rate_per_s: 0 is not a rate",
+                good.lines().count() + 2
+            ),
+        ),
+    ] {
+        std::fs::write(d.0.join("backup.yaml"), &text).unwrap();
+        // Bounded, so that a config wrongly accepted fails here instead of hanging.
+        let o = node_command(&d.0, "dconfig", &input, &["--duration-ms", "2000"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(&want), "want `{want}` in:\n{err}");
+    }
+}

@@ -24,6 +24,9 @@
 //! - [`Journal::trim_below`] deletes whole segments below a watermark, after recording the
 //!   trim point durably in the file `trim-floor`, so that a reopened journal knows the
 //!   trimmed seqs were held.
+//! - [`Journal::read`] and [`Journal::read_range`] read the record of a seq back, for a
+//!   resend request or a takeover, through an in-memory index of each segment's blocks
+//!   (seq range → byte range, [`index`]); every record read is checked against its CRC.
 //! - [`inspect()`] reports on a journal without changing it.
 //!
 //! # What open does with what it finds
@@ -66,12 +69,15 @@
 //! - **Refused always:** a `*.journal` name that is not 20 digits, an unreadable
 //!   `trim-floor`, a record of another run.
 //!
-//! Appending does not allocate (the write buffer, bitmap window and segment table are
-//! allocated at open), apart from the segment table growing past its initial capacity and
-//! the overflow set of [`window`]; each call of [`Journal::flush`] / [`Journal::sync`]
+//! Appending and reading do not allocate (the write buffer, bitmap window, segment
+//! table, read buffer and a spare block index are allocated at open, the spare again at
+//! each trim), apart from the segment table growing past its initial capacity, the
+//! overflow set of [`window`], and a segment's block index when a second segment is
+//! started between two trims; each call of [`Journal::flush`] / [`Journal::sync`]
 //! is a `write` / `fdatasync` syscall, and a rollover adds an fdatasync of `seals`.
 //! No arithmetic on a seq or a watermark can overflow, whatever the input.
 
+mod index;
 pub mod inspect;
 pub mod record;
 pub mod runs;
@@ -81,8 +87,11 @@ pub mod window;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
+pub use index::BLOCK_BYTES;
+use index::{BlockIndex, BlockReader};
 pub use inspect::{
     inspect, inspect_run, JournalReport, OnOpen, Problem, ProblemKind, Report, SegmentReport,
 };
@@ -288,6 +297,15 @@ fn opt(v: Option<u64>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }
 
+/// What [`Journal::read_range`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RangeRead {
+    /// Seqs of the range this run holds a record of: each given to the callback.
+    pub found: u64,
+    /// The others: never appended, trimmed, or above the highest seq held.
+    pub missing: u64,
+}
+
 /// The result of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
@@ -331,6 +349,8 @@ struct Segment {
     /// Lowest and highest seq in it (meaningless when `records == 0`).
     min_seq: u64,
     max_seq: u64,
+    /// Where its records are ([`index`]).
+    index: BlockIndex,
 }
 
 pub struct Journal {
@@ -359,6 +379,10 @@ pub struct Journal {
     seals_path: PathBuf,
     /// The highest released watermark noted ([`Journal::note_released`]).
     released: u64,
+    /// Reads records back ([`Journal::read`]).
+    reader: BlockReader,
+    /// The block index the next segment gets: allocated off the write path.
+    spare_index: Option<BlockIndex>,
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -449,6 +473,8 @@ struct Loaded {
     /// Records found after damage in the active segment, with seqs not held
     /// elsewhere: (offset, length), to write back after the cut.
     salvage: Vec<(u64, usize)>,
+    /// Each segment's block index, from the records as they are in the files.
+    indexes: Vec<BlockIndex>,
 }
 
 impl Loaded {
@@ -460,11 +486,17 @@ impl Loaded {
         let (mut records, mut dups, mut max_written) = (0u64, 0u64, 0u64);
         let (mut first_seq, mut last_seq) = (None::<u64>, None::<u64>);
         let mut salvage = Vec::new();
+        let mut indexes: Vec<BlockIndex> = Vec::new();
         let survey = survey::survey(&cfg.dir, Some(cfg.run), |r| {
             if r.foreign {
                 return;
             }
             let s = r.record.header.seq;
+            if indexes.len() <= r.segment {
+                indexes.resize_with(r.segment + 1, BlockIndex::default);
+            }
+            let len = (OVERHEAD + r.record.payload.len()) as u64;
+            indexes[r.segment].add(r.record.offset, len, s);
             records += 1;
             first_seq = Some(first_seq.map_or(s, |f| f.min(s)));
             last_seq = Some(last_seq.map_or(s, |l| l.max(s)));
@@ -488,6 +520,7 @@ impl Loaded {
             max_written,
             duplicate_records: dups,
             salvage,
+            indexes,
         })
     }
 }
@@ -611,13 +644,16 @@ impl Journal {
         };
         let mut segments = Vec::with_capacity(l.survey.segments.len().max(1024));
         let mut active = None;
-        for seg in &mut l.survey.segments {
+        l.indexes
+            .resize_with(l.survey.segments.len(), BlockIndex::default);
+        for (seg, index) in l.survey.segments.iter_mut().zip(l.indexes.drain(..)) {
             let mut s = Segment {
                 name: seg.name,
                 bytes: seg.bytes,
                 records: seg.records + seg.salvaged,
                 min_seq: seg.min_seq.unwrap_or(u64::MAX),
                 max_seq: seg.max_seq.unwrap_or(0),
+                index,
             };
             if !seg.sealed {
                 if let (Some(b), Some(buf)) = (seg.brk, seg.buf.take()) {
@@ -643,6 +679,8 @@ impl Journal {
                     s.records -= dropped;
                     rec.records -= dropped;
                     s.bytes = end;
+                    // The records written back moved: index the file as it is now.
+                    s.index = BlockIndex::of_file(&seg.path)?;
                     rec.tail_cut = Some(TailCut {
                         segment: seg.path.clone(),
                         offset: b.offset,
@@ -689,6 +727,8 @@ impl Journal {
                 seals,
                 seals_path,
                 released: 0,
+                reader: BlockReader::new(),
+                spare_index: Some(BlockIndex::sized_for(cfg.segment_bytes)),
                 cfg,
             },
             rec,
@@ -751,6 +791,7 @@ impl Journal {
         self.stats.beyond_window = self.window.beyond_window;
         self.stats.untracked = self.window.untracked;
         let seg = self.segments.last_mut().expect("roll made a segment");
+        seg.index.add(seg.bytes, len as u64, seq);
         seg.bytes += len as u64;
         seg.records += 1;
         seg.min_seq = seg.min_seq.min(seq);
@@ -820,12 +861,19 @@ impl Journal {
             write_seal(&self.cfg.dir, &self.seals_path, &mut self.seals, &seal)?;
         }
         self.active = Some(f);
+        // The spare is allocated off the write path (open, trim); a second roll
+        // between two trims allocates here.
+        let index = self
+            .spare_index
+            .take()
+            .unwrap_or_else(|| BlockIndex::sized_for(self.cfg.segment_bytes));
         self.segments.push(Segment {
             name: n,
             bytes: 0,
             records: 0,
             min_seq: u64::MAX,
             max_seq: 0,
+            index,
         });
         self.stats.segments_created += 1;
         Ok(())
@@ -928,6 +976,122 @@ impl Journal {
         self.window.contains(seq)
     }
 
+    /// The highest seq of a record this run holds or held (0: none): where what a
+    /// takeover can replay ends.
+    pub fn highest_seq(&self) -> u64 {
+        self.max_written
+    }
+
+    /// The record of `seq`, read back from its segment ([`index`]): its header (flags,
+    /// the writer's timestamp) and the PDU as it was appended. `None` when the run
+    /// holds no record of it: never appended, trimmed, or below the run's start or a
+    /// released watermark without a record. Records still buffered are written to the
+    /// file first.
+    ///
+    /// Every record of the block the seq is in is checked as it is read (magic,
+    /// length, reserved field, CRC): one that fails, or a segment shorter than what
+    /// was written to it, is an `InvalidData` error naming the file and the byte
+    /// offset. A seq journaled twice (a crash between a write and its ack) reads as
+    /// its first record in file order.
+    pub fn read(&mut self, seq: u64) -> io::Result<Option<RecordRef<'_>>> {
+        Ok(if self.locate(seq)? {
+            self.reader.find(seq)
+        } else {
+            None
+        })
+    }
+
+    /// Calls `each` with the record of every seq in `seqs` this run holds, in seq
+    /// order (as [`Journal::read`]); counts the others. Consecutive seqs of one block
+    /// cost one read of it. Stops at the first damaged record, with its error.
+    pub fn read_range(
+        &mut self,
+        seqs: RangeInclusive<u64>,
+        mut each: impl FnMut(RecordRef<'_>),
+    ) -> io::Result<RangeRead> {
+        let (from, to) = (*seqs.start(), *seqs.end());
+        let mut r = RangeRead::default();
+        if from > to {
+            return Ok(r);
+        }
+        // Above the highest seq held nothing is read: a request may name any range.
+        let last = to.min(self.max_written);
+        if from <= last {
+            for seq in from..=last {
+                if let Some(rec) = self.read(seq)? {
+                    each(rec);
+                    r.found += 1;
+                }
+            }
+        }
+        r.missing = (to - from).saturating_add(1) - r.found;
+        Ok(r)
+    }
+
+    /// Loads the block holding the first record of `seq` in file order; whether
+    /// there is one.
+    fn locate(&mut self, seq: u64) -> io::Result<bool> {
+        if seq == 0 || seq > self.max_written {
+            return Ok(false);
+        }
+        let active = self.segments.len().saturating_sub(1);
+        for i in 0..self.segments.len() {
+            let s = &self.segments[i];
+            if s.records == 0 || seq < s.min_seq || seq > s.max_seq {
+                continue;
+            }
+            let name = s.name;
+            for j in 0..self.segments[i].index.blocks.len() {
+                let b = self.segments[i].index.blocks[j];
+                if !b.holds(seq) {
+                    continue;
+                }
+                if i == active {
+                    // The block may end in records still in the write buffer.
+                    self.flush()?;
+                }
+                self.set_path(name);
+                self.reader.load(name, &self.path, &b)?;
+                if self.reader.find(seq).is_some() {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Records on disk with a seq above `seq` (each record once, a seq journaled twice
+    /// twice): what a destination has not confirmed yet when `seq` is its
+    /// delivered-through. Reads only the blocks that straddle `seq`.
+    pub fn records_above(&mut self, seq: u64) -> io::Result<u64> {
+        let mut n = 0u64;
+        let active = self.segments.len().saturating_sub(1);
+        for i in 0..self.segments.len() {
+            let name = self.segments[i].name;
+            for j in 0..self.segments[i].index.blocks.len() {
+                let b = self.segments[i].index.blocks[j];
+                if b.min_seq > seq {
+                    n += u64::from(b.records);
+                } else if b.max_seq > seq {
+                    if i == active {
+                        self.flush()?;
+                    }
+                    self.set_path(name);
+                    self.reader.load(name, &self.path, &b)?;
+                    n += self.reader.count_above(seq);
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Allocates the next segment's block index if a roll took it.
+    fn replenish_spare(&mut self) {
+        if self.spare_index.is_none() {
+            self.spare_index = Some(BlockIndex::sized_for(self.cfg.segment_bytes));
+        }
+    }
+
     /// Records appended but not yet synced.
     pub fn unsynced_records(&self) -> u32 {
         self.unsynced
@@ -970,6 +1134,7 @@ impl Journal {
         let sealed = self.segments.len().saturating_sub(1);
         let doomed = |s: &Segment| s.records == 0 || s.max_seq < bound;
         if !self.segments[..sealed].iter().any(doomed) {
+            self.replenish_spare();
             return Ok(0);
         }
         if bound > self.floor {
@@ -983,18 +1148,44 @@ impl Journal {
         }
         let mut deleted = 0;
         let mut i = 0;
+        // What was read from a segment about to go is forgotten with it.
+        self.reader.forget();
         while i + 1 < self.segments.len() {
             if doomed(&self.segments[i]) {
                 fs::remove_file(self.cfg.dir.join(segment_name(self.segments[i].name)))?;
-                self.segments.remove(i);
+                let gone = self.segments.remove(i);
+                if self.spare_index.is_none() {
+                    let mut ix = gone.index;
+                    ix.blocks.clear();
+                    self.spare_index = Some(ix);
+                }
                 deleted += 1;
             } else {
                 i += 1;
             }
         }
         sync_dir(&self.cfg.dir)?;
+        self.replenish_spare();
         self.stats.segments_trimmed += deleted as u64;
         Ok(deleted)
+    }
+
+    /// As [`Journal::trim_below`], for a run that takes no more records (an earlier
+    /// epoch of the appliance): when the active segment's every seq is below the
+    /// bound too, it is sealed first (an empty segment takes its place, so the run's
+    /// files stay what open expects) and goes with the others. Without that, each
+    /// earlier run would keep its last segment for ever.
+    pub fn trim_below_all(&mut self, watermark: u64) -> io::Result<usize> {
+        let bound = watermark.min(self.synced_contiguous.saturating_add(1));
+        let covered = self
+            .segments
+            .last()
+            .is_some_and(|s| s.records > 0 && s.max_seq < bound);
+        if covered && self.wbuf.is_empty() && self.unsynced == 0 {
+            // `roll` names the new segment after the last one.
+            self.roll(0)?;
+        }
+        self.trim_below(watermark)
     }
 
     /// Syncs and closes.
