@@ -133,6 +133,7 @@ stream: ${stream:-1}
 digest_key: "$key"
 journal:
   dir: $d/journal
+  segment_bytes: ${LAB_NODE_SEGMENT_BYTES:-67108864}
   fsync_every_records: 1
   trim_below: ${LAB_NODE_TRIM:-released}
 heartbeat_period_us: 10000
@@ -188,6 +189,7 @@ resend_to: [198.51.100.11:9300, 198.51.100.12:9300]
 resend_from: B1
 window: 16384
 max_payload: 1500
+max_epochs: 8
 gap_timeout_ms: ${LAB_GAP_TIMEOUT_MS:-20}
 resend_interval_ms: 50
 resend_tries: 20

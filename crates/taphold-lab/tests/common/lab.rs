@@ -626,9 +626,18 @@ pub fn n(v: &Value, path: &str) -> u64 {
 pub fn build_binaries() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     sh(Command::new(cargo)
-        .args(["build", "-q", "-p", "taphold", "-p", "taphold-backup"])
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "taphold",
+            "-p",
+            "taphold-backup",
+            "-p",
+            "taphold-arbiter",
+        ])
         .current_dir(repo()));
-    for b in ["taphold", "taphold-backup"] {
+    for b in ["taphold", "taphold-backup", "taphold-arbiter"] {
         let bin = Path::new(env!("CARGO_BIN_EXE_taphold-linkemu")).with_file_name(b);
         assert!(bin.exists(), "{} was not built", bin.display());
     }
