@@ -84,14 +84,6 @@ impl Eal {
         unsafe { dpdk_sys::rte_get_main_lcore() }
     }
 
-    /// The CPU an lcore runs on (`-l` maps them one to one; `--lcores` may
-    /// not), for placing threads that live outside EAL.
-    pub fn cpu_of(&self, lcore: u32) -> u32 {
-        // SAFETY: valid after init; reads EAL's lcore configuration only
-        // (an lcore id out of range returns 0, never touches memory).
-        unsafe { dpdk_sys::rte_lcore_to_cpu_id(lcore as i32) as u32 }
-    }
-
     /// The NUMA socket of an lcore's CPU.
     pub fn socket_of(&self, lcore: u32) -> u32 {
         // SAFETY: valid after init; reads EAL's lcore configuration only.

@@ -65,6 +65,15 @@ impl Dict {
     }
 }
 
+/// What `rte_telemetry_register_cmd` accepts as a command name.
+fn valid_command(cmd: &str) -> bool {
+    cmd.starts_with('/')
+        && cmd.len() <= 56
+        && cmd
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '/')
+}
+
 type Handler = Box<dyn Fn(&str, &mut Dict) + Send + Sync>;
 
 /// Registered commands: (name, handler). Read by the telemetry thread only.
@@ -114,6 +123,13 @@ pub fn register(
     f: impl Fn(&str, &mut Dict) + Send + Sync + 'static,
 ) -> Result<()> {
     let op = format!("rte_telemetry_register_cmd({cmd})");
+    // DPDK's own rule, said before it refuses with a bare EINVAL.
+    if !valid_command(cmd) {
+        return Err(Error::other(
+            &op,
+            "a command is `/` then letters, digits, `_` and `/` (no `-`), at most 56 bytes",
+        ));
+    }
     let c = CString::new(cmd).map_err(|_| Error::other(&op, "a NUL in the command"))?;
     let h = CString::new(help).map_err(|_| Error::other(&op, "a NUL in the help"))?;
     HANDLERS
@@ -139,5 +155,14 @@ mod tests {
         assert_eq!(key("b1_state").to_str().unwrap(), "b1_state");
         assert_eq!(key("link b.1").to_str().unwrap(), "link_b_1");
         assert_eq!(key(&"x".repeat(100)).to_bytes().len(), 63);
+    }
+
+    #[test]
+    fn commands_are_what_dpdk_registers() {
+        assert!(valid_command("/taphold/stats"));
+        assert!(valid_command("/taphold_backup/journal"));
+        assert!(!valid_command("/taphold-backup/stats"), "DPDK refuses '-'");
+        assert!(!valid_command("taphold/stats"));
+        assert!(!valid_command(&format!("/{}", "x".repeat(60))));
     }
 }

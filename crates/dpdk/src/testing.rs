@@ -153,3 +153,57 @@ pub mod pcap {
         Ok(out)
     }
 }
+
+/// A client of a running DPDK program's telemetry socket, as
+/// `dpdk-telemetry.py` is (SOCK_SEQPACKET, one JSON answer per request).
+pub mod telemetry {
+    use std::io;
+
+    /// Sends `cmd` to the program started with `--file-prefix PREFIX` and
+    /// returns its answer (the JSON object under the command's name), as text.
+    pub fn query(prefix: &str, cmd: &str) -> io::Result<String> {
+        let path = format!("/var/run/dpdk/{prefix}/dpdk_telemetry.v2");
+        // SAFETY: plain socket calls on a descriptor we own and close on every
+        // path; the address is a zeroed sockaddr_un whose path is filled
+        // within its bounds (checked), and every buffer outlives its call.
+        unsafe {
+            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let close = |e: io::Error| {
+                libc::close(fd);
+                e
+            };
+            let mut addr: libc::sockaddr_un = std::mem::zeroed();
+            addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+            if path.len() >= addr.sun_path.len() {
+                return Err(close(io::Error::other("socket path too long")));
+            }
+            for (d, s) in addr.sun_path.iter_mut().zip(path.bytes()) {
+                *d = s as libc::c_char;
+            }
+            let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+            if libc::connect(fd, &addr as *const _ as *const libc::sockaddr, len) != 0 {
+                return Err(close(io::Error::last_os_error()));
+            }
+            let mut buf = vec![0u8; 1 << 16];
+            let recv = |buf: &mut Vec<u8>| -> io::Result<usize> {
+                let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+                if n <= 0 {
+                    Err(io::Error::other("telemetry socket closed"))
+                } else {
+                    Ok(n as usize)
+                }
+            };
+            // The greeting first (version, pid, max output length).
+            recv(&mut buf).map_err(close)?;
+            if libc::send(fd, cmd.as_ptr().cast(), cmd.len(), 0) != cmd.len() as isize {
+                return Err(close(io::Error::last_os_error()));
+            }
+            let n = recv(&mut buf).map_err(close)?;
+            libc::close(fd);
+            Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+        }
+    }
+}

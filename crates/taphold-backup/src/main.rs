@@ -46,7 +46,24 @@ extern "C" fn on_signal(_: libc::c_int) {
     SIGNALLED.store(true, Ordering::SeqCst);
 }
 
-const USAGE: &str = "usage: taphold-backup [EAL args] -- --config FILE [--exit-when-idle-ms N] [--duration-ms N] [--stats-json FILE]\n       taphold-backup journal inspect DIR\n       taphold-backup journal export DIR [--stream S] [--epoch E] [--from SEQ] [--format jsonl|pcap] [--out FILE] [--to IP:PORT] [--framing taphold|raw]\n       taphold-backup status --control PATH\n       taphold-backup takeover --control PATH";
+const USAGE: &str = "usage: taphold-backup [EAL args] -- --config FILE [--exit-when-idle-ms N] [--duration-ms N] [--stats-json FILE] [--metrics-listen ADDR:PORT]\n       taphold-backup journal inspect DIR\n       taphold-backup journal export DIR [--stream S] [--epoch E] [--from SEQ] [--format jsonl|pcap] [--out FILE] [--to IP:PORT] [--framing taphold|raw]\n       taphold-backup status --control PATH\n       taphold-backup takeover --control PATH";
+
+/// `--help`: the usage, the options, the exit codes, the live state.
+const HELP_MORE: &str = "
+  --config FILE           the YAML config (docs/backup-node.md)
+  --stats-json FILE       write the exit summary here too
+  --metrics-listen A:P    serve Prometheus metrics (taphold_backup_*) on http://A:P/metrics
+  --exit-when-idle-ms N / --duration-ms N   stop when idle / after N ms
+  --help, -h / --version, -V
+
+While it runs: dpdk-telemetry.py -f PREFIX answers /taphold_backup/stats,
+/taphold_backup/journal and /taphold_backup/takeover (DPDK takes no - in a command); `status --control PATH` the
+whole state.
+
+Exit status: 0 a clean stop; 1 the journal failed or is damaged (named); 2 bad
+arguments or config, or a start-up failure. `status`/`takeover`: 0 the node
+answered, 1 it answered with an error, 2 usage or no node on that socket.
+`journal inspect`: 0 clean, 1 problems, 2 unreadable.";
 
 /// Command-line options after EAL's `--`.
 #[derive(Debug, Default, PartialEq)]
@@ -54,6 +71,8 @@ pub struct Opts {
     pub config: String,
     pub run: node::RunOpts,
     pub stats_json: Option<PathBuf>,
+    /// Serve Prometheus metrics here.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Opts {
@@ -66,6 +85,12 @@ impl Opts {
                 "--exit-when-idle-ms" => o.run.exit_when_idle_ms = Some(a.number(flag)?),
                 "--duration-ms" => o.run.duration_ms = Some(a.number(flag)?),
                 "--stats-json" => o.stats_json = Some(a.value(flag)?.into()),
+                "--metrics-listen" => {
+                    let v = a.value(flag)?;
+                    o.metrics_listen = Some(v.parse().map_err(|_| {
+                        format!("--metrics-listen: `{v}` is not ADDR:PORT (e.g. 127.0.0.1:9465)")
+                    })?);
+                }
                 other => return Err(a.unknown(other)),
             }
         }
@@ -79,6 +104,12 @@ impl Opts {
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args: Vec<String> = std::env::args().collect();
+    if let Some(text) =
+        taphold_runtime::args::early(&args, "taphold-backup", &format!("{USAGE}\n{HELP_MORE}"))
+    {
+        println!("{text}");
+        std::process::exit(0);
+    }
     let code = if args.get(1).map(String::as_str) == Some("journal") {
         journal_command(&args[2..])
     } else if let Some(req) = args.get(1).and_then(|a| match a.as_str() {
@@ -244,6 +275,7 @@ fn run(args: &[String]) -> Result<i32, String> {
         }
         None => None,
     };
+    live_state(&eal, &mut node, &opts, &cores)?;
     let (why, failed) = match node.run(&opts.run, &SIGNALLED) {
         Ok(why) => (why, None),
         Err(e) => ("journal failure", Some(e)),
@@ -264,6 +296,67 @@ fn run(args: &[String]) -> Result<i32, String> {
         return Ok(1);
     }
     Ok(0)
+}
+
+/// What an operator reads while the node runs: the node publishes its status
+/// every stats interval; rte_telemetry commands and the metrics endpoint (a
+/// thread off the poll loop's core) read that copy, never the loop's state.
+fn live_state(
+    eal: &dpdk::Eal,
+    node: &mut node::Node,
+    opts: &Opts,
+    cores: &[core_affinity::CoreId],
+) -> Result<(), String> {
+    use taphold_runtime::metrics::{flatten, Leaf};
+    let published = node.publish_status();
+    // Each command: a part of the status, flattened `depth` levels down.
+    let reg =
+        |cmd: &str, help: &str, depth: usize, pick: fn(&serde_json::Value) -> serde_json::Value| {
+            let p = published.clone();
+            dpdk::telemetry::register(cmd, help, move |_, d| {
+                let v = pick(&p.lock().unwrap_or_else(|e| e.into_inner()));
+                for (k, leaf) in flatten(&v, depth) {
+                    match leaf {
+                        Leaf::Number(n) => d.u64(&k, n as u64),
+                        Leaf::Text(t) => d.string(&k, &t),
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())
+        };
+    reg(
+        "/taphold_backup/stats",
+        "The node's counters: frames, journaled, acks, heartbeats, trims, refusals",
+        1,
+        |v| v.clone(),
+    )?;
+    reg(
+        "/taphold_backup/journal",
+        "The current run's journal, and the totals over every run held (unconfirmed records)",
+        2,
+        |v| serde_json::json!({ "current": v["journal"], "total": v["journal_total"] }),
+    )?;
+    reg(
+        "/taphold_backup/takeover",
+        "The takeover under way or done, if any: state, replayed, unreplayable",
+        1,
+        |v| v["takeover"].clone(),
+    )?;
+    if let Some(addr) = opts.metrics_listen {
+        let hot = eal.lcore_cpu(eal.main_lcore());
+        let cpu = control::off_hot_core(cores, hot).map(|c| c.id);
+        let p = published.clone();
+        let bound =
+            taphold_runtime::metrics::serve(addr, "taphold-backup-metrics", cpu, move || {
+                taphold_runtime::metrics::prometheus_of(
+                    "taphold_backup",
+                    &p.lock().unwrap_or_else(|e| e.into_inner()),
+                )
+            })
+            .map_err(|e| format!("--metrics-listen {addr}: {e}"))?;
+        log::info!("metrics on http://{bound}/metrics (CPU {cpu:?})");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

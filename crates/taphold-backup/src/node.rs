@@ -245,6 +245,9 @@ pub struct Node {
     hb_seq: u64,
     /// Commands from the control socket's thread (`control.rs`).
     control: Option<mpsc::Receiver<Command>>,
+    /// The status as of the last stats interval, for readers off the loop
+    /// (telemetry, metrics): they never touch the loop's own state.
+    published: Option<std::sync::Arc<std::sync::Mutex<serde_json::Value>>>,
     /// The takeover under way, or the last one.
     takeover: Option<ActiveTakeover>,
     /// `takeover.auto_after_ms` in ns, and the `last_heard_ns` it last fired at (it
@@ -919,6 +922,14 @@ fn start_port(eal: &Eal, name: &str, pool: &Mempool, what: &str) -> Result<Port,
 
 impl Node {
     /// Takes commands from the control socket's thread through `rx`.
+    /// Starts publishing the status (now, then every stats interval) and
+    /// returns the shared copy.
+    pub fn publish_status(&mut self) -> std::sync::Arc<std::sync::Mutex<serde_json::Value>> {
+        let p = std::sync::Arc::new(std::sync::Mutex::new(self.status()));
+        self.published = Some(p.clone());
+        p
+    }
+
     pub fn attach_control(&mut self, rx: mpsc::Receiver<Command>) {
         self.control = Some(rx);
     }
@@ -982,6 +993,7 @@ impl Node {
             clock: Clock::new(eal),
             intake,
             control: None,
+            published: None,
             takeover: None,
             auto_after_ns: takeover.auto_after_ms.map(|ms| ms * 1_000_000),
             auto_fired_at: None,
@@ -1064,6 +1076,10 @@ impl Node {
                 if now >= next_stats {
                     next_stats = now + self.stats_every;
                     println!("{}", self.stats_line(now.duration_since(started)));
+                    if let Some(p) = &self.published {
+                        let status = self.status();
+                        *p.lock().unwrap_or_else(|e| e.into_inner()) = status;
+                    }
                 }
                 alloc_count::set_hot(true);
             }

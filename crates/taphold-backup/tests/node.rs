@@ -1572,3 +1572,101 @@ fn destination_config_errors_name_field_and_line_before_dpdk_starts() {
         assert!(err.contains(&want), "want `{want}` in:\n{err}");
     }
 }
+
+/// While the node runs, its state is read through rte_telemetry and the
+/// Prometheus endpoint, and what they say is what its exit summary says.
+#[test]
+fn live_state_through_telemetry_and_metrics_matches_the_summary() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let d = Dir::new("live");
+    std::fs::write(
+        d.0.join("backup.yaml"),
+        config(&d.0.join("journal"), "stats_interval_ms: 100\n"),
+    )
+    .unwrap();
+    let input: Vec<Vec<u8>> = (1..=50).map(backup).collect();
+    let in_pcap = d.0.join("in.pcap");
+    pcap::write(&in_pcap, &input).unwrap();
+    let stats = d.0.join("stats.json");
+    let prefix = format!("taphold-backup-live-{}", std::process::id());
+    let mut child = node_command(
+        &d.0,
+        "live",
+        &in_pcap,
+        &[
+            "--duration-ms",
+            "4000",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--stats-json",
+            &stats.display().to_string(),
+        ],
+    )
+    .env("RUST_LOG", "info")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut addr = None;
+    let mut line = String::new();
+    while addr.is_none() {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0,
+            "the node exited before serving metrics"
+        );
+        addr = line
+            .split("metrics on http://")
+            .nth(1)
+            .and_then(|r| r.split("/metrics").next())
+            .map(str::to_string);
+    }
+    let addr = addr.unwrap();
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    // The status is published every stats interval (100 ms here).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let live = loop {
+        let text = dpdk::testing::telemetry::query(&prefix, "/taphold_backup/stats").unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let st = v["/taphold_backup/stats"].clone();
+        if st["journaled"].as_u64() == Some(50) {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let journal: Value = serde_json::from_str(
+        &dpdk::testing::telemetry::query(&prefix, "/taphold_backup/journal").unwrap(),
+    )
+    .unwrap();
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut s = String::new();
+        c.read_to_string(&mut s).unwrap();
+        s
+    };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let sum: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(live["journaled"], sum["journaled"]);
+    assert_eq!(live["backup_frames"], sum["backup_frames"]);
+    assert_eq!(
+        journal["/taphold_backup/journal"]["current_records"], sum["journal"]["records"],
+        "{journal:#}"
+    );
+    let body = metrics.split_once("\r\n\r\n").unwrap().1;
+    let scraped = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let journaled = scraped
+        .samples
+        .iter()
+        .find(|s| s.metric == "taphold_backup_journaled")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(
+        matches!(journaled.value, prometheus_parse::Value::Untyped(v) if v == 50.0),
+        "{:?}",
+        journaled.value
+    );
+}

@@ -10,4 +10,5 @@ pub mod args;
 pub mod epoch;
 pub mod idle;
 pub mod key;
+pub mod metrics;
 pub mod yaml;

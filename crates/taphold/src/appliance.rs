@@ -196,14 +196,19 @@ impl Appliance {
 
     pub fn run(mut self, opts: &Opts, signalled: &AtomicBool) -> Result<i32, String> {
         let monitors = Monitors::new(&self.cfg.latency_monitor, self.clock.now_ns());
-        let main_cpu = self.eal.cpu_of(self.eal.main_lcore()) as usize;
+        // Threads outside EAL (the interval log's writer, the metrics
+        // server) go on the main lcore's CPU: it only watches.
+        let main_cpu = self
+            .eal
+            .lcore_cpu(self.eal.main_lcore())
+            .map(|c| c as usize);
         let mut report = Report::new(
             opts.out.as_deref(),
             &self.cfg,
             &self.lease,
             self.clock,
             monitors,
-            opts.hlog.then_some(Some(main_cpu)),
+            opts.hlog.then_some(main_cpu),
         )
         .map_err(err)?;
         let mut console = Console::default();
@@ -323,10 +328,13 @@ impl Appliance {
         });
         crate::telemetry::register(self.plane, info.clone()).map_err(err)?;
         if let Some(addr) = opts.metrics_listen {
-            let cpu = self.eal.cpu_of(self.eal.main_lcore()) as usize;
-            let bound = crate::telemetry::serve_metrics(addr, self.plane, info, Some(cpu))
+            let cpu = self
+                .eal
+                .lcore_cpu(self.eal.main_lcore())
+                .map(|c| c as usize);
+            let bound = crate::telemetry::serve_metrics(addr, self.plane, info, cpu)
                 .map_err(|e| format!("--metrics-listen {addr}: {e}"))?;
-            log::info!("metrics on http://{bound}/metrics (CPU {cpu}, the main lcore's)");
+            log::info!("metrics on http://{bound}/metrics (CPU {cpu:?}, the main lcore's)");
         }
         Ok(())
     }

@@ -9,13 +9,12 @@
 //! answers the commands, and the metrics server is a thread of its own placed
 //! on the main lcore's CPU, off the workers' cores.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use dpdk::telemetry::{self, Dict};
 use taphold_core::health::LinkState;
+use taphold_runtime::metrics::{label_value as label, metric_name as metric};
 
 use crate::counters::Named;
 use crate::plane::Plane;
@@ -131,26 +130,6 @@ pub fn register(plane: &'static Plane, info: Arc<Info>) -> dpdk::Result<()> {
     Ok(())
 }
 
-/// Names Prometheus accepts: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-fn metric(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// Label values are quoted; `\`, `"` and newlines escaped.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// The Prometheus text exposition (version 0.0.4) of everything above:
 /// `taphold_` names, per-link series labelled `link`.
 pub fn prometheus(p: &Plane, info: &Info) -> String {
@@ -234,57 +213,14 @@ pub fn serve_metrics(
     info: Arc<Info>,
     cpu: Option<usize>,
 ) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
-    let bound = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("taphold-metrics".into())
-        .spawn(move || {
-            if let Some(id) = cpu {
-                if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
-                    log::warn!("metrics server: could not pin to CPU {id}");
-                }
-            }
-            for conn in listener.incoming() {
-                match conn {
-                    Ok(c) => {
-                        if let Err(e) = answer(c, plane, &info) {
-                            log::debug!("metrics: {e}");
-                        }
-                    }
-                    Err(e) => log::warn!("metrics: accept: {e}"),
-                }
-            }
-        })?;
-    Ok(bound)
-}
-
-/// One HTTP/1.0-style exchange: any GET of /metrics (or /) gets the text.
-fn answer(mut c: TcpStream, plane: &Plane, info: &Info) -> std::io::Result<()> {
-    c.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut request = String::new();
-    BufReader::new(&c).read_line(&mut request)?;
-    let path = request.split_whitespace().nth(1).unwrap_or("");
-    let (status, body) = if request.starts_with("GET ") && (path == "/metrics" || path == "/") {
-        ("200 OK", prometheus(plane, info))
-    } else {
-        ("404 Not Found", "GET /metrics\n".to_string())
-    };
-    write!(
-        c,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
+    taphold_runtime::metrics::serve(addr, "taphold-metrics", cpu, move || {
+        prometheus(plane, &info)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_and_labels_are_escaped() {
-        assert_eq!(metric("tap_malformed_bad-magic"), "tap_malformed_bad_magic");
-        assert_eq!(label("b\"1\\\n"), "b\\\"1\\\\\\n");
-    }
 
     #[test]
     fn the_exposition_has_one_type_line_per_metric_and_a_series_per_link() {

@@ -635,40 +635,11 @@ fn without_an_output_directory_held_messages_still_go_to_a_file() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-/// One request on DPDK's telemetry socket (SOCK_SEQPACKET, JSON answers).
+/// One request on DPDK's telemetry socket: the command's JSON answer.
 fn telemetry(prefix: &str, cmd: &str) -> Value {
-    let path = format!("/var/run/dpdk/{prefix}/dpdk_telemetry.v2");
-    // SAFETY: plain socket calls on a fd we own and close; the address is a
-    // zeroed sockaddr_un filled within its bounds.
-    unsafe {
-        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0);
-        assert!(fd >= 0);
-        let mut addr: libc::sockaddr_un = std::mem::zeroed();
-        addr.sun_family = libc::AF_UNIX as u16;
-        for (d, s) in addr.sun_path.iter_mut().zip(path.bytes()) {
-            *d = s as libc::c_char;
-        }
-        let len = std::mem::size_of::<libc::sockaddr_un>() as u32;
-        assert_eq!(
-            libc::connect(fd, &addr as *const _ as *const libc::sockaddr, len),
-            0,
-            "connect {path}"
-        );
-        let mut buf = vec![0u8; 1 << 16];
-        let read = |buf: &mut Vec<u8>| {
-            let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
-            assert!(n > 0);
-            serde_json::from_slice::<Value>(&buf[..n as usize]).unwrap()
-        };
-        let _greeting = read(&mut buf);
-        assert_eq!(
-            libc::send(fd, cmd.as_ptr().cast(), cmd.len(), 0),
-            cmd.len() as isize
-        );
-        let v = read(&mut buf);
-        libc::close(fd);
-        v[cmd].clone()
-    }
+    let text = dpdk::testing::telemetry::query(prefix, cmd).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v[cmd].clone()
 }
 
 /// GET /metrics over plain TCP.
