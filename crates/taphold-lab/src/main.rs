@@ -33,7 +33,12 @@ const MAX_WAIT: Duration = Duration::from_millis(50);
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let all: Vec<String> = std::env::args().collect();
+    if let Some(text) = taphold_runtime::args::early(&all, "taphold-linkemu", USAGE) {
+        println!("{text}");
+        return;
+    }
+    let args: Vec<String> = all[1..].to_vec();
     let code = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
         Some("ctl") => ctl(&args[1..]),
