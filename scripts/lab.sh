@@ -377,9 +377,12 @@ up() {
 # with its default route via an address of the gateway on that bridge — the
 # kernel router of `router up`, or taphold's P in gateway mode. No ICMP
 # redirects: a one-armed router would otherwise tell each end to go direct.
+# The engine's route MTU (1340, locked) keeps its TCP segments at most 1300
+# payload bytes: below taphold's primary.max_payload (1400 in the lab), as a
+# gateway deployment must keep the protected sessions' MSS.
 gateway_addresses() {
     ip -n "$(ns src)" addr add 10.71.1.2/24 dev "$P-src0"
-    ip -n "$(ns src)" route add default via 10.71.1.1 dev "$P-src0" src 10.71.1.2
+    ip -n "$(ns src)" route add default via 10.71.1.1 dev "$P-src0" src 10.71.1.2 mtu lock 1340
     ip -n "$(ns dst)" addr add 10.71.2.2/24 dev "$P-dst0"
     ip -n "$(ns dst)" route add default via 10.71.2.1 dev "$P-dst0" src 10.71.2.2
     local n
