@@ -25,9 +25,11 @@ pub mod delivery;
 pub mod digest;
 pub mod emit;
 pub mod ethernet;
+pub mod gateway;
 pub mod ipv4;
 pub mod link;
 pub mod taphold;
+pub mod tcp;
 pub mod udp;
 
 use core::fmt;
