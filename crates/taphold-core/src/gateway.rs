@@ -316,6 +316,10 @@ mod tests {
             sent.push((*k, a));
             true
         });
-        assert_eq!(sent, vec![(8, 100), (8, 100)], "refused once, so offered again");
+        assert_eq!(
+            sent,
+            vec![(8, 100), (8, 100)],
+            "refused once, so offered again"
+        );
     }
 }

@@ -77,6 +77,9 @@ pub struct GatewayRules<'a> {
     pub mac: EthernetAddress,
     /// P's IPv4 address: ARP asks for it; nothing else is for it.
     pub ip: [u8; 4],
+    /// More addresses of ours on P, answered like `ip` (the gateway address of
+    /// each subnet we route for, when they share one segment).
+    pub also: &'a [[u8; 4]],
     /// Routes, longest prefix wins.
     pub routes: &'a [Route],
     /// Protection rules.
@@ -89,6 +92,12 @@ pub struct GatewayRules<'a> {
 }
 
 impl GatewayRules<'_> {
+    /// Whether `ip` is one of our addresses.
+    #[inline]
+    pub fn is_ours(&self, ip: [u8; 4]) -> bool {
+        ip == self.ip || self.also.contains(&ip)
+    }
+
     /// The next hop for `dst`: the longest matching route's.
     pub fn next_hop(&self, dst: [u8; 4]) -> Option<[u8; 4]> {
         self.routes
@@ -151,8 +160,12 @@ pub struct SegmentMeta {
 /// What a frame from P is, in gateway mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GatewayClass {
-    /// An ARP request for our IP: answer with [`crate::arp::reply_in_place`].
-    ArpRequest,
+    /// An ARP request for one of our addresses, `ip`: answer with
+    /// [`crate::arp::reply_in_place`].
+    ArpRequest {
+        /// The address asked for.
+        ip: [u8; 4],
+    },
     /// An ARP reply (or gratuitous ARP) addressed to us: `ip` is at `mac`.
     ArpReply {
         /// The sender's protocol address.
@@ -215,11 +228,13 @@ fn classify_arp(bytes: &[u8], rules: &GatewayRules) -> Result<GatewayClass, Drop
         return Err(DropReason::ArpOther);
     }
     match arp.operation() {
-        arp::Operation::Request if arp.target_protocol_addr() == rules.ip => {
-            Ok(GatewayClass::ArpRequest)
+        arp::Operation::Request if rules.is_ours(arp.target_protocol_addr()) => {
+            Ok(GatewayClass::ArpRequest {
+                ip: arp.target_protocol_addr(),
+            })
         }
         arp::Operation::Request => Err(DropReason::ArpNotForUs),
-        arp::Operation::Reply if arp.target_protocol_addr() == rules.ip => {
+        arp::Operation::Reply if rules.is_ours(arp.target_protocol_addr()) => {
             let mac = arp.source_hardware_addr();
             // A reply claiming a broadcast or multicast MAC is not a neighbour.
             if mac.0[0] & 1 != 0 {
@@ -262,7 +277,7 @@ fn classify_ipv4(
         return Err(DropReason::Ipv4BadChecksum);
     }
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    if dst == rules.ip {
+    if rules.is_ours(dst) {
         return Err(DropReason::Ipv4ToUs);
     }
     if ip.ttl() <= 1 {
@@ -414,6 +429,7 @@ mod tests {
         GatewayRules {
             mac: OUR_MAC,
             ip: OUR_IP,
+            also: &[[10, 71, 2, 1]],
             routes: &ROUTES,
             protect: &PROTECT,
             forward_other,
@@ -681,7 +697,17 @@ mod tests {
         );
         a.operation = arp::Operation::Request;
         a.emit(&mut f[14..]).unwrap();
-        assert_eq!(classify_gateway(&f, &r), GatewayClass::ArpRequest);
+        assert_eq!(
+            classify_gateway(&f, &r),
+            GatewayClass::ArpRequest { ip: OUR_IP }
+        );
+        // The other subnet's gateway address is ours too.
+        a.target_protocol_addr = [10, 71, 2, 1];
+        a.emit(&mut f[14..]).unwrap();
+        assert_eq!(
+            classify_gateway(&f, &r),
+            GatewayClass::ArpRequest { ip: [10, 71, 2, 1] }
+        );
         a.target_protocol_addr = EXCHANGE;
         a.emit(&mut f[14..]).unwrap();
         assert_eq!(
