@@ -34,7 +34,13 @@ struct Neighbor {
     is_static: bool,
     /// When we last asked for it (0: never).
     asked_ns: u64,
+    /// Periodic re-asks since traffic last needed it.
+    retries: u8,
 }
+
+/// Re-asks of an unresolved next hop after traffic last needed it (as Linux's
+/// mcast_solicit): a host that is gone is not asked for forever.
+pub const MAX_RETRIES: u8 = 3;
 
 /// The ARP cache.
 #[derive(Debug)]
@@ -67,6 +73,7 @@ impl Neighbors {
             mac: Some(mac),
             is_static: true,
             asked_ns: 0,
+            retries: 0,
         })
     }
 
@@ -92,6 +99,7 @@ impl Neighbors {
                 mac: Some(mac),
                 is_static: false,
                 asked_ns: 0,
+                retries: 0,
             });
             return if added { Learned::New } else { Learned::Full };
         };
@@ -117,8 +125,11 @@ impl Neighbors {
                 mac: None,
                 is_static: false,
                 asked_ns: now_ns.max(1),
+                retries: 0,
             });
         };
+        // Traffic wants it: the periodic re-asks start over.
+        e.retries = 0;
         if e.mac.is_some() || (e.asked_ns != 0 && now_ns.saturating_sub(e.asked_ns) < retry) {
             return false;
         }
@@ -127,11 +138,16 @@ impl Neighbors {
     }
 
     /// Next hops still unresolved whose retry interval has passed, remembered as
-    /// asked now: the periodic re-ask.
+    /// asked now: the periodic re-ask, at most [`MAX_RETRIES`] times after
+    /// traffic last needed the next hop.
     pub fn due(&mut self, now_ns: u64, mut ask: impl FnMut([u8; 4])) {
         for e in self.entries.iter_mut() {
-            if e.mac.is_none() && now_ns.saturating_sub(e.asked_ns) >= self.retry_ns {
+            if e.mac.is_none()
+                && e.retries < MAX_RETRIES
+                && now_ns.saturating_sub(e.asked_ns) >= self.retry_ns
+            {
                 e.asked_ns = now_ns.max(1);
+                e.retries += 1;
                 ask(e.ip);
             }
         }
@@ -272,6 +288,16 @@ mod tests {
         n.due(1500, |ip| asked.push(ip));
         assert!(asked.is_empty());
         n.due(2010, |ip| asked.push(ip));
+        assert_eq!(asked, vec![A]);
+        // Three re-asks, then silence until traffic wants it again.
+        asked.clear();
+        for t in [3010, 4010, 5010, 6010] {
+            n.due(t, |ip| asked.push(ip));
+        }
+        assert_eq!(asked, vec![A, A], "two more: three re-asks in all");
+        assert!(n.should_ask(A, 7000));
+        asked.clear();
+        n.due(8000, |ip| asked.push(ip));
         assert_eq!(asked, vec![A]);
         assert_eq!(n.learn(A, M1), Learned::New);
         assert!(!n.should_ask(A, 99_999));

@@ -1698,7 +1698,10 @@ mod tests {
         };
         let (from, to) = port("9001");
         let c = accepted(&[framed, (from, &to)]);
-        assert_eq!(c.destination.as_ref().unwrap().target_confirm_port, Some(9001));
+        assert_eq!(
+            c.destination.as_ref().unwrap().target_confirm_port,
+            Some(9001)
+        );
         assert_eq!(c.destination.as_ref().unwrap().unconfirmed_alert_ms, 1000);
         let e = refused(
             &[(from, &to)],

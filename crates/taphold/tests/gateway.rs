@@ -193,7 +193,9 @@ fn assert_forwarded(orig: &[u8], out: &[u8], next_hop: EthernetAddress) {
     assert_eq!(&out[0..6], &next_hop.0, "destination MAC");
     assert_eq!(&out[6..12], &OURS.0, "source MAC");
     assert_eq!(out[22], orig[22] - 1, "TTL");
-    assert!(ipv4::Packet::new_checked(&out[14..]).unwrap().verify_checksum());
+    assert!(ipv4::Packet::new_checked(&out[14..])
+        .unwrap()
+        .verify_checksum());
     for i in 12..ip_end {
         if ![22, 24, 25].contains(&i) {
             assert_eq!(out[i], orig[i], "byte {i} changed");
@@ -212,8 +214,10 @@ fn protected_segments_leave_after_their_tap_copy_byte_identical_in_flow_order() 
 
     // Every protected segment, data or not, left once, in its flow's order,
     // rewritten as a router would and otherwise byte-identical.
-    let by_ident: BTreeMap<u16, &Vec<u8>> =
-        inp.iter().filter_map(|f| Some((seg(f)?.ident, f))).collect();
+    let by_ident: BTreeMap<u16, &Vec<u8>> = inp
+        .iter()
+        .filter_map(|f| Some((seg(f)?.ident, f)))
+        .collect();
     for (sport, dport) in [(40001u16, 9878u16), (40002, 9879)] {
         let flow = |s: &Seg| s.src == (ENGINE.0, sport) && s.dst == (EXCHANGE.0, dport);
         let want: Vec<Seg> = protected_in(&inp)
@@ -264,7 +268,11 @@ fn protected_segments_leave_after_their_tap_copy_byte_identical_in_flow_order() 
             (p.msg_type() == MsgType::Backup).then(|| (p.seq(), f[14..].to_vec()))
         })
         .collect();
-    assert_eq!(frames.len() as u64, held, "one backup frame per held segment");
+    assert_eq!(
+        frames.len() as u64,
+        held,
+        "one backup frame per held segment"
+    );
     let mut backed_up = Vec::new();
     for (seq, pdu) in &frames {
         let p = Packet::new_checked(&pdu[..]).unwrap();
@@ -283,8 +291,11 @@ fn protected_segments_leave_after_their_tap_copy_byte_identical_in_flow_order() 
     let ev = r.events();
     assert_eq!(ev.len() as u64, held);
     for e in &ev {
-        let (launch, tap, release): (u64, u64, u64) =
-            (e[4].parse().unwrap(), e[5].parse().unwrap(), e[6].parse().unwrap());
+        let (launch, tap, release): (u64, u64, u64) = (
+            e[4].parse().unwrap(),
+            e[5].parse().unwrap(),
+            e[6].parse().unwrap(),
+        );
         assert_eq!(e[7], "released", "{e:?}");
         assert!(launch > 0 && tap >= launch && release >= tap, "{e:?}");
     }
@@ -317,12 +328,17 @@ fn protected_segments_leave_after_their_tap_copy_byte_identical_in_flow_order() 
     let asked = arp_out.iter().filter(|f| f[0..6] == [0xff; 6]).count() as u64;
     assert_eq!(asked, n(&s, "gateway.arp_requests_sent"));
     assert!(asked >= 1);
-    assert!(arp_out.iter().any(|f| f[38..42] == [10, 71, 2, 99]), "asked for the unknown next hop");
+    assert!(
+        arp_out.iter().any(|f| f[38..42] == [10, 71, 2, 99]),
+        "asked for the unknown next hop"
+    );
 
     // The exchange's last acknowledgement of each flow reached the backup node.
     let mut acks: BTreeMap<String, u32> = BTreeMap::new();
     for f in r.pcap("backup.pcap") {
-        let Ok(p) = Packet::new_checked(&f[14..]) else { continue };
+        let Ok(p) = Packet::new_checked(&f[14..]) else {
+            continue;
+        };
         if p.msg_type() == MsgType::FlowAck {
             let a = FlowAckRepr::parse(&p, &key()).unwrap();
             let name = format!(
@@ -359,7 +375,10 @@ fn with_the_tap_cut_no_protected_data_reaches_the_exchange_and_return_traffic_st
         .collect();
     assert!(leaked.is_empty(), "left without a tap copy: {leaked:?}");
     assert_eq!(n(&s, "messages.released"), 0);
-    assert_eq!(n(&s, "messages.held_at_shutdown"), n(&s, "messages.accepted"));
+    assert_eq!(
+        n(&s, "messages.held_at_shutdown"),
+        n(&s, "messages.accepted")
+    );
     assert!(n(&s, "gateway.protected_segments") >= 1);
     assert_eq!(s["mode"]["final"], "halt");
     // Never held: the exchange's side keeps flowing to the engine.
@@ -388,6 +407,73 @@ fn refusing_other_traffic_by_rule_counts_it() {
         n(&exp, "forwarded") + n(&exp, "no_neighbor")
     );
     // Protected flows are untouched by the rule.
-    assert_eq!(n(&s, "gateway.protected_segments"), n(&exp, "protected_data"));
+    assert_eq!(
+        n(&s, "gateway.protected_segments"),
+        n(&exp, "protected_data")
+    );
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn fix_compact_backup_frames_rebuild_every_order_with_valid_framing() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = replay("compact", |c| {
+        c.replace("content: tcp ", "content: fix-compact ")
+    });
+    let s = assert_clean(&r);
+    let exp = expected();
+    // Every data segment of the capture holds whole FIX messages.
+    assert_eq!(n(&s, "gateway.fix_compact"), n(&exp, "protected_data"));
+    assert_eq!(n(&s, "gateway.fix_compact_fallback"), 0);
+    let originals: Vec<Vec<u8>> = protected_in(&input())
+        .into_iter()
+        .flat_map(|(_, sg)| {
+            taphold_fix::split(&sg.payload)
+                .map(|p| match p {
+                    taphold_fix::Piece::Message { message, .. } => message.raw().to_vec(),
+                    other => panic!("the capture's FIX is whole: {other:?}"),
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut rebuilt = Vec::new();
+    let mut compact_bytes = 0;
+    let mut payload_bytes = 0;
+    for f in r.pcap("backup.pcap") {
+        let Ok(p) = Packet::new_checked(&f[14..]) else {
+            continue;
+        };
+        if p.msg_type() != MsgType::Backup {
+            continue;
+        }
+        let b = BackupRepr::parse(&p, &key()).unwrap();
+        match b.content {
+            Content::FixCompact(t) => {
+                compact_bytes += t.content.len();
+                payload_bytes += usize::from(t.payload_len);
+                for m in taphold_fix::records(t.content) {
+                    rebuilt.push(taphold_fix::rebuild(&m.unwrap(), None));
+                }
+            }
+            // Segments without payload have nothing to compact.
+            Content::Tcp(t) => assert!(t.content.is_empty(), "a data segment went in full"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(rebuilt.len(), originals.len());
+    assert!(
+        compact_bytes < payload_bytes,
+        "compact is smaller: {compact_bytes} of {payload_bytes} bytes"
+    );
+    const KEPT: [u32; 12] = [8, 35, 34, 11, 54, 55, 38, 44, 40, 59, 52, 49];
+    for (orig, new) in originals.iter().zip(&rebuilt) {
+        let o = taphold_fix::Message::parse_at(orig).unwrap();
+        // Valid framing: parse_at checks BodyLength and CheckSum.
+        let m = taphold_fix::Message::parse_at(new)
+            .unwrap_or_else(|e| panic!("rebuilt message invalid ({e:?}): {new:?}"));
+        for tag in KEPT {
+            assert_eq!(m.get(tag), o.get(tag), "tag {tag}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&r.out);
 }

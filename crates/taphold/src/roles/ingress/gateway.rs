@@ -271,7 +271,7 @@ impl Ingress {
         let mut scratch = std::mem::take(&mut self.gateway.as_mut()?.scratch);
         let content = match self.gateway.as_ref()?.plan.content {
             ContentMode::FixCompact if seg.payload_len > 0 => {
-                match encode_compact_pending(payload, &mut scratch) {
+                match taphold_fix::compact::encode_compact(payload, &mut scratch) {
                     Ok(n) => {
                         g.fix_compact.inc();
                         Content::FixCompact(TcpSegmentRepr {
@@ -407,9 +407,4 @@ impl Ingress {
         });
         work
     }
-}
-
-// MERGE-PENDING: replaced by taphold_fix::compact::encode_compact once issue12-fix lands.
-fn encode_compact_pending(_segment: &[u8], _out: &mut [u8]) -> Result<usize, ()> {
-    Err(())
 }
