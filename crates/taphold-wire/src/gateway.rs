@@ -82,7 +82,7 @@ pub struct GatewayRules<'a> {
     pub also: &'a [[u8; 4]],
     /// Routes, longest prefix wins.
     pub routes: &'a [Route],
-    /// Protection rules.
+    /// Protection rules (at most 255).
     pub protect: &'a [ProtectRule],
     /// Routable traffic no rule protects (and that is no return traffic): forwarded
     /// if true, refused ([`DropReason::RefusedByRule`]) if false.
@@ -107,8 +107,12 @@ impl GatewayRules<'_> {
             .map(|r| r.via.unwrap_or(dst))
     }
 
-    fn protects(&self, ip: [u8; 4], port: u16) -> bool {
-        self.protect.iter().any(|r| r.covers(ip, port))
+    /// The index of the first rule protecting (`ip`, `port`).
+    fn protecting(&self, ip: [u8; 4], port: u16) -> Option<u8> {
+        self.protect
+            .iter()
+            .position(|r| r.covers(ip, port))
+            .map(|i| i as u8)
     }
 }
 
@@ -155,6 +159,8 @@ pub struct SegmentMeta {
     pub payload_len: u16,
     /// Where to send it.
     pub next_hop: [u8; 4],
+    /// The index of the protect rule it matched (the first that does).
+    pub rule: u8,
 }
 
 /// What a frame from P is, in gateway mode.
@@ -290,7 +296,7 @@ fn classify_ipv4(
         .then(|| (be16(&datagram[0..2]), be16(&datagram[2..4])));
 
     if let Some((sport, dport)) = tcp_ports {
-        if rules.protects(dst, dport) {
+        if let Some(rule) = rules.protecting(dst, dport) {
             if ip.is_fragment() {
                 // A fragment cannot be backed up as a segment; we never reassemble.
                 return Err(DropReason::Ipv4Fragment);
@@ -317,9 +323,10 @@ fn classify_ipv4(
                 payload_off: payload_off as u16,
                 payload_len: seg.payload().len() as u16,
                 next_hop,
+                rule,
             }));
         }
-        if rules.protects(src, sport) {
+        if rules.protecting(src, sport).is_some() {
             let flow = FlowKey {
                 src_ip: dst,
                 src_port: dport,

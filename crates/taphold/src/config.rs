@@ -233,6 +233,21 @@ pub struct ProtectConfig {
     pub dst: Prefix,
     /// A port (`9878`) or a range (`9878-9880`).
     pub ports: PortRange,
+    /// Confirm each protected segment to a listener (claim 1's confirmation
+    /// to the source), once it is released: a taphold confirmation PDU whose
+    /// echo is the flow and TCP sequence number.
+    #[serde(default)]
+    pub confirm_to: Option<ConfirmToConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmToConfig {
+    pub ip: Ipv4Addr,
+    /// UDP port (also the confirmations' source port).
+    pub port: u16,
+    /// The listener's next-hop MAC.
+    pub mac: Mac,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -1037,6 +1052,29 @@ impl Config {
                 "missing: primary.mode: gateway needs gateway.routes and gateway.protect",
             ));
         };
+        if g.protect.len() > 255 {
+            return Err(at.err("gateway.protect", "at most 255 rules"));
+        }
+        for (i, r) in g.protect.iter().enumerate() {
+            if let Some(c) = &r.confirm_to {
+                let f = format!("gateway.protect.{i}.confirm_to");
+                if c.port == 0 {
+                    return Err(at.err(
+                        &format!("{f}.port"),
+                        "0 is not a port a datagram can be sent to",
+                    ));
+                }
+                if c.ip.is_unspecified() {
+                    return Err(at.err(&format!("{f}.ip"), "0.0.0.0 is no listener"));
+                }
+                if c.mac.0.is_multicast() || c.mac.0 == EthernetAddress([0; 6]) {
+                    return Err(at.err(
+                        &format!("{f}.mac"),
+                        format!("{} is not a unicast MAC", c.mac.0),
+                    ));
+                }
+            }
+        }
         if g.routes.is_empty() {
             return Err(at.err("gateway.routes", "needs at least one route"));
         }

@@ -49,6 +49,8 @@ pub struct GatewayPlan {
     pub addresses: Vec<[u8; 4]>,
     pub routes: Vec<Route>,
     pub protect: Vec<ProtectRule>,
+    /// Per protect rule: where its segments are confirmed, if anywhere.
+    pub confirm_to: Vec<Option<Endpoint>>,
     /// Static ARP entries.
     pub neighbors: Vec<([u8; 4], EthernetAddress)>,
     pub forward_other: bool,
@@ -192,6 +194,17 @@ impl Plan {
                         .map(|r| ProtectRule {
                             dst: r.dst.0,
                             ports: (r.ports.0, r.ports.1),
+                        })
+                        .collect(),
+                    confirm_to: g
+                        .protect
+                        .iter()
+                        .map(|r| {
+                            r.confirm_to.as_ref().map(|c| Endpoint {
+                                mac: c.mac.0,
+                                ip: c.ip.octets(),
+                                port: c.port,
+                            })
                         })
                         .collect(),
                     neighbors: g

@@ -17,7 +17,7 @@ use serde_json::Value;
 use taphold_wire::digest::DigestKey;
 use taphold_wire::ethernet::{EtherType, EthernetAddress, Frame};
 use taphold_wire::ipv4;
-use taphold_wire::taphold::{BackupRepr, Content, FlowAckRepr, MsgType, Packet};
+use taphold_wire::taphold::{BackupRepr, ConfirmRepr, Content, FlowAckRepr, MsgType, Packet};
 use taphold_wire::tcp;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -475,5 +475,79 @@ fn fix_compact_backup_frames_rebuild_every_order_with_valid_framing() {
             assert_eq!(m.get(tag), o.get(tag), "tag {tag}");
         }
     }
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+/// config/gateway.yaml with every protected segment confirmed to a listener
+/// (the engine's confirmation service), on P's second transmit queue.
+fn with_confirmations(c: String) -> String {
+    c.replace("tx_queues: 1 ", "tx_queues: 2 ").replace(
+        "      ports: 9878-9879\n",
+        "      ports: 9878-9879\n      confirm_to: {ip: 10.71.1.2, port: 7000, mac: \"02:00:00:00:0e:01\"}\n",
+    )
+}
+
+#[test]
+fn released_segments_are_confirmed_to_the_listener_after_release_and_only_then() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = replay("confirm", with_confirmations);
+    let s = assert_clean(&r);
+    let data: Vec<Seg> = protected_in(&input())
+        .into_iter()
+        .map(|(_, s)| s)
+        .filter(|s| !s.payload.is_empty())
+        .collect();
+    let confirms: Vec<ConfirmRepr> = r
+        .pcap("source.pcap")
+        .iter()
+        .map(|f| {
+            assert_eq!(&f[0..6], &ENGINE.1 .0, "to the listener's MAC");
+            assert_eq!(&f[30..34], &ENGINE.0, "to the listener's address");
+            assert_eq!(u16::from_be_bytes([f[36], f[37]]), 7000);
+            ConfirmRepr::parse(&Packet::new_checked(&f[42..]).unwrap(), &key()).unwrap()
+        })
+        .collect();
+    assert_eq!(confirms.len(), data.len(), "one per data segment");
+    assert_eq!(n(&s, "egress.confirmations_sent"), data.len() as u64);
+    for (c, d) in confirms.iter().zip(&data) {
+        assert_eq!(&c.echo[0..4], &d.src.0);
+        assert_eq!(u16::from_be_bytes([c.echo[4], c.echo[5]]), d.src.1);
+        assert_eq!(&c.echo[6..10], &d.dst.0);
+        assert_eq!(u16::from_be_bytes([c.echo[10], c.echo[11]]), d.dst.1);
+        assert_eq!(
+            u32::from_be_bytes(c.echo[12..16].try_into().unwrap()),
+            d.seq,
+            "the confirmed bytes start at the segment's TCP seq"
+        );
+        assert_eq!(usize::from(c.payload_len), d.payload.len());
+    }
+    // Each confirmation's message seq was released, after its tap copy.
+    let released: BTreeMap<u64, (u64, u64)> = r
+        .events()
+        .iter()
+        .map(|e| {
+            (
+                e[0].parse().unwrap(),
+                (e[5].parse().unwrap(), e[6].parse().unwrap()),
+            )
+        })
+        .collect();
+    for c in &confirms {
+        let (tap, release) = released[&c.seq];
+        assert!(
+            tap > 0 && release >= tap && c.timestamp_ns >= release,
+            "{c:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&r.out);
+
+    // With the tap cut nothing is released, so nothing is confirmed.
+    let r = replay("confirm-cut", |c| {
+        with_confirmations(c).replace("tap: mirror", "tap: cut")
+    });
+    let s = assert_clean(&r);
+    assert!(n(&s, "messages.accepted") > 0);
+    assert_eq!(r.pcap("source.pcap").len(), 0);
+    assert_eq!(n(&s, "egress.confirmations_sent"), 0);
     let _ = std::fs::remove_dir_all(&r.out);
 }

@@ -72,8 +72,9 @@ pub struct Egress {
     journal_out: Option<dpdk::ring::Producer<Mbuf>>,
     journal_next: u64,
     /// Gateway mode: held segments were rewritten for their next hop when
-    /// accepted, and nothing is confirmed to a source.
+    /// accepted; per protect rule, where a released segment is confirmed.
     gateway: bool,
+    gateway_confirm_to: Vec<Option<Endpoint>>,
 }
 
 /// What egress is given to work with, besides the plan.
@@ -120,6 +121,10 @@ impl Egress {
             journal_out: parts.journal_out,
             journal_next: 0,
             gateway: plan.gateway.is_some(),
+            gateway_confirm_to: plan
+                .gateway
+                .as_ref()
+                .map_or_else(Vec::new, |g| g.confirm_to.clone()),
         }
     }
 
@@ -302,7 +307,7 @@ impl Egress {
             tcp,
             ..
         } = r.item;
-        if tcp.is_some() {
+        if let Some(t) = tcp {
             // A TCP segment, already addressed to its next hop: it leaves
             // byte-identical to what was held.
             let _ = self.release_tx.push(mbuf);
@@ -312,6 +317,25 @@ impl Egress {
                 _ => {}
             }
             self.record(r.seq, r.rx_ns, r.backup_tx_ns, r.tap_ns, now, status);
+            let to = self
+                .gateway_confirm_to
+                .get(usize::from(t.rule))
+                .copied()
+                .flatten();
+            if let (Some(to), true) = (to, meta.payload_len > 0) {
+                // The echo names the bytes confirmed: flow and TCP sequence number.
+                let mut echo = [0u8; 16];
+                echo[0..4].copy_from_slice(&meta.src_ip);
+                echo[4..6].copy_from_slice(&meta.src_port.to_be_bytes());
+                echo[6..10].copy_from_slice(&t.dst_ip);
+                echo[10..12].copy_from_slice(&t.dst_port.to_be_bytes());
+                echo[12..16].copy_from_slice(&t.tcp_seq.to_be_bytes());
+                let ours = Endpoint {
+                    port: to.port,
+                    ..self.ours
+                };
+                self.confirm_to(&ours, &to, r.seq, meta.payload_len, echo, protected, now);
+            }
             return true;
         }
         // What the confirmation echoes, read before the rewrite moves things.
@@ -345,7 +369,16 @@ impl Egress {
             _ => {}
         }
         self.record(r.seq, r.rx_ns, r.backup_tx_ns, r.tap_ns, now, status);
-        self.confirm(&source, r.seq, meta.payload_len, echo, protected, now);
+        let ours = self.ours;
+        self.confirm_to(
+            &ours,
+            &source,
+            r.seq,
+            meta.payload_len,
+            echo,
+            protected,
+            now,
+        );
         true
     }
 
@@ -425,8 +458,10 @@ impl Egress {
 
     /// Queues the confirmation of released message `seq` to its source
     /// (after the message itself, in the same poll's bursts).
-    fn confirm(
+    #[allow(clippy::too_many_arguments)]
+    fn confirm_to(
         &mut self,
+        ours: &Endpoint,
         source: &Endpoint,
         seq: u64,
         payload_len: u16,
@@ -450,7 +485,7 @@ impl Egress {
             payload_len,
             echo,
         };
-        match confirmation_frame(&self.pool, &repr, &self.key, &self.ours, source) {
+        match confirmation_frame(&self.pool, &repr, &self.key, ours, source) {
             // Cannot fail: confirm_tx keeps BURST of room for this poll's confirmations.
             Some(m) => {
                 let _ = self.confirm_tx.push(m);

@@ -51,6 +51,8 @@ pub struct TcpHeld {
     pub dst_port: u16,
     pub tcp_seq: u32,
     pub tcp_flags: u8,
+    /// The protect rule it matched.
+    pub rule: u8,
 }
 
 impl HeldMessage {

@@ -248,6 +248,7 @@ impl Ingress {
             dst_port: seg.flow.dst_port,
             tcp_seq: seg.tcp_seq,
             tcp_flags: seg.tcp_flags,
+            rule: seg.rule,
         };
         let seq = self.hold.next_seq();
         let Some(first) = (0..self.links.len()).find(|k| active & (1 << k) != 0) else {
