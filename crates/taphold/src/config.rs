@@ -295,31 +295,44 @@ impl<'de> Deserialize<'de> for Prefix {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortRange(pub u16, pub u16);
 
-impl<'de> Deserialize<'de> for PortRange {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(u16),
-            Text(String),
-        }
-        let bad = |s: &str| format!("`{s}` is not a port or a range of ports (9878, 9878-9880)");
-        let (lo, hi) = match Raw::deserialize(d)? {
-            Raw::One(p) => (p, p),
-            Raw::Text(t) => {
-                let (a, b) = t.split_once('-').unwrap_or((&t, &t));
-                match (a.trim().parse::<u16>(), b.trim().parse::<u16>()) {
-                    (Ok(a), Ok(b)) => (a, b),
-                    _ => return Err(serde::de::Error::custom(bad(&t))),
-                }
-            }
+impl PortRange {
+    fn parse(text: &str) -> Result<PortRange, String> {
+        let (a, b) = text.split_once('-').unwrap_or((text, text));
+        let (Ok(lo), Ok(hi)) = (a.trim().parse::<u16>(), b.trim().parse::<u16>()) else {
+            return Err(format!(
+                "`{text}` is not a port or a range of ports (9878, 9878-9880)"
+            ));
         };
         if lo == 0 || lo > hi {
-            return Err(serde::de::Error::custom(format!(
+            return Err(format!(
                 "{lo}-{hi}: ports run from 1, the first no larger than the last"
-            )));
+            ));
         }
         Ok(PortRange(lo, hi))
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A visitor, not an untagged enum: errors raised inside it carry the
+        // field's own location.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = PortRange;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a port (9878) or a range of ports (9878-9880)")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PortRange, E> {
+                PortRange::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PortRange, E> {
+                PortRange::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PortRange, E> {
+                PortRange::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -2124,6 +2137,157 @@ mod tests {
             .filter(|(_, l)| l.contains(needle))
             .nth(nth - 1)
             .map(|(i, _)| i + 1)
+    }
+
+    const GATEWAY: &str = include_str!("../../../config/gateway.yaml");
+
+    /// config/gateway.yaml with `edits`, refused for `field` on the line of `at`.
+    fn gateway_refused(edits: &[(&str, &str)], field: &str, at: &str) -> ConfigError {
+        let mut text = GATEWAY.to_string();
+        for (from, to) in edits {
+            assert!(text.contains(from), "no `{from}` to edit");
+            text = text.replacen(from, to, 1);
+        }
+        let e = match Config::parse("g.yaml", &text) {
+            Err(e) => e,
+            Ok(_) => panic!("accepted: {edits:?}"),
+        };
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            (field, line_in(&text, at, 1)),
+            "{e}"
+        );
+        e
+    }
+
+    #[test]
+    fn the_gateway_configs_are_valid_and_resolve() {
+        let c = Config::parse("gateway.yaml", GATEWAY).unwrap();
+        assert_eq!(c.primary.mode, PrimaryMode::Gateway);
+        let p = crate::plan::Plan::of(&c).unwrap();
+        let g = p.gateway.as_ref().unwrap();
+        assert_eq!(g.addresses, vec![[10, 71, 2, 1]]);
+        assert_eq!(g.routes.len(), 2);
+        assert_eq!(g.protect[0].ports, (9878, 9879));
+        assert_eq!(g.neighbors.len(), 2);
+        assert!(g.forward_other);
+        assert_eq!(g.content, taphold_wire::taphold::ContentMode::Tcp);
+        // The links carry the larger flow prefix of mode 2.
+        assert_eq!(p.link_mtu as usize, 48 + 20 + 1400 + 8);
+        Config::parse(
+            "gateway.example.yaml",
+            &include_str!("../../../config/gateway.example.yaml").replace(
+                "/etc/taphold/digest.key",
+                key_file("gw", FILE_KEY, 0o600).to_str().unwrap(),
+            ),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn gateway_mode_errors_name_field_and_line() {
+        gateway_refused(
+            &[("      ports: 9878-9879", "      ports: 9879-9878")],
+            "gateway.protect.0.ports",
+            "ports: 9879-9878",
+        );
+        gateway_refused(
+            &[("      ports: 9878-9879", "      ports: http")],
+            "gateway.protect.0.ports",
+            "ports: http",
+        );
+        gateway_refused(
+            &[("    - prefix: 10.71.2.0/24", "    - prefix: 10.71.2.0/33")],
+            "gateway.routes.1.prefix",
+            "10.71.2.0/33",
+        );
+        gateway_refused(
+            &[("    - prefix: 10.71.2.0/24", "    - prefix: 10.71.2.0")],
+            "gateway.routes.1.prefix",
+            "prefix: 10.71.2.0 ",
+        );
+        // A router the appliance could not reach by ARP.
+        gateway_refused(
+            &[(
+                "    - prefix: 10.71.2.0/24   # directly connected: the exchange",
+                "    - prefix: 10.71.2.0/24\n      via: 192.0.2.1",
+            )],
+            "gateway.routes.1.via",
+            "via: 192.0.2.1",
+        );
+        gateway_refused(
+            &[("  addresses: [10.71.2.1]", "  addresses: [10.71.1.1]")],
+            "gateway.addresses.0",
+            "addresses: [10.71.1.1]",
+        );
+        gateway_refused(
+            &[(
+                "      mac: 02:00:00:00:0e:01",
+                "      mac: 01:00:5e:00:00:01",
+            )],
+            "gateway.neighbors.0.mac",
+            "01:00:5e:00:00:01",
+        );
+        gateway_refused(
+            &[("  other: forward", "  other: drop")],
+            "gateway.other",
+            "other: drop",
+        );
+        gateway_refused(
+            &[("  content: tcp ", "  content: digest ")],
+            "gateway.content",
+            "content: digest",
+        );
+        // release.content is gateway.content's business.
+        gateway_refused(
+            &[("  content: full ", "  content: digest ")],
+            "release.content",
+            "content: digest",
+        );
+        // Listener mode's sections do not mix with gateway mode's.
+        gateway_refused(
+            &[(
+                "gateway:\n",
+                "destination:\n  mac: 02:00:00:00:00:02\n  ip: 203.0.113.10\n  udp_port: 9100\ngateway:\n",
+            )],
+            "destination",
+            "destination:",
+        );
+        gateway_refused(
+            &[("  mode: gateway ", "  mode: listener ")],
+            "gateway",
+            "gateway:",
+        );
+        gateway_refused(
+            &[("  mode: gateway ", "  mode: router ")],
+            "primary.mode",
+            "mode: router",
+        );
+        let e = gateway_refused(
+            &[(
+                "  protect:\n    - dst: 10.71.2.0/24   # the exchange's FIX order-entry gateways\n      ports: 9878-9879\n",
+                "  protect: []\n",
+            )],
+            "gateway.protect",
+            "protect: []",
+        );
+        assert!(e.message.contains("nothing is protected"), "{e}");
+        gateway_refused(
+            &[("  flow_ack_interval_us: 1000", "  flow_ack_interval_us: 0")],
+            "gateway.flow_ack_interval_us",
+            "flow_ack_interval_us: 0",
+        );
+    }
+
+    #[test]
+    fn listener_mode_still_needs_its_destination() {
+        let text = GOOD.replace(
+            "destination:\n  mac: 02:00:00:00:00:02\n  ip: 203.0.113.10\n  udp_port: 9100\n  framing: raw            # raw (the payload alone) | taphold (delivery header first)\n",
+            "",
+        );
+        assert_ne!(text, GOOD);
+        let (e, _) = refused_text(&text);
+        assert_eq!(e.field, "destination", "{e}");
     }
 
     #[test]
