@@ -701,6 +701,193 @@ def readme(orders_exp, junk_exp, mixed_exp, cases, info, n_junk, n_mixed):
     return "\n".join(L)
 
 
+
+# --------------------------------------------------------------------------
+# gateway.pcap: TCP order-entry sessions through gateway mode
+# --------------------------------------------------------------------------
+
+GW_IP = ip4("10.71.1.1")          # primary.ip (the engine's gateway)
+GW_IP2 = ip4("10.71.2.1")         # gateway.addresses (the exchange's gateway)
+ENGINE_MAC = mac("02:00:00:00:0e:01")
+ENGINE_IP = ip4("10.71.1.2")
+EXCHANGE_MAC = mac("02:00:00:00:0e:02")
+EXCHANGE_IP = ip4("10.71.2.2")
+GW_FLOWS = [(40001, 9878), (40002, 9879)]  # (engine port, exchange port)
+
+
+def tcp4(src, dst, sport, dport, seq, ack, flags, payload=b"", bad=False):
+    hdr = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF,
+                      ack & 0xFFFFFFFF, 5 << 4, flags, 64240, 0, 0)
+    seg = hdr + payload
+    c = l4_csum_v4(src, dst, 6, seg)
+    if c == 0xFFFF:  # TCP has no "no checksum": 0xFFFF and 0 are the same sum
+        c = 0
+    if bad:
+        c ^= 0x5A5A
+    return seg[:16] + struct.pack("!H", c) + seg[18:]
+
+
+def gw_frame(to_exchange, sport, dport, seq, ack, flags, payload=b"", ident=0,
+             ttl=64, bad=False, dst_ip=None, proto_payload=None):
+    if to_exchange:
+        smac, sip, dip = ENGINE_MAC, ENGINE_IP, dst_ip or EXCHANGE_IP
+    else:
+        smac, sip, dip = EXCHANGE_MAC, EXCHANGE_IP, dst_ip or ENGINE_IP
+    seg = tcp4(sip, dip, sport, dport, seq, ack, flags, payload, bad)
+    return eth(APP_MAC, smac, ETH_IPV4, ipv4(sip, dip, 6, seg, ident, ttl=ttl))
+
+
+def fix_msg(fields):
+    body = "".join("%s=%s\x01" % kv for kv in fields).encode()
+    head = b"8=FIX.4.2\x019=%d\x01" % len(body)
+    m = head + body
+    return m + b"10=%03d\x01" % (sum(m) % 256)
+
+
+def gen_gateway(rng):
+    """Two FIX sessions engine -> exchange through taphold in gateway mode:
+    handshake, orders (some segments with two FIX messages), execution reports
+    back, pure ACKs, one retransmitted segment, two segments out of order, FIN;
+    then frames gateway mode must refuse or forward by rule."""
+    FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+    pkts = []
+    t = [500_000]  # microseconds after EPOCH
+    exp = {"protected_data": 0, "protected_control": 0, "returned": 0,
+           "retransmitted": 0, "out_of_order": 0, "fix_messages": 0,
+           "flows": {}}
+    ident = [0]
+
+    def add(frame):
+        t[0] += rng.randint(20, 200)
+        pkts.append((t[0], frame))
+
+    def nid():
+        ident[0] += 1
+        return ident[0]
+
+    for fi, (sport, dport) in enumerate(GW_FLOWS):
+        # Flow 2's byte stream crosses the 2^32 wrap of the sequence space.
+        e_seq = 1_000_000 if fi == 0 else 0xFFFF_FFFF - 1200
+        x_seq = 7_000_000 * (fi + 1)
+        flow = "%s:%d-%s:%d" % ("10.71.1.2", sport, "10.71.2.2", dport)
+        f_exp = {"data_segments": 0, "fix_messages": 0, "bytes": 0,
+                 "last_ack_from_exchange": 0, "first_seq": 0}
+        f_exp["first_seq"] = (e_seq + 1) & 0xFFFFFFFF
+        # Handshake.
+        add(gw_frame(True, sport, dport, e_seq, 0, SYN, ident=nid()))
+        exp["protected_control"] += 1
+        e_seq = (e_seq + 1) & 0xFFFFFFFF
+        add(gw_frame(False, dport, sport, x_seq, e_seq, SYN | ACK, ident=nid()))
+        exp["returned"] += 1
+        x_seq += 1
+        add(gw_frame(True, sport, dport, e_seq, x_seq, ACK, ident=nid()))
+        exp["protected_control"] += 1
+        segments = []
+        for k in range(12):
+            n_msgs = 2 if k % 4 == 3 else 1
+            payload = b""
+            for j in range(n_msgs):
+                msg_seq = f_exp["fix_messages"] + 1
+                payload += fix_msg([
+                    ("35", "D"), ("49", "ENGINE%d" % (fi + 1)), ("56", "EXCHANGE"),
+                    ("34", str(msg_seq)), ("52", fix_time(EPOCH * 1_000_000 + t[0] + j)),
+                    ("11", "ORD-%d-%04d" % (fi + 1, msg_seq)), ("21", "1"),
+                    ("55", rng.choice(SYMBOLS)), ("54", str(rng.choice((1, 2)))),
+                    ("60", fix_time(EPOCH * 1_000_000 + t[0] + j)),
+                    ("38", str(rng.choice((1, 10, 100, 500)))), ("40", "2"),
+                    ("44", "%d.%02d" % (rng.randint(5, 900), rng.randint(0, 99))),
+                    ("59", "0")])
+                f_exp["fix_messages"] += 1
+            segments.append((e_seq, payload))
+            e_seq = (e_seq + len(payload)) & 0xFFFFFFFF
+        # Segments 5 and 6 swapped (out of order); segment 8 sent twice.
+        order = list(range(len(segments)))
+        order[5], order[6] = order[6], order[5]
+        sent = []
+        for i in order:
+            sent.append(i)
+            if i == 8:
+                sent.append(8)
+        received = set()
+        reports = 0
+        for i in sent:
+            seq, payload = segments[i]
+            add(gw_frame(True, sport, dport, seq, x_seq, PSH | ACK, payload, ident=nid()))
+            exp["protected_data"] += 1
+            f_exp["data_segments"] += 1
+            received.add(i)
+            # The exchange acknowledges cumulatively (the contiguous prefix) and
+            # reports an execution; segment 6 before 5 gets no new ACK.
+            if i == 6 and 5 not in received:
+                continue
+            k = 0
+            while k in received:
+                k += 1
+            acked = (segments[k - 1][0] + len(segments[k - 1][1])) & 0xFFFFFFFF
+            reports += 1
+            report = fix_msg([("35", "8"), ("49", "EXCHANGE"), ("56", "ENGINE%d" % (fi + 1)),
+                              ("34", str(reports)), ("52", fix_time(EPOCH * 1_000_000 + t[0])),
+                              ("150", "2"), ("39", "2")])
+            add(gw_frame(False, dport, sport, x_seq, acked, PSH | ACK, report, ident=nid()))
+            exp["returned"] += 1
+            x_seq += len(report)
+            # The engine acknowledges the report (a pure ACK of the protected flow).
+            add(gw_frame(True, sport, dport, e_seq, x_seq, ACK, ident=nid()))
+            exp["protected_control"] += 1
+        exp["retransmitted"] += 1
+        exp["out_of_order"] += 1
+        # Close from the engine.
+        add(gw_frame(True, sport, dport, e_seq, x_seq, FIN | ACK, ident=nid()))
+        exp["protected_control"] += 1
+        e_seq = (e_seq + 1) & 0xFFFFFFFF
+        add(gw_frame(False, dport, sport, x_seq, e_seq, FIN | ACK, ident=nid()))
+        exp["returned"] += 1
+        f_exp["last_ack_from_exchange"] = e_seq & 0xFFFFFFFF
+        x_seq += 1
+        add(gw_frame(True, sport, dport, e_seq, x_seq, ACK, ident=nid()))
+        exp["protected_control"] += 1
+        f_exp["bytes"] = sum(len(p) for _, p in segments)
+        exp["flows"][flow] = f_exp
+        exp["fix_messages"] += f_exp["fix_messages"]
+
+    junk = {}
+
+    def bad(reason, frame):
+        junk[reason] = junk.get(reason, 0) + 1
+        add(frame)
+
+    sport, dport = GW_FLOWS[0]
+    order = fix_msg([("35", "D"), ("34", "999"), ("11", "JUNK")])
+    bad("tcp_bad_checksum", gw_frame(True, sport, dport, 5, 5, PSH | ACK, order, ident=nid(), bad=True))
+    bad("ttl_expired", gw_frame(True, sport, dport, 5, 5, PSH | ACK, order, ident=nid(), ttl=1))
+    bad("no_route", gw_frame(True, sport, dport, 5, 5, PSH | ACK, order, ident=nid(),
+                             dst_ip=ip4("192.0.2.99")))
+    bad("ipv4_to_us", gw_frame(True, sport, dport, 5, 5, PSH | ACK, order, ident=nid(),
+                               dst_ip=GW_IP))
+    bad("oversize", gw_frame(True, sport, dport, 5, 5, PSH | ACK, b"x" * 1401, ident=nid()))
+    bad("not_for_us_mac", gw_frame(True, sport, dport, 5, 5, PSH | ACK, order, ident=nid())[:0]
+        + EXCHANGE_MAC + gw_frame(True, sport, dport, 5, 5, PSH | ACK, order, ident=nid())[6:])
+    bad("ipv6", eth(APP_MAC, ENGINE_MAC, 0x86DD, b"\x60" + b"\x00" * 39))
+    # Forwarded by rule (gateway.other: forward): ssh to the exchange, and UDP.
+    forwarded = 0
+    add(gw_frame(True, 50000, 22, 1, 1, PSH | ACK, b"SSH-2.0-x\r\n", ident=nid()))
+    forwarded += 1
+    add(eth(APP_MAC, ENGINE_MAC, ETH_IPV4,
+            ipv4(ENGINE_IP, EXCHANGE_IP, 17, udp4(ENGINE_IP, EXCHANGE_IP, 5000, 5001, b"md"), nid())))
+    forwarded += 1
+    # A next hop nobody configured: an ARP request goes out, the frame is dropped.
+    add(eth(APP_MAC, ENGINE_MAC, ETH_IPV4,
+            ipv4(ENGINE_IP, ip4("10.71.2.99"), 17, udp4(ENGINE_IP, ip4("10.71.2.99"), 5000, 5001, b"?"), nid())))
+    exp["no_neighbor"] = 1
+    # ARP for both of our addresses.
+    for ours in (GW_IP, GW_IP2):
+        add(eth(BCAST_MAC, ENGINE_MAC, 0x0806, arp(1, ENGINE_MAC, ENGINE_IP, b"\x00" * 6, ours)))
+    exp["arp_request"] = 2
+    exp["forwarded"] = forwarded
+    exp["dropped"] = junk
+    return [(ts, f) for ts, f in pkts], exp
+
+
 def generate(outdir):
     os.makedirs(outdir, exist_ok=True)
     rng = random.Random(SEED)
@@ -725,6 +912,9 @@ def generate(outdir):
     assert len(junk) == sum(counts.values()) + arp_req
     assert len(mixed) == N_MIXED_ORDERS + len(junk)
 
+    gateway, gateway_exp = gen_gateway(random.Random(SEED + 3))
+    write_pcap(os.path.join(outdir, "gateway.pcap"), gateway)
+    write_json(os.path.join(outdir, "gateway.expected.json"), gateway_exp)
     write_pcap(os.path.join(outdir, "orders.pcap"), orders)
     write_pcap(os.path.join(outdir, "junk.pcap"), junk)
     write_pcap(os.path.join(outdir, "mixed.pcap"), mixed)
@@ -737,7 +927,8 @@ def generate(outdir):
     return {"orders.pcap": len(orders), "junk.pcap": len(junk), "mixed.pcap": len(mixed)}
 
 
-OUTPUTS = ["orders.pcap", "junk.pcap", "mixed.pcap", "orders.expected.json",
+OUTPUTS = ["orders.pcap", "junk.pcap", "mixed.pcap", "gateway.pcap",
+           "gateway.expected.json", "orders.expected.json",
            "junk.expected.json", "mixed.expected.json", "README.md"]
 
 

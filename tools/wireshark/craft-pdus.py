@@ -100,7 +100,8 @@ def check_vectors():
 
 # Header layout (docs/protocol.md, "Common header").
 MAGIC, VERSION = 0x5448, 3
-BACKUP, HEARTBEAT, ACK, CONFIRM, TARGET_CONFIRM, RESEND = range(1, 7)
+BACKUP, HEARTBEAT, ACK, CONFIRM, TARGET_CONFIRM, RESEND, FLOW_ACK = range(1, 8)
+MODE_TCP, MODE_FIX_COMPACT = 2, 3
 RETRANSMIT = 4
 
 
@@ -207,6 +208,34 @@ def main():
            "taphold.flags.retransmit": 1, "taphold.backup.payload_len": 212,
            "taphold.backup.src_port": 40001, "taphold.digest_status": "good"})
 
+    # 7. Gateway mode: a TCP segment in content mode 2 (PSH|ACK at TCP seq 1000).
+    def tcp_body(payload_len, content, reserved=0, seq=1000, flags=0x18):
+        return struct.pack(">4sHH4sHBBI", ip4("10.1.0.2"), 40000, payload_len, ip4("10.2.0.2"),
+                           9878, flags, reserved, seq) + content
+    add(eth(node_b1, appliance_b1, 0x88B5,
+            pdu(k, BACKUP, tcp_body(5, b"ORDER"), mode=MODE_TCP, seq=78)),
+        **{"taphold.type": 1, "taphold.seq": 78, "taphold.content_mode": 2,
+           "taphold.backup.src_ip": "10.1.0.2", "taphold.backup.src_port": 40000,
+           "taphold.backup.payload_len": 5, "taphold.backup.dst_ip": "10.2.0.2",
+           "taphold.backup.dst_port": 9878, "taphold.backup.tcp_flags": "0x18",
+           "taphold.backup.tcp_seq": 1000, "taphold.backup.payload": "4f:52:44:45:52",
+           "taphold.digest_status": "good"})
+    # 8. The same flow in content mode 3: payload_len the original 300, a compact content.
+    add(eth(node_b1, appliance_b1, 0x88B5,
+            pdu(k, BACKUP, tcp_body(300, b"compact", seq=4294967000), mode=MODE_FIX_COMPACT, seq=79)),
+        **{"taphold.type": 1, "taphold.seq": 79, "taphold.content_mode": 3,
+           "taphold.backup.payload_len": 300, "taphold.backup.tcp_seq": 4294967000,
+           "taphold.backup.compact": "63:6f:6d:70:61:63:74", "taphold.digest_status": "good"})
+    # 9. A flow ack on link 1: the exchange acknowledged up to TCP seq 1005.
+    def flow_ack_body(acked, r1=0, r2=0):
+        return struct.pack(">4sHH4sHHI", ip4("10.1.0.2"), 40000, r1, ip4("10.2.0.2"), 9878, r2, acked)
+    add(eth(node_b1, appliance_b1, 0x88B5,
+            pdu(k, FLOW_ACK, flow_ack_body(1005), link=1, seq=4, watermark=78)),
+        **{"taphold.type": 7, "taphold.seq": 4, "taphold.link": 1,
+           "taphold.flow_ack.src_ip": "10.1.0.2", "taphold.flow_ack.src_port": 40000,
+           "taphold.flow_ack.dst_ip": "10.2.0.2", "taphold.flow_ack.dst_port": 9878,
+           "taphold.flow_ack.acked": 1005, "taphold.digest_status": "good"})
+
     # Wrong in one way each (all on the backup link's EtherType).
     good_ack = pdu(k, ACK, struct.pack(">Q", 1), link=0, seq=1)
     bad = lambda b: eth(appliance_b1, node_b1, 0x88B5, b)  # noqa: E731
@@ -224,6 +253,14 @@ def main():
     add(bad(pdu(k, RESEND, struct.pack(">II", 2, 0), seq=MASK)), expert="taphold.malformed")
     add(bad(pdu(k, RESEND, struct.pack(">II", 1, 0), seq=MASK)),
         **{"taphold.type": 6, "taphold.seq": MASK, "taphold.resend.count": 1, "taphold.digest_status": "good"})
+
+    add(bad(pdu(k, FLOW_ACK, flow_ack_body(1, r1=1), link=0)), expert="taphold.malformed")
+    add(bad(pdu(k, FLOW_ACK, flow_ack_body(1, r2=0x100), link=0)), expert="taphold.malformed")
+    add(bad(pdu(k, FLOW_ACK, flow_ack_body(1) + bytes(4), link=0)), expert="taphold.bad_length")
+    add(bad(pdu(k, BACKUP, tcp_body(5, b"ORDER", reserved=1), mode=MODE_TCP)), expert="taphold.malformed")
+    add(bad(pdu(k, BACKUP, tcp_body(6, b"ORDER"), mode=MODE_TCP)), expert="taphold.bad_length")
+    add(bad(pdu(k, BACKUP, tcp_body(5, b"")[:16], mode=MODE_FIX_COMPACT)), expert="taphold.bad_length")
+    add(bad(pdu(k, BACKUP, tcp_body(5, b"ORDER"), mode=4)), expert="taphold.malformed")
 
     write_pcap(a.out, frames)
     if a.expect:

@@ -8,8 +8,9 @@
 -- The byte-level spec is docs/protocol.md; every field below is a row of its tables,
 -- by the same name:
 --   taphold.*            the taphold PDU: the 48-byte common header, the body of its
---                        type (backup frame in both content modes, heartbeat, ack,
---                        confirmation, target confirmation, resend request), the 8-byte
+--                        type (backup frame in its four content modes, heartbeat, ack,
+--                        confirmation, target confirmation, resend request, flow ack),
+--                        the 8-byte
 --                        keyed digest (SipHash-1-3).
 --   taphold_delivery.*   the 40-byte delivery header ("TD") that starts every released
 --                        datagram with destination.framing: taphold, and every message a
@@ -44,7 +45,7 @@ local VERSION = 3
 local DELIVERY_MAGIC = 0x5444 -- "TD"
 local DELIVERY_VERSION = 1
 
-local T_BACKUP, T_HEARTBEAT, T_ACK, T_CONFIRM, T_TARGET_CONFIRM, T_RESEND = 1, 2, 3, 4, 5, 6
+local T_BACKUP, T_HEARTBEAT, T_ACK, T_CONFIRM, T_TARGET_CONFIRM, T_RESEND, T_FLOW_ACK = 1, 2, 3, 4, 5, 6, 7
 local TYPE_NAMES = {
     [1] = "Backup frame",
     [2] = "Heartbeat",
@@ -52,8 +53,13 @@ local TYPE_NAMES = {
     [4] = "Confirmation",
     [5] = "Target confirmation",
     [6] = "Resend request",
+    [7] = "Flow ack",
 }
-local CONTENT_MODES = { [0] = "full copy", [1] = "digest only" }
+local CONTENT_MODES = { [0] = "full copy", [1] = "digest only", [2] = "tcp", [3] = "fix-compact" }
+local MODE_TCP, MODE_FIX_COMPACT = 2, 3
+-- Gateway modes (2, 3): the 20-byte flow prefix, then the content.
+local TCP_PREFIX = 20
+local TCP_MAX = 20 + 65535
 local LINK_NAMES = { [0] = "link 0", [1] = "link 1", [2] = "link 2", [3] = "link 3", [0xFF] = "not link-specific" }
 local DIGEST_STATUS = { [0] = "Bad", [1] = "Good", [2] = "Unverified" }
 
@@ -63,7 +69,7 @@ local F_KNOWN = 0x0007
 
 -- Body lengths the types require (checked only after the header: docs/protocol.md,
 -- "Validity rules"). A full backup frame's is 8 + payload_len, 8..=65543.
-local BODY_LEN = { [T_HEARTBEAT] = 16, [T_ACK] = 8, [T_CONFIRM] = 24, [T_TARGET_CONFIRM] = 8, [T_RESEND] = 8 }
+local BODY_LEN = { [T_HEARTBEAT] = 16, [T_ACK] = 8, [T_CONFIRM] = 24, [T_TARGET_CONFIRM] = 8, [T_RESEND] = 8, [T_FLOW_ACK] = 20 }
 local BACKUP_DIGEST_BODY = 16
 local BACKUP_FULL_MAX = 65543
 
@@ -90,6 +96,18 @@ f.backup_src_port = ProtoField.uint16("taphold.backup.src_port", "Source port", 
 f.backup_payload_len = ProtoField.uint16("taphold.backup.payload_len", "Payload length", base.DEC)
 f.backup_payload = ProtoField.bytes("taphold.backup.payload", "Payload")
 f.backup_payload_digest = ProtoField.uint64("taphold.backup.payload_digest", "Payload digest", base.HEX)
+f.backup_dst_ip = ProtoField.ipv4("taphold.backup.dst_ip", "Destination address")
+f.backup_dst_port = ProtoField.uint16("taphold.backup.dst_port", "Destination port", base.DEC)
+f.backup_tcp_flags = ProtoField.uint8("taphold.backup.tcp_flags", "TCP flags", base.HEX)
+f.backup_reserved = ProtoField.uint8("taphold.backup.reserved", "Reserved", base.HEX)
+f.backup_tcp_seq = ProtoField.uint32("taphold.backup.tcp_seq", "TCP seq", base.DEC)
+f.backup_compact = ProtoField.bytes("taphold.backup.compact", "Compact FIX encoding")
+f.fa_src_ip = ProtoField.ipv4("taphold.flow_ack.src_ip", "Flow source address")
+f.fa_src_port = ProtoField.uint16("taphold.flow_ack.src_port", "Flow source port", base.DEC)
+f.fa_dst_ip = ProtoField.ipv4("taphold.flow_ack.dst_ip", "Flow destination address")
+f.fa_dst_port = ProtoField.uint16("taphold.flow_ack.dst_port", "Flow destination port", base.DEC)
+f.fa_reserved = ProtoField.bytes("taphold.flow_ack.reserved", "Reserved")
+f.fa_acked = ProtoField.uint32("taphold.flow_ack.acked", "Acked (TCP)", base.DEC)
 f.hb_echo_seq = ProtoField.uint64("taphold.heartbeat.echo_seq", "Echo seq", base.DEC)
 f.hb_echo_ts = ProtoField.uint64("taphold.heartbeat.echo_timestamp_ns", "Echo timestamp (ns)", base.DEC)
 f.ack_records = ProtoField.uint64("taphold.ack.records", "Records journaled", base.DEC)
@@ -106,7 +124,7 @@ f.padding = ProtoField.bytes("taphold.padding", "Padding (ignored)")
 local e = {
     bad_magic = ProtoExpert.new("taphold.bad_magic", "Bad magic (not 0x5448 \"TH\")", expert.group.MALFORMED, expert.severity.ERROR),
     bad_version = ProtoExpert.new("taphold.bad_version", "Bad version (not 3)", expert.group.PROTOCOL, expert.severity.ERROR),
-    unknown_type = ProtoExpert.new("taphold.unknown_type", "Unknown type (not 1..6)", expert.group.MALFORMED, expert.severity.ERROR),
+    unknown_type = ProtoExpert.new("taphold.unknown_type", "Unknown type (not 1..7)", expert.group.MALFORMED, expert.severity.ERROR),
     bad_flags = ProtoExpert.new("taphold.bad_flags", "Reserved flag bits set", expert.group.MALFORMED, expert.severity.ERROR),
     malformed = ProtoExpert.new("taphold.malformed", "Malformed", expert.group.MALFORMED, expert.severity.ERROR),
     bad_length = ProtoExpert.new("taphold.bad_length", "Bad length", expert.group.MALFORMED, expert.severity.ERROR),
@@ -299,16 +317,16 @@ local function dissect_pdu(tvb, pinfo, root)
     it = tree:add(f.link, tvb:range(6, 1))
     if not problem then
         local link_ok = link <= 3 or link == 0xFF
-        if link_ok and link ~= 0xFF and mtype ~= T_HEARTBEAT and mtype ~= T_ACK then link_ok = false end
+        if link_ok and link ~= 0xFF and mtype ~= T_HEARTBEAT and mtype ~= T_ACK and mtype ~= T_FLOW_ACK then link_ok = false end
         if not link_ok then
-            it:add_proto_expert_info(e.malformed, string.format("Link %d: %s carries 0xFF (only heartbeats and acks name a link, 0..3)", link, tname))
+            it:add_proto_expert_info(e.malformed, string.format("Link %d: %s carries 0xFF (only heartbeats, acks and flow acks name a link, 0..3)", link, tname))
             problem = "malformed link"
         end
     end
     it = tree:add(f.content_mode, tvb:range(7, 1))
     if not problem then
-        if (mtype == T_BACKUP and mode > 1) or (mtype ~= T_BACKUP and mode ~= 0) then
-            it:add_proto_expert_info(e.malformed, string.format("Content mode %d: %s carries %s", mode, tname, mtype == T_BACKUP and "0 or 1" or "0"))
+        if (mtype == T_BACKUP and mode > 3) or (mtype ~= T_BACKUP and mode ~= 0) then
+            it:add_proto_expert_info(e.malformed, string.format("Content mode %d: %s carries %s", mode, tname, mtype == T_BACKUP and "0..3" or "0"))
             problem = "malformed content mode"
         end
     end
@@ -320,13 +338,16 @@ local function dissect_pdu(tvb, pinfo, root)
             if mode == 1 then want = BACKUP_DIGEST_BODY end
         end
         local ok
+        local gateway = mtype == T_BACKUP and (mode == MODE_TCP or mode == MODE_FIX_COMPACT)
         if want then
             ok = body_len == want
+        elseif gateway then
+            ok = body_len >= TCP_PREFIX and body_len <= TCP_MAX
         else
             ok = body_len >= 8 and body_len <= BACKUP_FULL_MAX
         end
         if not ok then
-            local need = want and tostring(want) or "8..65543"
+            local need = want and tostring(want) or (gateway and "20..65555" or "8..65543")
             it:add_proto_expert_info(e.bad_length, string.format("Body length %d: %s needs %s", body_len, tname, need))
             problem = "bad length"
         end
@@ -339,7 +360,7 @@ local function dissect_pdu(tvb, pinfo, root)
 
     local info = string.format("%s seq=%s stream=%d epoch=%s", tname, tostring(seq),
         tvb:range(8, 4):uint(), tostring(tvb:range(16, 8):uint64()))
-    if mtype == T_HEARTBEAT or mtype == T_ACK then info = info .. string.format(" link=%d", link) end
+    if mtype == T_HEARTBEAT or mtype == T_ACK or mtype == T_FLOW_ACK then info = info .. string.format(" link=%d", link) end
     info = info .. flag_names(flags)
     pinfo.cols.info = info
 
@@ -368,8 +389,30 @@ local function dissect_pdu(tvb, pinfo, root)
                 problem = problem or "bad length"
             end
             body:add(f.backup_payload, tvb:range(b + 8, body_len - 8))
-        else
+        elseif mode == 1 then
             body:add(f.backup_payload_digest, tvb:range(b + 8, 8))
+        else
+            -- Gateway modes: the flow prefix, then the payload (tcp) or the compact
+            -- encoding of its FIX messages (fix-compact; payload_len stays the original).
+            body:add(f.backup_dst_ip, tvb:range(b + 8, 4))
+            body:add(f.backup_dst_port, tvb:range(b + 12, 2))
+            body:add(f.backup_tcp_flags, tvb:range(b + 14, 1))
+            local r = body:add(f.backup_reserved, tvb:range(b + 15, 1))
+            body:add(f.backup_tcp_seq, tvb:range(b + 16, 4))
+            if mode == MODE_TCP and plen ~= body_len - TCP_PREFIX then
+                pl:add_proto_expert_info(e.bad_length, string.format("Payload length %d, body length says %d", plen, body_len - TCP_PREFIX))
+                problem = problem or "bad length"
+            elseif tvb:range(b + 15, 1):uint() ~= 0 then
+                r:add_proto_expert_info(e.malformed, "Reserved byte not zero")
+                problem = problem or "malformed"
+            end
+            if body_len > TCP_PREFIX then
+                local field = mode == MODE_TCP and f.backup_payload or f.backup_compact
+                body:add(field, tvb:range(b + TCP_PREFIX, body_len - TCP_PREFIX))
+            end
+            info = info .. string.format(" flow=%s:%d-%s:%d tcp_seq=%d", tostring(tvb:range(b, 4):ipv4()),
+                tvb:range(b + 4, 2):uint(), tostring(tvb:range(b + 8, 4):ipv4()), tvb:range(b + 12, 2):uint(),
+                tvb:range(b + 16, 4):uint())
         end
     elseif mtype == T_HEARTBEAT then
         body:add(f.hb_echo_seq, tvb:range(b, 8))
@@ -404,6 +447,24 @@ local function dissect_pdu(tvb, pinfo, root)
             problem = problem or "malformed"
         end
         info = info .. string.format(" count=%d", count)
+    elseif mtype == T_FLOW_ACK then
+        body:add(f.fa_src_ip, tvb:range(b, 4))
+        body:add(f.fa_src_port, tvb:range(b + 4, 2))
+        local r1 = body:add(f.fa_reserved, tvb:range(b + 6, 2))
+        body:add(f.fa_dst_ip, tvb:range(b + 8, 4))
+        body:add(f.fa_dst_port, tvb:range(b + 12, 2))
+        local r2 = body:add(f.fa_reserved, tvb:range(b + 14, 2))
+        body:add(f.fa_acked, tvb:range(b + 16, 4))
+        if tvb:range(b + 6, 2):uint() ~= 0 then
+            r1:add_proto_expert_info(e.malformed, "Reserved bytes not zero")
+            problem = problem or "malformed"
+        elseif tvb:range(b + 14, 2):uint() ~= 0 then
+            r2:add_proto_expert_info(e.malformed, "Reserved bytes not zero")
+            problem = problem or "malformed"
+        end
+        info = info .. string.format(" flow=%s:%d-%s:%d acked=%d", tostring(tvb:range(b, 4):ipv4()),
+            tvb:range(b + 4, 2):uint(), tostring(tvb:range(b + 8, 4):ipv4()), tvb:range(b + 12, 2):uint(),
+            tvb:range(b + 16, 4):uint())
     end
 
     -- The digest trailer.
@@ -509,8 +570,12 @@ local function looks_like_pdu(tvb)
     if not TYPE_NAMES[mtype] then return false end
     local body_len = tvb:range(12, 4):uint()
     local want = BODY_LEN[mtype]
+    local mode = tvb:range(7, 1):uint()
     if mtype == T_BACKUP then
-        if tvb:range(7, 1):uint() == 1 then want = BACKUP_DIGEST_BODY end
+        if mode == 1 then want = BACKUP_DIGEST_BODY end
+        if mode == MODE_TCP or mode == MODE_FIX_COMPACT then
+            return body_len >= TCP_PREFIX and body_len <= TCP_MAX
+        end
     end
     if want then return body_len == want end
     return body_len >= 8 and body_len <= BACKUP_FULL_MAX

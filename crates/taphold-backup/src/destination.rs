@@ -166,7 +166,11 @@ fn request(pdu: &[u8], stream: u32, key: &DigestKey) -> Result<Request, DestRefu
             let r = ResendRepr::parse(&p, key).map_err(DestRefusal::from_wire)?;
             (r.stream, Request::Resend(r))
         }
-        MsgType::Backup | MsgType::Heartbeat | MsgType::Ack | MsgType::Confirm => {
+        MsgType::Backup
+        | MsgType::Heartbeat
+        | MsgType::Ack
+        | MsgType::Confirm
+        | MsgType::FlowAck => {
             // Authentic or not, nothing we act on here; say which.
             p.verify_digest(key).map_err(DestRefusal::from_wire)?;
             return Err(DestRefusal::UnexpectedType);
@@ -377,6 +381,10 @@ impl Delivery<'_> {
 pub enum NotDeliverable {
     /// Journaled digest-only: the payload is not here. The message's original source.
     DigestOnly { src_ip: [u8; 4], src_port: u16 },
+    /// A gateway-mode TCP segment (content mode 2 or 3): part of a TCP byte stream, not a
+    /// datagram the arbiter could take (`journal export --flow` and `recover` serve
+    /// those). The flow's source.
+    TcpSegment { src_ip: [u8; 4], src_port: u16 },
     /// The record's bytes are not a backup frame (never expected: the journal holds
     /// what passed the checks, under a CRC).
     NotBackup,
@@ -402,6 +410,10 @@ pub fn delivery_of<'a>(rec: &RecordRef<'a>, flags: Flags) -> Result<Delivery<'a>
             payload,
         }),
         Content::Digest(_) => Err(NotDeliverable::DigestOnly {
+            src_ip: b.src_ip,
+            src_port: b.src_port,
+        }),
+        Content::Tcp(_) | Content::FixCompact(_) => Err(NotDeliverable::TcpSegment {
             src_ip: b.src_ip,
             src_port: b.src_port,
         }),
@@ -526,6 +538,8 @@ pub struct ResendCounters {
     pub missing: u64,
     /// Seqs journaled digest-only: no payload to send, no answer.
     pub digest_only: u64,
+    /// Seqs journaled as gateway-mode TCP segments: not datagrams, no answer.
+    pub tcp_segment: u64,
     /// Seqs whose record could not be read (damage; the error is logged at the next
     /// stats interval) or is not a backup frame: no answer.
     pub unreadable: u64,
@@ -577,6 +591,7 @@ pub fn answer(
                     Offer::TooLarge => c.too_large += 1,
                 },
                 Err(NotDeliverable::DigestOnly { .. }) => c.digest_only += 1,
+                Err(NotDeliverable::TcpSegment { .. }) => c.tcp_segment += 1,
                 Err(NotDeliverable::NotBackup) => c.unreadable += 1,
             },
             Ok(None) => c.missing += 1,

@@ -261,6 +261,23 @@ fn json_line(run: RunId, r: &Record, b: &BackupRepr) -> serde_json::Value {
             v["replayable"] = false.into();
             v["payload_digest"] = format!("{d:016x}").into();
         }
+        Content::Tcp(s) | Content::FixCompact(s) => {
+            // A TCP segment is part of a byte stream, not a datagram to replay:
+            // `journal export --flow` reassembles it.
+            v["replayable"] = false.into();
+            v["content_mode"] = match b.content {
+                Content::Tcp(_) => "tcp",
+                _ => "fix-compact",
+            }
+            .into();
+            v["dst_ip"] = Ipv4Addr::from(s.dst_ip).to_string().into();
+            v["dst_port"] = s.dst_port.into();
+            v["tcp_flags"] = s.tcp_flags.into();
+            v["tcp_seq"] = s.tcp_seq.into();
+            v["content"] = base64::engine::general_purpose::STANDARD
+                .encode(s.content)
+                .into();
+        }
     }
     v
 }

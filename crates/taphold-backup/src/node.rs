@@ -565,7 +565,11 @@ impl Intake {
             }
             // Target confirmations and resend requests come on the destination side,
             // never on the backup link.
-            MsgType::Ack | MsgType::Confirm | MsgType::TargetConfirm | MsgType::Resend => {
+            MsgType::Ack
+            | MsgType::Confirm
+            | MsgType::TargetConfirm
+            | MsgType::Resend
+            | MsgType::FlowAck => {
                 // Authentic or not, nothing we act on; say which.
                 p.verify_digest(&self.key)
                     .map_err(|e| Ok(Refusal::from_wire(e)))?;

@@ -97,6 +97,8 @@ pub enum Reason {
     Trimmed,
     /// Journaled digest-only: the payload is not here.
     DigestOnly,
+    /// A gateway-mode TCP segment: part of a byte stream, not a datagram to replay.
+    TcpSegment,
     /// The record is damaged, or not a backup frame.
     Unreadable,
     /// Its frame is larger than an mbuf holds.
@@ -109,6 +111,7 @@ impl Reason {
             Reason::NotReceived => "not_received",
             Reason::Trimmed => "trimmed",
             Reason::DigestOnly => "digest_only",
+            Reason::TcpSegment => "tcp_segment",
             Reason::Unreadable => "unreadable",
             Reason::TooLarge => "too_large",
         }
@@ -481,6 +484,10 @@ impl Takeover {
                     Err(NotDeliverable::DigestOnly { src_ip, src_port }) => {
                         let src = SocketAddrV4::new(Ipv4Addr::from(src_ip), src_port);
                         p.cannot(seq, Reason::DigestOnly, Some(src), None)
+                    }
+                    Err(NotDeliverable::TcpSegment { src_ip, src_port }) => {
+                        let src = SocketAddrV4::new(Ipv4Addr::from(src_ip), src_port);
+                        p.cannot(seq, Reason::TcpSegment, Some(src), None)
                     }
                     Err(NotDeliverable::NotBackup) => p.cannot(
                         seq,

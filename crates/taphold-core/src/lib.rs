@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod event;
+pub mod gateway;
 pub mod health;
 pub mod hold_ring;
 pub mod latency;

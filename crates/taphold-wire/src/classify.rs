@@ -96,11 +96,24 @@ pub enum DropReason {
     EmptyPayload,
     /// Payload longer than `max_payload`.
     Oversize,
+    /// Gateway mode: TTL 1 or 0, nothing left to forward it with (no ICMP is sent).
+    TtlExpired,
+    /// Gateway mode: no configured route covers the destination.
+    NoRoute,
+    /// Gateway mode: a protected flow's TCP header is short or its data offset wrong.
+    TcpBadHeader,
+    /// Gateway mode: a protected flow's TCP checksum is wrong (it is not backed up,
+    /// and not forwarded: the destination would discard it anyway).
+    TcpBadChecksum,
+    /// Gateway mode: routable, protected by no rule, and `gateway.other: refuse`.
+    RefusedByRule,
+    /// Gateway mode: IPv4 to the appliance's own address (it answers ARP only).
+    Ipv4ToUs,
 }
 
 impl DropReason {
     /// Every reason, in [`DropReason::index`] order.
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Runt,
         DropReason::Truncated,
         DropReason::NotForUsMac,
@@ -119,6 +132,22 @@ impl DropReason {
         DropReason::UdpWrongPort,
         DropReason::EmptyPayload,
         DropReason::Oversize,
+        DropReason::TtlExpired,
+        DropReason::NoRoute,
+        DropReason::TcpBadHeader,
+        DropReason::TcpBadChecksum,
+        DropReason::RefusedByRule,
+        DropReason::Ipv4ToUs,
+    ];
+
+    /// The reasons only gateway mode's classifier ([`crate::gateway`]) gives.
+    pub const GATEWAY_ONLY: [DropReason; 6] = [
+        DropReason::TtlExpired,
+        DropReason::NoRoute,
+        DropReason::TcpBadHeader,
+        DropReason::TcpBadChecksum,
+        DropReason::RefusedByRule,
+        DropReason::Ipv4ToUs,
     ];
 
     /// Number of reasons: the length of a counter array indexed by [`DropReason::index`].
@@ -145,6 +174,12 @@ impl DropReason {
             DropReason::UdpWrongPort => "udp_wrong_port",
             DropReason::EmptyPayload => "empty_payload",
             DropReason::Oversize => "oversize",
+            DropReason::TtlExpired => "ttl_expired",
+            DropReason::NoRoute => "no_route",
+            DropReason::TcpBadHeader => "tcp_bad_header",
+            DropReason::TcpBadChecksum => "tcp_bad_checksum",
+            DropReason::RefusedByRule => "refused_by_rule",
+            DropReason::Ipv4ToUs => "ipv4_to_us",
         }
     }
 
@@ -648,7 +683,11 @@ mod tests {
         expect(&Msg::new(b"").build(), DropReason::EmptyPayload);
         expect(&Msg::new(&[0; 1401]).build(), DropReason::Oversize);
 
+        // Gateway mode's own reasons have theirs in gateway.rs.
         for r in DropReason::ALL {
+            if DropReason::GATEWAY_ONLY.contains(&r) {
+                continue;
+            }
             assert!(seen.contains(&r), "no test frame for {}", r.as_str());
         }
     }

@@ -25,9 +25,11 @@ pub mod delivery;
 pub mod digest;
 pub mod emit;
 pub mod ethernet;
+pub mod gateway;
 pub mod ipv4;
 pub mod link;
 pub mod taphold;
+pub mod tcp;
 pub mod udp;
 
 use core::fmt;
@@ -40,8 +42,8 @@ pub use emit::{
 };
 pub use ethernet::{EtherType, EthernetAddress};
 pub use taphold::{
-    backup_frame_len, AckRepr, BackupRepr, ConfirmRepr, Content, ContentMode, Flags, HeartbeatRepr,
-    MsgType,
+    backup_frame_len, AckRepr, BackupRepr, ConfirmRepr, Content, ContentMode, Flags, FlowAckRepr,
+    HeartbeatRepr, MsgType, TcpSegmentRepr,
 };
 
 /// Why a buffer was refused, or could not be written.
@@ -57,7 +59,7 @@ pub enum WireError {
     BadMagic,
     /// The protocol version is not one we speak (taphold version 1, IPv4 version 4).
     BadVersion,
-    /// The taphold message type is not 1..=4.
+    /// The taphold message type is not 1..=7.
     UnknownType,
     /// A well-formed message of another type than the one asked for.
     WrongType,

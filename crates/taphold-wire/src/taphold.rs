@@ -52,6 +52,11 @@ pub const CONFIRM_BODY_LEN: usize = 24;
 pub const TARGET_CONFIRM_BODY_LEN: usize = 8;
 /// Body length of a resend request.
 pub const RESEND_BODY_LEN: usize = 8;
+/// Body length of a TCP-segment backup frame (content modes 2 and 3) before its content:
+/// the flow prefix.
+pub const TCP_BODY_PREFIX_LEN: usize = 20;
+/// Body length of a flow ack.
+pub const FLOW_ACK_BODY_LEN: usize = 20;
 
 mod field {
     use core::ops::Range;
@@ -80,6 +85,35 @@ mod field {
         /// Full copy: the payload from here; digest only: `DIGEST`.
         pub const CONTENT: usize = 8;
         pub const DIGEST: Range<usize> = 8..16;
+    }
+
+    /// Offsets within the body of a TCP-segment backup frame (content modes 2 and 3):
+    /// the 20-byte flow prefix, then the content.
+    pub mod tcp {
+        use core::ops::Range;
+
+        pub const SRC_IP: Range<usize> = 0..4;
+        pub const SRC_PORT: Range<usize> = 4..6;
+        pub const PAYLOAD_LEN: Range<usize> = 6..8;
+        pub const DST_IP: Range<usize> = 8..12;
+        pub const DST_PORT: Range<usize> = 12..14;
+        pub const TCP_FLAGS: usize = 14;
+        pub const RESERVED: usize = 15;
+        pub const TCP_SEQ: Range<usize> = 16..20;
+        pub const CONTENT: usize = 20;
+    }
+
+    /// Offsets within the body of a flow ack.
+    pub mod flow_ack {
+        use core::ops::Range;
+
+        pub const SRC_IP: Range<usize> = 0..4;
+        pub const SRC_PORT: Range<usize> = 4..6;
+        pub const RESERVED1: Range<usize> = 6..8;
+        pub const DST_IP: Range<usize> = 8..12;
+        pub const DST_PORT: Range<usize> = 12..14;
+        pub const RESERVED2: Range<usize> = 14..16;
+        pub const ACKED: Range<usize> = 16..20;
     }
 
     /// Offsets within the body of a heartbeat.
@@ -139,12 +173,15 @@ pub enum MsgType {
     TargetConfirm = 5,
     /// "Send these seqs again", destination's arbiter → backup node, in UDP: a gap.
     Resend = 6,
+    /// Gateway mode: the highest TCP acknowledgement the exchange sent on one protected
+    /// flow, primary → backup node on a backup link, like a heartbeat.
+    FlowAck = 7,
 }
 
 impl TryFrom<u8> for MsgType {
     type Error = WireError;
 
-    /// [`WireError::UnknownType`] for anything but 1..=6.
+    /// [`WireError::UnknownType`] for anything but 1..=7.
     fn try_from(v: u8) -> Result<Self, WireError> {
         match v {
             1 => Ok(MsgType::Backup),
@@ -153,6 +190,7 @@ impl TryFrom<u8> for MsgType {
             4 => Ok(MsgType::Confirm),
             5 => Ok(MsgType::TargetConfirm),
             6 => Ok(MsgType::Resend),
+            7 => Ok(MsgType::FlowAck),
             _ => Err(WireError::UnknownType),
         }
     }
@@ -173,16 +211,24 @@ pub enum ContentMode {
     Full = 0,
     /// Only a keyed digest of the payload: proof of sequence, not a replayable copy.
     Digest = 1,
+    /// Gateway mode: one TCP segment of a protected flow — the flow prefix (5-tuple, TCP
+    /// flags and sequence number) and the segment's payload.
+    Tcp = 2,
+    /// Gateway mode: the flow prefix and the compact encoding of the whole FIX messages
+    /// the segment holds (crate `taphold-fix`); `payload_len` stays the original length.
+    FixCompact = 3,
 }
 
 impl TryFrom<u8> for ContentMode {
     type Error = WireError;
 
-    /// [`WireError::Malformed`] for anything but 0 and 1.
+    /// [`WireError::Malformed`] for anything but 0..=3.
     fn try_from(v: u8) -> Result<Self, WireError> {
         match v {
             0 => Ok(ContentMode::Full),
             1 => Ok(ContentMode::Digest),
+            2 => Ok(ContentMode::Tcp),
+            3 => Ok(ContentMode::FixCompact),
             _ => Err(WireError::Malformed),
         }
     }
@@ -258,13 +304,18 @@ impl BitOr for Flags {
 /// Ethernet header in front of it (add [`crate::ethernet::HEADER_LEN`], then pad to
 /// [`crate::ethernet::MIN_FRAME_LEN`]). Equals [`BackupRepr::buffer_len`]; saturates
 /// instead of overflowing.
+///
+/// `payload_len` is the length of the content the frame carries: the payload in modes 0
+/// (full) and 2 (tcp), the compact encoding's length in mode 3 (fix-compact); mode 1
+/// ignores it.
 #[inline]
 pub const fn backup_frame_len(payload_len: usize, mode: ContentMode) -> usize {
-    let content = match mode {
-        ContentMode::Full => payload_len,
-        ContentMode::Digest => 8,
+    let (prefix, content) = match mode {
+        ContentMode::Full => (BACKUP_BODY_PREFIX_LEN, payload_len),
+        ContentMode::Digest => (BACKUP_BODY_PREFIX_LEN, 8),
+        ContentMode::Tcp | ContentMode::FixCompact => (TCP_BODY_PREFIX_LEN, payload_len),
     };
-    content.saturating_add(HEADER_LEN + BACKUP_BODY_PREFIX_LEN + DIGEST_LEN)
+    content.saturating_add(HEADER_LEN + prefix + DIGEST_LEN)
 }
 
 /// A view of a taphold PDU.
@@ -296,13 +347,16 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// 1. 48 header bytes present — `Truncated`;
     /// 2. magic — `BadMagic`; version — `BadVersion`; type — `UnknownType`;
     ///    flags — `BadFlags`;
-    /// 3. link 0..=3 or 0xFF, and 0xFF for every type but heartbeat and ack — `Malformed`;
-    ///    content mode 0/1 for backup frames, 0 otherwise — `Malformed`;
+    /// 3. link 0..=3 or 0xFF, and 0xFF for every type but heartbeat, ack and flow ack —
+    ///    `Malformed`; content mode 0..=3 for backup frames, 0 otherwise — `Malformed`;
     /// 4. body length as the type requires — `BadLength`;
     /// 5. body and digest present — `Truncated`;
-    /// 6. full-copy backup: payload length = body length − 8 — `BadLength`;
+    /// 6. full-copy backup: payload length = body length − 8, tcp backup: payload length
+    ///    = body length − 20 — `BadLength`; tcp and fix-compact backup: reserved byte
+    ///    zero — `Malformed`;
     ///    confirmation: reserved bytes zero — `Malformed`; resend request: seq ≥ 1,
-    ///    count ≥ 1, seq + count − 1 ≤ 2^64 − 1, reserved bytes zero — `Malformed`.
+    ///    count ≥ 1, seq + count − 1 ≤ 2^64 − 1, reserved bytes zero — `Malformed`;
+    ///    flow ack: reserved bytes zero — `Malformed`.
     pub fn check(&self) -> Result<(), WireError> {
         let buf = self.buffer.as_ref();
         if buf.len() < HEADER_LEN {
@@ -321,7 +375,9 @@ impl<T: AsRef<[u8]>> Packet<T> {
             MsgType::Backup | MsgType::Confirm | MsgType::TargetConfirm | MsgType::Resend => {
                 link == ALL_LINKS
             }
-            MsgType::Heartbeat | MsgType::Ack => link < MAX_LINKS || link == ALL_LINKS,
+            MsgType::Heartbeat | MsgType::Ack | MsgType::FlowAck => {
+                link < MAX_LINKS || link == ALL_LINKS
+            }
         };
         if !link_ok {
             return Err(WireError::Malformed);
@@ -337,6 +393,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
                 ..=BACKUP_BODY_PREFIX_LEN + usize::from(u16::MAX))
                 .contains(&body_len),
             (MsgType::Backup, ContentMode::Digest) => body_len == BACKUP_DIGEST_BODY_LEN,
+            (MsgType::Backup, ContentMode::Tcp | ContentMode::FixCompact) => (TCP_BODY_PREFIX_LEN
+                ..=TCP_BODY_PREFIX_LEN + usize::from(u16::MAX))
+                .contains(&body_len),
+            (MsgType::FlowAck, _) => body_len == FLOW_ACK_BODY_LEN,
             (MsgType::Heartbeat, _) => body_len == HEARTBEAT_BODY_LEN,
             (MsgType::Ack, _) => body_len == ACK_BODY_LEN,
             (MsgType::Confirm, _) => body_len == CONFIRM_BODY_LEN,
@@ -356,6 +416,25 @@ impl<T: AsRef<[u8]>> Packet<T> {
                     != body_len - BACKUP_BODY_PREFIX_LEN =>
             {
                 Err(WireError::BadLength)
+            }
+            (MsgType::Backup, ContentMode::Tcp)
+                if usize::from(be16(&body[field::tcp::PAYLOAD_LEN]))
+                    != body_len - TCP_BODY_PREFIX_LEN =>
+            {
+                Err(WireError::BadLength)
+            }
+            (MsgType::Backup, ContentMode::Tcp | ContentMode::FixCompact)
+                if body[field::tcp::RESERVED] != 0 =>
+            {
+                Err(WireError::Malformed)
+            }
+            (MsgType::FlowAck, _)
+                if body[field::flow_ack::RESERVED1]
+                    .iter()
+                    .chain(&body[field::flow_ack::RESERVED2])
+                    .any(|&b| b != 0) =>
+            {
+                Err(WireError::Malformed)
             }
             (MsgType::Confirm, _) if body[field::confirm::RESERVED].iter().any(|&b| b != 0) => {
                 Err(WireError::Malformed)
@@ -600,14 +679,26 @@ pub enum Content<'a> {
     Full(&'a [u8]),
     /// Keyed digest of the payload.
     Digest(u64),
+    /// Mode 2: a TCP segment of a protected flow, its payload in full.
+    Tcp(TcpSegmentRepr<'a>),
+    /// Mode 3: a TCP segment of a protected flow, its FIX messages compacted
+    /// (`content` is the compact encoding, `payload_len` the original length).
+    FixCompact(TcpSegmentRepr<'a>),
 }
 
 impl<'a> Content<'a> {
-    /// The content of `payload` in `mode`.
+    /// The content of a UDP message's `payload` in `mode` (listener mode).
+    ///
+    /// The gateway modes [`ContentMode::Tcp`] and [`ContentMode::FixCompact`] need the
+    /// flow's fields, which a bare payload does not have: build [`Content::Tcp`] or
+    /// [`Content::FixCompact`] instead. Asked for them here, this gives a full copy
+    /// (configuration refuses those modes for a listener, so it does not happen).
     pub fn new(mode: ContentMode, payload: &'a [u8], key: &DigestKey) -> Content<'a> {
         match mode {
-            ContentMode::Full => Content::Full(payload),
             ContentMode::Digest => Content::Digest(key.digest(payload)),
+            ContentMode::Full | ContentMode::Tcp | ContentMode::FixCompact => {
+                Content::Full(payload)
+            }
         }
     }
 
@@ -616,8 +707,102 @@ impl<'a> Content<'a> {
         match self {
             Content::Full(_) => ContentMode::Full,
             Content::Digest(_) => ContentMode::Digest,
+            Content::Tcp(_) => ContentMode::Tcp,
+            Content::FixCompact(_) => ContentMode::FixCompact,
         }
     }
+
+    /// The TCP segment of a gateway-mode backup frame (modes 2 and 3).
+    pub fn tcp_segment(&self) -> Option<&TcpSegmentRepr<'a>> {
+        match self {
+            Content::Tcp(s) | Content::FixCompact(s) => Some(s),
+            Content::Full(_) | Content::Digest(_) => None,
+        }
+    }
+}
+
+/// The body of a gateway-mode backup frame (content modes 2 and 3): one TCP segment of a
+/// protected flow, engine → exchange. The flow prefix is 20 bytes (`field::tcp`); what
+/// follows is the segment's payload (mode 2) or its compact FIX encoding (mode 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSegmentRepr<'a> {
+    /// The segment's IPv4 source (the trading engine).
+    pub src_ip: [u8; 4],
+    /// Its TCP source port.
+    pub src_port: u16,
+    /// Length of the segment's TCP payload, in both modes: the bytes of the flow's byte
+    /// stream it carries from `tcp_seq`.
+    pub payload_len: u16,
+    /// IPv4 destination (the exchange's gateway).
+    pub dst_ip: [u8; 4],
+    /// TCP destination port.
+    pub dst_port: u16,
+    /// The segment's TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10,
+    /// URG 0x20, ...).
+    pub tcp_flags: u8,
+    /// The segment's TCP sequence number.
+    pub tcp_seq: u32,
+    /// Mode 2: the payload (`payload_len` bytes); mode 3: the compact encoding.
+    pub content: &'a [u8],
+}
+
+impl<'a> TcpSegmentRepr<'a> {
+    /// Reads the body of a checked mode-2/3 backup frame (at least the 20-byte prefix;
+    /// [`WireError::Truncated`] otherwise, [`WireError::Malformed`] for a reserved byte).
+    pub fn parse_body(body: &'a [u8]) -> Result<TcpSegmentRepr<'a>, WireError> {
+        if body.len() < TCP_BODY_PREFIX_LEN {
+            return Err(WireError::Truncated);
+        }
+        if body[field::tcp::RESERVED] != 0 {
+            return Err(WireError::Malformed);
+        }
+        Ok(TcpSegmentRepr {
+            src_ip: ip4(&body[field::tcp::SRC_IP]),
+            src_port: be16(&body[field::tcp::SRC_PORT]),
+            payload_len: be16(&body[field::tcp::PAYLOAD_LEN]),
+            dst_ip: ip4(&body[field::tcp::DST_IP]),
+            dst_port: be16(&body[field::tcp::DST_PORT]),
+            tcp_flags: body[field::tcp::TCP_FLAGS],
+            tcp_seq: be32(&body[field::tcp::TCP_SEQ]),
+            content: &body[field::tcp::CONTENT..],
+        })
+    }
+
+    /// Body length: prefix and content.
+    pub fn body_len(&self) -> usize {
+        TCP_BODY_PREFIX_LEN + self.content.len()
+    }
+
+    /// Writes the 20-byte flow prefix at the start of `body` (the content is the
+    /// caller's: this lets the appliance write the prefix in front of bytes already in
+    /// place). [`WireError::Truncated`] if `body` is shorter than 20.
+    pub fn emit_prefix(&self, body: &mut [u8]) -> Result<(), WireError> {
+        let prefix = body
+            .get_mut(..TCP_BODY_PREFIX_LEN)
+            .ok_or(WireError::Truncated)?;
+        // Three stores: (src_ip, src_port, payload_len), (dst_ip, dst_port, flags, 0),
+        // tcp_seq.
+        let w0 = u64::from(u32::from_be_bytes(self.src_ip)) << 32
+            | u64::from(self.src_port) << 16
+            | u64::from(self.payload_len);
+        let w1 = u64::from(u32::from_be_bytes(self.dst_ip)) << 32
+            | u64::from(self.dst_port) << 16
+            | u64::from(self.tcp_flags) << 8;
+        prefix[0..8].copy_from_slice(&w0.to_be_bytes());
+        prefix[8..16].copy_from_slice(&w1.to_be_bytes());
+        prefix[field::tcp::TCP_SEQ].copy_from_slice(&self.tcp_seq.to_be_bytes());
+        Ok(())
+    }
+
+    /// The first byte of the flow's byte stream after this segment's payload
+    /// (`tcp_seq + payload_len`, wrapping), not counting SYN or FIN.
+    pub fn end_seq(&self) -> u32 {
+        self.tcp_seq.wrapping_add(u32::from(self.payload_len))
+    }
+}
+
+fn ip4(b: &[u8]) -> [u8; 4] {
+    [b[0], b[1], b[2], b[3]]
 }
 
 /// A backup frame: one message, as launched on every backup link.
@@ -673,6 +858,8 @@ impl<'a> BackupRepr<'a> {
         let content = match packet.content_mode() {
             ContentMode::Full => Content::Full(&body[field::backup::CONTENT..]),
             ContentMode::Digest => Content::Digest(be64(&body[field::backup::DIGEST])),
+            ContentMode::Tcp => Content::Tcp(TcpSegmentRepr::parse_body(body)?),
+            ContentMode::FixCompact => Content::FixCompact(TcpSegmentRepr::parse_body(body)?),
         };
         let ip = &body[field::backup::SRC_IP];
         Ok(BackupRepr {
@@ -693,6 +880,7 @@ impl<'a> BackupRepr<'a> {
         match self.content {
             Content::Full(p) => BACKUP_BODY_PREFIX_LEN + p.len(),
             Content::Digest(_) => BACKUP_DIGEST_BODY_LEN,
+            Content::Tcp(s) | Content::FixCompact(s) => s.body_len(),
         }
     }
 
@@ -701,16 +889,36 @@ impl<'a> BackupRepr<'a> {
         match self.content {
             Content::Full(p) => backup_frame_len(p.len(), ContentMode::Full),
             Content::Digest(_) => backup_frame_len(0, ContentMode::Digest),
+            Content::Tcp(s) | Content::FixCompact(s) => {
+                backup_frame_len(s.content.len(), self.content.mode())
+            }
         }
     }
 
     /// Writes the PDU at the start of `buf` and returns its digest.
-    /// [`WireError::BadLength`] if a full copy's length is not `payload_len`;
+    /// [`WireError::BadLength`] if a full copy's or a tcp segment's content length is
+    /// not `payload_len`, or a fix-compact content is longer than 65535;
+    /// [`WireError::Malformed`] if a tcp or fix-compact segment's `src_ip`, `src_port`
+    /// or `payload_len` differ from this frame's (they are the same bytes on the wire);
     /// [`WireError::Truncated`] if `buf` is shorter than [`BackupRepr::buffer_len`].
     pub fn emit(&self, buf: &mut [u8], key: &DigestKey) -> Result<u64, WireError> {
-        if let Content::Full(p) = self.content {
-            if p.len() != usize::from(self.payload_len) {
+        match self.content {
+            Content::Full(p) | Content::Tcp(TcpSegmentRepr { content: p, .. })
+                if p.len() != usize::from(self.payload_len) =>
+            {
                 return Err(WireError::BadLength);
+            }
+            Content::FixCompact(s) if s.content.len() > usize::from(u16::MAX) => {
+                return Err(WireError::BadLength);
+            }
+            _ => {}
+        }
+        if let Some(s) = self.content.tcp_segment() {
+            if s.src_ip != self.src_ip
+                || s.src_port != self.src_port
+                || s.payload_len != self.payload_len
+            {
+                return Err(WireError::Malformed);
             }
         }
         let header = Header {
@@ -734,6 +942,10 @@ impl<'a> BackupRepr<'a> {
         match self.content {
             Content::Full(p) => body[field::backup::CONTENT..].copy_from_slice(p),
             Content::Digest(d) => body[field::backup::DIGEST].copy_from_slice(&d.to_be_bytes()),
+            Content::Tcp(s) | Content::FixCompact(s) => {
+                s.emit_prefix(body)?;
+                body[field::tcp::CONTENT..].copy_from_slice(s.content);
+            }
         }
         Ok(seal(buf, key))
     }
@@ -1094,6 +1306,92 @@ impl ResendRepr {
     }
 }
 
+/// A flow ack (type 7): in gateway mode, the highest TCP acknowledgement number the
+/// exchange sent on one protected flow (the next byte it expects), as the appliance saw it
+/// in the return direction — the target's confirmation of the flow's bytes below it.
+/// Appliance → backup node on a backup link, like a heartbeat; the node keeps the
+/// highest per flow and (stream, epoch) run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowAckRepr {
+    /// Backup link it is sent on (0..=3), or [`ALL_LINKS`].
+    pub link: u8,
+    /// Stream id.
+    pub stream: u32,
+    /// The appliance's epoch.
+    pub epoch: u64,
+    /// The flow ack's own sequence number within (stream, epoch): 1, 2, 3, ...
+    pub seq: u64,
+    /// The appliance's clock when emitted.
+    pub timestamp_ns: u64,
+    /// Highest seq released to the destination, as in heartbeats.
+    pub watermark: u64,
+    /// The protected flow's source (trading engine).
+    pub src_ip: [u8; 4],
+    /// Its TCP source port.
+    pub src_port: u16,
+    /// The exchange.
+    pub dst_ip: [u8; 4],
+    /// The exchange's TCP port.
+    pub dst_port: u16,
+    /// Highest TCP acknowledgement number of the flow (serial arithmetic, wrapping u32).
+    pub acked: u32,
+}
+
+impl FlowAckRepr {
+    /// Reads a flow ack: checks as [`Packet::check`], then [`WireError::WrongType`],
+    /// then [`WireError::BadDigest`].
+    pub fn parse(packet: &Packet<&[u8]>, key: &DigestKey) -> Result<FlowAckRepr, WireError> {
+        open(packet, MsgType::FlowAck, key)?;
+        let body = packet.body();
+        Ok(FlowAckRepr {
+            link: packet.link(),
+            stream: packet.stream(),
+            epoch: packet.epoch(),
+            seq: packet.seq(),
+            timestamp_ns: packet.timestamp_ns(),
+            watermark: packet.watermark(),
+            src_ip: ip4(&body[field::flow_ack::SRC_IP]),
+            src_port: be16(&body[field::flow_ack::SRC_PORT]),
+            dst_ip: ip4(&body[field::flow_ack::DST_IP]),
+            dst_port: be16(&body[field::flow_ack::DST_PORT]),
+            acked: be32(&body[field::flow_ack::ACKED]),
+        })
+    }
+
+    /// Bytes the PDU takes.
+    pub const fn buffer_len(&self) -> usize {
+        HEADER_LEN + FLOW_ACK_BODY_LEN + DIGEST_LEN
+    }
+
+    /// Writes the PDU at the start of `buf` and returns its digest.
+    /// [`WireError::Malformed`] for a link outside 0..=3 and 0xFF;
+    /// [`WireError::Truncated`] if `buf` is too short.
+    pub fn emit(&self, buf: &mut [u8], key: &DigestKey) -> Result<u64, WireError> {
+        if !valid_link(self.link) {
+            return Err(WireError::Malformed);
+        }
+        let header = Header {
+            msg_type: MsgType::FlowAck,
+            flags: Flags::EMPTY,
+            link: self.link,
+            mode: ContentMode::Full,
+            stream: self.stream,
+            body_len: FLOW_ACK_BODY_LEN,
+            epoch: self.epoch,
+            seq: self.seq,
+            timestamp_ns: self.timestamp_ns,
+            watermark: self.watermark,
+        };
+        let body = header.emit(buf)?;
+        let w0 = u64::from(u32::from_be_bytes(self.src_ip)) << 32 | u64::from(self.src_port) << 16;
+        let w1 = u64::from(u32::from_be_bytes(self.dst_ip)) << 32 | u64::from(self.dst_port) << 16;
+        body[0..8].copy_from_slice(&w0.to_be_bytes());
+        body[8..16].copy_from_slice(&w1.to_be_bytes());
+        body[field::flow_ack::ACKED].copy_from_slice(&self.acked.to_be_bytes());
+        Ok(seal(buf, key))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1281,7 +1579,92 @@ mod tests {
         0x44, 0xfb, 0x16, 0x1e, 0xe1, 0x34, 0xf1, 0x18, // digest
     ];
 
-    fn samples() -> [&'static [u8]; 7] {
+    /// Gateway mode, content mode 2: message 43 of stream 7, epoch [`EPOCH`], the TCP
+    /// segment at seq 0x01020304 (flags PSH|ACK) of flow 10.1.0.2:40000-10.2.0.2:9878,
+    /// payload "ORDER". Digest computed independently (Python SipHash-1-3).
+    static BACKUP_TCP: [u8; 81] = [
+        0x54, 0x48, 0x03, 0x01, // type: backup
+        0x00, 0x00, 0xff, 0x02, // flags, link all, content mode: tcp
+        0x00, 0x00, 0x00, 0x07, // stream 7
+        0x00, 0x00, 0x00, 0x19, // body length 25
+        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2b, // seq 43
+        0x00, 0x00, 0x00, 0x00, 0x3b, 0x9a, 0xca, 0x00, // timestamp 1 s
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // watermark 42
+        10, 1, 0, 2, // source IP
+        0x9c, 0x40, // source port 40000
+        0x00, 0x05, // payload length 5
+        10, 2, 0, 2, // destination IP
+        0x26, 0x96, // destination port 9878
+        0x18, // TCP flags PSH|ACK
+        0x00, // reserved
+        0x01, 0x02, 0x03, 0x04, // TCP seq
+        b'O', b'R', b'D', b'E', b'R', // payload
+        0x42, 0xb5, 0x5e, 0x42, 0x4b, 0x00, 0x50, 0x3b, // digest
+    ];
+
+    /// Flow ack 1 on link 0: the exchange acknowledged flow 10.1.0.2:40000-10.2.0.2:9878
+    /// up to 0x01020309 (the segment above).
+    static FLOW_ACK: [u8; 76] = [
+        0x54, 0x48, 0x03, 0x07, // type: flow ack
+        0x00, 0x00, 0x00, 0x00, // flags, link 0, mode
+        0x00, 0x00, 0x00, 0x07, // stream 7
+        0x00, 0x00, 0x00, 0x14, // body length 20
+        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, // seq 1
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1b, 0x58, // timestamp 7000
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2b, // watermark 43
+        10, 1, 0, 2, 0x9c, 0x40, 0x00, 0x00, // source, port, reserved
+        10, 2, 0, 2, 0x26, 0x96, 0x00, 0x00, // destination, port, reserved
+        0x01, 0x02, 0x03, 0x09, // acked
+        0xd8, 0x76, 0x3b, 0x3a, 0x55, 0xfb, 0x1f, 0x4a, // digest
+    ];
+
+    fn tcp_segment(content: &'static [u8]) -> TcpSegmentRepr<'static> {
+        TcpSegmentRepr {
+            src_ip: [10, 1, 0, 2],
+            src_port: 40000,
+            payload_len: 5,
+            dst_ip: [10, 2, 0, 2],
+            dst_port: 9878,
+            tcp_flags: 0x18,
+            tcp_seq: 0x0102_0304,
+            content,
+        }
+    }
+
+    fn backup_tcp() -> BackupRepr<'static> {
+        BackupRepr {
+            flags: Flags::EMPTY,
+            stream: 7,
+            epoch: EPOCH,
+            seq: 43,
+            timestamp_ns: 1_000_000_000,
+            watermark: 42,
+            src_ip: [10, 1, 0, 2],
+            src_port: 40000,
+            payload_len: 5,
+            content: Content::Tcp(tcp_segment(b"ORDER")),
+        }
+    }
+
+    fn flow_ack() -> FlowAckRepr {
+        FlowAckRepr {
+            link: 0,
+            stream: 7,
+            epoch: EPOCH,
+            seq: 1,
+            timestamp_ns: 7000,
+            watermark: 43,
+            src_ip: [10, 1, 0, 2],
+            src_port: 40000,
+            dst_ip: [10, 2, 0, 2],
+            dst_port: 9878,
+            acked: 0x0102_0309,
+        }
+    }
+
+    fn samples() -> [&'static [u8]; 9] {
         [
             &BACKUP_FULL,
             &BACKUP_DIGEST,
@@ -1290,7 +1673,196 @@ mod tests {
             &CONFIRM,
             &TARGET_CONFIRM,
             &RESEND,
+            &BACKUP_TCP,
+            &FLOW_ACK,
         ]
+    }
+
+    #[test]
+    fn tcp_backup_and_flow_ack_vectors() {
+        let k = key();
+        let mut buf = vec![0u8; BACKUP_TCP.len()];
+        assert_eq!(backup_tcp().buffer_len(), BACKUP_TCP.len());
+        assert_eq!(backup_frame_len(5, ContentMode::Tcp), BACKUP_TCP.len());
+        backup_tcp().emit(&mut buf, &k).unwrap();
+        assert_eq!(&buf[..], &BACKUP_TCP[..]);
+        let p = Packet::new_checked(&BACKUP_TCP[..]).unwrap();
+        assert_eq!(p.content_mode(), ContentMode::Tcp);
+        let b = BackupRepr::parse(&p, &k).unwrap();
+        assert_eq!(b, backup_tcp());
+        let seg = b.content.tcp_segment().unwrap();
+        assert_eq!(seg.end_seq(), 0x0102_0309);
+        assert_eq!(
+            BackupRepr::parse_verified_earlier(&p).unwrap(),
+            backup_tcp()
+        );
+
+        let mut buf = vec![0u8; FLOW_ACK.len()];
+        assert_eq!(flow_ack().buffer_len(), FLOW_ACK.len());
+        flow_ack().emit(&mut buf, &k).unwrap();
+        assert_eq!(&buf[..], &FLOW_ACK[..]);
+        let p = Packet::new_checked(&FLOW_ACK[..]).unwrap();
+        assert_eq!(p.msg_type(), MsgType::FlowAck);
+        assert_eq!(FlowAckRepr::parse(&p, &k).unwrap(), flow_ack());
+        // Each refuses the other's type.
+        assert_eq!(BackupRepr::parse(&p, &k).err(), Some(WireError::WrongType));
+        let p = Packet::new_checked(&BACKUP_TCP[..]).unwrap();
+        assert_eq!(FlowAckRepr::parse(&p, &k).err(), Some(WireError::WrongType));
+    }
+
+    #[test]
+    fn fix_compact_round_trip() {
+        let k = key();
+        // Compact content of any length, independent of the original payload length.
+        for content in [
+            &b""[..],
+            b"x",
+            b"a compact encoding longer than the payload",
+        ] {
+            let seg = TcpSegmentRepr {
+                payload_len: 300,
+                content,
+                ..tcp_segment(b"")
+            };
+            let b = BackupRepr {
+                payload_len: 300,
+                content: Content::FixCompact(seg),
+                ..backup_tcp()
+            };
+            let mut buf = vec![0u8; b.buffer_len()];
+            assert_eq!(
+                b.buffer_len(),
+                backup_frame_len(content.len(), ContentMode::FixCompact)
+            );
+            b.emit(&mut buf, &k).unwrap();
+            let p = Packet::new_checked(&buf[..]).unwrap();
+            assert_eq!(p.content_mode(), ContentMode::FixCompact);
+            assert_eq!(p.body_len() as usize, 20 + content.len());
+            assert_eq!(BackupRepr::parse(&p, &k).unwrap(), b);
+        }
+    }
+
+    #[test]
+    fn tcp_backup_rules() {
+        let k = key();
+        // Reserved byte of the flow prefix (body offset 15 = PDU offset 63).
+        for mode in [2, 3] {
+            let mut v = edited(&BACKUP_TCP, 7, mode);
+            v[63] = 1;
+            assert_eq!(
+                Packet::new_checked(&v[..]).err(),
+                Some(WireError::Malformed)
+            );
+        }
+        // Mode 2: payload_len must be body length − 20.
+        let v = edited(&BACKUP_TCP, 55, 4);
+        assert_eq!(
+            Packet::new_checked(&v[..]).err(),
+            Some(WireError::BadLength)
+        );
+        // Mode 3 does not tie payload_len to the body.
+        let mut v = edited(&BACKUP_TCP, 7, 3);
+        v[55] = 200;
+        assert!(Packet::new_checked(&v[..]).is_ok());
+        // Body shorter than the prefix.
+        for len in [0u32, 8, 16, 19] {
+            let mut v = BACKUP_TCP.to_vec();
+            v[12..16].copy_from_slice(&len.to_be_bytes());
+            assert_eq!(
+                Packet::new_checked(&v[..]).err(),
+                Some(WireError::BadLength),
+                "body {len}"
+            );
+        }
+        // Every TCP flags byte is allowed (ECE/CWR included).
+        for f in [0u8, 0x02, 0x11, 0xff] {
+            let v = edited(&BACKUP_TCP, 62, f);
+            assert!(Packet::new_checked(&v[..]).is_ok());
+        }
+        // Emit refuses inconsistent frames.
+        let mut buf = [0u8; 128];
+        let wrong_len = BackupRepr {
+            payload_len: 4,
+            content: Content::Tcp(TcpSegmentRepr {
+                payload_len: 4,
+                ..tcp_segment(b"ORDER")
+            }),
+            ..backup_tcp()
+        };
+        assert_eq!(wrong_len.emit(&mut buf, &k), Err(WireError::BadLength));
+        let other_src = BackupRepr {
+            src_port: 1,
+            ..backup_tcp()
+        };
+        assert_eq!(other_src.emit(&mut buf, &k), Err(WireError::Malformed));
+        let other_ip = BackupRepr {
+            content: Content::FixCompact(TcpSegmentRepr {
+                src_ip: [1, 2, 3, 4],
+                ..tcp_segment(b"c")
+            }),
+            ..backup_tcp()
+        };
+        assert_eq!(other_ip.emit(&mut buf, &k), Err(WireError::Malformed));
+        assert_eq!(
+            backup_tcp().emit(&mut buf[..80], &k),
+            Err(WireError::Truncated)
+        );
+        // The body reader refuses a short body and a reserved byte on its own too.
+        assert_eq!(
+            TcpSegmentRepr::parse_body(&BACKUP_TCP[48..67]).err(),
+            Some(WireError::Truncated)
+        );
+        let mut body = BACKUP_TCP[48..73].to_vec();
+        body[15] = 0x80;
+        assert_eq!(
+            TcpSegmentRepr::parse_body(&body).err(),
+            Some(WireError::Malformed)
+        );
+        // A listener asked for a gateway mode gets a full copy, never a half-built frame.
+        assert_eq!(
+            Content::new(ContentMode::Tcp, b"x", &k),
+            Content::Full(b"x")
+        );
+        assert_eq!(Content::Full(b"x").tcp_segment(), None);
+    }
+
+    #[test]
+    fn flow_ack_rules() {
+        let k = key();
+        // Any link index or 0xFF, like heartbeats.
+        for link in [0, 1, 2, 3, 0xff] {
+            let v = edited(&FLOW_ACK, 6, link);
+            assert!(Packet::new_checked(&v[..]).is_ok(), "link {link}");
+        }
+        let mut buf = [0u8; 76];
+        for link in [4, 0xfe] {
+            let f = FlowAckRepr { link, ..flow_ack() };
+            assert_eq!(f.emit(&mut buf, &k), Err(WireError::Malformed));
+        }
+        // Reserved bytes: body 6, 7, 14, 15.
+        for at in [48 + 6, 48 + 7, 48 + 14, 48 + 15] {
+            let v = edited(&FLOW_ACK, at, 1);
+            assert_eq!(
+                Packet::new_checked(&v[..]).err(),
+                Some(WireError::Malformed),
+                "byte {at}"
+            );
+        }
+        for len in [0u32, 16, 19, 21, 24] {
+            let mut v = FLOW_ACK.to_vec();
+            v[12..16].copy_from_slice(&len.to_be_bytes());
+            assert_eq!(
+                Packet::new_checked(&v[..]).err(),
+                Some(WireError::BadLength)
+            );
+        }
+        let v = edited(&FLOW_ACK, 70, 0);
+        let p = Packet::new_checked(&v[..]).unwrap();
+        assert_eq!(FlowAckRepr::parse(&p, &k).err(), Some(WireError::BadDigest));
+        assert_eq!(
+            flow_ack().emit(&mut buf[..75], &k),
+            Err(WireError::Truncated)
+        );
     }
 
     #[test]
@@ -1561,7 +2133,7 @@ mod tests {
             (2, 2, WireError::BadVersion),
             (2, 4, WireError::BadVersion),
             (3, 0, WireError::UnknownType),
-            (3, 7, WireError::UnknownType),
+            (3, 8, WireError::UnknownType),
             (3, 0xff, WireError::UnknownType),
             (4, 0x80, WireError::BadFlags),
             (5, 0x08, WireError::BadFlags),
@@ -1615,11 +2187,30 @@ mod tests {
 
     #[test]
     fn content_mode_rules() {
-        let v = edited(&BACKUP_FULL, 7, 2);
-        assert_eq!(
-            Packet::new_checked(&v[..]).err(),
-            Some(WireError::Malformed)
-        );
+        for mode in [4, 0xff] {
+            let v = edited(&BACKUP_FULL, 7, mode);
+            assert_eq!(
+                Packet::new_checked(&v[..]).err(),
+                Some(WireError::Malformed)
+            );
+        }
+        // Modes 2 and 3 exist, but a 13-byte body is shorter than their flow prefix.
+        for mode in [2, 3] {
+            let v = edited(&BACKUP_FULL, 7, mode);
+            assert_eq!(
+                Packet::new_checked(&v[..]).err(),
+                Some(WireError::BadLength)
+            );
+        }
+        for pdu in [&FLOW_ACK[..]] {
+            for mode in [1, 2, 3, 0xff] {
+                let v = edited(pdu, 7, mode);
+                assert_eq!(
+                    Packet::new_checked(&v[..]).err(),
+                    Some(WireError::Malformed)
+                );
+            }
+        }
         for pdu in [&HEARTBEAT[..], &ACK, &CONFIRM] {
             for mode in [1, 2, 0xff] {
                 let v = edited(pdu, 7, mode);
@@ -1807,9 +2398,13 @@ mod tests {
         assert_eq!(MsgType::try_from(4), Ok(MsgType::Confirm));
         assert_eq!(MsgType::try_from(5), Ok(MsgType::TargetConfirm));
         assert_eq!(MsgType::try_from(6), Ok(MsgType::Resend));
-        assert_eq!(MsgType::try_from(7), Err(WireError::UnknownType));
+        assert_eq!(MsgType::try_from(7), Ok(MsgType::FlowAck));
+        assert_eq!(MsgType::try_from(8), Err(WireError::UnknownType));
         assert_eq!(u8::from(MsgType::Ack), 3);
-        assert_eq!(ContentMode::try_from(2), Err(WireError::Malformed));
+        assert_eq!(u8::from(MsgType::FlowAck), 7);
+        assert_eq!(ContentMode::try_from(2), Ok(ContentMode::Tcp));
+        assert_eq!(ContentMode::try_from(3), Ok(ContentMode::FixCompact));
+        assert_eq!(ContentMode::try_from(4), Err(WireError::Malformed));
     }
 
     #[test]

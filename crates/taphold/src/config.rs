@@ -51,7 +51,12 @@ pub struct Config {
     #[serde(default)]
     pub hold_ring: HoldRingConfig,
     pub primary: PrimaryConfig,
-    pub destination: DestinationConfig,
+    /// Where released messages go (listener mode; gateway mode routes).
+    #[serde(default)]
+    pub destination: Option<DestinationConfig>,
+    /// Gateway mode's routes, neighbours and protection rules.
+    #[serde(default)]
+    pub gateway: Option<GatewayConfig>,
     pub backup_links: Vec<BackupLinkConfig>,
     #[serde(default)]
     pub release: ReleaseConfig,
@@ -132,10 +137,16 @@ impl Default for HoldRingConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrimaryConfig {
+    /// listener: sources send each message as a UDP datagram to `ip`:`udp_port`;
+    /// gateway: taphold is the IPv4 next hop and protects TCP flows by rule.
+    #[serde(default)]
+    pub mode: PrimaryMode,
     /// DPDK device name (e.g. net_pcap0, net_af_packet0, 0000:3b:00.0).
     pub port: String,
     pub mac: Mac,
     pub ip: Ipv4Addr,
+    /// Listener mode: the UDP port messages arrive on.
+    #[serde(default)]
     pub udp_port: u16,
     #[serde(default = "default_max_payload")]
     pub max_payload: u16,
@@ -143,6 +154,186 @@ pub struct PrimaryConfig {
     /// confirmations and ARP replies; 2 puts confirmations and ARP on queue 1.
     #[serde(default = "one")]
     pub tx_queues: u16,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrimaryMode {
+    #[default]
+    Listener,
+    Gateway,
+}
+
+/// Gateway mode (`primary.mode: gateway`): taphold routes IPv4 between the
+/// trading engine's network and the exchange's, and holds the TCP segments
+/// that a `protect` rule covers until their backup frames' tap copies return.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Our addresses on P besides primary.ip: P answers ARP for each (the
+    /// gateway address of every subnet routed through us on P's segment).
+    #[serde(default)]
+    pub addresses: Vec<Ipv4Addr>,
+    /// Longest prefix wins; a route without `via` is directly connected.
+    pub routes: Vec<RouteConfig>,
+    /// Static ARP entries (never overridden by ARP replies).
+    #[serde(default)]
+    pub neighbors: Vec<NeighborConfig>,
+    /// TCP to these destinations and ports is held and backed up.
+    pub protect: Vec<ProtectConfig>,
+    /// Routable traffic no rule protects: forward (default) or refuse.
+    #[serde(default)]
+    pub other: OtherTraffic,
+    /// What a protected segment's backup frame carries: tcp (the payload) or
+    /// fix-compact (per FIX message, the fields that recreate it).
+    #[serde(default)]
+    pub content: GatewayContent,
+    #[serde(default = "default_gateway_table")]
+    pub max_flows: u32,
+    #[serde(default = "default_gateway_table")]
+    pub max_neighbors: u32,
+    /// An unresolved next hop is asked for again after this long.
+    #[serde(default = "default_arp_retry_ms")]
+    pub arp_retry_ms: u64,
+    /// The exchange's acknowledgements are passed to the backup nodes at
+    /// most this often per flow.
+    #[serde(default = "default_flow_ack_interval_us")]
+    pub flow_ack_interval_us: u64,
+}
+
+fn default_gateway_table() -> u32 {
+    64
+}
+fn default_arp_retry_ms() -> u64 {
+    100
+}
+fn default_flow_ack_interval_us() -> u64 {
+    1000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub prefix: Prefix,
+    #[serde(default)]
+    pub via: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighborConfig {
+    pub ip: Ipv4Addr,
+    pub mac: Mac,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectConfig {
+    /// Destination prefix (an exchange's order-entry gateways).
+    pub dst: Prefix,
+    /// A port (`9878`) or a range (`9878-9880`).
+    pub ports: PortRange,
+    /// Confirm each protected segment to a listener (claim 1's confirmation
+    /// to the source), once it is released: a taphold confirmation PDU whose
+    /// echo is the flow and TCP sequence number.
+    #[serde(default)]
+    pub confirm_to: Option<ConfirmToConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmToConfig {
+    pub ip: Ipv4Addr,
+    /// UDP port (also the confirmations' source port).
+    pub port: u16,
+    /// The listener's next-hop MAC.
+    pub mac: Mac,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OtherTraffic {
+    #[default]
+    Forward,
+    Refuse,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GatewayContent {
+    #[default]
+    Tcp,
+    FixCompact,
+}
+
+/// `a.b.c.d/len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix(pub taphold_wire::gateway::Ipv4Prefix);
+
+impl<'de> Deserialize<'de> for Prefix {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        yaml::from_str_with(d, "an IPv4 prefix like 10.1.0.0/16", |s| {
+            let (a, l) = s.split_once('/').ok_or_else(|| {
+                format!("`{s}` is not a prefix: write address/length, e.g. 10.1.0.0/16")
+            })?;
+            let addr =
+                Ipv4Addr::from_str(a).map_err(|_| format!("`{a}` is not an IPv4 address"))?;
+            let len = l
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= 32)
+                .ok_or_else(|| format!("`{l}` is not a prefix length (0 to 32)"))?;
+            Ok(Prefix(taphold_wire::gateway::Ipv4Prefix {
+                addr: addr.octets(),
+                len,
+            }))
+        })
+    }
+}
+
+/// `9878` or `9878-9880`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange(pub u16, pub u16);
+
+impl PortRange {
+    fn parse(text: &str) -> Result<PortRange, String> {
+        let (a, b) = text.split_once('-').unwrap_or((text, text));
+        let (Ok(lo), Ok(hi)) = (a.trim().parse::<u16>(), b.trim().parse::<u16>()) else {
+            return Err(format!(
+                "`{text}` is not a port or a range of ports (9878, 9878-9880)"
+            ));
+        };
+        if lo == 0 || lo > hi {
+            return Err(format!(
+                "{lo}-{hi}: ports run from 1, the first no larger than the last"
+            ));
+        }
+        Ok(PortRange(lo, hi))
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A visitor, not an untagged enum: errors raised inside it carry the
+        // field's own location.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = PortRange;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a port (9878) or a range of ports (9878-9880)")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PortRange, E> {
+                PortRange::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PortRange, E> {
+                PortRange::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PortRange, E> {
+                PortRange::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -753,13 +944,27 @@ impl Config {
                 format!("{ip} cannot be our address: P answers ARP for it and sources send to it, so it must be a unicast address"),
             ));
         }
+        if p.mode == PrimaryMode::Gateway {
+            return self.check_gateway(at);
+        }
+        if self.gateway.is_some() {
+            return Err(at.err(
+                "gateway",
+                "is for primary.mode: gateway; in listener mode released messages go to `destination`",
+            ));
+        }
         if p.udp_port == 0 {
             return Err(at.err(
                 "primary.udp_port",
                 "0 is not a port a source can send to: give the UDP port messages arrive on",
             ));
         }
-        let d = &self.destination;
+        let Some(d) = &self.destination else {
+            return Err(at.err(
+                "destination",
+                "missing: in listener mode released messages go to the destination's mac, ip and udp_port",
+            ));
+        };
         if d.mac.0.is_multicast() {
             return Err(at.err(
                 "destination.mac",
@@ -826,6 +1031,150 @@ impl Config {
         Ok(())
     }
 
+    /// What released datagrams carry (gateway mode forwards segments as they came).
+    pub fn framing(&self) -> Framing {
+        self.destination
+            .as_ref()
+            .map_or(Framing::Raw, |d| d.framing)
+    }
+
+    pub fn unconfirmed_alert_ms(&self) -> u64 {
+        self.destination
+            .as_ref()
+            .map_or_else(default_unconfirmed_alert_ms, |d| d.unconfirmed_alert_ms)
+    }
+
+    /// Gateway mode: routes, neighbours and protection rules that can work.
+    fn check_gateway(&self, at: &At) -> Result<(), ConfigError> {
+        let ours = self.primary.ip;
+        if self.destination.is_some() {
+            return Err(at.err(
+                "destination",
+                "is for listener mode: in gateway mode packets go where their IPv4 destination and gateway.routes say; remove it",
+            ));
+        }
+        if self.release.content != ContentText::Full {
+            return Err(at.err(
+                "release.content",
+                "gateway mode backs up segments as gateway.content says (tcp or fix-compact): leave release.content at full",
+            ));
+        }
+        let Some(g) = &self.gateway else {
+            return Err(at.err(
+                "gateway",
+                "missing: primary.mode: gateway needs gateway.routes and gateway.protect",
+            ));
+        };
+        if g.protect.len() > 255 {
+            return Err(at.err("gateway.protect", "at most 255 rules"));
+        }
+        for (i, r) in g.protect.iter().enumerate() {
+            if let Some(c) = &r.confirm_to {
+                let f = format!("gateway.protect.{i}.confirm_to");
+                if c.port == 0 {
+                    return Err(at.err(
+                        &format!("{f}.port"),
+                        "0 is not a port a datagram can be sent to",
+                    ));
+                }
+                if c.ip.is_unspecified() {
+                    return Err(at.err(&format!("{f}.ip"), "0.0.0.0 is no listener"));
+                }
+                if c.mac.0.is_multicast() || c.mac.0 == EthernetAddress([0; 6]) {
+                    return Err(at.err(
+                        &format!("{f}.mac"),
+                        format!("{} is not a unicast MAC", c.mac.0),
+                    ));
+                }
+            }
+        }
+        if g.routes.is_empty() {
+            return Err(at.err("gateway.routes", "needs at least one route"));
+        }
+        if g.protect.is_empty() {
+            return Err(at.err(
+                "gateway.protect",
+                "needs at least one rule: without one nothing is protected and taphold is only a router",
+            ));
+        }
+        for (i, r) in g.routes.iter().enumerate() {
+            if let Some(via) = r.via {
+                if via == ours
+                    || g.addresses.contains(&via)
+                    || via.is_unspecified()
+                    || via.is_broadcast()
+                    || via.is_multicast()
+                {
+                    return Err(at.err(
+                        &format!("gateway.routes.{i}.via"),
+                        format!("{via} cannot be a next hop: give a unicast router address other than primary.ip"),
+                    ));
+                }
+                if !g
+                    .routes
+                    .iter()
+                    .any(|o| o.via.is_none() && o.prefix.0.contains(via.octets()))
+                {
+                    return Err(at.err(
+                        &format!("gateway.routes.{i}.via"),
+                        format!("{via} is on no directly connected route (one without `via`): taphold could not reach it by ARP"),
+                    ));
+                }
+            }
+        }
+        for (i, a) in g.addresses.iter().enumerate() {
+            if *a == ours || a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
+                return Err(at.err(
+                    &format!("gateway.addresses.{i}"),
+                    format!("{a} cannot be an address of ours: unicast, and not primary.ip again"),
+                ));
+            }
+        }
+        for (i, n) in g.neighbors.iter().enumerate() {
+            if n.mac.0.is_multicast() || n.mac.0 == EthernetAddress([0; 6]) {
+                return Err(at.err(
+                    &format!("gateway.neighbors.{i}.mac"),
+                    format!("{} is not a unicast MAC", n.mac.0),
+                ));
+            }
+        }
+        if g.neighbors.len() > g.max_neighbors as usize {
+            return Err(at.err(
+                "gateway.max_neighbors",
+                format!(
+                    "{} is fewer than the {} static neighbors",
+                    g.max_neighbors,
+                    g.neighbors.len()
+                ),
+            ));
+        }
+        for (field, v) in [
+            ("gateway.max_flows", g.max_flows),
+            ("gateway.max_neighbors", g.max_neighbors),
+        ] {
+            if !(1..=4096).contains(&v) {
+                return Err(at.err(field, format!("{v} must be 1 to 4096")));
+            }
+        }
+        if !(1..=60_000).contains(&g.arp_retry_ms) {
+            return Err(at.err(
+                "gateway.arp_retry_ms",
+                format!("{} must be 1 to 60000", g.arp_retry_ms),
+            ));
+        }
+        if !(1..=yaml::HOUR_US).contains(&g.flow_ack_interval_us) {
+            return Err(at.err(
+                "gateway.flow_ack_interval_us",
+                format!(
+                    "{} must be 1 to {} (an hour)",
+                    g.flow_ack_interval_us,
+                    yaml::HOUR_US
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Every size that DPDK or our rings would refuse after EAL.
     fn check_sizes(&self, at: &At) -> Result<(), ConfigError> {
         let n = self.backup_links.len() as u32;
@@ -860,7 +1209,7 @@ impl Config {
             return Err(at.err("primary.max_payload", "must be at least 1"));
         }
         // A released datagram carries the delivery header too (framing: taphold).
-        let (room, with) = match self.destination.framing {
+        let (room, with) = match self.framing() {
             Framing::Raw => (MAX_UDP_PAYLOAD, ""),
             Framing::Taphold => (
                 MAX_UDP_PAYLOAD - delivery::HEADER_LEN,
@@ -991,7 +1340,7 @@ impl Config {
             ),
             (
                 "destination.unconfirmed_alert_ms",
-                self.destination.unconfirmed_alert_ms,
+                self.unconfirmed_alert_ms(),
                 "an alert an hour after the destination stopped confirming comes too late; check the unit",
             ),
         ];
@@ -1400,8 +1749,11 @@ mod tests {
         };
         let (from, to) = port("9001");
         let c = accepted(&[framed, (from, &to)]);
-        assert_eq!(c.destination.target_confirm_port, Some(9001));
-        assert_eq!(c.destination.unconfirmed_alert_ms, 1000);
+        assert_eq!(
+            c.destination.as_ref().unwrap().target_confirm_port,
+            Some(9001)
+        );
+        assert_eq!(c.destination.as_ref().unwrap().unconfirmed_alert_ms, 1000);
         let e = refused(
             &[(from, &to)],
             "destination.target_confirm_port",
@@ -1785,6 +2137,157 @@ mod tests {
             .filter(|(_, l)| l.contains(needle))
             .nth(nth - 1)
             .map(|(i, _)| i + 1)
+    }
+
+    const GATEWAY: &str = include_str!("../../../config/gateway.yaml");
+
+    /// config/gateway.yaml with `edits`, refused for `field` on the line of `at`.
+    fn gateway_refused(edits: &[(&str, &str)], field: &str, at: &str) -> ConfigError {
+        let mut text = GATEWAY.to_string();
+        for (from, to) in edits {
+            assert!(text.contains(from), "no `{from}` to edit");
+            text = text.replacen(from, to, 1);
+        }
+        let e = match Config::parse("g.yaml", &text) {
+            Err(e) => e,
+            Ok(_) => panic!("accepted: {edits:?}"),
+        };
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            (field, line_in(&text, at, 1)),
+            "{e}"
+        );
+        e
+    }
+
+    #[test]
+    fn the_gateway_configs_are_valid_and_resolve() {
+        let c = Config::parse("gateway.yaml", GATEWAY).unwrap();
+        assert_eq!(c.primary.mode, PrimaryMode::Gateway);
+        let p = crate::plan::Plan::of(&c).unwrap();
+        let g = p.gateway.as_ref().unwrap();
+        assert_eq!(g.addresses, vec![[10, 71, 2, 1]]);
+        assert_eq!(g.routes.len(), 2);
+        assert_eq!(g.protect[0].ports, (9878, 9879));
+        assert_eq!(g.neighbors.len(), 2);
+        assert!(g.forward_other);
+        assert_eq!(g.content, taphold_wire::taphold::ContentMode::Tcp);
+        // The links carry the larger flow prefix of mode 2.
+        assert_eq!(p.link_mtu as usize, 48 + 20 + 1400 + 8);
+        Config::parse(
+            "gateway.example.yaml",
+            &include_str!("../../../config/gateway.example.yaml").replace(
+                "/etc/taphold/digest.key",
+                key_file("gw", FILE_KEY, 0o600).to_str().unwrap(),
+            ),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn gateway_mode_errors_name_field_and_line() {
+        gateway_refused(
+            &[("      ports: 9878-9879", "      ports: 9879-9878")],
+            "gateway.protect.0.ports",
+            "ports: 9879-9878",
+        );
+        gateway_refused(
+            &[("      ports: 9878-9879", "      ports: http")],
+            "gateway.protect.0.ports",
+            "ports: http",
+        );
+        gateway_refused(
+            &[("    - prefix: 10.71.2.0/24", "    - prefix: 10.71.2.0/33")],
+            "gateway.routes.1.prefix",
+            "10.71.2.0/33",
+        );
+        gateway_refused(
+            &[("    - prefix: 10.71.2.0/24", "    - prefix: 10.71.2.0")],
+            "gateway.routes.1.prefix",
+            "prefix: 10.71.2.0 ",
+        );
+        // A router the appliance could not reach by ARP.
+        gateway_refused(
+            &[(
+                "    - prefix: 10.71.2.0/24   # directly connected: the exchange",
+                "    - prefix: 10.71.2.0/24\n      via: 192.0.2.1",
+            )],
+            "gateway.routes.1.via",
+            "via: 192.0.2.1",
+        );
+        gateway_refused(
+            &[("  addresses: [10.71.2.1]", "  addresses: [10.71.1.1]")],
+            "gateway.addresses.0",
+            "addresses: [10.71.1.1]",
+        );
+        gateway_refused(
+            &[(
+                "      mac: 02:00:00:00:0e:01",
+                "      mac: 01:00:5e:00:00:01",
+            )],
+            "gateway.neighbors.0.mac",
+            "01:00:5e:00:00:01",
+        );
+        gateway_refused(
+            &[("  other: forward", "  other: drop")],
+            "gateway.other",
+            "other: drop",
+        );
+        gateway_refused(
+            &[("  content: tcp ", "  content: digest ")],
+            "gateway.content",
+            "content: digest",
+        );
+        // release.content is gateway.content's business.
+        gateway_refused(
+            &[("  content: full ", "  content: digest ")],
+            "release.content",
+            "content: digest",
+        );
+        // Listener mode's sections do not mix with gateway mode's.
+        gateway_refused(
+            &[(
+                "gateway:\n",
+                "destination:\n  mac: 02:00:00:00:00:02\n  ip: 203.0.113.10\n  udp_port: 9100\ngateway:\n",
+            )],
+            "destination",
+            "destination:",
+        );
+        gateway_refused(
+            &[("  mode: gateway ", "  mode: listener ")],
+            "gateway",
+            "gateway:",
+        );
+        gateway_refused(
+            &[("  mode: gateway ", "  mode: router ")],
+            "primary.mode",
+            "mode: router",
+        );
+        let e = gateway_refused(
+            &[(
+                "  protect:\n    - dst: 10.71.2.0/24   # the exchange's FIX order-entry gateways\n      ports: 9878-9879\n",
+                "  protect: []\n",
+            )],
+            "gateway.protect",
+            "protect: []",
+        );
+        assert!(e.message.contains("nothing is protected"), "{e}");
+        gateway_refused(
+            &[("  flow_ack_interval_us: 1000", "  flow_ack_interval_us: 0")],
+            "gateway.flow_ack_interval_us",
+            "flow_ack_interval_us: 0",
+        );
+    }
+
+    #[test]
+    fn listener_mode_still_needs_its_destination() {
+        let text = GOOD.replace(
+            "destination:\n  mac: 02:00:00:00:00:02\n  ip: 203.0.113.10\n  udp_port: 9100\n  framing: raw            # raw (the payload alone) | taphold (delivery header first)\n",
+            "",
+        );
+        assert_ne!(text, GOOD);
+        let (e, _) = refused_text(&text);
+        assert_eq!(e.field, "destination", "{e}");
     }
 
     #[test]

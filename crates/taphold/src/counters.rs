@@ -136,6 +136,67 @@ impl Named for IngressCounters {
     }
 }
 
+/// Gateway mode (`primary.mode: gateway`): what ingress routed, held and
+/// learned besides messages.
+#[derive(Default)]
+pub struct GatewayCounters {
+    /// Protected TCP segments held, with a backup frame launched.
+    pub protected_segments: Counter,
+    /// Protected segments with no payload (pure ACK, SYN, FIN, RST) held
+    /// behind data of their flow still held, so as not to overtake it.
+    pub protected_control_held: Counter,
+    /// Protected segments with no payload forwarded at once: nothing of
+    /// their flow was held.
+    pub protected_control_forwarded: Counter,
+    /// Return traffic of protected flows forwarded at once.
+    pub returned: Counter,
+    /// Of which: acknowledgements that advanced a flow's (the target's confirmation).
+    pub return_acks: Counter,
+    /// Other routable traffic forwarded (`gateway.other: forward`).
+    pub forwarded: Counter,
+    /// Dropped: the next hop's MAC is not known yet (an ARP request is out).
+    pub no_neighbor: Counter,
+    /// Dropped: egress's hand-off ring was full.
+    pub forward_ring_full: Counter,
+    pub arp_requests_sent: Counter,
+    pub arp_learned: Counter,
+    pub arp_moved: Counter,
+    pub arp_table_full: Counter,
+    /// A new protected flow found the flow table full: its segments are all
+    /// held (correct, slower), and its acknowledgements are not passed on.
+    pub flow_table_full: Counter,
+    /// Flow acks sent to the backup nodes (one per link).
+    pub flow_acks_sent: Counter,
+    /// `content: fix-compact`: segments backed up compact, and those that did
+    /// not hold whole FIX messages and went in full.
+    pub fix_compact: Counter,
+    pub fix_compact_fallback: Counter,
+}
+
+impl Named for GatewayCounters {
+    fn each(&self, f: &mut dyn FnMut(&str, u64)) {
+        f("protected_segments", self.protected_segments.get());
+        f("protected_control_held", self.protected_control_held.get());
+        f(
+            "protected_control_forwarded",
+            self.protected_control_forwarded.get(),
+        );
+        f("returned", self.returned.get());
+        f("return_acks", self.return_acks.get());
+        f("forwarded", self.forwarded.get());
+        f("drop_no_neighbor", self.no_neighbor.get());
+        f("drop_forward_ring_full", self.forward_ring_full.get());
+        f("arp_requests_sent", self.arp_requests_sent.get());
+        f("arp_learned", self.arp_learned.get());
+        f("arp_moved", self.arp_moved.get());
+        f("arp_table_full", self.arp_table_full.get());
+        f("flow_table_full", self.flow_table_full.get());
+        f("flow_acks_sent", self.flow_acks_sent.get());
+        f("fix_compact", self.fix_compact.get());
+        f("fix_compact_fallback", self.fix_compact_fallback.get());
+    }
+}
+
 impl IngressCounters {
     pub fn dropped_total(&self) -> u64 {
         self.dropped.iter().map(Counter::get).sum::<u64>()
@@ -395,6 +456,8 @@ impl Named for TapModelCounters {
 #[derive(Default)]
 pub struct Counters {
     pub ingress: Padded<IngressCounters>,
+    /// Gateway mode's, written by ingress too.
+    pub gateway: Padded<GatewayCounters>,
     pub tap: [Padded<TapCounters>; crate::config::MAX_LINKS],
     pub egress: Padded<EgressCounters>,
     pub relaunch: [Padded<RelaunchCounters>; crate::config::MAX_LINKS],

@@ -16,7 +16,11 @@ use taphold_wire::ethernet::EthernetAddress;
 use taphold_wire::taphold::{self, ContentMode};
 use taphold_wire::{delivery, ipv4, udp};
 
-use crate::config::{Config, ContentText, Framing, Gate, RoleName, SecondaryMode};
+use crate::config::{
+    Config, ContentText, Framing, Gate, GatewayContent, OtherTraffic, PrimaryMode, RoleName,
+    SecondaryMode,
+};
+use taphold_wire::gateway::{ProtectRule, Route};
 
 /// The primary port P and who we are on it.
 #[derive(Debug, Clone)]
@@ -36,6 +40,26 @@ pub struct PrimaryPlan {
     /// The MTU P needs: the largest message in IPv4/UDP, with the delivery
     /// header under `framing: taphold`.
     pub mtu: u16,
+}
+
+/// Gateway mode: what ingress routes by.
+#[derive(Debug, Clone)]
+pub struct GatewayPlan {
+    /// Our addresses on P besides primary.ip.
+    pub addresses: Vec<[u8; 4]>,
+    pub routes: Vec<Route>,
+    pub protect: Vec<ProtectRule>,
+    /// Per protect rule: where its segments are confirmed, if anywhere.
+    pub confirm_to: Vec<Option<Endpoint>>,
+    /// Static ARP entries.
+    pub neighbors: Vec<([u8; 4], EthernetAddress)>,
+    pub forward_other: bool,
+    /// Backup frames' content: Tcp or FixCompact.
+    pub content: ContentMode,
+    pub max_flows: usize,
+    pub max_neighbors: usize,
+    pub arp_retry_ns: u64,
+    pub flow_ack_interval_ns: u64,
 }
 
 /// One backup link.
@@ -62,6 +86,8 @@ pub struct Plan {
     pub policy_check: PolicyCheck,
     pub secondary: SecondaryMode,
     pub primary: PrimaryPlan,
+    /// Gateway mode's routes and rules; None in listener mode.
+    pub gateway: Option<GatewayPlan>,
     pub destination: Endpoint,
     pub links: Vec<LinkPlan>,
     /// The MTU every backup link and tap port needs: the largest backup
@@ -114,7 +140,7 @@ impl Plan {
                 ContentText::Digest => ContentMode::Digest,
             },
             gate: cfg.release.gate,
-            framing: cfg.destination.framing,
+            framing: cfg.framing(),
             policy: cfg.release.policy.0.policy,
             policy_check,
             secondary: cfg.secondary_mode,
@@ -134,22 +160,81 @@ impl Plan {
                 release_q: 0,
                 confirm_q: p.tx_queues - 1,
                 tx_queues: p.tx_queues,
-                target_confirm_port: cfg.destination.target_confirm_port.unwrap_or(0),
+                target_confirm_port: cfg
+                    .destination
+                    .as_ref()
+                    .and_then(|d| d.target_confirm_port)
+                    .unwrap_or(0),
                 mtu: mtu_for(
                     ipv4::HEADER_LEN
                         + udp::HEADER_LEN
                         + usize::from(p.max_payload)
-                        + match cfg.destination.framing {
+                        + match cfg.framing() {
                             Framing::Raw => 0,
                             Framing::Taphold => delivery::HEADER_LEN,
                         },
                 ),
             },
-            destination: Endpoint {
-                mac: cfg.destination.mac.0,
-                ip: cfg.destination.ip.octets(),
-                port: cfg.destination.udp_port,
-            },
+            gateway: (p.mode == PrimaryMode::Gateway)
+                .then_some(cfg.gateway.as_ref())
+                .flatten()
+                .map(|g| GatewayPlan {
+                    addresses: g.addresses.iter().map(|a| a.octets()).collect(),
+                    routes: g
+                        .routes
+                        .iter()
+                        .map(|r| Route {
+                            prefix: r.prefix.0,
+                            via: r.via.map(|v| v.octets()),
+                        })
+                        .collect(),
+                    protect: g
+                        .protect
+                        .iter()
+                        .map(|r| ProtectRule {
+                            dst: r.dst.0,
+                            ports: (r.ports.0, r.ports.1),
+                        })
+                        .collect(),
+                    confirm_to: g
+                        .protect
+                        .iter()
+                        .map(|r| {
+                            r.confirm_to.as_ref().map(|c| Endpoint {
+                                mac: c.mac.0,
+                                ip: c.ip.octets(),
+                                port: c.port,
+                            })
+                        })
+                        .collect(),
+                    neighbors: g
+                        .neighbors
+                        .iter()
+                        .map(|n| (n.ip.octets(), n.mac.0))
+                        .collect(),
+                    forward_other: g.other == OtherTraffic::Forward,
+                    content: match g.content {
+                        GatewayContent::Tcp => ContentMode::Tcp,
+                        GatewayContent::FixCompact => ContentMode::FixCompact,
+                    },
+                    max_flows: g.max_flows as usize,
+                    max_neighbors: g.max_neighbors as usize,
+                    arp_retry_ns: g.arp_retry_ms.saturating_mul(1_000_000),
+                    flow_ack_interval_ns: us_to_ns(g.flow_ack_interval_us),
+                }),
+            // Gateway mode has no one destination: it routes (`gateway`).
+            destination: cfg.destination.as_ref().map_or(
+                Endpoint {
+                    mac: EthernetAddress([0; 6]),
+                    ip: [0; 4],
+                    port: 0,
+                },
+                |d| Endpoint {
+                    mac: d.mac.0,
+                    ip: d.ip.octets(),
+                    port: d.udp_port,
+                },
+            ),
             links: cfg
                 .backup_links
                 .iter()
@@ -164,7 +249,11 @@ impl Plan {
                 .collect(),
             link_mtu: mtu_for(taphold::backup_frame_len(
                 usize::from(p.max_payload),
-                ContentMode::Full,
+                match p.mode {
+                    PrimaryMode::Listener => ContentMode::Full,
+                    // The flow prefix is larger; compact FIX falls back to it.
+                    PrimaryMode::Gateway => ContentMode::Tcp,
+                },
             )),
             primary_set,
             hold_capacity: cfg.hold_ring.capacity as usize,
@@ -190,10 +279,7 @@ impl Plan {
                 .hold_ring
                 .backpressure_alert_ms
                 .saturating_mul(1_000_000),
-            unconfirmed_alert_ns: cfg
-                .destination
-                .unconfirmed_alert_ms
-                .saturating_mul(1_000_000),
+            unconfirmed_alert_ns: cfg.unconfirmed_alert_ms().saturating_mul(1_000_000),
             idle: cfg.idle,
             stats_every: Duration::from_millis(cfg.stats_interval_ms.max(1)),
             lcores: cfg
@@ -240,7 +326,7 @@ mod tests {
         assert_eq!(p.primary.mtu, 20 + 8 + 8900);
         assert_eq!(p.link_mtu, 64 + 8900);
         let mut framed = cfg.clone();
-        framed.destination.framing = Framing::Taphold;
+        framed.destination.as_mut().unwrap().framing = Framing::Taphold;
         assert_eq!(Plan::of(&framed).unwrap().primary.mtu, 20 + 8 + 40 + 8900);
         assert_eq!(p.roles_on(1).len(), 5);
         assert!(p.roles_on(7).is_empty());

@@ -604,6 +604,7 @@ impl Report {
                 "target_confirms": c.ingress.target_confirms.get(),
             },
             "ingress": block(&*c.ingress),
+            "gateway": block(&*c.gateway),
             "tap": taps,
             "egress": block(&*c.egress),
             "link_rx": link_rx,

@@ -71,6 +71,10 @@ pub struct Egress {
     /// hand over.
     journal_out: Option<dpdk::ring::Producer<Mbuf>>,
     journal_next: u64,
+    /// Gateway mode: held segments were rewritten for their next hop when
+    /// accepted; per protect rule, where a released segment is confirmed.
+    gateway: bool,
+    gateway_confirm_to: Vec<Option<Endpoint>>,
 }
 
 /// What egress is given to work with, besides the plan.
@@ -116,6 +120,11 @@ impl Egress {
             relaunch: parts.relaunch,
             journal_out: parts.journal_out,
             journal_next: 0,
+            gateway: plan.gateway.is_some(),
+            gateway_confirm_to: plan
+                .gateway
+                .as_ref()
+                .map_or_else(Vec::new, |g| g.confirm_to.clone()),
         }
     }
 
@@ -173,12 +182,19 @@ impl Egress {
         true
     }
 
-    /// ARP replies ingress made (it does not own P's transmit queues).
+    /// ARP replies ingress made (it does not own P's transmit queues); in
+    /// gateway mode also what ingress forwards at once, which goes out on the
+    /// release queue, behind the releases queued before it.
     fn forward_arp_replies(&mut self) -> usize {
         let mut n = 0;
-        while self.confirm_tx.room() > BURST {
+        let out = if self.gateway {
+            &mut self.release_tx
+        } else {
+            &mut self.confirm_tx
+        };
+        while out.room() > BURST {
             let Some(m) = self.arp_in.pop() else { break };
-            let _ = self.confirm_tx.push(m);
+            let _ = out.push(m);
             n += 1;
         }
         self.plane.counters.egress.arp_replies_sent.add(n as u64);
@@ -286,8 +302,42 @@ impl Egress {
         let c = &self.plane.counters.egress;
         let protected = status != MessageStatus::ReleasedUnprotected;
         let HeldMessage {
-            mut mbuf, mut meta, ..
+            mut mbuf,
+            mut meta,
+            tcp,
+            ..
         } = r.item;
+        if let Some(t) = tcp {
+            // A TCP segment, already addressed to its next hop: it leaves
+            // byte-identical to what was held.
+            let _ = self.release_tx.push(mbuf);
+            match status {
+                MessageStatus::ReleasedUnprotected => c.released_unprotected.inc(),
+                MessageStatus::ReleasedJournaled => c.released_journaled.inc(),
+                _ => {}
+            }
+            self.record(r.seq, r.rx_ns, r.backup_tx_ns, r.tap_ns, now, status);
+            let to = self
+                .gateway_confirm_to
+                .get(usize::from(t.rule))
+                .copied()
+                .flatten();
+            if let (Some(to), true) = (to, meta.payload_len > 0) {
+                // The echo names the bytes confirmed: flow and TCP sequence number.
+                let mut echo = [0u8; 16];
+                echo[0..4].copy_from_slice(&meta.src_ip);
+                echo[4..6].copy_from_slice(&meta.src_port.to_be_bytes());
+                echo[6..10].copy_from_slice(&t.dst_ip);
+                echo[10..12].copy_from_slice(&t.dst_port.to_be_bytes());
+                echo[12..16].copy_from_slice(&t.tcp_seq.to_be_bytes());
+                let ours = Endpoint {
+                    port: to.port,
+                    ..self.ours
+                };
+                self.confirm_to(&ours, &to, r.seq, meta.payload_len, echo, protected, now);
+            }
+            return true;
+        }
         // What the confirmation echoes, read before the rewrite moves things.
         let mut echo = [0u8; 16];
         let n = (meta.payload_len as usize).min(16);
@@ -318,21 +368,43 @@ impl Egress {
             MessageStatus::ReleasedJournaled => c.released_journaled.inc(),
             _ => {}
         }
+        self.record(r.seq, r.rx_ns, r.backup_tx_ns, r.tap_ns, now, status);
+        let ours = self.ours;
+        self.confirm_to(
+            &ours,
+            &source,
+            r.seq,
+            meta.payload_len,
+            echo,
+            protected,
+            now,
+        );
+        true
+    }
+
+    /// The released message's event record, for the main lcore.
+    fn record(
+        &mut self,
+        seq: u64,
+        rx_ns: u64,
+        backup_tx_ns: u64,
+        tap_ns: [u64; taphold_core::hold_ring::MAX_LINKS],
+        now: u64,
+        status: MessageStatus,
+    ) {
         let event = MessageEvent {
-            seq: r.seq,
+            seq,
             stream: self.stream,
             epoch: self.epoch,
-            rx_ns: r.rx_ns,
-            backup_tx_ns: r.backup_tx_ns,
-            tap_ns: r.tap_ns.iter().copied().max().unwrap_or(0),
+            rx_ns,
+            backup_tx_ns,
+            tap_ns: tap_ns.iter().copied().max().unwrap_or(0),
             release_ns: now,
             status,
         };
         if self.events.push(event).is_err() {
-            c.events_lost.inc();
+            self.plane.counters.egress.events_lost.inc();
         }
-        self.confirm(&source, r.seq, meta.payload_len, echo, protected, now);
-        true
     }
 
     /// Rewrites a released message in place for the destination: new
@@ -386,8 +458,10 @@ impl Egress {
 
     /// Queues the confirmation of released message `seq` to its source
     /// (after the message itself, in the same poll's bursts).
-    fn confirm(
+    #[allow(clippy::too_many_arguments)]
+    fn confirm_to(
         &mut self,
+        ours: &Endpoint,
         source: &Endpoint,
         seq: u64,
         payload_len: u16,
@@ -411,7 +485,7 @@ impl Egress {
             payload_len,
             echo,
         };
-        match confirmation_frame(&self.pool, &repr, &self.key, &self.ours, source) {
+        match confirmation_frame(&self.pool, &repr, &self.key, ours, source) {
             // Cannot fail: confirm_tx keeps BURST of room for this poll's confirmations.
             Some(m) => {
                 let _ = self.confirm_tx.push(m);

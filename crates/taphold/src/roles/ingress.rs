@@ -27,11 +27,14 @@ use taphold_wire::ethernet::{EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::link;
 use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags, HeartbeatRepr, Packet};
 
-use super::{HeldMessage, BURST};
+use super::{HeldMessage, TcpHeld, BURST};
 use crate::counters::IngressCounters;
 use crate::frames::{backup_frame, link_frame, target_confirm, TargetConfirm};
 use crate::plan::Plan;
 use crate::plane::{IngressWriter, Mode, Plane};
+
+mod gateway;
+pub use gateway::GatewayState;
 
 /// One backup link as ingress transmits on it.
 struct LinkTx {
@@ -69,6 +72,8 @@ pub struct Ingress {
     round: RoundIngress<'static>,
     /// Seqs accepted in this poll, to stamp their launch time.
     launched: [u64; BURST],
+    /// Gateway mode's rules and tables; None in listener mode.
+    gateway: Option<GatewayState>,
 }
 
 /// What ingress is given to work with, besides the plan.
@@ -120,6 +125,10 @@ impl Ingress {
             target_confirm_port: plan.primary.target_confirm_port,
             round: parts.round,
             launched: [0; BURST],
+            gateway: plan
+                .gateway
+                .as_ref()
+                .map(|g| GatewayState::new(g, plan.primary.addr.max_payload)),
         }
     }
 
@@ -128,6 +137,10 @@ impl Ingress {
         let now = self.clock.now_ns();
         let service = self.plane.control.service();
         let mut work = self.heartbeats(now);
+        if self.gateway.is_some() {
+            let watermark = self.watermark();
+            work += self.gateway_tick(now, watermark);
+        }
         // A new re-send round: stop taking new messages until egress has handed
         // over every frame of it (taphold_core::round).
         self.round.follow();
@@ -193,6 +206,9 @@ impl Ingress {
             c.multi_segment.inc();
             return None;
         }
+        if self.gateway.is_some() {
+            return self.admit_gateway(m, now, watermark, active);
+        }
         match classify_with_control(m.data(), &self.addr, self.target_confirm_port) {
             Classified::Message(meta) => return self.accept(m, meta, now, watermark, active),
             Classified::Control(meta) => self.target_confirmation(&m, meta, now),
@@ -252,7 +268,7 @@ impl Ingress {
         let c = &self.plane.counters.ingress;
         let seq = self.hold.next_seq();
         let Some(first) = (0..self.links.len()).find(|k| active & (1 << k) != 0) else {
-            return self.accept_unlaunched(m, meta, now, watermark);
+            return self.accept_unlaunched(m, meta, None, now, watermark);
         };
         let payload = &m.data()[meta.payload_off as usize..][..meta.payload_len as usize];
         let repr = BackupRepr {
@@ -274,6 +290,7 @@ impl Ingress {
         let held = HeldMessage {
             mbuf: m,
             meta,
+            tcp: None,
             timestamp_ns: now,
             watermark,
         };
@@ -373,6 +390,7 @@ impl Ingress {
         &mut self,
         m: Mbuf,
         meta: MessageMeta,
+        tcp: Option<TcpHeld>,
         now: u64,
         watermark: u64,
     ) -> Option<u64> {
@@ -384,6 +402,7 @@ impl Ingress {
         let held = HeldMessage {
             mbuf: m,
             meta,
+            tcp,
             timestamp_ns: now,
             watermark,
         };

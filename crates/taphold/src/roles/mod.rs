@@ -23,7 +23,7 @@ pub mod tap_rx;
 
 use taphold_wire::classify::MessageMeta;
 use taphold_wire::digest::DigestKey;
-use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags};
+use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags, TcpSegmentRepr};
 
 /// Frames taken from a port per poll, as in DPDK's examples.
 pub const BURST: usize = 32;
@@ -33,10 +33,26 @@ pub const BURST: usize = 32;
 pub struct HeldMessage {
     pub mbuf: dpdk::Mbuf,
     pub meta: MessageMeta,
+    /// Gateway mode: the protected TCP segment's flow and sequence number.
+    /// Its frame was rewritten for its next hop when it was accepted; release
+    /// transmits it as it is.
+    pub tcp: Option<TcpHeld>,
     /// The backup frame's timestamp and watermark fields: with the message
     /// they rebuild the very bytes (and digest) for a failover re-launch.
     pub timestamp_ns: u64,
     pub watermark: u64,
+}
+
+/// What a held TCP segment's backup frame carries besides the source and
+/// payload that [`MessageMeta`] has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpHeld {
+    pub dst_ip: [u8; 4],
+    pub dst_port: u16,
+    pub tcp_seq: u32,
+    pub tcp_flags: u8,
+    /// The protect rule it matched.
+    pub rule: u8,
 }
 
 impl HeldMessage {
@@ -44,6 +60,8 @@ impl HeldMessage {
     /// `flags`: with none, the very bytes (and digest) it was launched with;
     /// with RETRANSMIT, the bytes of every re-launch of it (the timestamp and
     /// watermark are the first launch's, so all re-launches are alike).
+    /// A TCP segment's frame is always mode 2 (the segment in full): a
+    /// re-launch or a journal record is never the compact form.
     pub fn backup_repr<'a>(
         &'a self,
         flags: Flags,
@@ -65,7 +83,19 @@ impl HeldMessage {
             src_ip: self.meta.src_ip,
             src_port: self.meta.src_port,
             payload_len: self.meta.payload_len,
-            content: Content::new(mode, payload, key),
+            content: match self.tcp {
+                Some(t) => Content::Tcp(TcpSegmentRepr {
+                    src_ip: self.meta.src_ip,
+                    src_port: self.meta.src_port,
+                    payload_len: self.meta.payload_len,
+                    dst_ip: t.dst_ip,
+                    dst_port: t.dst_port,
+                    tcp_flags: t.tcp_flags,
+                    tcp_seq: t.tcp_seq,
+                    content: payload,
+                }),
+                None => Content::new(mode, payload, key),
+            },
         }
     }
 }

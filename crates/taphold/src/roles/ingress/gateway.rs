@@ -1,0 +1,411 @@
+//! ingress in gateway mode (`primary.mode: gateway`): taphold is the IPv4 next
+//! hop between the trading engine and the exchange.
+//!
+//! Each frame from P is classified by `taphold_wire::gateway`:
+//! - a protected TCP segment with payload becomes a message: rewritten for its
+//!   next hop at once (MACs, TTL, IPv4 checksum), its backup frame (content
+//!   mode 2, or 3 under `content: fix-compact`) launched, the frame held; egress
+//!   transmits it as it is once its tap copy is back;
+//! - a protected segment without payload (pure ACK, SYN, FIN, RST) is held the
+//!   same way if data of its flow is still held, so it never overtakes it, and
+//!   forwarded at once otherwise;
+//! - return traffic of a protected flow is forwarded at once, and its
+//!   acknowledgement number recorded: the exchange's confirmation, passed to
+//!   the backup nodes in flow acks;
+//! - other routable IPv4 is forwarded at once or refused by rule; ARP requests
+//!   for our address are answered and ARP replies learned.
+//!
+//! What is forwarded at once goes through egress's hand-off ring (egress owns
+//! P's transmit queue), behind releases already queued.
+
+use dpdk::Mbuf;
+use taphold_core::gateway::{Flows, Learned, Neighbors};
+use taphold_wire::arp::{self, ArpRepr};
+use taphold_wire::classify::MessageMeta;
+use taphold_wire::ethernet::{self, EtherType, EthernetAddress};
+use taphold_wire::gateway::{
+    classify_gateway, forward_in_place, FlowKey, GatewayClass, GatewayRules, SegmentMeta,
+};
+use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags, FlowAckRepr, TcpSegmentRepr};
+
+use super::{pad_to, Ingress};
+use crate::frames::link_frame;
+use crate::plan::GatewayPlan;
+use crate::roles::{HeldMessage, TcpHeld};
+
+/// Gateway mode's state in ingress: the plan's rules and the tables only
+/// ingress writes.
+pub struct GatewayState {
+    plan: GatewayPlan,
+    neighbors: Neighbors,
+    flows: Flows<FlowKey>,
+    /// Sequence number of the last flow ack sent, in this epoch.
+    flow_ack_seq: u64,
+    next_flow_acks_ns: u64,
+    next_arp_scan_ns: u64,
+    /// Where a compact FIX encoding is built (allocated once).
+    scratch: Vec<u8>,
+}
+
+impl GatewayState {
+    pub fn new(plan: &GatewayPlan, max_payload: u16) -> GatewayState {
+        let mut neighbors = Neighbors::new(plan.max_neighbors, plan.arp_retry_ns);
+        for (ip, mac) in &plan.neighbors {
+            // Validation bounds the static entries by max_neighbors.
+            neighbors.add_static(*ip, mac.0);
+        }
+        // Routers we will need: asked for on the first poll, not on the first packet.
+        for r in &plan.routes {
+            if let Some(via) = r.via {
+                neighbors.should_ask(via, 0);
+            }
+        }
+        GatewayState {
+            neighbors,
+            flows: Flows::new(plan.max_flows),
+            flow_ack_seq: 0,
+            next_flow_acks_ns: 0,
+            next_arp_scan_ns: 0,
+            scratch: vec![0; usize::from(max_payload)],
+            plan: plan.clone(),
+        }
+    }
+}
+
+impl Ingress {
+    /// One frame from P in gateway mode: a message accepted (its seq
+    /// returned), or forwarded, answered, learned, or dropped and counted.
+    pub(super) fn admit_gateway(
+        &mut self,
+        mut m: Mbuf,
+        now: u64,
+        watermark: u64,
+        active: u8,
+    ) -> Option<u64> {
+        let c = &self.plane.counters.ingress;
+        let g = &self.plane.counters.gateway;
+        let gw = self.gateway.as_mut()?;
+        let rules = GatewayRules {
+            mac: self.addr.mac,
+            ip: self.addr.ip,
+            also: &gw.plan.addresses,
+            routes: &gw.plan.routes,
+            protect: &gw.plan.protect,
+            forward_other: gw.plan.forward_other,
+            max_payload: self.addr.max_payload,
+        };
+        match classify_gateway(m.data(), &rules) {
+            GatewayClass::Protected(seg) => return self.protect(m, seg, now, watermark, active),
+            GatewayClass::Return {
+                flow,
+                ack,
+                next_hop,
+            } => {
+                if let Some(a) = ack {
+                    if gw.flows.acknowledge(&flow, a) {
+                        g.return_acks.inc();
+                    }
+                }
+                if self.forward_now(m, next_hop, now) {
+                    g.returned.inc();
+                }
+            }
+            GatewayClass::Forward { next_hop } => {
+                if self.forward_now(m, next_hop, now) {
+                    g.forwarded.inc();
+                }
+            }
+            GatewayClass::ArpRequest { ip } => {
+                let ok = match arp::reply_in_place(m.data_mut(), self.addr.mac, ip) {
+                    Ok(len) => pad_to(&mut m, len),
+                    Err(_) => false,
+                };
+                if !ok {
+                    c.dropped[taphold_wire::DropReason::ArpOther.index()].inc();
+                } else if self.arp_out.push(m).is_err() {
+                    c.arp_reply_dropped.inc();
+                } else {
+                    c.arp_replies.inc();
+                }
+            }
+            GatewayClass::ArpReply { ip, mac } => match gw.neighbors.learn(ip, mac.0) {
+                Learned::New => g.arp_learned.inc(),
+                Learned::Moved => g.arp_moved.inc(),
+                Learned::Full => g.arp_table_full.inc(),
+                Learned::Same | Learned::Static => {}
+            },
+            GatewayClass::Drop(reason) => c.dropped[reason.index()].inc(),
+        }
+        None
+    }
+
+    /// The MAC of `next_hop`, or None after asking for it (counted).
+    fn resolve(&mut self, next_hop: [u8; 4], now: u64) -> Option<EthernetAddress> {
+        let gw = self.gateway.as_mut()?;
+        if let Some(mac) = gw.neighbors.lookup(next_hop) {
+            return Some(EthernetAddress(mac));
+        }
+        self.plane.counters.gateway.no_neighbor.inc();
+        if gw.neighbors.should_ask(next_hop, now) {
+            self.ask(next_hop);
+        }
+        None
+    }
+
+    /// An ARP request for `ip`, broadcast on P through egress.
+    fn ask(&mut self, ip: [u8; 4]) {
+        let g = &self.plane.counters.gateway;
+        let Some(mut m) = self.pool.alloc() else {
+            self.plane.counters.ingress.no_mbuf.inc();
+            return;
+        };
+        let Some(buf) = m.append(ethernet::MIN_FRAME_LEN as u16) else {
+            return;
+        };
+        buf.fill(0);
+        let repr = ArpRepr {
+            operation: arp::Operation::Request,
+            source_hardware_addr: self.addr.mac,
+            source_protocol_addr: self.addr.ip,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: ip,
+        };
+        let written = ethernet::emit_header(
+            buf,
+            EthernetAddress::BROADCAST,
+            self.addr.mac,
+            EtherType::ARP,
+        )
+        .and_then(|_| repr.emit(&mut buf[ethernet::HEADER_LEN..]));
+        if written.is_ok() && self.arp_out.push(m).is_ok() {
+            g.arp_requests_sent.inc();
+        } else {
+            g.forward_ring_full.inc();
+        }
+    }
+
+    /// Forwards a frame at once: rewritten for `next_hop` and handed to
+    /// egress. False if it was dropped (counted).
+    fn forward_now(&mut self, mut m: Mbuf, next_hop: [u8; 4], now: u64) -> bool {
+        let Some(mac) = self.resolve(next_hop, now) else {
+            return false;
+        };
+        if forward_in_place(m.data_mut(), self.addr.mac, mac).is_err() {
+            // The classifier refuses what the rewrite would (TTL ≤ 1, runts).
+            debug_assert!(false, "forward rewrite refused a classified frame");
+            return false;
+        }
+        if self.arp_out.push(m).is_err() {
+            self.plane.counters.gateway.forward_ring_full.inc();
+            return false;
+        }
+        true
+    }
+
+    /// A protected segment: held behind its backup frame, or (no payload and
+    /// nothing of its flow held) forwarded at once.
+    fn protect(
+        &mut self,
+        mut m: Mbuf,
+        seg: SegmentMeta,
+        now: u64,
+        watermark: u64,
+        active: u8,
+    ) -> Option<u64> {
+        let c = &self.plane.counters.ingress;
+        let g = &self.plane.counters.gateway;
+        let released = self.released();
+        let gw = self.gateway.as_mut()?;
+        // u64::MAX: not tracked (table full), so assume something is held.
+        let last_held = match gw.flows.entry(seg.flow) {
+            Some(f) => f.last_held,
+            None => {
+                g.flow_table_full.inc();
+                u64::MAX
+            }
+        };
+        if seg.payload_len == 0 && last_held <= released {
+            if self.forward_now(m, seg.next_hop, now) {
+                g.protected_control_forwarded.inc();
+            }
+            return None;
+        }
+        let mac = self.resolve(seg.next_hop, now)?;
+        if forward_in_place(m.data_mut(), self.addr.mac, mac).is_err() {
+            debug_assert!(false, "forward rewrite refused a classified segment");
+            return None;
+        }
+        let meta = MessageMeta {
+            src_mac: seg.src_mac,
+            src_ip: seg.flow.src_ip,
+            src_port: seg.flow.src_port,
+            payload_off: seg.payload_off,
+            payload_len: seg.payload_len,
+            udp_checksum: 0,
+        };
+        let tcp = TcpHeld {
+            dst_ip: seg.flow.dst_ip,
+            dst_port: seg.flow.dst_port,
+            tcp_seq: seg.tcp_seq,
+            tcp_flags: seg.tcp_flags,
+            rule: seg.rule,
+        };
+        let seq = self.hold.next_seq();
+        let Some(first) = (0..self.links.len()).find(|k| active & (1 << k) != 0) else {
+            let s = self.accept_unlaunched(m, meta, Some(tcp), now, watermark)?;
+            self.note_held(seg.flow, s);
+            return Some(s);
+        };
+        let payload = &m.data()[usize::from(seg.payload_off)..][..usize::from(seg.payload_len)];
+        let full = TcpSegmentRepr {
+            src_ip: meta.src_ip,
+            src_port: meta.src_port,
+            payload_len: meta.payload_len,
+            dst_ip: tcp.dst_ip,
+            dst_port: tcp.dst_port,
+            tcp_flags: tcp.tcp_flags,
+            tcp_seq: tcp.tcp_seq,
+            content: payload,
+        };
+        // The scratch buffer is taken out for the call, so the frame can be
+        // built by `&mut self` methods while the encoding borrows it.
+        let mut scratch = std::mem::take(&mut self.gateway.as_mut()?.scratch);
+        let content = match self.gateway.as_ref()?.plan.content {
+            ContentMode::FixCompact if seg.payload_len > 0 => {
+                match taphold_fix::compact::encode_compact(payload, &mut scratch) {
+                    Ok(n) => {
+                        g.fix_compact.inc();
+                        Content::FixCompact(TcpSegmentRepr {
+                            content: &scratch[..n],
+                            ..full
+                        })
+                    }
+                    Err(_) => {
+                        g.fix_compact_fallback.inc();
+                        Content::Tcp(full)
+                    }
+                }
+            }
+            _ => Content::Tcp(full),
+        };
+        let repr = BackupRepr {
+            flags: Flags::EMPTY,
+            stream: self.stream,
+            epoch: self.epoch,
+            seq,
+            timestamp_ns: now,
+            watermark,
+            src_ip: meta.src_ip,
+            src_port: meta.src_port,
+            payload_len: meta.payload_len,
+            content,
+        };
+        let digest = self.queue_backup_frames(&repr, first, active);
+        if let Some(gw) = self.gateway.as_mut() {
+            gw.scratch = scratch;
+        }
+        let Some(digest) = digest else {
+            c.no_mbuf.inc();
+            return None;
+        };
+        let held = HeldMessage {
+            mbuf: m,
+            meta,
+            tcp: Some(tcp),
+            timestamp_ns: now,
+            watermark,
+        };
+        match self.hold.push(held, digest, now) {
+            Ok(s) => {
+                if seg.payload_len == 0 {
+                    g.protected_control_held.inc();
+                } else {
+                    g.protected_segments.inc();
+                }
+                self.note_held(seg.flow, s);
+                Some(s)
+            }
+            // Unreachable: we took at most `free()` frames and are the only producer.
+            Err(_msg) => {
+                self.unqueue_last(active);
+                c.ring_full_polls.inc();
+                None
+            }
+        }
+    }
+
+    fn note_held(&mut self, flow: FlowKey, seq: u64) {
+        if let Some(f) = self.gateway.as_mut().and_then(|gw| gw.flows.entry(flow)) {
+            f.last_held = seq;
+        }
+    }
+
+    /// Gateway mode's periodic work, on the heartbeat path: ARP for next hops
+    /// still unresolved, and the exchange's new acknowledgements to every
+    /// backup link as flow acks.
+    pub(super) fn gateway_tick(&mut self, now: u64, watermark: u64) -> usize {
+        let Some(gw) = self.gateway.as_mut() else {
+            return 0;
+        };
+        let mut work = 0;
+        if now >= gw.next_arp_scan_ns {
+            gw.next_arp_scan_ns = now + gw.plan.arp_retry_ns;
+            let mut due = [[0u8; 4]; 8];
+            let mut n = 0;
+            gw.neighbors.due(now, |ip| {
+                if n < due.len() {
+                    due[n] = ip;
+                    n += 1;
+                }
+            });
+            for ip in &due[..n] {
+                self.ask(*ip);
+            }
+            work += n;
+        }
+        let Some(gw) = self.gateway.as_mut() else {
+            return work;
+        };
+        if now < gw.next_flow_acks_ns {
+            return work;
+        }
+        gw.next_flow_acks_ns = now + gw.plan.flow_ack_interval_ns;
+        let (stream, epoch) = (self.stream, self.epoch);
+        let g = &self.plane.counters.gateway;
+        let links = &mut self.links;
+        let pool = &self.pool;
+        let key = &self.key;
+        let seq = &mut gw.flow_ack_seq;
+        gw.flows.unsent_acks(|flow, acked| {
+            // All or nothing: a flow ack goes to every link or is offered again.
+            if links.iter().any(|l| l.pending.room() == 0) {
+                return false;
+            }
+            *seq += 1;
+            for (k, l) in links.iter_mut().enumerate() {
+                let repr = FlowAckRepr {
+                    link: k as u8,
+                    stream,
+                    epoch,
+                    seq: *seq,
+                    timestamp_ns: now,
+                    watermark,
+                    src_ip: flow.src_ip,
+                    src_port: flow.src_port,
+                    dst_ip: flow.dst_ip,
+                    dst_port: flow.dst_port,
+                    acked,
+                };
+                if let Some((m, _)) = link_frame(pool, l.mac, l.peer_mac, repr.buffer_len(), |b| {
+                    repr.emit(b, key)
+                }) {
+                    let _ = l.pending.push(m);
+                    g.flow_acks_sent.inc();
+                    work += 1;
+                }
+            }
+            true
+        });
+        work
+    }
+}

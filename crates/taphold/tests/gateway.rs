@@ -1,0 +1,553 @@
+//! Gateway mode end to end, through the real binary: test-pcaps/gateway.pcap
+//! (two FIX sessions from a trading engine to an exchange: handshakes, orders,
+//! execution reports back, pure ACKs, a retransmitted and two reordered
+//! segments, FINs, then junk) replayed into P with config/gateway.yaml, the
+//! backup link and tap modelled in process, everything that leaves checked.
+//!
+//! The runs are serialised (one DPDK process at a time): on a 2-core machine
+//! every run's worker lcore shares core 1.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use dpdk::testing::pcap;
+use serde_json::Value;
+use taphold_wire::digest::DigestKey;
+use taphold_wire::ethernet::{EtherType, EthernetAddress, Frame};
+use taphold_wire::ipv4;
+use taphold_wire::taphold::{BackupRepr, ConfirmRepr, Content, FlowAckRepr, MsgType, Packet};
+use taphold_wire::tcp;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const KEY: &str = "5461706f6c642d64656d6f2d6b657931";
+const OURS: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
+const ENGINE: ([u8; 4], EthernetAddress) = ([10, 71, 1, 2], EthernetAddress([2, 0, 0, 0, 0xe, 1]));
+const EXCHANGE: ([u8; 4], EthernetAddress) =
+    ([10, 71, 2, 2], EthernetAddress([2, 0, 0, 0, 0xe, 2]));
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn key() -> DigestKey {
+    DigestKey::from_hex(KEY).unwrap()
+}
+
+struct Run {
+    out: PathBuf,
+    status: std::process::ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn summary(&self) -> Value {
+        let text = std::fs::read_to_string(self.out.join("summary.json")).unwrap_or_else(|e| {
+            panic!(
+                "summary.json: {e}\nstdout:\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        });
+        serde_json::from_str(&text).unwrap()
+    }
+    fn pcap(&self, name: &str) -> Vec<Vec<u8>> {
+        let p = self.out.join(name);
+        if !p.exists() {
+            return Vec::new();
+        }
+        pcap::read(&p).unwrap()
+    }
+    fn events(&self) -> Vec<Vec<String>> {
+        let text = std::fs::read_to_string(self.out.join("events.csv")).unwrap();
+        text.lines()
+            .skip(1)
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect()
+    }
+}
+
+/// Replays gateway.pcap with config/gateway.yaml edited by `edit`.
+fn replay(tag: &str, edit: impl Fn(String) -> String) -> Run {
+    let root = repo();
+    let out = std::env::temp_dir().join(format!("taphold-gw-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let config = out.join("config.yaml");
+    let text = std::fs::read_to_string(root.join("config/gateway.yaml")).unwrap();
+    let text = edit(text).replace(
+        "state_dir: /tmp/taphold-state",
+        &format!("state_dir: {}", out.join("state").display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let o = Command::new(root.join("scripts/replay.sh"))
+        .arg(root.join("test-pcaps/gateway.pcap"))
+        .arg(&out)
+        .env("TAPHOLD_BIN", env!("CARGO_BIN_EXE_taphold"))
+        .env("TAPHOLD_CONFIG", &config)
+        .env("TAPHOLD_IDLE_MS", "400")
+        .output()
+        .unwrap();
+    Run {
+        out,
+        status: o.status,
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn n(v: &Value, path: &str) -> u64 {
+    let mut v = v;
+    for k in path.split('.') {
+        v = &v[k];
+    }
+    v.as_u64()
+        .unwrap_or_else(|| panic!("{path} is not a number: {v}"))
+}
+
+fn expected() -> Value {
+    let text = std::fs::read_to_string(repo().join("test-pcaps/gateway.expected.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// An IPv4/TCP frame's parts, as far as these tests look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seg {
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    ident: u16,
+    ttl: u8,
+    seq: u32,
+    flags: u8,
+    payload: Vec<u8>,
+}
+
+fn seg(frame: &[u8]) -> Option<Seg> {
+    let eth = Frame::new_checked(frame).ok()?;
+    if eth.ethertype() != EtherType::IPV4 {
+        return None;
+    }
+    let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
+    if ip.protocol() != ipv4::PROTOCOL_TCP {
+        return None;
+    }
+    let t = tcp::Packet::new_checked(ip.payload()).ok()?;
+    Some(Seg {
+        src: (ip.src_addr(), t.src_port()),
+        dst: (ip.dst_addr(), t.dst_port()),
+        ident: ip.ident(),
+        ttl: ip.ttl(),
+        seq: t.seq_number(),
+        flags: t.flags(),
+        payload: t.payload().to_vec(),
+    })
+}
+
+fn input() -> Vec<Vec<u8>> {
+    pcap::read(&repo().join("test-pcaps/gateway.pcap")).unwrap()
+}
+
+fn to_exchange_protected(s: &Seg) -> bool {
+    s.dst.0 == EXCHANGE.0 && (9878..=9879).contains(&s.dst.1) && s.ttl > 1
+}
+
+/// The frames of the capture the appliance must hold: valid protected
+/// segments (the junk copies of a protected flow are refused).
+fn protected_in(inp: &[Vec<u8>]) -> Vec<(Vec<u8>, Seg)> {
+    inp.iter()
+        .filter_map(|f| Some((f.clone(), seg(f)?)))
+        .filter(|(f, s)| {
+            to_exchange_protected(s)
+                && f[0..6] == OURS.0
+                && s.payload.len() <= 1400
+                && tcp::Packet::new_checked(&f[34..f.len().min(14 + be16(&f[16..18]) as usize)])
+                    .map(|t| t.verify_checksum(s.src.0, s.dst.0))
+                    .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+
+fn assert_clean(r: &Run) -> Value {
+    let s = r.summary();
+    let want = if s["mode"]["final"] == "halt" { 3 } else { 0 };
+    assert_eq!(r.status.code(), Some(want), "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(s["messages"]["unaccounted"].as_i64(), Some(0), "{s:#}");
+    assert_eq!(n(&s, "hot_path_allocations"), 0, "the hot path allocated");
+    assert_eq!(n(&s, "mempool.in_use_at_exit"), 0, "mbufs leaked");
+    assert_eq!(n(&s, "events.order_violations"), 0);
+    s
+}
+
+/// Forwarding changed the MACs, TTL and IPv4 checksum, and nothing else.
+fn assert_forwarded(orig: &[u8], out: &[u8], next_hop: EthernetAddress) {
+    let ip_end = 14 + be16(&orig[16..18]) as usize;
+    assert_eq!(&out[0..6], &next_hop.0, "destination MAC");
+    assert_eq!(&out[6..12], &OURS.0, "source MAC");
+    assert_eq!(out[22], orig[22] - 1, "TTL");
+    assert!(ipv4::Packet::new_checked(&out[14..])
+        .unwrap()
+        .verify_checksum());
+    for i in 12..ip_end {
+        if ![22, 24, 25].contains(&i) {
+            assert_eq!(out[i], orig[i], "byte {i} changed");
+        }
+    }
+}
+
+#[test]
+fn protected_segments_leave_after_their_tap_copy_byte_identical_in_flow_order() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = replay("flow", |c| c);
+    let s = assert_clean(&r);
+    let exp = expected();
+    let inp = input();
+    let out = r.pcap("destination.pcap");
+
+    // Every protected segment, data or not, left once, in its flow's order,
+    // rewritten as a router would and otherwise byte-identical.
+    let by_ident: BTreeMap<u16, &Vec<u8>> = inp
+        .iter()
+        .filter_map(|f| Some((seg(f)?.ident, f)))
+        .collect();
+    for (sport, dport) in [(40001u16, 9878u16), (40002, 9879)] {
+        let flow = |s: &Seg| s.src == (ENGINE.0, sport) && s.dst == (EXCHANGE.0, dport);
+        let want: Vec<Seg> = protected_in(&inp)
+            .into_iter()
+            .map(|(_, s)| s)
+            .filter(flow)
+            .collect();
+        let got: Vec<Seg> = out.iter().filter_map(|f| seg(f)).filter(flow).collect();
+        let strip = |v: &[Seg]| -> Vec<(u32, u8, Vec<u8>, u16)> {
+            v.iter()
+                .map(|s| (s.seq, s.flags, s.payload.clone(), s.ident))
+                .collect()
+        };
+        assert_eq!(strip(&got), strip(&want), "flow {sport}->{dport}");
+    }
+    for f in &out {
+        let Some(sg) = seg(f) else { continue };
+        let orig = by_ident[&sg.ident];
+        let next = if sg.dst.0 == EXCHANGE.0 {
+            EXCHANGE.1
+        } else {
+            ENGINE.1
+        };
+        assert_forwarded(orig, f, next);
+    }
+
+    // Each held segment is a message: its backup frame (mode 2) carries the
+    // flow, TCP seq and payload, and it was released after its tap copy.
+    let data: Vec<Seg> = protected_in(&inp)
+        .into_iter()
+        .map(|(_, s)| s)
+        .filter(|s| !s.payload.is_empty())
+        .collect();
+    assert_eq!(data.len() as u64, n(&exp, "protected_data"));
+    assert_eq!(n(&s, "gateway.protected_segments"), data.len() as u64);
+    let held = n(&s, "gateway.protected_segments") + n(&s, "gateway.protected_control_held");
+    assert_eq!(n(&s, "messages.accepted"), held);
+    assert_eq!(n(&s, "messages.released"), held);
+    assert_eq!(
+        held + n(&s, "gateway.protected_control_forwarded"),
+        n(&exp, "protected_data") + n(&exp, "protected_control")
+    );
+    let frames: Vec<(u64, Vec<u8>)> = r
+        .pcap("backup.pcap")
+        .iter()
+        .filter_map(|f| {
+            let p = Packet::new_checked(&f[14..]).ok()?;
+            (p.msg_type() == MsgType::Backup).then(|| (p.seq(), f[14..].to_vec()))
+        })
+        .collect();
+    assert_eq!(
+        frames.len() as u64,
+        held,
+        "one backup frame per held segment"
+    );
+    let mut backed_up = Vec::new();
+    for (seq, pdu) in &frames {
+        let p = Packet::new_checked(&pdu[..]).unwrap();
+        let b = BackupRepr::parse(&p, &key()).unwrap();
+        let Content::Tcp(t) = b.content else {
+            panic!("seq {seq}: not a tcp backup frame: {:?}", b.content)
+        };
+        assert_eq!(t.src_ip, ENGINE.0);
+        assert_eq!(t.dst_ip, EXCHANGE.0);
+        if !t.content.is_empty() {
+            backed_up.push((t.tcp_seq, t.content.to_vec()));
+        }
+    }
+    let want: Vec<(u32, Vec<u8>)> = data.iter().map(|s| (s.seq, s.payload.clone())).collect();
+    assert_eq!(backed_up, want, "backup frames in arrival order");
+    let ev = r.events();
+    assert_eq!(ev.len() as u64, held);
+    for e in &ev {
+        let (launch, tap, release): (u64, u64, u64) = (
+            e[4].parse().unwrap(),
+            e[5].parse().unwrap(),
+            e[6].parse().unwrap(),
+        );
+        assert_eq!(e[7], "released", "{e:?}");
+        assert!(launch > 0 && tap >= launch && release >= tap, "{e:?}");
+    }
+
+    // Return traffic went out at once and was never held or backed up.
+    let returned: Vec<Seg> = out
+        .iter()
+        .filter_map(|f| seg(f))
+        .filter(|s| s.src.0 == EXCHANGE.0)
+        .collect();
+    assert_eq!(returned.len() as u64, n(&exp, "returned"));
+    assert_eq!(n(&s, "gateway.returned"), n(&exp, "returned"));
+
+    // What no rule protects, forwarded; junk refused by name; ARP answered
+    // for both our addresses; an unknown next hop asked for, its frame counted.
+    assert_eq!(n(&s, "gateway.forwarded"), n(&exp, "forwarded"));
+    for (reason, count) in exp["dropped"].as_object().unwrap() {
+        assert_eq!(
+            n(&s, &format!("ingress.drop_{reason}")),
+            count.as_u64().unwrap(),
+            "{reason}"
+        );
+    }
+    assert_eq!(n(&s, "gateway.drop_no_neighbor"), n(&exp, "no_neighbor"));
+    assert_eq!(n(&s, "ingress.arp_replies"), n(&exp, "arp_request"));
+    let arp_out: Vec<&Vec<u8>> = out
+        .iter()
+        .filter(|f| Frame::new_checked(&f[..]).unwrap().ethertype() == EtherType::ARP)
+        .collect();
+    let asked = arp_out.iter().filter(|f| f[0..6] == [0xff; 6]).count() as u64;
+    assert_eq!(asked, n(&s, "gateway.arp_requests_sent"));
+    assert!(asked >= 1);
+    assert!(
+        arp_out.iter().any(|f| f[38..42] == [10, 71, 2, 99]),
+        "asked for the unknown next hop"
+    );
+
+    // The exchange's last acknowledgement of each flow reached the backup node.
+    let mut acks: BTreeMap<String, u32> = BTreeMap::new();
+    for f in r.pcap("backup.pcap") {
+        let Ok(p) = Packet::new_checked(&f[14..]) else {
+            continue;
+        };
+        if p.msg_type() == MsgType::FlowAck {
+            let a = FlowAckRepr::parse(&p, &key()).unwrap();
+            let name = format!(
+                "{}:{}-{}:{}",
+                std::net::Ipv4Addr::from(a.src_ip),
+                a.src_port,
+                std::net::Ipv4Addr::from(a.dst_ip),
+                a.dst_port
+            );
+            acks.insert(name, a.acked);
+        }
+    }
+    for (flow, f) in exp["flows"].as_object().unwrap() {
+        assert_eq!(
+            acks.get(flow).copied(),
+            Some(n(f, "last_ack_from_exchange") as u32),
+            "{flow}: {acks:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn with_the_tap_cut_no_protected_data_reaches_the_exchange_and_return_traffic_still_flows() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = replay("cut", |c| c.replace("tap: mirror", "tap: cut"));
+    let s = assert_clean(&r);
+    let exp = expected();
+    let out = r.pcap("destination.pcap");
+    let leaked: Vec<Seg> = out
+        .iter()
+        .filter_map(|f| seg(f))
+        .filter(|s| to_exchange_protected(s) && !s.payload.is_empty())
+        .collect();
+    assert!(leaked.is_empty(), "left without a tap copy: {leaked:?}");
+    assert_eq!(n(&s, "messages.released"), 0);
+    assert_eq!(
+        n(&s, "messages.held_at_shutdown"),
+        n(&s, "messages.accepted")
+    );
+    assert!(n(&s, "gateway.protected_segments") >= 1);
+    assert_eq!(s["mode"]["final"], "halt");
+    // Never held: the exchange's side keeps flowing to the engine.
+    let returned = out
+        .iter()
+        .filter_map(|f| seg(f))
+        .filter(|s| s.src.0 == EXCHANGE.0)
+        .count() as u64;
+    assert_eq!(returned, n(&exp, "returned"));
+    // The held segments are written out as they would have left, in order.
+    let held: Vec<Seg> = r.pcap("held.pcap").iter().filter_map(|f| seg(f)).collect();
+    assert_eq!(held.len() as u64, n(&s, "messages.accepted"));
+    assert!(held.iter().all(to_exchange_protected));
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn refusing_other_traffic_by_rule_counts_it() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = replay("refuse", |c| c.replace("other: forward", "other: refuse"));
+    let s = assert_clean(&r);
+    let exp = expected();
+    assert_eq!(n(&s, "gateway.forwarded"), 0);
+    assert_eq!(
+        n(&s, "ingress.drop_refused_by_rule"),
+        n(&exp, "forwarded") + n(&exp, "no_neighbor")
+    );
+    // Protected flows are untouched by the rule.
+    assert_eq!(
+        n(&s, "gateway.protected_segments"),
+        n(&exp, "protected_data")
+    );
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn fix_compact_backup_frames_rebuild_every_order_with_valid_framing() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = replay("compact", |c| {
+        c.replace("content: tcp ", "content: fix-compact ")
+    });
+    let s = assert_clean(&r);
+    let exp = expected();
+    // Every data segment of the capture holds whole FIX messages.
+    assert_eq!(n(&s, "gateway.fix_compact"), n(&exp, "protected_data"));
+    assert_eq!(n(&s, "gateway.fix_compact_fallback"), 0);
+    let originals: Vec<Vec<u8>> = protected_in(&input())
+        .into_iter()
+        .flat_map(|(_, sg)| {
+            taphold_fix::split(&sg.payload)
+                .map(|p| match p {
+                    taphold_fix::Piece::Message { message, .. } => message.raw().to_vec(),
+                    other => panic!("the capture's FIX is whole: {other:?}"),
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut rebuilt = Vec::new();
+    let mut compact_bytes = 0;
+    let mut payload_bytes = 0;
+    for f in r.pcap("backup.pcap") {
+        let Ok(p) = Packet::new_checked(&f[14..]) else {
+            continue;
+        };
+        if p.msg_type() != MsgType::Backup {
+            continue;
+        }
+        let b = BackupRepr::parse(&p, &key()).unwrap();
+        match b.content {
+            Content::FixCompact(t) => {
+                compact_bytes += t.content.len();
+                payload_bytes += usize::from(t.payload_len);
+                for m in taphold_fix::records(t.content) {
+                    rebuilt.push(taphold_fix::rebuild(&m.unwrap(), None));
+                }
+            }
+            // Segments without payload have nothing to compact.
+            Content::Tcp(t) => assert!(t.content.is_empty(), "a data segment went in full"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(rebuilt.len(), originals.len());
+    assert!(
+        compact_bytes < payload_bytes,
+        "compact is smaller: {compact_bytes} of {payload_bytes} bytes"
+    );
+    const KEPT: [u32; 12] = [8, 35, 34, 11, 54, 55, 38, 44, 40, 59, 52, 49];
+    for (orig, new) in originals.iter().zip(&rebuilt) {
+        let o = taphold_fix::Message::parse_at(orig).unwrap();
+        // Valid framing: parse_at checks BodyLength and CheckSum.
+        let m = taphold_fix::Message::parse_at(new)
+            .unwrap_or_else(|e| panic!("rebuilt message invalid ({e:?}): {new:?}"));
+        for tag in KEPT {
+            assert_eq!(m.get(tag), o.get(tag), "tag {tag}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+/// config/gateway.yaml with every protected segment confirmed to a listener
+/// (the engine's confirmation service), on P's second transmit queue.
+fn with_confirmations(c: String) -> String {
+    c.replace("tx_queues: 1 ", "tx_queues: 2 ").replace(
+        "      ports: 9878-9879\n",
+        "      ports: 9878-9879\n      confirm_to: {ip: 10.71.1.2, port: 7000, mac: \"02:00:00:00:0e:01\"}\n",
+    )
+}
+
+#[test]
+fn released_segments_are_confirmed_to_the_listener_after_release_and_only_then() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = replay("confirm", with_confirmations);
+    let s = assert_clean(&r);
+    let data: Vec<Seg> = protected_in(&input())
+        .into_iter()
+        .map(|(_, s)| s)
+        .filter(|s| !s.payload.is_empty())
+        .collect();
+    let confirms: Vec<ConfirmRepr> = r
+        .pcap("source.pcap")
+        .iter()
+        .map(|f| {
+            assert_eq!(&f[0..6], &ENGINE.1 .0, "to the listener's MAC");
+            assert_eq!(&f[30..34], &ENGINE.0, "to the listener's address");
+            assert_eq!(u16::from_be_bytes([f[36], f[37]]), 7000);
+            ConfirmRepr::parse(&Packet::new_checked(&f[42..]).unwrap(), &key()).unwrap()
+        })
+        .collect();
+    assert_eq!(confirms.len(), data.len(), "one per data segment");
+    assert_eq!(n(&s, "egress.confirmations_sent"), data.len() as u64);
+    for (c, d) in confirms.iter().zip(&data) {
+        assert_eq!(&c.echo[0..4], &d.src.0);
+        assert_eq!(u16::from_be_bytes([c.echo[4], c.echo[5]]), d.src.1);
+        assert_eq!(&c.echo[6..10], &d.dst.0);
+        assert_eq!(u16::from_be_bytes([c.echo[10], c.echo[11]]), d.dst.1);
+        assert_eq!(
+            u32::from_be_bytes(c.echo[12..16].try_into().unwrap()),
+            d.seq,
+            "the confirmed bytes start at the segment's TCP seq"
+        );
+        assert_eq!(usize::from(c.payload_len), d.payload.len());
+    }
+    // Each confirmation's message seq was released, after its tap copy.
+    let released: BTreeMap<u64, (u64, u64)> = r
+        .events()
+        .iter()
+        .map(|e| {
+            (
+                e[0].parse().unwrap(),
+                (e[5].parse().unwrap(), e[6].parse().unwrap()),
+            )
+        })
+        .collect();
+    for c in &confirms {
+        let (tap, release) = released[&c.seq];
+        assert!(
+            tap > 0 && release >= tap && c.timestamp_ns >= release,
+            "{c:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&r.out);
+
+    // With the tap cut nothing is released, so nothing is confirmed.
+    let r = replay("confirm-cut", |c| {
+        with_confirmations(c).replace("tap: mirror", "tap: cut")
+    });
+    let s = assert_clean(&r);
+    assert!(n(&s, "messages.accepted") > 0);
+    assert_eq!(r.pcap("source.pcap").len(), 0);
+    assert_eq!(n(&s, "egress.confirmations_sent"), 0);
+    let _ = std::fs::remove_dir_all(&r.out);
+}
