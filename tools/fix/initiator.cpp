@@ -260,7 +260,9 @@ int main(int argc, char** argv) {
     ok = engine.cv.wait_until(l, deadline, [&] { return (long)engine.filled.size() >= count; });
     ok = ok && sent == count;
   }
-  initiator->stop();  // Logout, and wait (up to 10 s) for the exchange's answer
+  // Logout, and wait (up to 10 s) for the exchange's answer; after a timeout
+  // the exchange is not answering: do not wait for it.
+  initiator->stop(!ok);
   std::ostringstream o;
   {
     std::lock_guard<std::mutex> l(engine.m);

@@ -253,6 +253,90 @@ pub fn parse_file_log(text: &[u8]) -> Result<Vec<Message>, String> {
     Ok(out)
 }
 
+/// One direction of a TCP flow's byte stream from its segments
+/// `(sequence number, payload)` in any order, repeated or overlapping (as a
+/// backup node journals them: retransmissions included). Sequence numbers are
+/// taken relative to the first segment's, modulo 2^32, so a stream across
+/// the wrap reassembles; the stream starts at the lowest. Overlaps must agree
+/// byte for byte. A hole is an error naming where.
+pub fn reassemble(segments: &[(u32, &[u8])]) -> Result<Vec<u8>, String> {
+    let Some(&(base, _)) = segments.first() else {
+        return Ok(Vec::new());
+    };
+    // Offsets from the first segment, as signed distances within ±2^31.
+    let mut parts: Vec<(i64, &[u8])> = segments
+        .iter()
+        .filter(|(_, p)| !p.is_empty())
+        .map(|&(seq, p)| (seq.wrapping_sub(base) as i32 as i64, p))
+        .collect();
+    parts.sort_by_key(|p| p.0);
+    let Some(&(start, _)) = parts.first() else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<u8> = Vec::new();
+    for (off, p) in parts {
+        let at = (off - start) as usize;
+        if at > out.len() {
+            return Err(format!(
+                "hole of {} bytes at stream offset {} (TCP seq {})",
+                at - out.len(),
+                out.len(),
+                base.wrapping_add((start + out.len() as i64) as u32)
+            ));
+        }
+        let overlap = (out.len() - at).min(p.len());
+        if out[at..at + overlap] != p[..overlap] {
+            return Err(format!(
+                "segment at stream offset {at} disagrees with bytes already seen"
+            ));
+        }
+        out.extend_from_slice(&p[overlap..]);
+    }
+    Ok(out)
+}
+
+/// A FIX byte stream split into its messages, each checked as
+/// `Message::parse` does. Each message's length comes from its BodyLength;
+/// a stream that ends inside a message, or a message that does not check,
+/// is an error naming the stream offset.
+pub fn split_stream(stream: &[u8]) -> Result<Vec<Message>, String> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < stream.len() {
+        let rest = &stream[at..];
+        // "8=...<SOH>9=NNN<SOH>": the body starts after the second SOH.
+        let fields: Vec<usize> = rest
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == SOH)
+            .map(|(i, _)| i)
+            .take(2)
+            .collect();
+        if fields.len() < 2 || !rest.starts_with(b"8=") || !rest[fields[0] + 1..].starts_with(b"9=")
+        {
+            return Err(format!("stream offset {at}: no BeginString and BodyLength"));
+        }
+        let body_len: usize = std::str::from_utf8(&rest[fields[0] + 3..fields[1]])
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("stream offset {at}: bad BodyLength"))?;
+        // The trailer is "10=NNN<SOH>": 7 bytes.
+        let len = fields[1] + 1 + body_len + 7;
+        if rest.len() < len {
+            return Err(format!(
+                "stream offset {at}: message of {len} bytes cut at {}",
+                rest.len()
+            ));
+        }
+        out.push(
+            Message::parse(&rest[..len])
+                .map_err(|e| format!("stream offset {at}: {e}: {}", show(&rest[..len])))?,
+        );
+        at += len;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +490,57 @@ mod tests {
         );
         let e = parse_screen_log(bad.as_bytes()).unwrap_err();
         assert!(e.starts_with("line 3: CheckSum"), "{e}");
+    }
+
+    #[test]
+    fn stream_reassembles_out_of_order_retransmitted_and_across_the_wrap() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let base = u32::MAX - 300; // the stream crosses 2^32
+        let seg = |from: usize, to: usize| (base.wrapping_add(from as u32), &data[from..to]);
+        // Out of order, a retransmission, an overlap, a pure ACK (empty).
+        let segs = [
+            seg(100, 400),
+            seg(0, 100),
+            seg(400, 1000),
+            seg(100, 400),
+            seg(350, 500),
+            (base.wrapping_add(1000), &[][..]),
+        ];
+        assert_eq!(reassemble(&segs).unwrap(), data);
+        // The first segment listed need not be the stream's first.
+        assert_eq!(reassemble(&segs[..3]).unwrap(), data);
+        assert_eq!(reassemble(&[]).unwrap(), Vec::<u8>::new());
+        let e = reassemble(&[seg(0, 100), seg(150, 200)]).unwrap_err();
+        assert!(
+            e.starts_with("hole of 50 bytes at stream offset 100"),
+            "{e}"
+        );
+        let other = [9u8; 50];
+        let e = reassemble(&[seg(0, 100), (base.wrapping_add(60), &other[..])]).unwrap_err();
+        assert!(e.contains("disagrees"), "{e}");
+    }
+
+    #[test]
+    fn stream_splits_into_checked_messages() {
+        let (a, b) = (soh(LOGON), soh(ORDER));
+        let stream = [a.clone(), b.clone(), a.clone()].concat();
+        let got = split_stream(&stream).unwrap();
+        assert_eq!(
+            got.iter().map(|m| m.raw.clone()).collect::<Vec<_>>(),
+            vec![a.clone(), b.clone(), a.clone()]
+        );
+        let e = split_stream(&stream[..stream.len() - 3]).unwrap_err();
+        assert!(
+            e.starts_with(&format!("stream offset {}: message", a.len() + b.len())),
+            "{e}"
+        );
+        let mut bad = stream.clone();
+        bad[a.len() + 30] ^= 1;
+        assert!(split_stream(&bad).unwrap_err().contains("CheckSum"));
+        assert!(split_stream(b"junk")
+            .unwrap_err()
+            .contains("no BeginString"));
+        assert!(split_stream(&[]).unwrap().is_empty());
     }
 
     #[test]

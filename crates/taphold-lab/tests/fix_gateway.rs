@@ -15,6 +15,7 @@ mod common;
 use std::time::Duration;
 
 use common::fix::*;
+use taphold_lab::fix::Message;
 
 const ORDERS: u64 = 200;
 
@@ -69,6 +70,185 @@ fn kernel_router_carries_a_real_fix_session() {
     eprintln!(
         "{T}: {} messages each way, router forwarded {forwarded} packets",
         log.len() / 2
+    );
+    c.done(T);
+}
+
+/// taphold in gateway mode (config/lab-gateway.yaml) on P in place of the
+/// kernel router, both backup nodes running, the taps the lab's tc mirrors.
+#[test]
+fn taphold_gateway_carries_a_real_fix_session() {
+    const T: &str = "taphold_gateway_carries_a_real_fix_session";
+    let Some(c) = gateway_case(T, 'g', true) else {
+        return;
+    };
+    common::lab::build_binaries();
+    let config = c.gateway_config("gateway", &[]);
+    let app = c.start_taphold("gateway", &config);
+    let exchange = c.exchange("gateway");
+    let engine = c
+        .engine("gateway", ORDERS, 1000, 20, &[])
+        .wait(Duration::from_secs(40));
+    let text = exchange.text();
+    let log = exchange.stop();
+    clean_session(&engine, &log, ORDERS);
+    assert!(
+        text.contains(&format!(
+            "Accepted connection from {ENGINE_IP} on port {FIX_PORT}"
+        )),
+        "{text}"
+    );
+    let sum = app.stop();
+    let n = |p: &str| common::lab::n(&sum, p);
+    assert_eq!(sum["mode"]["final"], "protected", "{:#}", sum["mode"]);
+    // Every protected segment was held, backed up, confirmed by its tap copy
+    // and released; none unprotected, none left.
+    assert_eq!(n("messages.released"), n("messages.accepted"));
+    assert_eq!(n("messages.released_unprotected"), 0);
+    assert_eq!(n("messages.held_at_shutdown"), 0);
+    let data = n("gateway.protected_segments");
+    // The Logon, 200 orders and the Logout: one segment each at this pace,
+    // fewer if the engine's TCP coalesced some.
+    assert!((1..=ORDERS + 2).contains(&data), "{:#}", sum["gateway"]);
+    assert_eq!(
+        n("messages.accepted"),
+        data + n("gateway.protected_control_held"),
+        "{:#}",
+        sum["gateway"]
+    );
+    assert!(
+        n("tap.b1.confirmed") + n("tap.b2.confirmed") >= n("messages.released"),
+        "{:#}",
+        sum["tap"]
+    );
+    // The exchange's side (logon answer, execution reports, ACKs) flowed back
+    // at once, and its acknowledgements went to the nodes.
+    assert!(n("gateway.returned") >= ORDERS, "{:#}", sum["gateway"]);
+    assert!(n("gateway.return_acks") > 0);
+    assert!(n("gateway.flow_acks_sent") > 0);
+    for counter in [
+        "ingress.drop_oversize",
+        "ingress.drop_no_route",
+        "ingress.drop_tcp_bad_checksum",
+    ] {
+        assert_eq!(n(counter), 0, "{counter}");
+    }
+    // Each backup node journaled the engine's byte stream: reassembled by TCP
+    // sequence number it is exactly the messages the exchange received.
+    let received = of(&log, taphold_lab::fix::Direction::Incoming);
+    for node in [1, 2] {
+        c.lab.node(node, "stop");
+        let journaled = c.journaled_messages(node);
+        same_messages(
+            &journaled.iter().collect::<Vec<_>>(),
+            &received.iter().collect::<Vec<_>>(),
+            &format!("node {node}'s journal vs the exchange's log"),
+        );
+    }
+    eprintln!(
+        "{T}: {data} protected segments, hold p50/p99 {} / {} ns",
+        sum["latency_ns"]["hold"]["p50"], sum["latency_ns"]["hold"]["p99"]
+    );
+    c.done(T);
+}
+
+/// Both taps cut mid-session, `secondary_mode: halt`: taphold fails closed.
+/// Nothing more of the engine's reaches the exchange — what it did get is a
+/// clean prefix of the session — while the exchange's side still flows back.
+#[test]
+fn taphold_gateway_tap_cut_halts_and_nothing_more_reaches_the_exchange() {
+    const T: &str = "taphold_gateway_tap_cut_halts_and_nothing_more_reaches_the_exchange";
+    const MANY: u64 = 1000;
+    let Some(c) = gateway_case(T, 'h', true) else {
+        return;
+    };
+    common::lab::build_binaries();
+    let config = c.gateway_config("cut", &[]);
+    let app = c.start_taphold("cut", &config);
+    let exchange = c.exchange("cut");
+    // 1000 orders at 200/s: 5 s; the taps go once 100 are out.
+    let engine = c.engine("cut", MANY, 200, 3, &[]);
+    let t = std::time::Instant::now();
+    while engine
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "order")
+        .count()
+        < 100
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            engine.events()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.lab.run(&["tap", "1", "cut"]);
+    c.lab.run(&["tap", "2", "cut"]);
+    app.await_log("mode protected -> halt", Duration::from_secs(5));
+    // What was released before the halt has arrived after this.
+    std::thread::sleep(Duration::from_millis(300));
+    let at_halt = exchange.incoming().len();
+    let engine = engine.wait(Duration::from_secs(40));
+    let text = exchange.text();
+    let log = exchange.stop();
+    let received = of(&log, taphold_lab::fix::Direction::Incoming);
+    assert_eq!(
+        received.len(),
+        at_halt,
+        "nothing reached the exchange after the halt"
+    );
+
+    // The engine gave up: not every order was filled.
+    assert_eq!(engine.status.code(), Some(1), "{:?}", engine.done());
+    let filled = engine.done()["filled"].as_u64().unwrap();
+    assert!(filled < MANY, "{}", engine.done());
+    // What reached the exchange is a clean prefix of what the engine sent:
+    // byte for byte, MsgSeqNum 1, 2, 3, ... (the Logon, then orders).
+    assert!(received.len() > 1, "{text}");
+    let sent: Vec<&Message> = engine.sent.iter().take(received.len()).collect();
+    same_messages(
+        &received.iter().collect::<Vec<_>>(),
+        &sent,
+        "the exchange got a prefix of the engine's messages",
+    );
+    assert_eq!(
+        seqs(&received),
+        (1..=received.len() as u64).collect::<Vec<_>>()
+    );
+    assert!((received.len() as u64) < engine.sent.len() as u64);
+    // Return traffic was never held: every order the exchange received was
+    // filled, and the engine got each fill.
+    let orders_in = received
+        .iter()
+        .filter(|m| m.msg_type() == Some("D"))
+        .count() as u64;
+    assert_eq!(filled, orders_in, "{}", engine.done());
+
+    let sum = app.stop();
+    let n = |p: &str| common::lab::n(&sum, p);
+    assert_eq!(sum["mode"]["final"], "halt", "{:#}", sum["mode"]);
+    assert_eq!(n("messages.released_unprotected"), 0);
+    assert_eq!(
+        n("messages.released") + n("messages.held_at_shutdown"),
+        n("messages.accepted")
+    );
+    assert!(n("ingress.halted_polls") > 0);
+    for link in ["b1", "b2"] {
+        assert!(
+            sum["health"][link]["transitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["to"] == "down" && t["failing"] == "tap_silent"),
+            "{link}: {:#}",
+            sum["health"][link]
+        );
+    }
+    eprintln!(
+        "{T}: {orders_in} orders reached the exchange before the halt; released {}, held {}",
+        n("messages.released"),
+        n("messages.held_at_shutdown")
     );
     c.done(T);
 }

@@ -12,10 +12,13 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use serde_json::Value;
-use taphold_lab::fix::{parse_file_log, parse_screen_log, Direction, Logged, Message};
+use taphold_lab::fix::{
+    parse_file_log, parse_screen_log, reassemble, split_stream, Direction, Logged, Message,
+};
 
-use super::lab::{Lab, ONE_LAB_AT_A_TIME};
+use super::lab::{check_exit, check_summary, read_json, Lab, Run, ONE_LAB_AT_A_TIME};
 use super::{lab_available, prefix, repo, sh};
 
 /// The trading engine (source namespace) and its gateway.
@@ -73,6 +76,11 @@ fn read(p: &Path) -> Vec<u8> {
 }
 
 fn stop_child(child: &mut Child) -> Option<ExitStatus> {
+    stop_child_within(child, Duration::from_secs(5))
+}
+
+/// SIGTERM, then SIGKILL past `limit`.
+fn stop_child_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     if let Ok(Some(s)) = child.try_wait() {
         return Some(s);
     }
@@ -81,7 +89,7 @@ fn stop_child(child: &mut Child) -> Option<ExitStatus> {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
     let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(5) {
+    while t.elapsed() < limit {
         if let Ok(Some(s)) = child.try_wait() {
             return Some(s);
         }
@@ -540,8 +548,123 @@ impl GatewayCase {
         values.split_whitespace().nth(i).unwrap().parse().unwrap()
     }
 
+    /// config/lab-gateway.yaml edited by `edits` (each `(from, to)` must
+    /// match), for run `tag`.
+    pub fn gateway_config(&self, tag: &str, edits: &[(&str, &str)]) -> PathBuf {
+        let mut text = std::fs::read_to_string(repo().join("config/lab-gateway.yaml")).unwrap();
+        for (from, to) in edits {
+            assert!(
+                text.contains(from),
+                "config/lab-gateway.yaml has no `{from}`"
+            );
+            text = text.replacen(from, to, 1);
+        }
+        std::fs::create_dir_all(self.out.join(tag)).unwrap();
+        let p = self.out.join(tag).join("taphold.yaml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// taphold in gateway mode on P (`lab.sh appliance`, writing to
+    /// `out/tag/app`); returns once its lcore runs and the links settled.
+    pub fn start_taphold(&self, tag: &str, config: &Path) -> Taphold {
+        let out = self.out.join(tag).join("app");
+        // Gateway mode has no UDP destination to wait for: the config stands
+        // in for the destination's ready file.
+        let child = Run::spawn_appliance(&self.lab, &out, config, config);
+        Taphold { child, out }
+    }
+
+    /// Node `n`'s journal (`lab.sh node N export`): the protected flow's
+    /// bytes toward the exchange, reassembled by TCP sequence number and
+    /// split into FIX messages. Stop the node first (its journal is then
+    /// complete on disk).
+    pub fn journaled_messages(&self, n: u32) -> Vec<Message> {
+        let text = self.lab.node(n, "export");
+        // (engine IP, engine port) -> [(TCP seq, payload)]
+        type Flows = std::collections::BTreeMap<(String, u64), Vec<(u32, Vec<u8>)>>;
+        let mut flows = Flows::new();
+        for line in text.lines() {
+            let r: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("node {n}: `{line}`: {e}"));
+            if r["content_mode"] != "tcp" || r["dst_ip"] != EXCHANGE_IP || r["dst_port"] != FIX_PORT
+            {
+                continue;
+            }
+            let payload = base64::engine::general_purpose::STANDARD
+                .decode(r["content"].as_str().unwrap())
+                .unwrap_or_else(|e| panic!("node {n}: content of {line}: {e}"));
+            assert_eq!(
+                r["payload_len"].as_u64(),
+                Some(payload.len() as u64),
+                "{line}"
+            );
+            let flow = (
+                r["src_ip"].as_str().unwrap().to_string(),
+                r["src_port"].as_u64().unwrap(),
+            );
+            let seq = r["tcp_seq"].as_u64().unwrap() as u32;
+            flows.entry(flow).or_default().push((seq, payload));
+        }
+        assert_eq!(
+            flows.len(),
+            1,
+            "node {n}: one protected flow: {:?}",
+            flows.keys()
+        );
+        let (flow, segs) = flows.into_iter().next().unwrap();
+        assert_eq!(flow.0, ENGINE_IP);
+        let segs: Vec<(u32, &[u8])> = segs.iter().map(|(s, p)| (*s, &p[..])).collect();
+        let stream = reassemble(&segs).unwrap_or_else(|e| panic!("node {n}: {e}"));
+        split_stream(&stream).unwrap_or_else(|e| panic!("node {n}: {e}"))
+    }
+
     pub fn done(&self, test: &str) {
         eprintln!("{test}: total {:?}", self.t0.elapsed());
         let _ = std::fs::remove_dir_all(&self.out);
+    }
+}
+
+/// A running taphold (gateway mode) and its output directory.
+pub struct Taphold {
+    pub child: Child,
+    pub out: PathBuf,
+}
+
+impl Taphold {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.out.join("appliance.log")).unwrap_or_default()
+    }
+
+    /// Waits up to `limit` for `needle` in its log.
+    pub fn await_log(&self, needle: &str, limit: Duration) {
+        let t = Instant::now();
+        while !self.log().contains(needle) {
+            assert!(
+                t.elapsed() < limit,
+                "taphold did not log `{needle}` within {limit:?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM; its summary, checked as every lab run's is (exit status
+    /// matching its final mode, nothing unaccounted, no hot-path
+    /// allocation, no leaked mbuf, no event order violation).
+    pub fn stop(mut self) -> Value {
+        let log = self.out.join("appliance.log");
+        let s = stop_child_within(&mut self.child, Duration::from_secs(15))
+            .expect("taphold's exit status");
+        let sum = read_json(&self.out.join("summary.json"), &log);
+        check_exit(s, &sum, &self.log());
+        check_summary(&sum);
+        sum
+    }
+}
+
+impl Drop for Taphold {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
     }
 }
