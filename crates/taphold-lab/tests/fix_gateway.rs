@@ -252,3 +252,66 @@ fn taphold_gateway_tap_cut_halts_and_nothing_more_reaches_the_exchange() {
     );
     c.done(T);
 }
+
+/// b2 a standby, `secondary_mode: failover`; tap 1 cut mid-session: b1 goes
+/// down on `tap_silent`, taphold fails over to b2 (what was held re-sent on
+/// it), and the session goes on as if nothing happened — every order in
+/// order, byte-identical, filled, none released unprotected.
+#[test]
+fn taphold_gateway_tap_cut_fails_over_and_the_session_goes_on() {
+    const T: &str = "taphold_gateway_tap_cut_fails_over_and_the_session_goes_on";
+    const COUNT: u64 = 600;
+    let Some(c) = gateway_case(T, 'f', true) else {
+        return;
+    };
+    common::lab::build_binaries();
+    let config = c.gateway_config(
+        "failover",
+        &[
+            common::lab::B2_STANDBY,
+            ("secondary_mode: halt\n", "secondary_mode: failover\n"),
+        ],
+    );
+    let app = c.start_taphold("failover", &config);
+    let exchange = c.exchange("failover");
+    let engine = c.engine("failover", COUNT, 200, 20, &[]);
+    let t = std::time::Instant::now();
+    while engine
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "order")
+        .count()
+        < 100
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            engine.events()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.lab.run(&["tap", "1", "cut"]);
+    app.await_log("backup link 0: degraded -> down", Duration::from_secs(5));
+    let engine = engine.wait(Duration::from_secs(40));
+    let log = exchange.stop();
+    clean_session(&engine, &log, COUNT);
+    let sum = app.stop();
+    let n = |p: &str| common::lab::n(&sum, p);
+    assert_eq!(n("mode.failovers"), 1, "{:#}", sum["mode"]);
+    assert_eq!(sum["mode"]["final"], "protected");
+    assert_eq!(sum["health"]["b2"]["in_service"], true);
+    assert!(n("tap.b2.confirmed") > 0, "{:#}", sum["tap"]);
+    assert_eq!(n("messages.released"), n("messages.accepted"));
+    assert_eq!(n("messages.released_unprotected"), 0);
+    assert!(
+        sum["health"]["b1"]["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["to"] == "down" && t["failing"] == "tap_silent"),
+        "{:#}",
+        sum["health"]["b1"]
+    );
+    eprintln!("{T}: resent on b2 {}", n("ingress.resent"));
+    c.done(T);
+}
