@@ -215,14 +215,14 @@ fn connection(
         }
     }
     c.stream = r.finish()?;
-    // The highest acked of this flow that falls within the connection (serial
-    // arithmetic from its start): a reconnect's acks do not count for an earlier one.
-    let span = c.stream.end_seq.wrapping_sub(c.stream.start_seq);
+    // The highest acked of this flow at or after the connection's start (serial
+    // arithmetic). It may lie beyond the last byte journaled: the exchange acknowledged
+    // segments this node never got, or lost in a crash before they reached its disk.
     c.acked = acks
         .iter()
         .filter(|(_, k, _)| k == flow)
         .map(|&(_, _, a)| a)
-        .filter(|a| a.wrapping_sub(c.stream.start_seq) <= span)
+        .filter(|a| a.wrapping_sub(c.stream.start_seq) as i32 >= 0)
         .max_by_key(|a| a.wrapping_sub(c.stream.start_seq));
     Ok(c)
 }
@@ -324,6 +324,14 @@ fn message_json(
     })
 }
 
+/// Bytes of the connection from `acked` (or its start) to its end; 0 when acked is
+/// beyond it.
+fn unacked_bytes(r: &Reassembled, acked: Option<u32>) -> u64 {
+    let len = r.end_seq.wrapping_sub(r.start_seq);
+    let done = acked.map_or(0, |a| a.wrapping_sub(r.start_seq));
+    u64::from(len.saturating_sub(done))
+}
+
 fn holes_text(r: &Reassembled) -> Vec<String> {
     r.holes().map(|(a, b)| format!("{a}..{b}")).collect()
 }
@@ -368,7 +376,7 @@ pub fn flows_command(args: &[String]) -> i32 {
                 "first_tcp_seq": c.stream.start_seq,
                 "last_tcp_seq": c.stream.end_seq,
                 "acked": c.acked,
-                "unacked_bytes": c.acked.map_or(u64::from(c.stream.end_seq.wrapping_sub(c.stream.start_seq)), |a| u64::from(c.stream.end_seq.wrapping_sub(a))),
+                "unacked_bytes": unacked_bytes(&c.stream, c.acked),
                 "holes": holes_text(&c.stream),
                 "conflicts": c.stream.conflicts.len(),
             });
