@@ -223,6 +223,10 @@ proptest! {
         let msgs: Vec<Vec<u8>> = orders.iter().map(|(s, id)| new_order_44(*s, id)).collect();
         let seg = msgs.concat();
         let c = encode(&seg).unwrap();
+        // Always room in a buffer the size of the segment.
+        prop_assert!(c.len() < seg.len());
+        let mut exact = vec![0u8; seg.len()];
+        prop_assert_eq!(encode_compact(&seg, &mut exact), Ok(c.len()));
         let recs: Vec<_> = records(&c).collect::<Result<_, _>>().unwrap();
         prop_assert_eq!(recs.len(), msgs.len());
         for (o, r) in msgs.iter().zip(&recs) {
