@@ -191,7 +191,7 @@ fn export_command(args: &[String]) -> i32 {
                 eprintln!("taphold-backup: journal export: {u}");
             }
             eprintln!(
-                "exported {} messages from {} run(s); {} not replayable (digest only){}; {} duplicate records skipped",
+                "exported {} messages from {} run(s); {} not replayable (digest only, or gateway-mode TCP segments: see --flow){}; {} duplicate records skipped",
                 r.messages,
                 r.runs,
                 r.not_replayable,
