@@ -8,7 +8,10 @@
 //! - `jsonl`: one JSON object per message: stream, epoch, seq, flags, source address and
 //!   port, the launch timestamp and the journaling time (UNIX ns), and the payload in
 //!   base64; a digest-only record carries the payload's digest and length instead and
-//!   says `"replayable": false`.
+//!   says `"replayable": false`, and so does a gateway-mode TCP segment (content mode 2
+//!   or 3), with its flow fields (`dst_ip`, `dst_port`, `tcp_flags`, `tcp_seq`,
+//!   `content_mode`, `content` in base64): `journal export --flow` (flow_export.rs)
+//!   reassembles those.
 //! - `pcap`: each message as it would be delivered: Ethernet/IPv4/UDP from its original
 //!   source to `--to`, with the delivery header in front of the payload (`--framing
 //!   taphold`, the default) or the payload alone (`--framing raw`), stamped with its

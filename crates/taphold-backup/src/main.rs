@@ -5,6 +5,9 @@
 //!                               [--stats-json FILE]
 //! taphold-backup journal inspect DIR
 //! taphold-backup journal export DIR [--stream S] [--epoch E] [--from SEQ] [--format jsonl|pcap] ...
+//! taphold-backup journal flows DIR
+//! taphold-backup journal export DIR --flow F [--decode fix] [--out FILE]
+//! taphold-backup recover DIR --flow F --decode fix [--out FILE]
 //! taphold-backup status --control PATH
 //! taphold-backup takeover --control PATH
 //! ```
@@ -27,6 +30,8 @@ mod config;
 mod control;
 mod destination;
 mod export;
+mod flow_export;
+mod flows;
 mod node;
 mod takeover;
 
@@ -46,7 +51,7 @@ extern "C" fn on_signal(_: libc::c_int) {
     SIGNALLED.store(true, Ordering::SeqCst);
 }
 
-const USAGE: &str = "usage: taphold-backup [EAL args] -- --config FILE [--exit-when-idle-ms N] [--duration-ms N] [--stats-json FILE] [--metrics-listen ADDR:PORT]\n       taphold-backup journal inspect DIR\n       taphold-backup journal export DIR [--stream S] [--epoch E] [--from SEQ] [--format jsonl|pcap] [--out FILE] [--to IP:PORT] [--framing taphold|raw]\n       taphold-backup status --control PATH\n       taphold-backup takeover --control PATH";
+const USAGE: &str = "usage: taphold-backup [EAL args] -- --config FILE [--exit-when-idle-ms N] [--duration-ms N] [--stats-json FILE] [--metrics-listen ADDR:PORT]\n       taphold-backup journal inspect DIR\n       taphold-backup journal export DIR [--stream S] [--epoch E] [--from SEQ] [--format jsonl|pcap] [--out FILE] [--to IP:PORT] [--framing taphold|raw]\n       taphold-backup journal flows DIR\n       taphold-backup journal export DIR --flow SRCIP:SRCPORT-DSTIP:DSTPORT [--decode fix] [--out FILE]\n       taphold-backup recover DIR --flow SRCIP:SRCPORT-DSTIP:DSTPORT --decode fix [--out FILE]\n       taphold-backup status --control PATH\n       taphold-backup takeover --control PATH";
 
 /// `--help`: the usage, the options, the exit codes, the live state.
 const HELP_MORE: &str = "
@@ -112,6 +117,8 @@ fn main() {
     }
     let code = if args.get(1).map(String::as_str) == Some("journal") {
         journal_command(&args[2..])
+    } else if args.get(1).map(String::as_str) == Some("recover") {
+        flow_export::flow_command(&args[2..], true)
     } else if let Some(req) = args.get(1).and_then(|a| match a.as_str() {
         "status" => Some(control::Request::Status),
         "takeover" => Some(control::Request::Takeover),
@@ -135,7 +142,11 @@ fn main() {
 fn journal_command(args: &[String]) -> i32 {
     match args.first().map(String::as_str) {
         Some("inspect") => {}
+        Some("export") if flow_export::wants_flow(&args[1..]) => {
+            return flow_export::flow_command(&args[1..], false)
+        }
         Some("export") => return export_command(&args[1..]),
+        Some("flows") => return flow_export::flows_command(&args[1..]),
         Some(cmd) => {
             eprintln!("unknown journal command `{cmd}`\n{USAGE}");
             return 2;
@@ -180,7 +191,7 @@ fn export_command(args: &[String]) -> i32 {
                 eprintln!("taphold-backup: journal export: {u}");
             }
             eprintln!(
-                "exported {} messages from {} run(s); {} not replayable (digest only){}; {} duplicate records skipped",
+                "exported {} messages from {} run(s); {} not replayable (digest only, or gateway-mode TCP segments: see --flow){}; {} duplicate records skipped",
                 r.messages,
                 r.runs,
                 r.not_replayable,

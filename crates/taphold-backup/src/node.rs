@@ -52,7 +52,9 @@ use taphold_wire::digest::DigestKey;
 use taphold_wire::emit::Endpoint;
 use taphold_wire::ethernet::{EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::link::{self, NotOurs};
-use taphold_wire::taphold::{AckRepr, BackupRepr, HeartbeatRepr, MsgType, Packet, ALL_LINKS};
+use taphold_wire::taphold::{
+    AckRepr, BackupRepr, FlowAckRepr, HeartbeatRepr, MsgType, Packet, ALL_LINKS,
+};
 use taphold_wire::WireError;
 
 use crate::config::{Config, IdlePolicy, TrimBelow};
@@ -61,6 +63,7 @@ use crate::destination::{
     self, answer, judge, trim_bound, write_delivery, Confirmations, Delivery, DestAddr,
     DestCounters, DestFrame, Noted, Offer, ResendCounters, ResendJob, ResendQueue,
 };
+use crate::flows::{FlowAckLog, FlowKey, FLOW_ACKS_FILE};
 use crate::takeover::{RunPlan, Takeover, Trigger};
 use taphold_runtime::alloc_count;
 use taphold_runtime::idle::Idler;
@@ -155,6 +158,10 @@ pub struct Counters {
     /// Authentic frames whose released watermark was absurd ([`ABSURD_WATERMARK`]
     /// or more): ignored.
     pub watermark_absurd: u64,
+    /// Authentic flow acks (type 7) of our stream, link and current epoch.
+    pub flow_acks: u64,
+    /// Those that advanced their flow's highest `acked` (written to `flow-acks`).
+    pub flow_acks_advanced: u64,
 }
 
 /// A released watermark at or above this is absurd: at a billion messages a second an
@@ -186,6 +193,8 @@ struct Run {
     recovery: Recovery,
     /// Records above the run's delivered-through, as of the last refresh.
     unconfirmed: u64,
+    /// Gateway mode: the highest `acked` of each flow in this run (`flows.rs`).
+    flow_acks: FlowAckLog,
 }
 
 /// What the node does with the frames it receives: the checks, the run being
@@ -403,7 +412,7 @@ impl Intake {
     /// available for resend requests, trimming by confirmation and takeover.
     fn seal_current(&mut self) -> Result<(), String> {
         if let Some(mut old) = self.run.take() {
-            if let Err(e) = old.journal.sync() {
+            if let Err(e) = old.journal.sync().and_then(|_| old.flow_acks.sync()) {
                 self.run = Some(old);
                 return Err(self.journal_failed(e));
             }
@@ -504,11 +513,19 @@ impl Intake {
         for p in &recovery.holes_allowed {
             log::warn!("run {id}: opened with holes allowed despite: {p}");
         }
+        let flow_acks = FlowAckLog::open(&dir).map_err(|e| {
+            format!(
+                "journal {}: {}: {e} — stopping: flow acks cannot be kept",
+                dir.display(),
+                FLOW_ACKS_FILE
+            )
+        })?;
         Ok(Run {
             id,
             journal,
             recovery,
             unconfirmed: 0,
+            flow_acks,
         })
     }
 
@@ -563,13 +580,29 @@ impl Intake {
                 self.last_heard_ns = Some(now);
                 Ok(())
             }
+            MsgType::FlowAck => {
+                // Verified like a heartbeat: digest, stream, link, epoch.
+                let a = FlowAckRepr::parse(&p, &self.key).map_err(|e| Ok(Refusal::from_wire(e)))?;
+                if a.stream != self.stream {
+                    return Err(Ok(Refusal::WrongStream));
+                }
+                if a.link != self.link && a.link != ALL_LINKS {
+                    return Err(Ok(Refusal::WrongLink));
+                }
+                self.enter_epoch(a.epoch)?;
+                self.counters.flow_acks += 1;
+                self.note_watermark(a.watermark);
+                let run = self.run.as_mut().expect("enter_epoch opened a run");
+                let advanced = run.flow_acks.note(FlowKey::of_ack(&a), a.acked);
+                if advanced.map_err(|e| Err(self.journal_failed(e)))? {
+                    self.counters.flow_acks_advanced += 1;
+                }
+                self.last_heard_ns = Some(now);
+                Ok(())
+            }
             // Target confirmations and resend requests come on the destination side,
             // never on the backup link.
-            MsgType::Ack
-            | MsgType::Confirm
-            | MsgType::TargetConfirm
-            | MsgType::Resend
-            | MsgType::FlowAck => {
+            MsgType::Ack | MsgType::Confirm | MsgType::TargetConfirm | MsgType::Resend => {
                 // Authentic or not, nothing we act on; say which.
                 p.verify_digest(&self.key)
                     .map_err(|e| Ok(Refusal::from_wire(e)))?;
@@ -890,6 +923,10 @@ impl Intake {
                     "skipped": c.map(|c| c.skipped),
                     "confirms": c.map_or(0, |c| c.confirms),
                     "unconfirmed_records": r.unconfirmed,
+                    // Gateway mode: the highest acked per flow (flow-acks).
+                    "flow_acks": r.flow_acks.acks().flows.iter()
+                        .map(|(k, a)| (k.to_string(), serde_json::Value::from(*a)))
+                        .collect::<serde_json::Map<_, _>>(),
                 })
             })
             .collect();
@@ -1303,6 +1340,10 @@ impl Node {
             if let Err(e) = run.journal.maybe_sync(now) {
                 return Err(self.intake.journal_failed(e));
             }
+            // Flow acks of this burst: durable before the next burst is taken.
+            if let Err(e) = run.flow_acks.sync() {
+                return Err(self.intake.journal_failed(e));
+            }
             if run.journal.contiguous_seq() > self.intake.counters.last_ack_seq {
                 self.send_ack(now);
             }
@@ -1495,7 +1536,7 @@ impl Node {
             d.tx.clear();
         }
         if let Some(run) = &mut self.intake.run {
-            if let Err(e) = run.journal.sync() {
+            if let Err(e) = run.journal.sync().and_then(|_| run.flow_acks.sync()) {
                 return Err(self.intake.journal_failed(e));
             }
         }
@@ -1633,6 +1674,8 @@ impl Node {
             "segments_trimmed": c.segments_trimmed,
             "runs_opened": c.runs_opened,
             "watermark_absurd": c.watermark_absurd,
+            "flow_acks": c.flow_acks,
+            "flow_acks_advanced": c.flow_acks_advanced,
             "run": run,
             "journal_dir": self.intake.cfg.journal.dir,
             "journal": journal,
@@ -1973,3 +2016,7 @@ mod tests {
 #[cfg(test)]
 #[path = "node_dest_tests.rs"]
 mod dest_tests;
+
+#[cfg(test)]
+#[path = "flow_tests.rs"]
+mod flow_tests;

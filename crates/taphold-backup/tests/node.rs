@@ -1670,3 +1670,176 @@ fn live_state_through_telemetry_and_metrics_matches_the_summary() {
         journaled.value
     );
 }
+
+/// Gateway mode: FIX orders as TCP segments (content mode 2) of one flow, each followed
+/// by the appliance's flow ack of the exchange's acknowledgement one order behind.
+/// Returns the frames and where each order starts in the flow (`at[k]`: order k+1).
+fn gateway_capture(orders: u32) -> (Vec<Vec<u8>>, Vec<u32>) {
+    use taphold_wire::taphold::{FlowAckRepr, TcpSegmentRepr};
+    let k = key();
+    let fix = |n: u32| -> Vec<u8> {
+        let body = format!(
+            "35=D\u{1}34={n}\u{1}49=ENGINE\u{1}52=20261130-07:38:48.000\u{1}56=EXCH\u{1}11=C{n}\u{1}38=10\u{1}40=2\u{1}44=9.5\u{1}54=1\u{1}55=IBM\u{1}59=0\u{1}"
+        );
+        let mut m = format!("8=FIX.4.2\u{1}9={}\u{1}{body}", body.len()).into_bytes();
+        let ck = m.iter().fold(0u32, |a, &b| a + u32::from(b)) % 256;
+        m.extend_from_slice(format!("10={ck:03}\u{1}").as_bytes());
+        m
+    };
+    let mut at = vec![u32::MAX - 5_000]; // wraps on the way
+    let mut frames = vec![heartbeat(0, 1, 1, 0)];
+    for n in 1..=orders {
+        let m = fix(n);
+        let tcp_seq = *at.last().unwrap();
+        at.push(tcp_seq.wrapping_add(m.len() as u32));
+        let seg = TcpSegmentRepr {
+            src_ip: [10, 1, 0, 2],
+            src_port: 40000,
+            payload_len: m.len() as u16,
+            dst_ip: [10, 2, 0, 2],
+            dst_port: 9878,
+            tcp_flags: 0x18,
+            tcp_seq,
+            content: &m,
+        };
+        let b = BackupRepr {
+            flags: Flags::EMPTY,
+            stream: STREAM,
+            epoch: EPOCH,
+            seq: u64::from(n),
+            timestamp_ns: u64::from(n),
+            watermark: 0,
+            src_ip: [10, 1, 0, 2],
+            src_port: 40000,
+            payload_len: m.len() as u16,
+            content: Content::Tcp(seg),
+        };
+        let mut buf = vec![0u8; b.buffer_len()];
+        b.emit(&mut buf, &k).unwrap();
+        frames.push(frame(OURS, APPLIANCE, &buf));
+        let a = FlowAckRepr {
+            link: 0,
+            stream: STREAM,
+            epoch: EPOCH,
+            seq: u64::from(n),
+            timestamp_ns: u64::from(n),
+            watermark: 0,
+            src_ip: [10, 1, 0, 2],
+            src_port: 40000,
+            dst_ip: [10, 2, 0, 2],
+            dst_port: 9878,
+            acked: at[at.len() - 2], // the end of the order before
+        };
+        let mut buf = vec![0u8; a.buffer_len()];
+        a.emit(&mut buf, &k).unwrap();
+        frames.push(frame(OURS, APPLIANCE, &buf));
+    }
+    (frames, at)
+}
+
+/// The highest acked the node kept for the gateway flow (flow-acks, as documented).
+fn kept_acked(journal: &Path) -> Option<u32> {
+    let b = std::fs::read(run_dir(journal, RUN).join("flow-acks")).ok()?;
+    b.chunks_exact(20)
+        .map(|r| u32::from_be_bytes([r[12], r[13], r[14], r[15]]))
+        .next_back()
+}
+
+#[test]
+fn flow_acks_are_counted_kept_and_survive_kill_9() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // A clean run: every flow ack counted, the last one kept.
+    let d = Dir::new("flowack");
+    let journal = d.0.join("journal");
+    std::fs::write(d.0.join("backup.yaml"), config(&journal, "")).unwrap();
+    let (frames, at) = gateway_capture(50);
+    let s = run_node(&d, "clean", &frames);
+    assert_eq!(n(&s, "flow_acks"), 50);
+    // Each one advanced (the first names the flow), so each was written.
+    assert_eq!(n(&s, "flow_acks_advanced"), 50);
+    assert_eq!(n(&s, "journaled"), 50);
+    assert_eq!(kept_acked(&journal), Some(at[49]));
+    let o = Command::new(bin())
+        .args([
+            "recover",
+            &journal.display().to_string(),
+            "--flow",
+            "10.1.0.2:40000-10.2.0.2:9878",
+            "--decode",
+            "fix",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let unacked: Vec<u64> = v
+        .iter()
+        .filter(|x| x["acknowledged"] == false)
+        .map(|x| x["msg_seq_num"].as_u64().unwrap())
+        .collect();
+    assert_eq!(unacked, [50], "only the last order was never acknowledged");
+    drop(d);
+
+    // kill -9 mid-stream: every flow ack before the last acked backup frame is on disk.
+    let d = Dir::new("flowack-kill");
+    let journal = d.0.join("journal");
+    std::fs::write(d.0.join("backup.yaml"), config(&journal, "")).unwrap();
+    const ORDERS: u32 = 20_000;
+    let (frames, at) = gateway_capture(ORDERS);
+    let in_pcap = d.0.join("in.pcap");
+    pcap::write(&in_pcap, &frames).unwrap();
+    let tx = d.0.join("tx.pcap");
+    let prefix = format!("taphold-backup-flowkill-{}", std::process::id());
+    let mut child = node_command(&d.0, "flowkill", &in_pcap, &["--exit-when-idle-ms", "2000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        let len = std::fs::metadata(&tx).map(|m| m.len()).unwrap_or(0);
+        if len > 24 + 200 * (16 + 70) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "no acks after 60 s");
+        assert!(child.try_wait().unwrap().is_none(), "exited early");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for base in ["/var/run/dpdk", "/run/dpdk"] {
+        let _ = std::fs::remove_dir_all(Path::new(base).join(&prefix));
+    }
+    let (acks, _) = sent(&pcap_frames_tolerant(&tx));
+    let acked_seq = acks.iter().map(|a| a.seq).max().unwrap();
+    assert!(
+        acked_seq > 2 && acked_seq < u64::from(ORDERS),
+        "killed mid-stream: {acked_seq}"
+    );
+    // Backup frame `acked_seq` followed flow ack `acked_seq - 1` (acked = the end of
+    // order acked_seq - 2): synced no later than the journal that acked it.
+    let kept = kept_acked(&journal).expect("flow-acks kept");
+    let want = at[acked_seq as usize - 2];
+    let offset = |x: u32| x.wrapping_sub(at[0]);
+    assert!(
+        offset(kept) >= offset(want),
+        "kept {kept} < {want} (ack {acked_seq})"
+    );
+    eprintln!("killed after ack {acked_seq}; flow acks kept up to {kept}");
+    // And `journal flows` reads it back as that flow's acked.
+    let o = Command::new(bin())
+        .args(["journal", "flows", &journal.display().to_string()])
+        .output()
+        .unwrap();
+    let v: Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(v["acked"], kept);
+}

@@ -81,6 +81,11 @@ fn put_field(out: &mut [u8], w: &mut usize, tag: u32, value: &[u8]) -> Result<()
 /// fault), an empty one, one with a message over 65535 bytes or a kept value over 255
 /// (`TooLong`), and an `out` too small (`NoRoom`). Allocates nothing; on error `out`
 /// holds garbage.
+///
+/// The encoding is always shorter than the segment (per message the 4-byte record
+/// header costs less than BodyLength and CheckSum save, and each kept field's 2-byte
+/// tag and length no more than its `tag=` and SOH), so an `out` of `segment.len()`
+/// bytes always has room.
 pub fn encode_compact(segment: &[u8], out: &mut [u8]) -> Result<usize, CompactError> {
     if segment.is_empty() {
         return Err(CompactError::Empty);

@@ -19,10 +19,12 @@
 
 pub mod compact;
 pub mod frame;
+pub mod resend;
 pub mod stream;
 
 pub use compact::{
     encode_compact, rebuild, records, CompactError, CompactMessage, CompactRecords, Resend,
 };
 pub use frame::{checksum, split, FrameError, Message, Piece, Summary, SOH};
+pub use resend::poss_dup_copy;
 pub use stream::{seq_ge, Reassembled, Reassembler, Run, SegmentOutcome};

@@ -223,6 +223,10 @@ proptest! {
         let msgs: Vec<Vec<u8>> = orders.iter().map(|(s, id)| new_order_44(*s, id)).collect();
         let seg = msgs.concat();
         let c = encode(&seg).unwrap();
+        // Always room in a buffer the size of the segment.
+        prop_assert!(c.len() < seg.len());
+        let mut exact = vec![0u8; seg.len()];
+        prop_assert_eq!(encode_compact(&seg, &mut exact), Ok(c.len()));
         let recs: Vec<_> = records(&c).collect::<Result<_, _>>().unwrap();
         prop_assert_eq!(recs.len(), msgs.len());
         for (o, r) in msgs.iter().zip(&recs) {
@@ -231,4 +235,29 @@ proptest! {
             prop_assert_eq!(kept(&m.summary()), kept(&Message::parse_at(o).unwrap().summary()));
         }
     }
+}
+
+#[test]
+fn a_raw_message_made_a_possible_duplicate_keeps_every_field() {
+    use taphold_fix::resend::poss_dup_copy;
+    let orig = new_order_42(5, "ORD-5");
+    let o = Message::parse_at(&orig).unwrap();
+    let copy = poss_dup_copy(&o, Some(b"20261130-09:00:00.000"));
+    let c = Message::parse_at(&copy).unwrap_or_else(|e| panic!("{e}"));
+    let tags = |m: &Message| -> Vec<(u32, Vec<u8>)> {
+        m.fields().flatten().map(|(t, v)| (t, v.to_vec())).collect()
+    };
+    let mut want = tags(&o);
+    // 52 replaced; 43 and 122 right after 34.
+    for f in want.iter_mut().filter(|f| f.0 == 52) {
+        f.1 = b"20261130-09:00:00.000".to_vec();
+    }
+    let at = want.iter().position(|f| f.0 == 34).unwrap() + 1;
+    want.insert(at, (43, b"Y".to_vec()));
+    want.insert(at + 1, (122, b"20261130-07:38:48.005".to_vec()));
+    assert_eq!(tags(&c), want);
+    // Already a resend: 43 not doubled, its 122 kept.
+    let again = poss_dup_copy(&c, None);
+    let a = Message::parse_at(&again).unwrap();
+    assert_eq!(tags(&a), want);
 }
