@@ -134,16 +134,41 @@ fn taphold_gateway_carries_a_real_fix_session() {
         assert_eq!(n(counter), 0, "{counter}");
     }
     // Each backup node journaled the engine's byte stream: reassembled by TCP
-    // sequence number it is exactly the messages the exchange received.
+    // sequence number (here, from `journal export`'s segments, and by the
+    // node's own `journal export --flow F --decode fix`) it is exactly the
+    // messages the exchange received; the exchange acknowledged all of it, so
+    // `recover` has nothing to resend.
     let received = of(&log, taphold_lab::fix::Direction::Incoming);
+    let received: Vec<&Message> = received.iter().collect();
     for node in [1, 2] {
         c.lab.node(node, "stop");
         let journaled = c.journaled_messages(node);
         same_messages(
             &journaled.iter().collect::<Vec<_>>(),
-            &received.iter().collect::<Vec<_>>(),
-            &format!("node {node}'s journal vs the exchange's log"),
+            &received,
+            &format!("node {node}'s journal segments vs the exchange's log"),
         );
+        let flow = c.journal_flow(node);
+        assert_eq!(flow["holes"], serde_json::json!([]), "{flow}");
+        assert_eq!(flow["conflicts"], 0, "{flow}");
+        let f = flow["flow"].as_str().unwrap();
+        assert!(f.starts_with(&format!("{ENGINE_IP}:")), "{flow}");
+        assert!(f.ends_with(&format!("-{EXCHANGE_IP}:{FIX_PORT}")), "{flow}");
+        let (lines, code, err) = c.decode_fix(node, f, false);
+        assert_eq!(code, 0, "node {node}: export --decode fix: {err}");
+        same_messages(
+            &decoded_messages(&lines).iter().collect::<Vec<_>>(),
+            &received,
+            &format!("node {node}'s export --decode fix vs the exchange's log"),
+        );
+        let (lines, code, err) = c.decode_fix(node, f, true);
+        assert_eq!(code, 0, "node {node}: recover: {err}");
+        let summary = lines.iter().find(|l| l["summary"] == true).unwrap();
+        assert_eq!(
+            summary["unacknowledged"], 0,
+            "node {node}: {summary}\n{err}"
+        );
+        assert_eq!(summary["acknowledged"], received.len(), "{summary}");
     }
     eprintln!(
         "{T}: {data} protected segments, hold p50/p99 {} / {} ns",

@@ -619,6 +619,53 @@ impl GatewayCase {
         split_stream(&stream).unwrap_or_else(|e| panic!("node {n}: {e}"))
     }
 
+    /// `taphold-backup ARGS...` (the journal tools: no EAL): (exit code,
+    /// stdout, stderr).
+    pub fn backup_tool(&self, args: &[&str]) -> (i32, String, String) {
+        let o = Command::new(self.lab.bin_dir.join("taphold-backup"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    /// Node `n`'s one protected flow (`journal flows`): its JSON line.
+    pub fn journal_flow(&self, n: u32) -> Value {
+        let dir = self.lab.node_dir(n).join("journal");
+        let (code, out, err) = self.backup_tool(&["journal", "flows", dir.to_str().unwrap()]);
+        assert_eq!(code, 0, "node {n}: journal flows: {err}\n{out}");
+        let flows: Vec<Value> = out
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(flows.len(), 1, "node {n}: one flow: {out}");
+        flows.into_iter().next().unwrap()
+    }
+
+    /// `journal export --flow F --decode fix` (`recover` when `recover`) on
+    /// node `n`'s journal: its JSON lines (the summary lines included), the
+    /// exit code and stderr.
+    pub fn decode_fix(&self, n: u32, flow: &str, recover: bool) -> (Vec<Value>, i32, String) {
+        let dir = self.lab.node_dir(n).join("journal");
+        let dir = dir.to_str().unwrap();
+        let args: Vec<&str> = if recover {
+            vec!["recover", dir, "--flow", flow, "--decode", "fix"]
+        } else {
+            vec!["journal", "export", dir, "--flow", flow, "--decode", "fix"]
+        };
+        let (code, out, err) = self.backup_tool(&args);
+        let lines = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("`{l}`: {e}")))
+            .collect();
+        (lines, code, err)
+    }
+
     pub fn done(&self, test: &str) {
         eprintln!("{test}: total {:?}", self.t0.elapsed());
         let _ = std::fs::remove_dir_all(&self.out);
@@ -667,4 +714,20 @@ impl Drop for Taphold {
     fn drop(&mut self) {
         stop_child(&mut self.child);
     }
+}
+
+/// The messages of `--decode fix` lines (summary lines left out), checked.
+pub fn decoded_messages(lines: &[Value]) -> Vec<Message> {
+    lines
+        .iter()
+        .filter(|l| l["summary"] != true)
+        .map(|l| {
+            let raw = l["raw"].as_str().unwrap_or_else(|| panic!("no raw: {l}"));
+            let m = Message::parse(raw.as_bytes()).unwrap_or_else(|e| panic!("{e}: {l}"));
+            assert_eq!(l["msg_seq_num"].as_u64(), m.seq(), "{l}");
+            assert_eq!(l["msg_type"].as_str(), m.msg_type(), "{l}");
+            assert_eq!(l["cl_ord_id"].as_str(), m.clordid(), "{l}");
+            m
+        })
+        .collect()
 }
