@@ -340,3 +340,140 @@ fn taphold_gateway_tap_cut_fails_over_and_the_session_goes_on() {
     eprintln!("{T}: resent on b2 {}", n("ingress.resent"));
     c.done(T);
 }
+
+/// taphold killed with SIGKILL mid-session, 20 ms of delay on the way to the
+/// exchange so that orders are in flight: each node's `recover` splits the
+/// journaled orders at the exchange acknowledgement it last heard of. What
+/// it calls acknowledged the exchange did receive; every journaled order
+/// the exchange never received is among those it names for resending, each
+/// with a valid PossDup copy.
+#[test]
+fn taphold_gateway_kill9_recover_names_the_unacknowledged_orders() {
+    const T: &str = "taphold_gateway_kill9_recover_names_the_unacknowledged_orders";
+    const COUNT: u64 = 600;
+    let Some(c) = gateway_case(T, 'r', true) else {
+        return;
+    };
+    common::lab::build_binaries();
+    let config = c.gateway_config("kill9", &[]);
+    let app = c.start_taphold("kill9", &config);
+    let exchange = c.exchange("kill9");
+    let engine = c.engine("kill9", COUNT, 1000, 2, &[]);
+    let t = std::time::Instant::now();
+    while engine
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "logon")
+        .count()
+        < 1
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            engine.events()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Logged on: from now on the way to the exchange takes 20 ms.
+    c.lab.emu("d", "a2b delay_us=20000");
+    while engine
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "order")
+        .count()
+        < 300
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            engine.events()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    app.kill9();
+    // What was on its way still arrives.
+    std::thread::sleep(Duration::from_millis(500));
+    let engine = engine.wait(Duration::from_secs(40));
+    assert_eq!(engine.status.code(), Some(1), "{}", engine.done());
+    let log = exchange.stop();
+    let received = of(&log, taphold_lab::fix::Direction::Incoming);
+    assert!(received.len() > 1, "the session got going");
+
+    for node in [1, 2] {
+        c.lab.node(node, "stop");
+        let flow = c.journal_flow(node);
+        assert_eq!(flow["holes"], serde_json::json!([]), "{flow}");
+        let (lines, code, err) = c.decode_fix(node, flow["flow"].as_str().unwrap(), true);
+        assert_eq!(code, 0, "node {node}: recover: {err}");
+        let msgs: Vec<&serde_json::Value> = lines.iter().filter(|l| l["summary"] != true).collect();
+        let journaled = decoded_messages(&lines);
+        // The node journaled a prefix of what the engine sent, at least all
+        // the exchange received (nothing reaches it unjournaled).
+        same_messages(
+            &journaled.iter().collect::<Vec<_>>(),
+            &engine.sent.iter().take(journaled.len()).collect::<Vec<_>>(),
+            &format!("node {node}: the journal is a prefix of the engine's session"),
+        );
+        assert!(
+            journaled.len() >= received.len(),
+            "node {node}: journaled {} < received {}",
+            journaled.len(),
+            received.len()
+        );
+        // Acknowledged, then not: split where the exchange's last ACK fell.
+        let acked = msgs
+            .iter()
+            .take_while(|l| l["acknowledged"] == true)
+            .count();
+        assert!(
+            msgs[acked..].iter().all(|l| l["acknowledged"] == false),
+            "node {node}: acknowledged is a prefix"
+        );
+        let limit = flow["acked"].as_u64().unwrap();
+        for l in &msgs {
+            let end = l["tcp_end"].as_u64().unwrap();
+            assert_eq!(
+                l["acknowledged"] == true,
+                end <= limit,
+                "{l} vs acked {limit}"
+            );
+        }
+        // Never acknowledged what the exchange did not get ...
+        assert!(
+            acked <= received.len(),
+            "node {node}: {acked} acknowledged, the exchange received {}",
+            received.len()
+        );
+        same_messages(
+            &journaled.iter().take(acked).collect::<Vec<_>>(),
+            &received.iter().take(acked).collect::<Vec<_>>(),
+            "acknowledged messages are the exchange's",
+        );
+        // ... so every journaled order it did not get is named for resending,
+        // and in flight at the kill there were some.
+        let unacked = &msgs[acked..];
+        assert!(!unacked.is_empty(), "node {node}: orders were in flight");
+        for l in unacked {
+            let orig = Message::parse(l["raw"].as_str().unwrap().as_bytes()).unwrap();
+            let resend = l["resend"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no resend: {l}"));
+            let r = Message::parse(resend.as_bytes()).unwrap_or_else(|e| panic!("{e}: {l}"));
+            assert_eq!(r.get(43), Some("Y"), "PossDupFlag: {}", r.show());
+            assert!(r.get(122).is_some(), "OrigSendingTime: {}", r.show());
+            for tag in [34, 35, 11, 54, 55, 38, 44, 40] {
+                assert_eq!(r.get(tag), orig.get(tag), "tag {tag}: {}", r.show());
+            }
+        }
+        let summary = lines.iter().find(|l| l["summary"] == true).unwrap();
+        assert_eq!(summary["acknowledged"], acked, "{summary}");
+        assert_eq!(summary["unacknowledged"], unacked.len(), "{summary}");
+        eprintln!(
+            "{T}: node {node}: journaled {}, acknowledged {acked}, to resend {}; the exchange received {}",
+            journaled.len(),
+            unacked.len(),
+            received.len()
+        );
+    }
+    c.done(T);
+}

@@ -710,6 +710,15 @@ impl Taphold {
     }
 }
 
+impl Taphold {
+    /// SIGKILL: no summary, nothing flushed; the backup nodes keep what
+    /// they journaled and the flow acks they got.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Taphold {
     fn drop(&mut self) {
         stop_child(&mut self.child);
