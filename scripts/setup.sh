@@ -2,12 +2,13 @@
 # Installs what taphold needs to build, run and test on Debian 12 (idempotent):
 # DPDK 22.11 and its headers, libclang for bindgen, libpcap for net_pcap,
 # tcpdump and iproute2 for the test networks, tshark for the Wireshark dissector's
-# test, shellcheck for the scripts; and checks the Rust toolchain.
+# test, shellcheck for the scripts; checks the Rust toolchain; and installs cargo-afl
+# (pinned) with the AFL++ it builds, for the fuzz targets (scripts/fuzz.sh).
 # `--build-only` (the Dockerfile's build stage) leaves out the test tools.
 set -euo pipefail
 
 PACKAGES=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config libpcap-dev python3 ca-certificates)
-[ "${1:-}" = "--build-only" ] || PACKAGES+=(tcpdump iproute2 ethtool tshark shellcheck)
+[ "${1:-}" = "--build-only" ] || PACKAGES+=(tcpdump iproute2 ethtool tshark shellcheck make)
 MIN_RUST=1.82
 
 missing=()
@@ -44,3 +45,22 @@ for c in rustfmt clippy; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" >/dev/null 2>&1 || true
 done
 echo "setup: rustc $have"
+
+# cargo-afl: AFL++ for Rust on the stable toolchain (docs/fuzzing.md). The version is
+# pinned with the `afl` crate's in crates/taphold-fuzz/Cargo.toml; AFL++ itself is built
+# once per Rust toolchain (`cargo afl config --build` says so when it already is).
+AFL_VERSION=0.18.2
+if [ "${1:-}" != "--build-only" ]; then
+    if [ "$(cargo afl --version 2>/dev/null | awk '{print $2}')" != "$AFL_VERSION" ]; then
+        echo "setup: installing cargo-afl $AFL_VERSION"
+        cargo install --locked --quiet --force cargo-afl --version "$AFL_VERSION"
+    fi
+    if ! out=$(cargo afl config --build 2>&1); then
+        if ! grep -q "already built" <<<"$out"; then
+            echo "$out" >&2
+            echo "setup: building AFL++ for cargo-afl failed" >&2
+            exit 1
+        fi
+    fi
+    echo "setup: $(cargo afl --version)"
+fi
