@@ -233,7 +233,7 @@ impl Material {
             j.append(seq as u64 + 1, 0, seq as u64, pdu)
                 .expect("append");
         }
-        j.trim_below(3).expect("trim");
+        j.trim_below(7).expect("trim");
         j.close().expect("close");
         let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(&dir)
             .expect("journal dir")

@@ -22,6 +22,10 @@ fn seeds(m: &Material) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The name the text is parsed under: a directory that does not exist, so that a relative
+/// key file the input names is not found.
+const FILE: &str = "/nonexistent/taphold-fuzz/config_backup.yaml";
+
 pub fn run(data: &[u8]) {
     if data.len() > MAX_INPUT {
         return;
@@ -29,10 +33,14 @@ pub fn run(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    // A directory that does not exist: a relative key file named by the input is not found.
-    let file = "/nonexistent/taphold-fuzz/config_backup.yaml";
-    match loader::Config::parse(file, text) {
-        Ok(_) => {}
-        Err(e) => super::check_config_error(&e, file, text),
+    if let Err(e) = loader::Config::parse(FILE, text) {
+        super::check_config_error(&e, FILE, text);
     }
+}
+
+/// Whether the loader accepts `text` (the seeds' test: the shipped configs must).
+pub fn accepts(text: &str) -> Result<(), String> {
+    loader::Config::parse(FILE, text)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

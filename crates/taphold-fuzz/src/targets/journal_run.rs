@@ -41,6 +41,36 @@ fn seeds(m: &Material) -> Vec<Vec<u8>> {
         .cloned()
         .collect();
     s.push(encode(&no_seals));
+    // What a crash leaves: the active segment cut inside a record, or followed by zeros
+    // (a file extended before its data reached the disk); and a sealed segment damaged.
+    let segments: Vec<&String> = files
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.ends_with(".journal"))
+        .collect();
+    let (first, active) = (segments.first().cloned(), segments.last().cloned());
+    let edited = |f: &dyn Fn(&String, &mut Vec<u8>)| {
+        let mut files = files.clone();
+        for (n, b) in files.iter_mut() {
+            f(n, b);
+        }
+        encode(&files)
+    };
+    s.push(edited(&|n, b| {
+        if Some(n) == active {
+            b.truncate(b.len().saturating_sub(7));
+        }
+    }));
+    s.push(edited(&|n, b| {
+        if Some(n) == active {
+            b.extend_from_slice(&[0; 64]);
+        }
+    }));
+    s.push(edited(&|n, b| {
+        if Some(n) == first && b.len() > 60 {
+            b[60] ^= 0x40;
+        }
+    }));
     s
 }
 
