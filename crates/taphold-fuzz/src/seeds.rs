@@ -224,8 +224,9 @@ impl Material {
     /// A journal run written by the journal itself from the messages' backup frames, in
     /// small segments so that there are several and a `seals` file: (file name, bytes).
     pub fn journal_run(&self) -> Vec<(String, Vec<u8>)> {
-        let dir = crate::targets::scratch_dir("seeds");
-        let mut cfg = JournalConfig::new(&dir, RUN);
+        let scratch = crate::targets::Scratch::new("seeds");
+        let dir = scratch.path();
+        let mut cfg = JournalConfig::new(dir, RUN);
         cfg.segment_bytes = 2048;
         cfg.fsync = FsyncPolicy::default();
         let (mut j, _) = Journal::open(cfg).expect("journal for the seeds");
@@ -246,7 +247,6 @@ impl Material {
             })
             .collect();
         files.sort();
-        let _ = fs::remove_dir_all(&dir);
         files
     }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use taphold_journal::{inspect, inspect_run, read_valid_records, run_dir, Journal, JournalConfig};
 
-use super::{scratch_dir, MAX_INPUT};
+use super::{Scratch, MAX_INPUT};
 use crate::seeds::RUN;
 use crate::{Material, Target};
 
@@ -133,10 +133,11 @@ pub fn run(data: &[u8]) {
         return;
     }
     let files = decode(data);
-    let root = scratch_dir("journal_run");
-    let dir = write_run(&root, &files);
+    let scratch = Scratch::new("journal_run");
+    let root = scratch.path();
+    let dir = write_run(root, &files);
 
-    let report = inspect(&root).expect("inspect reads a readable directory");
+    let report = inspect(root).expect("inspect reads a readable directory");
     let run = match report.run(RUN) {
         Some(r) => r.clone(),
         None => inspect_run(&dir, Some(RUN)).expect("inspect_run"),
@@ -164,7 +165,7 @@ pub fn run(data: &[u8]) {
         Ok((j, _)) => (j, false),
         Err(_) => {
             drop(opened);
-            let dir = write_run(&root, &files);
+            let dir = write_run(root, &files);
             let again = Journal::open(config(&dir, true));
             assert_eq!(
                 again.is_ok(),
@@ -184,8 +185,7 @@ pub fn run(data: &[u8]) {
             }
         }
     };
-    opened_run(journal, &root, &dir, allow_holes);
-    let _ = fs::remove_dir_all(&root);
+    opened_run(journal, root, &dir, allow_holes);
 }
 
 /// What must hold of a run that opened.

@@ -1,8 +1,8 @@
 //! The targets, one file each. To add one: write `NAME.rs` with `pub const TARGET:
 //! Target` (its function and its seeds) and add `NAME::TARGET` to [`ALL`].
 
-use std::cell::RefCell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Target;
 
@@ -43,30 +43,35 @@ pub const ALL: &[&Target] = &[
 /// files (YAML, journal runs): AFL's own limit is 1 MiB, and long inputs only slow it.
 pub const MAX_INPUT: usize = 256 * 1024;
 
-thread_local! {
-    static SCRATCH: RefCell<Option<PathBuf>> = const { RefCell::new(None) };
-}
-
-/// An empty directory of this thread's own (tests replay targets on several threads),
+/// An empty directory of its own (tests replay targets on several threads at once),
 /// under `TAPHOLD_FUZZ_SCRATCH` or the system's temporary directory (scripts/fuzz.sh
-/// points it at /dev/shm: the journal targets write files on every input).
-pub fn scratch_dir(what: &str) -> PathBuf {
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        let base = s.get_or_insert_with(|| {
-            let root = std::env::var_os("TAPHOLD_FUZZ_SCRATCH")
-                .map(PathBuf::from)
-                .unwrap_or_else(std::env::temp_dir);
-            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            root.join(format!("taphold-fuzz-{}-{n}", std::process::id()))
-        });
-        let dir = base.join(what);
+/// points it at /dev/shm: the journal targets write files on every input). Removed
+/// when dropped, panic or not.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(what: &str) -> Scratch {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let root = std::env::var_os("TAPHOLD_FUZZ_SCRATCH")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = root.join(format!("taphold-fuzz-{what}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("scratch directory {}: {e}", dir.display()));
-        dir
-    })
+        Scratch(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Prefixes every seed with a mode byte (for targets whose first byte selects fix-ups).
