@@ -236,7 +236,7 @@ impl Material {
         }
         j.trim_below(7).expect("trim");
         j.close().expect("close");
-        let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(&dir)
+        let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(dir)
             .expect("journal dir")
             .map(|e| {
                 let e = e.expect("entry");
