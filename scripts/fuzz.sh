@@ -69,7 +69,9 @@ echo "fuzz: $target: ${seconds}s, $(stat execs_done) execs ($(stat execs_per_sec
     "corpus $(stat corpus_count), coverage $(stat bitmap_cvg), stability $(stat stability)," \
     "crashes $(stat saved_crashes), hangs $(stat saved_hangs)"
 
-# Keep the queue: the next run starts where this one stopped.
+# Keep the queue (it holds every input this run started from, and what it found): the
+# next run starts where this one stopped.
+rm -rf "$work/corpus"
 mkdir -p "$work/corpus"
 cp "$work/out/default/queue/"id:* "$work/corpus/" 2>/dev/null || true
 
