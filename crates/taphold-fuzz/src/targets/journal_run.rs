@@ -196,13 +196,17 @@ fn opened_run(mut j: Journal, root: &Path, dir: &Path, allow_holes: bool) {
         let held = j.contains(seq);
         match j.read(seq) {
             Ok(Some(r)) => {
+                assert!(
+                    held,
+                    "seq {seq} reads back but the journal says it does not hold it"
+                );
                 assert_eq!(r.header.seq, seq);
                 assert_eq!((r.header.stream, r.header.epoch), (RUN.stream, RUN.epoch));
             }
             Ok(None) => {}
-            Err(e) if allow_holes => {
-                let _ = e;
-            }
+            // Opened past damage: a sealed segment is read around it and left as it is,
+            // so a block of it can still fail its CRC when read.
+            Err(_) if allow_holes => {}
             Err(e) => panic!("seq {seq} (held: {held}) of a run that opened cleanly: {e}"),
         }
     }
