@@ -5,12 +5,14 @@
 # test, shellcheck for the scripts; for the live lab's real FIX session
 # (crates/taphold-lab/tests/fix_gateway.rs, tools/fix/build.sh) g++ and QuickFIX:
 # libquickfix-dev (headers, library) and libquickfix-doc (the only package that
-# ships QuickFIX's example executor, the lab's exchange); and checks the Rust toolchain.
+# ships QuickFIX's example executor, the lab's exchange); checks the Rust toolchain;
+# and installs cargo-afl (pinned) with the AFL++ it builds, for the fuzz targets
+# (scripts/fuzz.sh).
 # `--build-only` (the Dockerfile's build stage) leaves out the test tools.
 set -euo pipefail
 
 PACKAGES=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config libpcap-dev python3 ca-certificates)
-[ "${1:-}" = "--build-only" ] || PACKAGES+=(tcpdump iproute2 ethtool tshark shellcheck g++ libquickfix-dev libquickfix-doc)
+[ "${1:-}" = "--build-only" ] || PACKAGES+=(tcpdump iproute2 ethtool tshark shellcheck g++ libquickfix-dev libquickfix-doc make)
 MIN_RUST=1.82
 
 missing=()
@@ -47,3 +49,22 @@ for c in rustfmt clippy; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" >/dev/null 2>&1 || true
 done
 echo "setup: rustc $have"
+
+# cargo-afl: AFL++ for Rust on the stable toolchain (docs/fuzzing.md). The version is
+# pinned with the `afl` crate's in crates/taphold-fuzz/Cargo.toml; AFL++ itself is built
+# once per Rust toolchain (`cargo afl config --build` says so when it already is).
+AFL_VERSION=0.18.2
+if [ "${1:-}" != "--build-only" ]; then
+    if [ "$(cargo afl --version 2>/dev/null | awk '{print $2}')" != "$AFL_VERSION" ]; then
+        echo "setup: installing cargo-afl $AFL_VERSION"
+        cargo install --locked --quiet --force cargo-afl --version "$AFL_VERSION"
+    fi
+    if ! out=$(cargo afl config --build 2>&1); then
+        if ! grep -q "already built" <<<"$out"; then
+            echo "$out" >&2
+            echo "setup: building AFL++ for cargo-afl failed" >&2
+            exit 1
+        fi
+    fi
+    echo "setup: $(cargo afl --version)"
+fi

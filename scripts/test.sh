@@ -3,8 +3,8 @@
 # (scripts/setup.sh), checks formatting and lints, runs every test (EAL tests
 # each in a process of their own, end-to-end replays through the real
 # binary), the Wireshark dissector against a replay's outputs, the Dockerfile's
-# package lists against ldd, and the loom models of the hold ring, event ring and
-# re-send round.
+# package lists against ldd, a short AFL++ run of every fuzz target, and the loom
+# models of the hold ring, event ring and re-send round.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -27,6 +27,8 @@ echo "== fmt"
 cargo fmt --all -- --check
 echo "== clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+# The AFL harness is behind a feature (it links AFL++'s runtime): lint it too.
+cargo clippy -p taphold-fuzz --features afl --all-targets -- -D warnings
 echo "== tests"
 cargo test --workspace
 echo "== Wireshark dissector, on a replay's outputs (and broken copies of it must fail)"
@@ -38,5 +40,9 @@ scripts/check-docker.sh selftest target/debug
 scripts/check-docker.sh entrypoint target/debug
 echo "== the launcher (scripts/taphold-run.sh) and the systemd units"
 scripts/test-taphold-run.sh target/debug
+echo "== fuzz targets: a few seconds each under AFL++ (cargo test replayed their seeds and regression inputs)"
+for t in $(scripts/fuzz.sh --list); do
+    scripts/fuzz.sh "$t" "${TAPHOLD_FUZZ_SECONDS:-4}"
+done
 echo "== loom models: hold ring, event ring, re-send round"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p taphold-core --release --test loom

@@ -89,7 +89,10 @@ pub fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, ConfigErr
 /// Maps a serde_yaml error to the field it is about and that field's line.
 fn from_serde(file: &str, text: &str, e: &serde_yaml::Error) -> ConfigError {
     let msg = e.to_string();
-    let serde_line = e.location().map(|l| l.line());
+    // serde_yaml counts lines as YAML does, a lone CR (and NEL, U+2028, U+2029) ending
+    // one too; editors, `line_of` and this message count `\n`. From the byte offset, a
+    // line the reader can find (found by fuzzing: a line past the end of the file).
+    let serde_line = e.location().map(|l| line_at(text, l.index()));
     // serde_yaml says "<path>: <message> at line L column C"; the path is
     // absent for the top-level mapping.
     let (path, rest) = match msg.split_once(": ") {
@@ -130,6 +133,12 @@ fn from_serde(file: &str, text: &str, e: &serde_yaml::Error) -> ConfigError {
         field,
         message,
     }
+}
+
+/// The 1-based line of byte offset `index` of `text`, lines ending at `\n`.
+fn line_at(text: &str, index: usize) -> usize {
+    let upto = &text.as_bytes()[..index.min(text.len())];
+    upto.iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// serde's path (`backup_links[1].mac`) in our dotted form (`backup_links.1.mac`).
@@ -414,6 +423,30 @@ mod tests {
         assert_eq!((e.field.as_str(), e.line), ("links.1.mac", Some(5)), "{e}");
         let e = parse::<T>("t.yaml", &format!("{GOOD}  name: b2\n")).unwrap_err();
         assert_eq!((e.field.as_str(), e.line), ("link.name", Some(5)), "{e}");
+    }
+
+    /// Found by fuzzing (crates/taphold-fuzz/regressions/config_appliance/): YAML ends a
+    /// line at a lone CR, so serde_yaml's line numbers ran past the end of a file whose
+    /// lines a reader (and `line_of`) counts by `\n`.
+    #[test]
+    fn lines_are_counted_as_a_reader_counts_them() {
+        for (text, line) in [
+            // serde_yaml: line 3, of a 1-line file.
+            ("link:\r  name: b1\r  mac: 02:zz\n", 1),
+            // serde_yaml: line 6.
+            (
+                "digest_key: 000102030405060708090a0b0c0d0e0f\r\r\r\nlink:\n  name: b1\r  mac: 02:zz\n",
+                3,
+            ),
+            ("link:\u{2028}  name: b1\u{2028}  mac: 02:zz\n", 1),
+            // CRLF is one line end, for both.
+            ("link:\r\n  name: b1\r\n  mac: 02:zz\r\n", 3),
+        ] {
+            let e = parse::<T>("t.yaml", text).unwrap_err();
+            let lines = text.split('\n').count();
+            assert!(e.line.is_some_and(|l| l <= lines), "{text:?}: {e}");
+            assert_eq!(e.line, Some(line), "{text:?}: {e}");
+        }
     }
 
     #[test]

@@ -63,7 +63,8 @@ pub enum WireError {
     UnknownType,
     /// A well-formed message of another type than the one asked for.
     WrongType,
-    /// A flag bit that no version of the protocol defines is set.
+    /// A flag bit that no version of the protocol defines is set, or a flag on a PDU
+    /// type that carries none (heartbeat, ack, target confirmation, resend request).
     BadFlags,
     /// A length field disagrees with what the type requires or with another length field.
     BadLength,

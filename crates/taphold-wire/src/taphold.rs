@@ -346,7 +346,8 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// valid PDU is [`WireError::Truncated`]):
     /// 1. 48 header bytes present — `Truncated`;
     /// 2. magic — `BadMagic`; version — `BadVersion`; type — `UnknownType`;
-    ///    flags — `BadFlags`;
+    ///    flags — `BadFlags` (an undefined bit, or any flag on a type other than backup
+    ///    frame and confirmation);
     /// 3. link 0..=3 or 0xFF, and 0xFF for every type but heartbeat, ack and flow ack —
     ///    `Malformed`; content mode 0..=3 for backup frames, 0 otherwise — `Malformed`;
     /// 4. body length as the type requires — `BadLength`;
@@ -369,7 +370,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(WireError::BadVersion);
         }
         let msg_type = MsgType::try_from(buf[field::TYPE])?;
-        Flags::from_bits(be16(&buf[field::FLAGS]))?;
+        let flags = Flags::from_bits(be16(&buf[field::FLAGS]))?;
+        // Only backup frames and confirmations carry flags; the other Reprs have none to
+        // read them into, so a flag there would be dropped without a trace.
+        let carries_flags = matches!(msg_type, MsgType::Backup | MsgType::Confirm);
+        if !carries_flags && !flags.is_empty() {
+            return Err(WireError::BadFlags);
+        }
         let link = buf[field::LINK];
         let link_ok = match msg_type {
             MsgType::Backup | MsgType::Confirm | MsgType::TargetConfirm | MsgType::Resend => {
@@ -2182,6 +2189,45 @@ mod tests {
             assert_eq!(h.emit(&mut buf, &key()), Err(WireError::Malformed));
             let a = AckRepr { link, ..ack() };
             assert_eq!(a.emit(&mut buf, &key()), Err(WireError::Malformed));
+        }
+    }
+
+    /// Found by fuzzing (crates/taphold-fuzz/regressions/pdu/): a heartbeat, ack, target
+    /// confirmation or resend request with a defined flag set passed the checks, and
+    /// its Repr, which has no flags, dropped them without a trace. They carry none.
+    #[test]
+    fn flags_only_on_types_that_carry_them() {
+        for pdu in [&HEARTBEAT[..], &ACK, &TARGET_CONFIRM, &RESEND] {
+            for flag in [
+                Flags::POSSIBLE_DUPLICATE,
+                Flags::UNPROTECTED,
+                Flags::RETRANSMIT,
+            ] {
+                let v = edited(pdu, 5, flag.bits() as u8);
+                assert_eq!(
+                    Packet::new_checked(&v[..]).err(),
+                    Some(WireError::BadFlags),
+                    "type {} flag {flag:?}",
+                    pdu[3]
+                );
+            }
+        }
+        for pdu in [&BACKUP_FULL[..], &BACKUP_DIGEST, &CONFIRM] {
+            let v = edited(pdu, 5, Flags::ALL.bits() as u8);
+            assert!(Packet::new_checked(&v[..]).is_ok(), "type {}", pdu[3]);
+        }
+        // The fuzzer's inputs as it found them (digests under its own key).
+        for hex in [
+            "544803020001010000010006000000100101010101010120010101010101011a01010101010101190101010101010118010101010101011b010101010101011c19455f6947582b2e",
+            "544803030001ff0001014000000000080000000000000009009797979797979797979797979797979797979797979797979797970000000000006500000000000000010000010065010100",
+            "544803050001ff00000000070000000800000000000000090000000000000064000000000000000100000000000000780000000000000002ce6a0bd8eb17d1ae",
+            "544803060001ff00000000070000000800000000000000090000000000000065000000000000000100000000000000640000001300000000f3a851fd57a29df0",
+        ] {
+            let v: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            assert_eq!(Packet::new_checked(&v[..]).err(), Some(WireError::BadFlags));
         }
     }
 
