@@ -40,6 +40,8 @@ const MAX_PER_KIND: usize = 48;
 pub struct Material {
     /// Every distinct frame of every capture, junk first.
     pub frames: Vec<Vec<u8>>,
+    /// The frames of test-pcaps/gateway.pcap (gateway mode: TCP, ARP, junk).
+    pub gateway_frames: Vec<Vec<u8>>,
     /// The messages the classifier accepts from them: (payload, source IP, source port).
     pub messages: Vec<(Vec<u8>, [u8; 4], u16)>,
     /// Shipped configs of the appliance, the backup node and the arbiter: (path, text).
@@ -65,6 +67,10 @@ impl Material {
                 }
             }
         }
+        let path = root.join("test-pcaps/gateway.pcap");
+        let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let gateway_frames =
+            pcap_frames(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut messages = Vec::new();
         for f in &frames {
             if let Classified::Message(m) = classify(f, &PRIMARY) {
@@ -96,6 +102,7 @@ impl Material {
         appliance.sort();
         Material {
             frames,
+            gateway_frames,
             messages,
             appliance_configs: appliance,
             backup_configs: read(&["crates/taphold-backup/backup.example.yaml"]),

@@ -13,12 +13,14 @@ pub mod config_arbiter;
 pub mod config_backup;
 pub mod delivery;
 pub mod ethernet;
+pub mod gateway;
 pub mod ipv4;
 pub mod journal_record;
 pub mod journal_run;
 pub mod journal_seals;
 pub mod link;
 pub mod pdu;
+pub mod tcp;
 pub mod udp;
 
 /// Every target, by name.
@@ -27,10 +29,12 @@ pub const ALL: &[&Target] = &[
     &arp::TARGET,
     &ipv4::TARGET,
     &udp::TARGET,
+    &tcp::TARGET,
     &pdu::TARGET,
     &delivery::TARGET,
     &link::TARGET,
     &classify::TARGET,
+    &gateway::TARGET,
     &journal_record::TARGET,
     &journal_seals::TARGET,
     &journal_run::TARGET,

@@ -6,8 +6,8 @@
 //! read must emit back to exactly the bytes it was read from.
 
 use taphold_wire::taphold::{
-    AckRepr, ConfirmRepr, HeartbeatRepr, MsgType, Packet, ResendRepr, TargetConfirmRepr,
-    DIGEST_LEN, HEADER_LEN,
+    AckRepr, ConfirmRepr, FlowAckRepr, HeartbeatRepr, MsgType, Packet, ResendRepr,
+    TargetConfirmRepr, DIGEST_LEN, HEADER_LEN,
 };
 use taphold_wire::{BackupRepr, Content, WireError};
 
@@ -87,7 +87,7 @@ pub fn run(data: &[u8]) {
 
 /// Each Repr's verdict, in a fixed order: backup, heartbeat, ack, confirmation, target
 /// confirmation, resend request.
-fn parse_all(data: &[u8]) -> [Result<(), WireError>; 6] {
+fn parse_all(data: &[u8]) -> [Result<(), WireError>; 7] {
     let p = Packet::new_unchecked(data);
     [
         BackupRepr::parse(&p, &KEY).map(|_| ()),
@@ -96,6 +96,7 @@ fn parse_all(data: &[u8]) -> [Result<(), WireError>; 6] {
         ConfirmRepr::parse(&p, &KEY).map(|_| ()),
         TargetConfirmRepr::parse(&p, &KEY).map(|_| ()),
         ResendRepr::parse(&p, &KEY).map(|_| ()),
+        FlowAckRepr::parse(&p, &KEY).map(|_| ()),
     ]
 }
 
@@ -107,12 +108,13 @@ fn index_of(t: MsgType) -> usize {
         MsgType::Confirm => 3,
         MsgType::TargetConfirm => 4,
         MsgType::Resend => 5,
+        MsgType::FlowAck => 6,
     }
 }
 
 /// For a checked PDU: every other type's parse says `WrongType`; its own succeeds
 /// exactly when the digest matches.
-fn check_verdicts(p: &Packet<&[u8]>, verdict: &[Result<(), WireError>; 6], digest_ok: bool) {
+fn check_verdicts(p: &Packet<&[u8]>, verdict: &[Result<(), WireError>; 7], digest_ok: bool) {
     let own = index_of(p.msg_type());
     for (i, v) in verdict.iter().enumerate() {
         if i == own {
@@ -146,6 +148,7 @@ fn reemit(sealed: &[u8], out: &mut [u8]) -> u64 {
             assert!(!r.seqs().is_empty() && *r.seqs().start() == r.seq);
             r.emit(out, &KEY)
         }),
+        MsgType::FlowAck => FlowAckRepr::parse(&p, &KEY).and_then(|r| r.emit(out, &KEY)),
     };
     r.unwrap_or_else(|e| panic!("a sealed {:?} does not re-emit: {e:?}", p.msg_type()))
 }
