@@ -23,7 +23,7 @@
 //! ```sh
 //! taphold-paced EAL... -- gen --out OUT.json [--rates 10000,100000,1000000,max]
 //!     [--phase-ms 1000] [--max-count N] [--quiet-ms 1,100,1000] [--quiet-repeats 5]
-//! taphold-paced EAL... -- fwd --duration-ms N
+//! taphold-paced EAL... -- fwd --duration-ms N [--out RESIDENCE.csv]
 //! ```
 
 use std::process::ExitCode;
@@ -427,9 +427,17 @@ fn gen(eal: &Eal, args: &[String]) -> Result<(), String> {
 
 // ------------------------------------------------------------------ plain forwarder
 
+/// Messages the forwarder keeps a residence time for (by message number).
+const RESIDENCE_SLOTS: usize = 1 << 22;
+
 /// The plain forwarder's loop: P rx → classify → rewrite for the destination →
-/// P tx, on one spinning worker lcore. Returns (forwarded, dropped).
-fn forward(port: &Port, quit: &AtomicBool) -> (u64, u64) {
+/// P tx, on one spinning worker lcore. Returns (forwarded, dropped) and, per
+/// message number, the cycles from the poll that received it to its transmit (0:
+/// not seen): taphold's rx_ns → release_ns, measured the same way.
+fn forward(port: &Port, quit: &AtomicBool, clock: Clock) -> (u64, u64, Vec<u32>) {
+    // Allocated before the loop: the loop itself allocates nothing.
+    let mut residence = vec![0u32; RESIDENCE_SLOTS];
+    let mut numbers = [0usize; BURST];
     let ours = PrimaryAddr {
         mac: EthernetAddress(P_MAC),
         ip: P_IP,
@@ -460,6 +468,8 @@ fn forward(port: &Port, quit: &AtomicBool) -> (u64, u64) {
             }
         }
         let n = port.rx_burst(0, &mut rx);
+        let rx_at = clock.cycles();
+        let mut got = 0;
         while let Some(mut m) = rx.pop() {
             let Classified::Message(meta) = classify(m.data(), &ours) else {
                 dropped += 1;
@@ -473,15 +483,29 @@ fn forward(port: &Port, quit: &AtomicBool) -> (u64, u64) {
             let len = UDP_FRAME_HEADER_LEN + meta.payload_len as usize;
             m.set_len(len.max(MIN_FRAME_LEN));
             m.data_mut()[len..].fill(0);
+            let p = &m.data()[UDP_FRAME_HEADER_LEN..];
+            if p.len() >= 8 {
+                numbers[got] = u64::from_le_bytes(p[0..8].try_into().unwrap()) as usize;
+                got += 1;
+            }
             let _ = tx.push(m);
             fwd += 1;
+        }
+        if got > 0 {
+            // As egress stamps release_ns: once, just before the transmit.
+            let d = (clock.cycles() - rx_at).min(u64::from(u32::MAX)) as u32;
+            for &k in &numbers[..got] {
+                if let Some(r) = residence.get_mut(k) {
+                    *r = d.max(1);
+                }
+            }
         }
         if !tx.is_empty() {
             port.tx_burst(0, &mut tx);
         }
         idler.pass(n);
     }
-    (fwd, dropped)
+    (fwd, dropped, residence)
 }
 
 fn fwd(eal: &Eal, args: &[String]) -> Result<(), String> {
@@ -494,7 +518,9 @@ fn fwd(eal: &Eal, args: &[String]) -> Result<(), String> {
         .ok_or("fwd: needs a worker lcore (-l 0,1)")?;
     let quit = Arc::new(AtomicBool::new(false));
     let (p, q) = (port.clone(), quit.clone());
-    let h = dpdk::lcore::launch(eal, worker, move || forward(&p, &q)).map_err(|e| e.to_string())?;
+    let clock = Clock::new(eal);
+    let h = dpdk::lcore::launch(eal, worker, move || forward(&p, &q, clock))
+        .map_err(|e| e.to_string())?;
     // SIGINT/SIGTERM end the run early (run.sh stops us once the generator is done).
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores into a static atomic (async-signal-safe).
@@ -505,7 +531,15 @@ fn fwd(eal: &Eal, args: &[String]) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(20));
     }
     quit.store(true, Ordering::Relaxed);
-    let (n, dropped) = h.join()?;
+    let (n, dropped, residence) = h.join()?;
+    if let Some(path) = opt(args, "--out") {
+        // message number, rx poll -> transmit in ns (the stages file paced_report.py reads)
+        let mut csv = String::from("seq,rx_to_tx_ns\n");
+        for (k, &c) in residence.iter().enumerate().filter(|(_, &c)| c != 0) {
+            csv += &format!("{k},{}\n", clock.cycles_to_ns(u64::from(c)));
+        }
+        std::fs::write(&path, csv).map_err(|e| format!("{path}: {e}"))?;
+    }
     println!("{{\"forwarded\": {n}, \"dropped\": {dropped}}}");
     Ok(())
 }

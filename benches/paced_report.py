@@ -9,8 +9,12 @@ Per run (fwd, tap, ack-5km, ack-50km) and per phase of the generator's schedule
 released: the same TSC at both ends), and for taphold the stages from events.csv
 over the same messages (taphold's seq is the order P received them, which is the
 generator's message number): rx -> backup launch, launch -> tap copy, tap copy ->
-release, rx -> release. Added latency = tap gate - plain forwarder, per percentile
-and phase, end to end. Exact percentiles (nearest rank). Standard library only.
+release, rx -> release; for the plain forwarder the same rx -> release (its
+residence.csv: from the poll that received a message to its transmit). Added
+latency = tap gate - plain forwarder, per percentile and phase, two ways: end to end
+(as the generator saw it), and in residence (rx -> release inside the device, which
+leaves out the generator's own scheduling). Exact percentiles (nearest rank).
+Standard library only.
 """
 
 import csv
@@ -66,6 +70,12 @@ def main():
         r = {"run": run, "generator_command": gcmd, "device_command": dcmd,
              "confirmations": g["confirmations"], "other_frames": g["other_frames"],
              "phases": []}
+        res = os.path.join(d, "residence.csv")
+        residence = {}
+        if os.path.exists(res):
+            with open(res) as f:
+                for row in csv.DictReader(f):
+                    residence[int(row["seq"])] = int(row["rx_to_tx_ns"])
         if os.path.exists(ev):
             with open(ev) as f:
                 for row in csv.DictReader(f):
@@ -85,6 +95,10 @@ def main():
                 p["e2e_each"] = ph["all_ns"]
             if events:
                 p["stages"] = stages(events, ph["first_seq"], ph["sent"])
+            elif residence:
+                v = [residence[k] for k in range(ph["first_seq"], ph["first_seq"] + ph["sent"])
+                     if k in residence]
+                p["stages"] = {"total": summary(v)}
             r["phases"].append(p)
         runs[run] = r
         order.append(run)
@@ -100,6 +114,9 @@ def main():
             for k, _ in QS:
                 a, b = p["e2e"][k], f["e2e"][k]
                 row[k] = None if a is None or b is None else a - b
+                ta = p.get("stages", {}).get("total", {}).get(k)
+                tb = f.get("stages", {}).get("total", {}).get(k)
+                row["residence_" + k] = None if ta is None or tb is None else ta - tb
             added.append(row)
     json.dump({"runs": [runs[k] for k in order], "added": added}, sys.stdout, indent=1)
 

@@ -3,8 +3,8 @@
 
     python3 benches/plot_paced.py OUT/paced.json benches/added-latency.svg
 
-Added latency = tap gate - plain forwarder, end to end as the generator measures it,
-at p50 and p99 for each fixed-rate phase (the "max" phase is drawn at its achieved
+Added latency = tap gate - plain forwarder, in residence (rx -> release inside the
+device; end to end as the generator measures it where a run lacks it), at p50 and p99 for each fixed-rate phase (the "max" phase is drawn at its achieved
 rate, hollow). Log x (offered msg/s), symlog-free linear y in microseconds (negative
 values, where the forwarder's run was the slower, are drawn below the zero line).
 Standard library only, like plot.py.
@@ -25,7 +25,10 @@ def main():
         rate = r["rate"] or r.get("achieved_rate_tap") or 0
         if rate <= 0:
             continue
-        pts.append((rate, r["rate"] == 0, r["p50"], r["p99"]))
+        # Residence (rx -> release inside the device) where both runs have it: it
+        # leaves out the generator's own scheduling; else end to end.
+        k50, k99 = ("residence_p50", "residence_p99") if r.get("residence_p50") is not None else ("p50", "p99")
+        pts.append((rate, r["rate"] == 0, r[k50], r[k99]))
     W, H, L, R, T, B = 760, 440, 80, 170, 40, 60
     pw, ph = W - L - R, H - T - B
     o = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">' % (W, H),

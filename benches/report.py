@@ -183,10 +183,14 @@ def figures(out):
                     "{:,.0f}".format(p["achieved_rate"]), run, us(e["p50"]), us(e["p99"]), us(e["p999"]), us(e["max"]),
                     sp("rx_launch"), sp("launch_tap"), sp("tap_release"), sp("total")))
         if pc.get("added"):
-            L += ["", "**Added latency = tap gate − plain forwarder** (end to end, µs; negative: the forwarder's run was the slower):", "",
-                  "| phase | p50 | p99 | p99.9 | max |", "|---|---:|---:|---:|---:|"]
+            L += ["", "**Added latency = tap gate − plain forwarder**, µs (negative: the forwarder's run was the slower), "
+                  "in residence (rx → release inside the device, the forwarder timed the same way) and end to end:", "",
+                  "| phase | residence p50 | p99 | p99.9 | max | end to end p50 | p99 | p99.9 | max |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
             for a in pc["added"]:
-                L.append("| %s | **%s** | **%s** | %s | %s |" % (a["name"], us(a["p50"]), us(a["p99"]), us(a["p999"]), us(a["max"])))
+                L.append("| %s | **%s** | **%s** | %s | %s | %s | %s | %s | %s |" % (
+                    a["name"], us(a.get("residence_p50")), us(a.get("residence_p99")), us(a.get("residence_p999")),
+                    us(a.get("residence_max")), us(a["p50"]), us(a["p99"]), us(a["p999"]), us(a["max"])))
         quiet = [(run, p) for run in ("fwd", "tap") if run in runs for p in runs[run]["phases"] if p["quiet_ms"]]
         if quiet:
             L += ["", "First message after a quiet spell, each repeat (end to end, µs): " + "; ".join(

@@ -315,7 +315,7 @@ if want paced; then
         rm -f "$sock"
         case $run in
             fwd) dut=("$pbin" --no-huge -m 512 --no-pci -l 0,1 --file-prefix "bench-pdut-$$" --log-level '*:warning'
-                    --vdev "net_memif0,role=client,socket=$sock" -- fwd --duration-ms 600000) ;;
+                    --vdev "net_memif0,role=client,socket=$sock" -- fwd --duration-ms 600000 --out "$dir/residence.csv") ;;
             *)
                 cfg=$out/paced-$run.yaml
                 bench_config "$cfg" 4096
