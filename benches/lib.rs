@@ -9,6 +9,7 @@
 //! | 4 instructions by role | `run.sh callgrind`: valgrind, `callgrind_roles.py` |
 //! | 5 hot-path allocations | read from every run's summary |
 //! | 6 hold-time plot | `run.sh plot`: `plot.py` writes `hold-time-cdf.svg` |
+//! | 7 paced load, added latency | `run.sh paced`: the `taphold-paced` program (`paced.rs`: generator and plain forwarder over memif), `paced_report.py`, `plot_paced.py` writes `added-latency.svg` |
 
 #[cfg(test)]
 mod tests {
@@ -28,6 +29,9 @@ mod tests {
             "plot.py",
             "report.py",
             "hold_ring.rs",
+            "paced.rs",
+            "paced_report.py",
+            "plot_paced.py",
         ] {
             assert!(dir.join(f).is_file(), "benches/{f} is missing");
         }

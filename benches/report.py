@@ -133,18 +133,80 @@ def figures(out):
             L.append(tc["command"])
         L += ["```", ""]
 
+    pc = load(out, "paced.json")
     L += ["## 5. Steady-state heap allocations (expected 0)", ""]
     allocs = []
     if t:
         allocs += [("throughput %s" % x["tag"], x["taphold"]["hot_path_allocations"]) for x in t["runs"]]
     if lt:
         allocs += [("latency %s" % x["tag"], x.get("hot_path_allocations")) for x in lt["runs"] if "pending" not in x]
+    if pc:
+        allocs += [("paced %s" % r["run"], r.get("hot_path_allocations")) for r in pc["runs"] if "hot_path_allocations" in r]
     if allocs:
         total = sum(a or 0 for _, a in allocs)
         L += ["`hot_path_allocations` from summary.json: **%d** in total over %d runs (%s)." % (
             total, len(allocs), ", ".join("%s: %s" % a for a in allocs)), ""]
     else:
         L += ["Not run yet.", ""]
+    L += ["## 7. Paced load: latency added over a plain forwarder (targets at 100k msg/s: p50 <= 1.5 µs, p99 <= 5 µs)", ""]
+    if not pc:
+        L += ["Not run yet: `benches/run.sh paced`.", ""]
+    else:
+        L += ["A generator (memif server, spinning on CPU 0) offers 64-byte messages to P at fixed "
+              "rates, then as fast as P takes them, then single messages after quiet spells; each "
+              "is stamped as it is handed to P's receive ring and timed when it comes back "
+              "released (same TSC both ends: end to end, µs). Device under test: a memif client "
+              "on P, worker lcore spinning on CPU 1, run one after the other: (a) `fwd`, the plain "
+              "forwarder (classify, rewrite for the destination, transmit); (b) `tap`, the tap "
+              "gate (tap model at 0 m, i.e. a few metres); (c) `ack-5km` / `ack-50km`, the ack "
+              "gate with the backup node 25 / 250 µs away one way.", ""]
+        runs = {r["run"]: r for r in pc["runs"]}
+        fwd = {p["name"]: p for p in runs.get("fwd", {}).get("phases", [])}
+        L += ["| phase | offered msg/s | achieved msg/s (tap) | device | end to end p50 | p99 | p99.9 | max | rx→launch p50 / p99 | launch→tap p50 / p99 | tap→release p50 / p99 | rx→release p50 / p99 |",
+              "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        names = [p["name"] for p in runs.get("tap", runs.get("fwd", {"phases": []}))["phases"]]
+        for name in names:
+            for run in ("fwd", "tap", "ack-5km", "ack-50km"):
+                r = runs.get(run)
+                if not r:
+                    continue
+                p = next((x for x in r["phases"] if x["name"] == name), None)
+                if not p:
+                    continue
+                st = p.get("stages") or {}
+                def sp(k):
+                    x = st.get(k)
+                    return "—" if not x or not x.get("n") else "%s / %s" % (us(x["p50"]), us(x["p99"]))
+                e = p["e2e"]
+                L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    name, "{:,}".format(p["rate"]) if p["rate"] else ("quiet %d ms" % p["quiet_ms"] if p["quiet_ms"] else "max"),
+                    "{:,.0f}".format(p["achieved_rate"]), run, us(e["p50"]), us(e["p99"]), us(e["p999"]), us(e["max"]),
+                    sp("rx_launch"), sp("launch_tap"), sp("tap_release"), sp("total")))
+        if pc.get("added"):
+            L += ["", "**Added latency = tap gate − plain forwarder**, µs (negative: the forwarder's run was the slower), "
+                  "in residence (rx → release inside the device, the forwarder timed the same way) and end to end:", "",
+                  "| phase | residence p50 | p99 | p99.9 | max | end to end p50 | p99 | p99.9 | max |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            for a in pc["added"]:
+                L.append("| %s | **%s** | **%s** | %s | %s | %s | %s | %s | %s |" % (
+                    a["name"], us(a.get("residence_p50")), us(a.get("residence_p99")), us(a.get("residence_p999")),
+                    us(a.get("residence_max")), us(a["p50"]), us(a["p99"]), us(a["p999"]), us(a["max"])))
+        quiet = [(run, p) for run in ("fwd", "tap") if run in runs for p in runs[run]["phases"] if p["quiet_ms"]]
+        if quiet:
+            L += ["", "First message after a quiet spell, each repeat (end to end, µs): " + "; ".join(
+                "%s %s: %s" % (run, p["name"], ", ".join(us(x) for x in p.get("e2e_each", []))) for run, p in quiet)]
+        extra = ["%s: hot-path allocations %s, events lost %s, unaccounted %s" % (
+            r["run"], r.get("hot_path_allocations"), r.get("events_lost"), r.get("unaccounted"))
+            for r in pc["runs"] if "hot_path_allocations" in r]
+        if extra:
+            L += ["", "; ".join(extra) + "."]
+        L += ["", "Commands (generator, then device under test, per run):", "", "```sh"]
+        for r in pc["runs"]:
+            L += [r["generator_command"], r["device_command"]]
+        L += ["```", ""]
+        if os.path.exists(os.path.join(os.path.dirname(out.rstrip("/")), "added-latency.svg")):
+            L += ["![added latency against offered rate](added-latency.svg)", ""]
+
     return L
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates every figure in benches/RESULTS.md.
 #
-#   benches/run.sh [--quick] [throughput] [ring] [latency] [callgrind] [plot]
+#   benches/run.sh [--quick] [throughput] [ring] [latency] [callgrind] [paced] [plot]
 #
 # With no section named, runs them all. Raw outputs go to benches/out/ (gitignored);
 # each section leaves a JSON there, and benches/report.py rewrites RESULTS.md from
@@ -12,7 +12,10 @@
 # one after the other, never together. Environment: DURATION_MS (throughput run
 # length, default 6000), SIZES ("64 256 1024 1500"), CAPS ("64 1024 4096", swept at
 # 64 B), SPLIT_SIZES ("64 1500": sizes also run with the harness's tap-model on its own
-# lcore, see below), LAT_COUNT (messages per latency replay, 20000), LAT_MS (3000).
+# lcore, see below), LAT_COUNT (messages per latency replay, 20000), LAT_MS (3000),
+# PACED_RATES ("10000,100000,1000000,max"), PACED_PHASE_MS (1000 per fixed rate),
+# PACED_MAX_COUNT (messages per phase at most, 200000), PACED_QUIET_MS ("1,100,1000"),
+# PACED_QUIET_REPEATS (5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -24,12 +27,12 @@ sections=()
 for a in "$@"; do
     case "$a" in
         --quick) quick=1 ;;
-        throughput|ring|latency|callgrind|plot) sections+=("$a") ;;
-        -h|--help) sed -n 2,15p "$0"; exit 0 ;;
+        throughput|ring|latency|callgrind|paced|plot) sections+=("$a") ;;
+        -h|--help) sed -n 2,19p "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $a" >&2; exit 2 ;;
     esac
 done
-[ ${#sections[@]} -eq 0 ] && sections=(throughput ring latency callgrind plot)
+[ ${#sections[@]} -eq 0 ] && sections=(throughput ring latency callgrind paced plot)
 want() { local s; for s in "${sections[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 # EAL runtime directories of this run's processes (a process stopped by a
 # timeout, e.g. testpmd under callgrind, cannot remove its own).
@@ -43,8 +46,14 @@ LAT_COUNT=${LAT_COUNT:-20000}
 # Latency replays stop on a timer: the modelled backup node's heartbeats keep the
 # appliance busy, so --exit-when-idle-ms would never fire.
 LAT_MS=${LAT_MS:-3000}
+PACED_RATES=${PACED_RATES:-10000,100000,1000000,max}
+PACED_PHASE_MS=${PACED_PHASE_MS:-1000}
+PACED_MAX_COUNT=${PACED_MAX_COUNT:-200000}
+PACED_QUIET_MS=${PACED_QUIET_MS:-1,100,1000}
+PACED_QUIET_REPEATS=${PACED_QUIET_REPEATS:-5}
 if [ $quick = 1 ]; then
     DURATION_MS=2500 SIZES="64 1500" CAPS="4096" LAT_COUNT=2000
+    PACED_PHASE_MS=200 PACED_MAX_COUNT=20000 PACED_QUIET_MS=1,100 PACED_QUIET_REPEATS=3
 fi
 
 log() { printf '[run.sh] %s\n' "$*" >&2; }
@@ -281,6 +290,75 @@ pkts = int(m[-1]) if m else 0
 print(json.dumps({"ir": ir, "packets": pkts, "ir_per_packet": round(ir / pkts, 1) if pkts else None,
                   "command": cmd.replace(root + "/", "")}, indent=1))
 EOF
+fi
+
+# ---------------------------------------------------------------- 5. paced load
+# The generator (taphold-paced gen, memif server, main lcore on CPU 0) offers
+# 64-byte messages to P at fixed rates and times each released one end to end;
+# the device under test is a memif client on P with its worker lcore spinning on
+# CPU 1 (its main lcore shares CPU 0 with the generator: on 2 cores the generator
+# takes the core the appliance's main lcore mostly sleeps on). One after the
+# other, same generator, same schedule: (a) the plain forwarder, (b) the tap
+# gate, tap a few metres away (the model's tap at 0 m), (c) the ack gate with the
+# backup node 5 km (25 us one way) and 50 km (250 us) away.
+if want paced; then
+    log "building taphold-paced (release)"
+    cargo build --release -q -p taphold-benches --bin taphold-paced
+    pbin=$root/target/release/taphold-paced
+    : > "$out/paced.runs"
+    gen_args=(gen --rates "$PACED_RATES" --phase-ms "$PACED_PHASE_MS" --max-count "$PACED_MAX_COUNT"
+        --quiet-ms "$PACED_QUIET_MS" --quiet-repeats "$PACED_QUIET_REPEATS")
+    for run in fwd tap ack-5km ack-50km; do
+        dir=$out/paced-$run
+        rm -rf "$dir"; mkdir -p "$dir"
+        sock=/tmp/taphold-paced-$$.sock
+        rm -f "$sock"
+        case $run in
+            fwd) dut=("$pbin" --no-huge -m 512 --no-pci -l 0,1 --file-prefix "bench-pdut-$$" --log-level '*:warning'
+                    --vdev "net_memif0,role=client,socket=$sock" -- fwd --duration-ms 600000 --out "$dir/residence.csv") ;;
+            *)
+                cfg=$out/paced-$run.yaml
+                bench_config "$cfg" 4096
+                case $run in tap) gate=tap; delay=0 ;; ack-5km) gate=ack; delay=25 ;; *) gate=ack; delay=250 ;; esac
+                python3 - "$cfg" "$gate" "$delay" <<'EOF'
+import re, sys
+path, gate, delay = sys.argv[1:]
+s = open(path).read()
+n = 0
+for pat, rep in [(r"^  port: net_pcap0", "  port: net_memif0"),
+                 (r"^  gate: \S+", "  gate: " + gate),
+                 (r"^    fibre_delay_us: \S+", "    fibre_delay_us: " + delay),
+                 (r"^  max_payload: \S+", "  max_payload: 1472")]:
+    s, k = re.subn(pat, rep, s, count=1, flags=re.M)
+    n += k
+if n != 4:
+    sys.exit("run.sh: config/default.yaml changed shape; fix the paced config")
+open(path, "w").write(s)
+EOF
+                dut=("$bin" --no-huge -m 1024 --no-pci -l 0,1 --file-prefix "bench-pdut-$$" --log-level '*:warning'
+                    --vdev "net_memif0,role=client,socket=$sock" --vdev net_null0
+                    -- --config "$cfg" --json --out "$dir" --duration-ms 600000) ;;
+        esac
+        gcmd=("$pbin" --no-huge -m 512 --no-pci -l 0 --file-prefix "bench-pgen-$$" --log-level '*:warning'
+            --vdev "net_memif0,role=server,socket=$sock" -- "${gen_args[@]}" --out "$dir/gen.json")
+        busy_check
+        log "paced $run"
+        "${gcmd[@]}" > "$dir/gen.txt" 2>&1 &
+        gpid=$!
+        sleep 1
+        "${dut[@]}" > "$dir/stdout.txt" 2> "$dir/stderr.txt" &
+        dpid=$!
+        grc=0; wait $gpid || grc=$?
+        kill -INT $dpid 2>/dev/null || true
+        drc=0; wait $dpid || drc=$?
+        rm -f "$sock"; rm -rf "/var/run/dpdk/bench-pgen-$$" "/var/run/dpdk/bench-pdut-$$"
+        if [ $grc != 0 ] || [ $drc != 0 ]; then
+            echo "run.sh: paced $run failed (generator exit $grc, device exit $drc); see $dir" >&2; exit 1
+        fi
+        printf '%s\t%s\t%s\n' "$run" "${gcmd[*]}" "${dut[*]}" | sed "s#$root/##g" >> "$out/paced.runs"
+    done
+    python3 benches/paced_report.py "$out/paced.runs" "$out" > "$out/paced.json"
+    python3 benches/plot_paced.py "$out/paced.json" benches/added-latency.svg
 fi
 
 # ---------------------------------------------------------------- 6. plot

@@ -49,6 +49,22 @@ impl Mbuf {
         unsafe { self.ptr.as_ref() }
     }
 
+    /// Whether the device verified this received frame's IPv4 header checksum and its
+    /// UDP checksum and found both good (`RTE_MBUF_F_RX_IP_CKSUM_GOOD` and
+    /// `RTE_MBUF_F_RX_L4_CKSUM_GOOD`). False when either was bad, unknown or not checked:
+    /// the caller then verifies in software. Meaningful only on a port with
+    /// [`crate::Port::rx_checksum_offload`].
+    #[inline(always)]
+    pub fn rx_checksums_good(&self) -> bool {
+        // The flag values of rte_mbuf_core.h (22.11); bindgen does not emit them.
+        const IP_MASK: u64 = (1 << 4) | (1 << 7);
+        const IP_GOOD: u64 = 1 << 7;
+        const L4_MASK: u64 = (1 << 3) | (1 << 8);
+        const L4_GOOD: u64 = 1 << 8;
+        let f = self.raw().ol_flags;
+        f & IP_MASK == IP_GOOD && f & L4_MASK == L4_GOOD
+    }
+
     /// Bytes of packet data in the first segment.
     #[inline(always)]
     pub fn len(&self) -> usize {

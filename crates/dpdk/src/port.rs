@@ -28,7 +28,16 @@ pub struct PortConfig {
     /// maximum is lower; skipped for devices that have no MTU to set
     /// (net_pcap, net_ring: they take any frame).
     pub mtu: Option<u16>,
+    /// Have the device verify IPv4 header and UDP checksums on receive, if it offers both
+    /// (`RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | _UDP_CKSUM`); see [`Port::rx_checksum_offload`]
+    /// and [`crate::Mbuf::rx_checksums_good`]. Devices that do not offer them (net_pcap,
+    /// net_ring, net_memif) are configured without, and the software checks stay.
+    pub rx_checksum_offload: bool,
 }
+
+/// `RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM` (built with
+/// `RTE_BIT64`, which bindgen does not emit).
+const RX_OFFLOAD_IPV4_UDP_CKSUM: u64 = (1 << 1) | (1 << 2);
 
 impl Default for PortConfig {
     fn default() -> Self {
@@ -39,6 +48,7 @@ impl Default for PortConfig {
             tx_desc: 1024,
             promiscuous: true,
             mtu: None,
+            rx_checksum_offload: false,
         }
     }
 }
@@ -70,6 +80,8 @@ pub struct Port {
     started: bool,
     /// The pool the rx queues allocate from must outlive them.
     pool: Option<Mempool>,
+    /// The device verifies IPv4 and UDP checksums on receive (configured so).
+    rx_checksums: bool,
     /// Memory the device depends on (the rings behind a ring port).
     _keep_alive: Option<Arc<dyn Send + Sync>>,
     _eal: Eal,
@@ -126,6 +138,7 @@ impl Port {
             name: name.to_string(),
             started: false,
             pool: None,
+            rx_checksums: false,
             _keep_alive: None,
             _eal: eal.clone(),
         })
@@ -204,8 +217,14 @@ impl Port {
                 ));
             }
         }
-        let conf = dpdk_sys::rte_eth_conf::default();
-        // SAFETY: valid port id and a zeroed (all defaults) configuration.
+        let mut conf = dpdk_sys::rte_eth_conf::default();
+        let rx_checksums = cfg.rx_checksum_offload
+            && info.rx_offload_capa & RX_OFFLOAD_IPV4_UDP_CKSUM == RX_OFFLOAD_IPV4_UDP_CKSUM;
+        if rx_checksums {
+            conf.rxmode.offloads |= RX_OFFLOAD_IPV4_UDP_CKSUM;
+        }
+        // SAFETY: valid port id and a configuration that is all defaults but for offloads
+        // the device said it has.
         let ret = unsafe {
             dpdk_sys::rte_eth_dev_configure(self.id, cfg.rx_queues, cfg.tx_queues, &conf)
         };
@@ -278,7 +297,15 @@ impl Port {
             unsafe { dpdk_sys::rte_eth_promiscuous_enable(self.id) };
         }
         self.pool = Some(pool.clone());
+        self.rx_checksums = rx_checksums;
         Ok(())
+    }
+
+    /// Whether the device was configured to verify IPv4 and UDP checksums on receive (asked
+    /// for by [`PortConfig::rx_checksum_offload`] and offered by the device). Only then do
+    /// received mbufs' checksum flags mean anything.
+    pub fn rx_checksum_offload(&self) -> bool {
+        self.rx_checksums
     }
 
     /// The NUMA socket the device is attached to (None: unknown, e.g. a

@@ -14,18 +14,30 @@
 //! - **egress** ([`Consumer`], exactly one) looks at the oldest held message, decides with
 //!   the release policy, and releases it: takes the buffer out and frees the slot.
 //!
-//! # The state word
+//! # The state word and the confirmation words
 //!
-//! Each slot has one `AtomicU64` state word: `seq << 8 | bits`, where bits 0..=3 are the
-//! confirmations from backup links 0..=3, bit 6 is `RELEASED` and bit 7 is
-//! `OCCUPIED`. Every transition is a store or compare-and-swap of the whole word, and the word
-//! carries the sequence number, so a confirmation meant for an older or a newer message than
-//! the slot's occupant fails its compare-and-swap: no ABA, whatever the timing.
+//! Each slot has one `AtomicU64` state word: `seq << 8 | flags`, where bit 6 is `RELEASED`
+//! and bit 7 is `OCCUPIED`, and one `AtomicU64` confirmation word per backup link, holding the
+//! seq that link last confirmed in this slot. Every word has a single writer, so every
+//! transition is a plain store (a `mov` on x86), never a locked read-modify-write: the state
+//! word is written by ingress (occupy) and egress (release), each only while it owns the
+//! slot; link `k`'s confirmation word only by link `k`'s tap-rx. A confirmation is the seq
+//! itself, so one meant for an older or a newer message than the slot's occupant never
+//! counts for it: no ABA, whatever the timing, and no reset is needed when the slot is
+//! reused.
 //!
 //! Lifecycle of a slot for one message: `seq << 8 | OCCUPIED` (published by ingress) →
-//! link bits set by tap-rx → `seq << 8 | RELEASED | bits` (egress) → reused for `seq + cap`
-//! once egress has advanced the head past `seq`. The initial word is 0: sequence numbers
-//! start at 1, so seq 0 never matches.
+//! `confirmed[k] = seq` by the tap-rx of each link `k` whose tap copy verifies →
+//! `seq << 8 | RELEASED` (egress, deciding on the confirmation words it read) → reused for
+//! `seq + cap` once egress has advanced the head past `seq`. The initial words are 0:
+//! sequence numbers start at 1, so seq 0 never matches.
+//!
+//! A tap copy racing its message's release may be reported [`Confirm::Confirmed`] although
+//! egress decided (on the other links, or unconditionally) just before it landed: the
+//! release is still decided only on confirmations that were verified, which is the
+//! invariant; only the late copy's counter differs. (The previous design, a
+//! compare-and-swap of one word holding all links' bits, classified that copy exactly, for
+//! two locked instructions per message.)
 //!
 //! # Who writes what
 //!
@@ -33,11 +45,12 @@
 //! |------------------|------------------------------------|-------------------------------|
 //! | `head`           | egress (Release)                   | ingress (Acquire)             |
 //! | `tail`           | ingress (Release)                  | egress `held`/`in_flight`     |
-//! | `state`          | ingress store, tap-rx/egress CAS   | everyone                      |
-//! | payload, `rx_ns` | ingress, before publishing `state` | egress, after its CAS         |
+//! | `state`          | ingress store, egress store        | everyone                      |
+//! | `confirmed[link]`| that link's tap-rx (Release)       | egress (Acquire), tap-rx      |
+//! | payload, `rx_ns` | ingress, before publishing `state` | egress, after its Acquire load |
 //! | `digest`         | ingress (Release)                  | tap-rx (Acquire), egress      |
 //! | `relaunch_digest`| ingress resets, egress (Release)   | tap-rx (Acquire)              |
-//! | `tap_ns[link]`   | tap-rx, before its CAS             | egress, only for set bits     |
+//! | `tap_ns[link]`   | tap-rx, before `confirmed[link]`   | egress, only for set bits     |
 //! | `backup_tx_ns`   | ingress                            | egress                        |
 
 use core::fmt;
@@ -52,8 +65,6 @@ pub const MAX_LINKS: usize = 4;
 /// The largest hold ring: 2^24 slots.
 pub const MAX_CAPACITY: usize = 1 << 24;
 
-/// Bits 0..=3 of the state word: confirmation from backup link 0..=3.
-const LINK_BITS: u64 = (1 << MAX_LINKS) - 1;
 /// Egress has released the message; the slot awaits reuse.
 const RELEASED: u64 = 1 << 6;
 /// The slot holds the message named by the word's seq, payload initialised.
@@ -70,8 +81,10 @@ fn word_seq(state: u64) -> u64 {
 /// ingress is writing for slot `n + 1`.
 #[repr(align(64))]
 struct Slot<T> {
-    /// `seq << 8 | bits`; see the module docs.
+    /// `seq << 8 | flags`; see the module docs.
     state: AtomicU64,
+    /// Per backup link: the last seq that link's tap copy confirmed in this slot.
+    confirmed: [AtomicU64; MAX_LINKS],
     /// Keyed digest of the backup frame we launched for the occupant. Atomic because tap-rx
     /// may read it while ingress rewrites it for the next occupant.
     digest: AtomicU64,
@@ -90,9 +103,23 @@ struct Slot<T> {
 }
 
 impl<T> Slot<T> {
+    /// The links that have confirmed `seq`, bit `k` for link `k`. Acquire: pairs with each
+    /// link's Release store in `confirm`, publishing its `tap_ns`.
+    #[inline]
+    fn confirmed_bits(&self, seq: u64) -> u8 {
+        let mut bits = 0;
+        for (k, c) in self.confirmed.iter().enumerate() {
+            if c.load(Ordering::Acquire) == seq {
+                bits |= 1 << k;
+            }
+        }
+        bits
+    }
+
     fn new() -> Self {
         Slot {
             state: AtomicU64::new(0),
+            confirmed: core::array::from_fn(|_| AtomicU64::new(0)),
             digest: AtomicU64::new(0),
             relaunch_digest: AtomicU64::new(0),
             rx_ns: AtomicU64::new(0),
@@ -170,7 +197,7 @@ impl<T> Drop for HoldRing<T> {
             if slot.state.load(Ordering::Relaxed) & OCCUPIED != 0 {
                 slot.payload.with_mut(|p| {
                     // SAFETY: OCCUPIED is set only after ingress wrote the payload and is
-                    // cleared in the same CAS in which egress claims it, so the payload is
+                    // cleared by the store with which egress claims it, so the payload is
                     // initialised and not yet taken. We are the last owner of the ring, so
                     // nobody else can touch it; it is dropped here once and never again.
                     unsafe { (*p).assume_init_drop() }
@@ -332,24 +359,34 @@ pub enum Confirm {
     DigestMismatch,
 }
 
-/// tap-rx's handle: posts confirmations. Clone one per tap.
-#[derive(Clone, Debug)]
+/// tap-rx's handle: posts confirmations. Clone one per tap: each link's confirmations must
+/// come from one thread (see [`Confirmer::confirm`]).
+#[derive(Debug)]
 pub struct Confirmer<T> {
     ring: Arc<HoldRing<T>>,
+}
+
+// By hand: a derived Clone would require `T: Clone`, and the handle clones only the `Arc`.
+impl<T> Clone for Confirmer<T> {
+    fn clone(&self) -> Self {
+        Confirmer {
+            ring: Arc::clone(&self.ring),
+        }
+    }
 }
 
 impl<T> Confirmer<T> {
     /// Posts the tap copy of message `seq`, seen on backup link `link` at `tap_ns`, carrying
     /// `digest`.
     ///
-    /// The confirmation is a compare-and-swap of the whole state word from
-    /// `seq << 8 | OCCUPIED | bits` to the same word plus this link's bit, so it can only mark
-    /// the message it names, and only while that message is held.
+    /// The confirmation is a Release store of `seq` into the slot's confirmation word for
+    /// `link`, made only after the state word showed `seq` held and the digest matched; it
+    /// can only count for the message it names, since egress compares it with the seq it
+    /// releases.
     ///
-    /// `tap_ns` is recorded on the first confirmation per link. It is exact when each link has
-    /// a single confirmer (one tap-rx per tap, as deployed); with several confirmers racing on
-    /// one link, the recorded time may be that of another copy — a timestamp, never a
-    /// confirmation.
+    /// Each link must have one confirming thread (one tap-rx per tap, as deployed): two
+    /// confirmers racing on one link could overwrite a newer message's confirmation with an
+    /// older seq, which would then wait for its retransmit (delayed, never lost or forged).
     ///
     /// # Panics
     /// If `link >= MAX_LINKS` (a configuration error, not a wire one).
@@ -359,7 +396,6 @@ impl<T> Confirmer<T> {
         if seq == 0 {
             return Confirm::Stale;
         }
-        let bit = 1u64 << link;
         let slot = self.ring.slot(seq);
         // Acquire: pairs with ingress's Release store of `state` in `push`, so the digest we
         // read below is at least the one launched with the seq we see.
@@ -378,9 +414,8 @@ impl<T> Confirmer<T> {
             debug_assert!(state & OCCUPIED != 0);
             // Acquire: pairs with ingress's Release store of `digest` in `push`. This read races
             // with reuse of the slot: it may return the next occupant's digest. That is
-            // harmless: a match is acted on only through the CAS below, whose expected word
-            // carries `seq` and so fails if the slot moved on; and a mismatch is reported only
-            // after re-reading `state` (see below).
+            // harmless: a match is posted as `seq`, which counts for nobody once the slot has
+            // moved on; and a mismatch is reported only after re-reading `state` (see below).
             let launched = slot.digest.load(Ordering::Acquire);
             // Acquire: pairs with egress's Release store in `set_relaunch_digest`, made before
             // it handed the re-launched frame over for transmission (so before its tap copy
@@ -391,37 +426,26 @@ impl<T> Confirmer<T> {
             // message is then confirmed by its re-launch, whose bytes differ.)
             if digest == 0 || (launched != digest && relaunched != digest) {
                 // Acquire: if `launched` came from a later push, that push happened after
-                // egress set RELEASED for `seq`, so this load sees RELEASED (or a newer seq)
+                // egress stored RELEASED for `seq`, so this load sees RELEASED (or a newer seq)
                 // and we go round again to classify the copy as late, not forged.
                 let again = slot.state.load(Ordering::Acquire);
-                if again & !LINK_BITS == state & !LINK_BITS {
+                if again == state {
                     return Confirm::DigestMismatch;
                 }
                 state = again;
                 continue;
             }
-            if state & bit != 0 {
+            // Relaxed: only this link's confirmer writes the word.
+            if slot.confirmed[link].load(Ordering::Relaxed) == seq {
                 return Confirm::Duplicate;
             }
-            // Relaxed: published by our Release CAS below; egress reads it only if it sees our
-            // bit. If the CAS fails because the message was released or the slot reused, this
-            // value may linger, but egress never reads it without this link's bit set for the
-            // then occupant, and that bit is set only after its own confirmer's write.
+            // Relaxed: published by the Release store below; egress reads it only if it sees
+            // `seq` in this link's word, which is stored after it.
             slot.tap_ns[link].store(tap_ns, Ordering::Relaxed);
-            // Success Release: pairs with egress's Acquire CAS in `release_if`, publishing
-            // `tap_ns[link]` (every confirmer's CAS is an RMW, so the chain of bits stays one
-            // release sequence up to egress's CAS). Failure Acquire: same pairing as the first
-            // load, for the next round.
-            match slot.state.compare_exchange_weak(
-                state,
-                state | bit,
-                Ordering::Release,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Confirm::Confirmed,
-                // Another link confirmed, egress released, or a spurious failure: reclassify.
-                Err(actual) => state = actual,
-            }
+            // Release: pairs with egress's Acquire load in `confirmed_bits`, publishing
+            // `tap_ns[link]`. A plain store: this link's word has no other writer.
+            slot.confirmed[link].store(seq, Ordering::Release);
+            return Confirm::Confirmed;
         }
     }
 }
@@ -446,7 +470,7 @@ pub struct Released<T> {
     pub item: T,
     /// Its sequence number.
     pub seq: u64,
-    /// The confirmations in the very state word that was swapped to RELEASED.
+    /// The confirmations the release was decided on.
     pub confirmed: u8,
     /// The keyed digest of its backup frame.
     pub digest: u64,
@@ -482,19 +506,18 @@ impl<T> Consumer<T> {
 
     /// The oldest held message and its confirmations so far, or `None` if nothing is held.
     /// Confirmations may arrive right after; [`release_if`](Self::release_if) decides on the
-    /// word it swaps.
+    /// confirmation words it reads itself.
     #[inline]
     pub fn head(&self) -> Option<Head> {
         let slot = self.ring.slot(self.head);
-        // Acquire: pairs with ingress's Release store of `state` in `push` (and tap-rx's
-        // Release CAS). Reading the slot, not `tail`, keeps egress off ingress's cache line.
+        // Acquire: pairs with ingress's Release store of `state` in `push`. Reading the slot, not `tail`, keeps egress off ingress's cache line.
         let state = slot.state.load(Ordering::Acquire);
         if word_seq(state) != self.head || state & OCCUPIED == 0 {
             return None;
         }
         Some(Head {
             seq: self.head,
-            confirmed: (state & LINK_BITS) as u8,
+            confirmed: slot.confirmed_bits(self.head),
             // Relaxed: published by the Release store of `state` we acquired above, and
             // stable until we release.
             rx_ns: slot.rx_ns.load(Ordering::Relaxed),
@@ -510,43 +533,36 @@ impl<T> Consumer<T> {
     }
 
     /// Releases the oldest held message if `policy` accepts its confirmation bits. The bits
-    /// given to `policy` are those of the state word that is swapped to RELEASED, so a
-    /// decision is never made on one word and applied to another.
+    /// given to `policy` are the ones [`Released::confirmed`] reports: read once, so a
+    /// decision is never made on one reading and reported with another.
     #[inline]
     pub fn release_if(&mut self, mut policy: impl FnMut(u8) -> bool) -> Option<Released<T>> {
         let ring = &*self.ring;
         let seq = self.head;
         let slot = ring.slot(seq);
-        // Acquire: pairs with ingress's Release store of `state` (payload published) and
-        // tap-rx's Release CAS (its `tap_ns` published).
-        let mut state = slot.state.load(Ordering::Acquire);
-        let confirmed = loop {
-            if word_seq(state) != seq || state & OCCUPIED == 0 {
-                return None; // not launched yet: the slot still shows seq - capacity
-            }
-            debug_assert!(state & RELEASED == 0, "only egress releases, then moves on");
-            let confirmed = (state & LINK_BITS) as u8;
-            if !policy(confirmed) {
-                return None;
-            }
-            // Acquire (success and failure): pairs with tap-rx's Release CAS, so every
-            // confirmed link's `tap_ns` is visible below. Nothing is published to confirmers
-            // by RELEASED (they only return `Released`), so no Release is needed here.
-            match slot.state.compare_exchange_weak(
-                state,
-                (state & !OCCUPIED) | RELEASED,
-                Ordering::Acquire,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break confirmed,
-                // A confirmer set another bit (or a spurious failure): decide again on the
-                // new word.
-                Err(actual) => state = actual,
-            }
-        };
+        // Acquire: pairs with ingress's Release store of `state` (payload published).
+        let state = slot.state.load(Ordering::Acquire);
+        if word_seq(state) != seq || state & OCCUPIED == 0 {
+            return None; // not launched yet: the slot still shows seq - capacity
+        }
+        debug_assert!(state & RELEASED == 0, "only egress releases, then moves on");
+        // Acquire (in `confirmed_bits`): pairs with each confirmer's Release store, so every
+        // confirmed link's `tap_ns` is visible below. The decision is made on these bits and
+        // they are what the release reports; a confirmation landing after this read does not
+        // change it.
+        let confirmed = slot.confirmed_bits(seq);
+        if !policy(confirmed) {
+            return None;
+        }
+        // Release: nothing is published to confirmers by RELEASED (they only return
+        // `Released` on it), but the store keeps the word's writers ordered for readers of
+        // `Drop` and `in_flight`. A plain store: only egress writes the word while the slot
+        // is occupied.
+        slot.state
+            .store((seq << SEQ_SHIFT) | RELEASED, Ordering::Release);
         let item = slot.payload.with_mut(|p| {
             // SAFETY: the slot was OCCUPIED by `seq`, so ingress wrote the payload before its
-            // Release store of `state`, which our Acquire load/CAS observed. Our CAS cleared
+            // Release store of `state`, which our Acquire load observed. Our store cleared
             // OCCUPIED, so nobody else will read it (tap-rx never reads payloads; `Drop`
             // skips non-OCCUPIED slots), and ingress will not overwrite it until our Release
             // store of `head` below. We read it exactly once.
@@ -555,7 +571,7 @@ impl<T> Consumer<T> {
         let mut tap_ns = [0; MAX_LINKS];
         for (link, t) in tap_ns.iter_mut().enumerate() {
             if confirmed & (1 << link) != 0 {
-                // Relaxed: published by that link's Release CAS, acquired by ours.
+                // Relaxed: published by that link's Release store, acquired in `confirmed_bits`.
                 *t = slot.tap_ns[link].load(Ordering::Relaxed);
             }
         }
@@ -596,10 +612,10 @@ impl<T> Consumer<T> {
         // published in its slot.
         let tail = self.ring.tail.load(Ordering::Acquire);
         (self.head..tail).filter_map(move |seq| {
-            // Acquire: pairs with the Release stores/CASes of `state`.
+            // Acquire: pairs with the Release stores of `state`.
             let state = self.ring.slot(seq).state.load(Ordering::Acquire);
             (word_seq(state) == seq && state & OCCUPIED != 0)
-                .then_some((seq, (state & LINK_BITS) as u8))
+                .then(|| (seq, self.ring.slot(seq).confirmed_bits(seq)))
         })
     }
 
@@ -646,7 +662,7 @@ impl<T> Consumer<T> {
             // the state we acquired; only egress (us, through &mut self) takes payloads out and
             // ingress cannot reuse the slot until our head passes `seq`, which needs &mut self
             // again. So a shared reference for the borrow of self is sound.
-            Some(((state & LINK_BITS) as u8, unsafe { (*p).assume_init_ref() }))
+            Some((slot.confirmed_bits(seq), unsafe { (*p).assume_init_ref() }))
         })
     }
 }

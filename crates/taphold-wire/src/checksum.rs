@@ -38,6 +38,18 @@ pub fn data(bytes: &[u8]) -> u16 {
     fold(sum).swap_bytes()
 }
 
+/// [`data`] of exactly 20 bytes: an IPv4 header without options, every message's. Two
+/// 8-byte words and a 4-byte one with end-around carry, no loop and no tail copy (the
+/// general form's zero-padded tail is a `memcpy` call; callgrind counted ~100
+/// instructions per header for it against ~25 for this).
+#[inline]
+pub fn header20(h: &[u8; 20]) -> u16 {
+    let a = le64(&h[0..8]);
+    let b = le64(&h[8..16]);
+    let c = u64::from(u32::from_le_bytes([h[16], h[17], h[18], h[19]]));
+    fold(add_carry(add_carry(a, b), c)).swap_bytes()
+}
+
 #[inline(always)]
 fn le64(b: &[u8]) -> u64 {
     let mut a = [0u8; 8];
@@ -116,6 +128,22 @@ fn fold(mut acc: u64) -> u16 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// The 20-byte form is the general one.
+        #[test]
+        fn header20_is_data(h in proptest::array::uniform20(any::<u8>())) {
+            prop_assert_eq!(header20(&h), data(&h));
+        }
+    }
+
+    #[test]
+    fn header20_extremes() {
+        for b in [0u8, 0xFF, 0x80, 0x01] {
+            let h = [b; 20];
+            assert_eq!(header20(&h), data(&h));
+        }
+    }
 
     /// The textbook definition, one 16-bit word at a time, for comparison.
     fn naive(bytes: &[u8]) -> u16 {

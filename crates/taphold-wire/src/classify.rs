@@ -200,7 +200,21 @@ pub fn classify(frame: &[u8], ours: &PrimaryAddr) -> Classified {
 /// [`classify`], with a second UDP port of ours, `control_port` (0: none), whose
 /// datagrams are [`Classified::Control`] instead of messages.
 pub fn classify_with_control(frame: &[u8], ours: &PrimaryAddr, control_port: u16) -> Classified {
-    match classify_inner(frame, ours, control_port) {
+    classify_offloaded(frame, ours, control_port, false)
+}
+
+/// [`classify_with_control`] for a frame whose IPv4 header and UDP checksums the receiving
+/// device has already verified good (`checksums_verified`: receive checksum offload, see
+/// `dpdk::Mbuf::rx_checksums_good`): the two software checksums, the classifier's only
+/// pass over the payload and most of its cost, are skipped. Every other check is made.
+/// With `checksums_verified` false it is [`classify_with_control`].
+pub fn classify_offloaded(
+    frame: &[u8],
+    ours: &PrimaryAddr,
+    control_port: u16,
+    checksums_verified: bool,
+) -> Classified {
+    match classify_inner(frame, ours, control_port, checksums_verified) {
         Ok(c) => c,
         Err(reason) => Classified::Drop(reason),
     }
@@ -210,6 +224,7 @@ fn classify_inner(
     frame: &[u8],
     ours: &PrimaryAddr,
     control_port: u16,
+    verified: bool,
 ) -> Result<Classified, DropReason> {
     let eth = Frame::new_checked(frame).map_err(|_| DropReason::Runt)?;
     let dst = eth.dst_addr();
@@ -217,7 +232,9 @@ fn classify_inner(
         return Err(DropReason::NotForUsMac);
     }
     match eth.ethertype() {
-        EtherType::IPV4 => classify_ipv4(eth.src_addr(), eth.payload(), ours, control_port),
+        EtherType::IPV4 => {
+            classify_ipv4(eth.src_addr(), eth.payload(), ours, control_port, verified)
+        }
         EtherType::ARP => classify_arp(eth.payload(), ours),
         EtherType::VLAN | EtherType::QINQ => Err(DropReason::Vlan),
         EtherType::IPV6 => Err(DropReason::Ipv6),
@@ -241,6 +258,7 @@ fn classify_ipv4(
     bytes: &[u8],
     ours: &PrimaryAddr,
     control_port: u16,
+    verified: bool,
 ) -> Result<Classified, DropReason> {
     // The IPv4 view's own check folds "runt" and "truncated" into one error; the
     // counters distinguish them, so the length checks are spelled out here.
@@ -263,7 +281,7 @@ fn classify_ipv4(
         return Err(DropReason::Truncated);
     }
     // From here the view is as valid as `new_checked` would make it.
-    if !ip.verify_checksum() {
+    if !verified && !ip.verify_checksum() {
         return Err(DropReason::Ipv4BadChecksum);
     }
     if ip.is_fragment() {
@@ -304,7 +322,7 @@ fn classify_ipv4(
     }
     // Last: the only check that reads the whole payload.
     let src_ip = ip.src_addr();
-    if !udp.verify_checksum(src_ip, ip.dst_addr()) {
+    if !verified && !udp.verify_checksum(src_ip, ip.dst_addr()) {
         return Err(DropReason::UdpBadChecksum);
     }
 
@@ -472,6 +490,46 @@ mod tests {
         assert_eq!(
             classify_with_control(&bad, &OURS, 9001),
             Classified::Drop(DropReason::UdpBadChecksum)
+        );
+    }
+
+    /// Receive checksum offload: with the device's word that both checksums are good,
+    /// the software checksums are skipped (a frame whose UDP or IPv4 checksum is wrong is
+    /// then taken as the device vouched), and every other check still holds; without it,
+    /// the verdict is classify's.
+    #[test]
+    fn offloaded_checksums_skip_only_the_checksums() {
+        let good = Msg::new(b"NEW ORDER 1").build();
+        let verdict = classify(&good, &OURS);
+        assert!(matches!(verdict, Classified::Message(_)));
+        assert_eq!(classify_offloaded(&good, &OURS, 0, true), verdict);
+        let mut bad_udp = good.clone();
+        *bad_udp.last_mut().unwrap() ^= 1;
+        let mut bad_ip = good.clone();
+        bad_ip[24] ^= 1; // the IPv4 header checksum
+        for f in [&bad_udp, &bad_ip] {
+            assert!(matches!(
+                classify_offloaded(f, &OURS, 0, true),
+                Classified::Message(_)
+            ));
+            assert_eq!(classify_offloaded(f, &OURS, 0, false), classify(f, &OURS));
+            assert!(matches!(classify(f, &OURS), Classified::Drop(_)));
+        }
+        // Addresses, port, lengths are still checked.
+        let other_port = Msg {
+            dst_port: 9001,
+            ..Msg::new(b"x")
+        }
+        .build();
+        assert_eq!(
+            classify_offloaded(&other_port, &OURS, 0, true),
+            Classified::Drop(DropReason::UdpWrongPort)
+        );
+        let mut truncated = good.clone();
+        truncated.truncate(good.len() - 3);
+        assert_eq!(
+            classify_offloaded(&truncated, &OURS, 0, true),
+            classify(&truncated, &OURS)
         );
     }
 

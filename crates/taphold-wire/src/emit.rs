@@ -123,7 +123,12 @@ pub fn rewrite_released_framed(
             to.port,
             udp_len,
             udp_len,
-            checksum::data(prefix),
+            // `framing: raw` has no prefix: skip the call.
+            if prefix.is_empty() {
+                0
+            } else {
+                checksum::data(prefix)
+            },
         ]);
         checksum::udp_field(checksum::update_sum(meta.udp_checksum, old, new))
     } else {

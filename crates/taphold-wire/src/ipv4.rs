@@ -183,7 +183,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
     #[inline]
     pub fn verify_checksum(&self) -> bool {
         let header = &self.buffer.as_ref()[..usize::from(self.header_len())];
-        checksum::data(header) == 0xFFFF
+        match <&[u8; HEADER_LEN]>::try_from(header) {
+            // Every message's header: no options.
+            Ok(h) => checksum::header20(h) == 0xFFFF,
+            Err(_) => checksum::data(header) == 0xFFFF,
+        }
     }
 
     /// The options, if any (IHL > 5).

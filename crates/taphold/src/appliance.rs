@@ -128,17 +128,25 @@ fn err(what: impl std::fmt::Display) -> String {
 /// Configures and starts a port with `rx` and `tx` queues.
 /// Configures and starts a port with `rx` and `tx` queues, and `mtu` if the
 /// device has one to set.
-fn start_port(
+fn start_port(p: Port, rx: u16, tx: u16, pool: &Mempool, mtu: Option<u16>) -> Result<Port, String> {
+    start_port_with(p, rx, tx, pool, mtu, false)
+}
+
+/// [`start_port`], asking the device to verify IPv4 and UDP checksums on receive where it
+/// can (P: ingress then skips its software checksums for frames the device vouched for).
+fn start_port_with(
     mut p: Port,
     rx: u16,
     tx: u16,
     pool: &Mempool,
     mtu: Option<u16>,
+    rx_checksum_offload: bool,
 ) -> Result<Port, String> {
     let pc = PortConfig {
         rx_queues: rx,
         tx_queues: tx,
         mtu,
+        rx_checksum_offload,
         ..PortConfig::default()
     };
     p.configure(&pc, pool).map_err(err)?;
@@ -506,7 +514,20 @@ impl Ports {
         let harness = Harness::build(eal, cfg, pool, &mut all)?;
         let primary = Port::by_name(eal, &plan.primary.port).map_err(err)?;
         let mtu = Some(plan.primary.mtu);
-        let primary = Arc::new(start_port(primary, 1, plan.primary.tx_queues, pool, mtu)?);
+        let primary = Arc::new(start_port_with(
+            primary,
+            1,
+            plan.primary.tx_queues,
+            pool,
+            mtu,
+            true,
+        )?);
+        if primary.rx_checksum_offload() {
+            log::info!(
+                "{}: IPv4/UDP checksums verified by the device on receive",
+                plan.primary.port
+            );
+        }
         all.insert(plan.primary.port.clone(), primary.clone());
         for l in &plan.links {
             for name in [&l.port, &l.tap] {

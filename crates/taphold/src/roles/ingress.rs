@@ -20,7 +20,7 @@ use taphold_core::hold_ring::Producer;
 use taphold_core::round::RoundIngress;
 use taphold_wire::arp;
 use taphold_wire::classify::{
-    classify_with_control, Classified, DropReason, MessageMeta, PrimaryAddr,
+    classify_offloaded, Classified, DropReason, MessageMeta, PrimaryAddr,
 };
 use taphold_wire::digest::DigestKey;
 use taphold_wire::ethernet::{EthernetAddress, MIN_FRAME_LEN};
@@ -51,6 +51,8 @@ struct LinkTx {
 
 pub struct Ingress {
     primary: Arc<Port>,
+    /// P verifies IPv4/UDP checksums on receive: frames it vouches for skip ours.
+    rx_checksum_offload: bool,
     addr: PrimaryAddr,
     links: Vec<LinkTx>,
     hold: Producer<HeldMessage>,
@@ -107,6 +109,7 @@ impl Ingress {
             })
             .collect();
         Ingress {
+            rx_checksum_offload: parts.primary.rx_checksum_offload(),
             primary: parts.primary,
             addr: plan.primary.addr,
             links,
@@ -209,7 +212,8 @@ impl Ingress {
         if self.gateway.is_some() {
             return self.admit_gateway(m, now, watermark, active);
         }
-        match classify_with_control(m.data(), &self.addr, self.target_confirm_port) {
+        let verified = self.rx_checksum_offload && m.rx_checksums_good();
+        match classify_offloaded(m.data(), &self.addr, self.target_confirm_port, verified) {
             Classified::Message(meta) => return self.accept(m, meta, now, watermark, active),
             Classified::Control(meta) => self.target_confirmation(&m, meta, now),
             Classified::ArpRequest => {
