@@ -48,14 +48,14 @@ pub fn arbiter(on_gap: OnGap) -> Arbiter {
     Arbiter::new(config, &["a", "b"]).expect("the fuzzing arbiter's config is valid")
 }
 
-fn datagram(input: u8, bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn datagram(input: u8, bytes: &[u8]) -> Vec<u8> {
     let mut v = vec![input];
     v.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
     v.extend_from_slice(bytes);
     v
 }
 
-fn tick(ms: u16) -> Vec<u8> {
+pub(crate) fn tick(ms: u16) -> Vec<u8> {
     let mut v = vec![TICK];
     v.extend_from_slice(&ms.to_be_bytes());
     v

@@ -7,6 +7,7 @@
 
 use taphold_arbiter::{Checkpoint, OnGap, StateError, StateFile};
 use taphold_journal::record::crc;
+use taphold_wire::{DeliveryRepr, Flags};
 
 use super::{with_mode, Scratch, MAX_INPUT};
 use crate::seeds::RUN;
@@ -72,6 +73,29 @@ pub fn run(data: &[u8]) {
                 after, want,
                 "a restored arbiter's checkpoint is not what it was restored from"
             );
+            // And it goes on from there: the next seqs of each epoch, and the last one.
+            let mut events = Vec::new();
+            for m in &cp.epochs {
+                for seq in [
+                    m.delivered.saturating_add(1),
+                    m.delivered.saturating_add(2),
+                    u64::MAX,
+                ] {
+                    let h = DeliveryRepr {
+                        flags: Flags::EMPTY,
+                        stream: RUN.stream,
+                        epoch: m.epoch,
+                        seq,
+                        src_ip: [192, 0, 2, 11],
+                        src_port: 40001,
+                        release_ns: 1,
+                    };
+                    let dg = [&h.to_bytes()[..], b"order"].concat();
+                    events.extend(super::arbiter::datagram(0, &dg));
+                }
+            }
+            events.extend(super::arbiter::tick(100));
+            super::arbiter::run_on(&mut a, &events);
         }
     }
     // The same bytes as the state file: the same verdict, and a damaged file untouched.
