@@ -445,7 +445,7 @@ impl Arbiter {
                     m.epoch, m.skipped, m.delivered
                 ));
             }
-            // Found by fuzzing: the next seq expected, delivered + 1, overflowed.
+            // Found with the arbiter_state fuzz target: the next seq expected, delivered + 1, overflowed.
             if m.delivered == u64::MAX {
                 return err(format!(
                     "epoch {}: delivered {}: no seq is left to expect next",

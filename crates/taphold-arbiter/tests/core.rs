@@ -663,7 +663,7 @@ fn restore_refuses_what_does_not_fit() {
     assert!(e.to_string().contains("stream 8's"), "{e}");
     let e = arb.restore(&cp(STREAM, 3)).unwrap_err();
     assert!(e.to_string().contains("max_epochs is 2"), "{e}");
-    // Found by fuzzing (crates/taphold-fuzz/regressions/arbiter_state/): a state file
+    // Found writing the arbiter_state fuzz target (crates/taphold-fuzz/regressions/arbiter_state/): a state file
     // whose epoch was delivered through u64::MAX overflowed the next seq expected.
     let text = "taphold-arbiter 1 stream 7 floor 0 epochs 1 epoch 5 delivered 18446744073709551615 skipped 0";
     let line = format!("{text} crc32 {:08x}\n", crc32fast::hash(text.as_bytes()));
