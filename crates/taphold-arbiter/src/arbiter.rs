@@ -445,6 +445,13 @@ impl Arbiter {
                     m.epoch, m.skipped, m.delivered
                 ));
             }
+            // Found with the arbiter_state fuzz target: the next seq expected, delivered + 1, overflowed.
+            if m.delivered == u64::MAX {
+                return err(format!(
+                    "epoch {}: delivered {}: no seq is left to expect next",
+                    m.epoch, m.delivered
+                ));
+            }
         }
         self.floor = cp.floor;
         for (s, m) in self.seqs.iter_mut().zip(&cp.epochs) {

@@ -97,7 +97,8 @@ pub struct Counters {
     pub epochs_forgotten: u64,
     /// Gaps noticed: a datagram arrived with seqs missing between it and the highest seen.
     pub gaps_opened: u64,
-    /// Seqs found missing when those gaps were noticed.
+    /// Seqs found missing when those gaps were noticed (saturating: a datagram may claim
+    /// any seq).
     pub gap_seqs: u64,
     /// Missing seqs that arrived before they were asked for (reordering).
     pub filled_by_reorder: u64,

@@ -451,6 +451,28 @@ fn requests_name_each_missing_run_and_respect_the_count_cap() {
     assert_eq!((c.gaps_opened, c.gap_seqs), (3, 17));
 }
 
+/// Found by fuzzing (crates/taphold-fuzz/regressions/arbiter/): a datagram may claim any
+/// seq, and two epochs each claiming one near 2^64 overflowed the count of missing seqs.
+#[test]
+fn seqs_near_two_to_the_64_in_several_epochs_are_counted_not_a_crash() {
+    let mut arb = arbiter(config());
+    let a = arb.input("A").unwrap();
+    let mut sink = Sink::default();
+    for epoch in [E, E + 1] {
+        let v = arb.on_datagram(
+            a,
+            &datagram(epoch, u64::MAX, Flags::EMPTY),
+            0,
+            &mut sink.f(),
+        );
+        assert_eq!(v, Verdict::BeyondWindow);
+    }
+    arb.on_tick(MS, &mut sink.f());
+    let c = arb.counters();
+    assert_eq!((c.gaps_opened, c.gap_seqs), (2, u64::MAX));
+    assert!(sink.seqs(E).is_empty() && sink.seqs(E + 1).is_empty());
+}
+
 #[test]
 fn resend_requests_do_not_verify_under_another_key() {
     let mut arb = arbiter(config());
@@ -641,6 +663,25 @@ fn restore_refuses_what_does_not_fit() {
     assert!(e.to_string().contains("stream 8's"), "{e}");
     let e = arb.restore(&cp(STREAM, 3)).unwrap_err();
     assert!(e.to_string().contains("max_epochs is 2"), "{e}");
+    // Found writing the arbiter_state fuzz target (crates/taphold-fuzz/regressions/arbiter_state/): a state file
+    // whose epoch was delivered through u64::MAX overflowed the next seq expected.
+    let text = "taphold-arbiter 1 stream 7 floor 0 epochs 1 epoch 5 delivered 18446744073709551615 skipped 0";
+    let line = format!("{text} crc32 {:08x}\n", crc32fast::hash(text.as_bytes()));
+    let max = Checkpoint::decode(&line, STREAM).expect("a well-formed line");
+    let e = arb.restore(&max).unwrap_err();
+    assert!(e.to_string().contains("no seq is left"), "{e}");
+    let mut near = max.clone();
+    near.epochs[0].delivered = u64::MAX - 1;
+    let mut arb = arbiter(config());
+    arb.restore(&near)
+        .expect("u64::MAX is still a seq to expect");
+    let a = arb.input("A").unwrap();
+    let mut sink = Sink::default();
+    for seq in [u64::MAX, u64::MAX, 1] {
+        arb.on_datagram(a, &datagram(5, seq, Flags::EMPTY), 0, &mut sink.f());
+        arb.on_tick(1_000_000_000, &mut sink.f());
+    }
+    assert_eq!(sink.seqs(5), [u64::MAX]);
     let a = arb.input("A").unwrap();
     arb.on_datagram(
         a,

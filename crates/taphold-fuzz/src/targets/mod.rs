@@ -6,12 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Target;
 
+pub mod arbiter;
+pub mod arbiter_state;
 pub mod arp;
 pub mod classify;
 pub mod config_appliance;
 pub mod config_arbiter;
 pub mod config_backup;
 pub mod delivery;
+pub mod epoch_file;
 pub mod ethernet;
 pub mod gateway;
 pub mod ipv4;
@@ -41,6 +44,9 @@ pub const ALL: &[&Target] = &[
     &config_appliance::TARGET,
     &config_backup::TARGET,
     &config_arbiter::TARGET,
+    &arbiter::TARGET,
+    &arbiter_state::TARGET,
+    &epoch_file::TARGET,
 ];
 
 /// Inputs longer than this are returned from at once by the targets that parse text or
