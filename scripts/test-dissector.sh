@@ -71,6 +71,9 @@ if [ "${1:-}" = "--mutants" ]; then
         's/if p > 0 and p < 65536 then/if p > 9000 and p < 65536 then/'            # confirmation port not registered
         's/if m == DELIVERY_MAGIC then return dissect_delivery/if false then return dissect_delivery/'
         's/body:add(f.backup_src_port, tvb:range(b + 4, 2))/body:add(f.backup_src_port, tvb:range(b + 6, 2))/'
+        's/body:add(f.backup_tcp_seq, tvb:range(b + 16, 4))/body:add(f.backup_tcp_seq, tvb:range(b + 12, 4))/' # gateway: tcp_seq misplaced
+        's/body:add(f.fa_acked, tvb:range(b + 16, 4))/body:add(f.fa_acked, tvb:range(b + 8, 4))/'               # flow ack: acked misplaced
+        's/\[T_RESEND\] = 8, \[T_FLOW_ACK\] = 20/[T_RESEND] = 8, [T_FLOW_ACK] = 24/'                        # wrong flow ack length rule
     )
     caught=0
     for m in "${mutants[@]}"; do

@@ -384,4 +384,71 @@ mod tests {
             ["UNPROTECTED", "RETRANSMIT"]
         );
     }
+
+    #[test]
+    fn a_tcp_segment_is_listed_with_its_flow_and_not_replayable() {
+        use taphold_wire::taphold::TcpSegmentRepr;
+        let seg = TcpSegmentRepr {
+            src_ip: [10, 1, 0, 2],
+            src_port: 40000,
+            payload_len: 3,
+            dst_ip: [10, 2, 0, 2],
+            dst_port: 9878,
+            tcp_flags: 0x18,
+            tcp_seq: 77,
+            content: b"abc",
+        };
+        let b = BackupRepr {
+            flags: Flags::EMPTY,
+            stream: 1,
+            epoch: 2,
+            seq: 3,
+            timestamp_ns: 4,
+            watermark: 0,
+            src_ip: seg.src_ip,
+            src_port: seg.src_port,
+            payload_len: 3,
+            content: Content::Tcp(seg),
+        };
+        let r = Record {
+            seq: 3,
+            stream: 1,
+            epoch: 2,
+            flags: 0,
+            timestamp_ns: 5,
+            pdu: Vec::new(),
+            file: PathBuf::new(),
+            offset: 0,
+        };
+        let v = json_line(
+            RunId {
+                stream: 1,
+                epoch: 2,
+            },
+            &r,
+            &b,
+        );
+        assert_eq!(v["replayable"], false);
+        assert_eq!(v["content_mode"], "tcp");
+        assert_eq!(v["dst_ip"], "10.2.0.2");
+        assert_eq!(v["dst_port"], 9878);
+        assert_eq!(v["tcp_seq"], 77);
+        assert_eq!(v["tcp_flags"], 0x18);
+        assert_eq!(v["content"], "YWJj");
+        let b = BackupRepr {
+            content: Content::FixCompact(seg),
+            ..b
+        };
+        assert_eq!(
+            json_line(
+                RunId {
+                    stream: 1,
+                    epoch: 2
+                },
+                &r,
+                &b
+            )["content_mode"],
+            "fix-compact"
+        );
+    }
 }

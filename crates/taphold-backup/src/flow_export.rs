@@ -5,8 +5,8 @@
 //! per TCP flow, run by run in (stream, epoch) order and within a run by seq, once each;
 //! the flow's byte stream is laid out by TCP sequence number (`taphold_fix::stream`: the
 //! first copy of a byte wins, a differing later copy is a conflict, what nobody sent is
-//! a hole). A SYN after data starts a new connection of the same flow (a reconnect from
-//! the same port). Compact records (mode 3) hold no bytes: each FIX message is placed at
+//! a hole). A SYN, or a jump of more than 2^28 in sequence numbers (a reconnect whose SYN
+//! was not journaled), starts a new connection of the same flow. Compact records (mode 3) hold no bytes: each FIX message is placed at
 //! its original extent and rebuilt when asked for (marked `"rebuilt": true`).
 //!
 //! What the exchange acknowledged is the highest `acked` the node kept from flow acks
@@ -26,7 +26,7 @@ use taphold_journal::{list_runs, read_valid_records, RunId};
 use taphold_runtime::args::Args;
 use taphold_wire::taphold::{BackupRepr, Content, Packet};
 
-use crate::flows::{read_flow_acks, FlowKey};
+use crate::flows::{read_flow_acks, FlowKey, NEW_CONNECTION_DISTANCE};
 
 pub const FLOWS_USAGE: &str = "usage: taphold-backup journal flows DIR";
 pub const EXPORT_USAGE: &str =
@@ -115,8 +115,9 @@ fn gather(dir: &Path) -> io::Result<Gathered> {
                         a.valid_len
                     ));
                 }
+                // Every record: a reconnect within the run left each connection's.
                 g.acks
-                    .extend(a.flows.into_iter().map(|(k, acked)| (run, k, acked)));
+                    .extend(a.records.into_iter().map(|(k, acked)| (run, k, acked)));
             }
             Err(e) => g.problems.push(format!(
                 "{}: {e}",
@@ -148,13 +149,31 @@ fn connections(
 ) -> Result<Vec<Connection>, String> {
     let mut out = Vec::new();
     let mut start = 0;
+    // The end of the last segment, to see a jump to another sequence space.
+    let mut last_end = segs.first().map_or(0, Segment::end);
     for i in 1..=segs.len() {
-        if i == segs.len() || segs[i].tcp_flags & SYN != 0 {
+        let new_space = segs.get(i).is_some_and(|s| {
+            let d = s.tcp_seq.wrapping_sub(last_end) as i32;
+            s.tcp_flags & SYN != 0 || d.unsigned_abs() > NEW_CONNECTION_DISTANCE
+        });
+        if i == segs.len() || new_space {
             out.push(connection(flow, &segs[start..i], acks)?);
             start = i;
         }
+        if let Some(s) = segs.get(i) {
+            last_end = s.end();
+        }
     }
     Ok(out)
+}
+
+impl Segment {
+    /// The sequence number after its bytes.
+    fn end(&self) -> u32 {
+        self.tcp_seq
+            .wrapping_add(u32::from(self.tcp_flags & SYN != 0))
+            .wrapping_add(u32::from(self.payload_len))
+    }
 }
 
 fn connection(
@@ -215,14 +234,17 @@ fn connection(
         }
     }
     c.stream = r.finish()?;
-    // The highest acked of this flow at or after the connection's start (serial
-    // arithmetic). It may lie beyond the last byte journaled: the exchange acknowledged
-    // segments this node never got, or lost in a crash before they reached its disk.
+    // The highest acked of this flow within the connection (serial arithmetic from its
+    // start). It may lie beyond the last byte journaled — the exchange acknowledged
+    // segments this node never got, or lost in a crash before they reached its disk —
+    // but not as far as another connection's sequence space.
+    let span = c.stream.end_seq.wrapping_sub(c.stream.start_seq);
+    let reach = span.saturating_add(NEW_CONNECTION_DISTANCE);
     c.acked = acks
         .iter()
         .filter(|(_, k, _)| k == flow)
         .map(|&(_, _, a)| a)
-        .filter(|a| a.wrapping_sub(c.stream.start_seq) as i32 >= 0)
+        .filter(|a| a.wrapping_sub(c.stream.start_seq) <= reach)
         .max_by_key(|a| a.wrapping_sub(c.stream.start_seq));
     Ok(c)
 }

@@ -457,3 +457,55 @@ fn a_message_whose_last_byte_is_just_below_acked_is_acknowledged() {
     assert_eq!(v[3]["acknowledged"], true);
     assert_eq!(v[4]["acknowledged"], false);
 }
+
+#[test]
+fn a_reconnect_is_a_new_connection_with_its_own_acks() {
+    // The same 4-tuple again after the engine reconnected: a new ISN far away, its SYN
+    // not journaled (the appliance backs up data segments only).
+    let d = tempfile::tempdir().unwrap();
+    let mut i = intake(d.path());
+    let first = order(2);
+    let second = order(3);
+    let isn2: u32 = 2_000_000_000;
+    i.handle(&segment(1, 1000, &first, false, EPOCH), 1)
+        .unwrap();
+    i.handle(&segment(2, isn2, &second, true, EPOCH), 2)
+        .unwrap();
+    i.handle(&flow_ack(1, 1000 + first.len() as u32, 0, EPOCH, &key()), 3)
+        .unwrap();
+    i.handle(&flow_ack(2, isn2, 0, EPOCH, &key()), 3).unwrap();
+    // A third connection "behind" the first in serial arithmetic: its acks are kept too.
+    let third = order(4);
+    let isn3: u32 = 1000u32.wrapping_sub(1 << 29);
+    i.handle(&segment(3, isn3, &third, false, EPOCH), 4)
+        .unwrap();
+    i.handle(
+        &flow_ack(3, isn3.wrapping_add(third.len() as u32), 0, EPOCH, &key()),
+        5,
+    )
+    .unwrap();
+    assert_eq!(i.counters.flow_acks_advanced, 3);
+    sync(&mut i);
+    drop(i);
+    let o = tempfile::tempdir().unwrap();
+    let out = o.path().join("r.jsonl");
+    let rep = flow_export::run_flow_for_test(&opts(d.path(), &out, true), true);
+    assert_eq!(rep.connections, 3);
+    assert!(rep.holes.is_empty(), "{:?}", rep.holes);
+    let v = lines(&out);
+    // Each connection takes the acks of its own sequence space: order 2 (connection 0)
+    // is acknowledged, order 3 (connection 1, acked only at its start) is not, order 4
+    // (connection 2) is.
+    let rows: Vec<(u64, u64, bool)> = v
+        .iter()
+        .filter(|x| x.get("msg_seq_num").is_some())
+        .map(|x| {
+            (
+                x["connection"].as_u64().unwrap(),
+                x["msg_seq_num"].as_u64().unwrap(),
+                x["acknowledged"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, [(0, 2, true), (1, 3, false), (2, 4, true)]);
+}

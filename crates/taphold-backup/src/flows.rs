@@ -96,6 +96,17 @@ pub fn seq_gt(a: u32, b: u32) -> bool {
     a != b && (a.wrapping_sub(b) as i32) > 0
 }
 
+/// Sequence numbers this far apart belong to two connections of the same flow (a
+/// reconnect from the same port, a new ISN): no window reaches that far.
+pub const NEW_CONNECTION_DISTANCE: u32 = 1 << 28;
+
+/// Whether a flow ack of `acked` supersedes the kept `old`: later in serial arithmetic,
+/// or in another connection's sequence space (then it is the new connection's, which
+/// may lie "behind" the old one).
+pub fn supersedes(acked: u32, old: u32) -> bool {
+    seq_gt(acked, old) || (acked.wrapping_sub(old) as i32).unsigned_abs() > NEW_CONNECTION_DISTANCE
+}
+
 fn encode(key: &FlowKey, acked: u32) -> [u8; RECORD_LEN] {
     let mut r = [0u8; RECORD_LEN];
     r[..12].copy_from_slice(&key.bytes());
@@ -105,11 +116,14 @@ fn encode(key: &FlowKey, acked: u32) -> [u8; RECORD_LEN] {
     r
 }
 
-/// What a `flow-acks` file holds: the highest acked per flow (in file order of first
-/// appearance), and the byte length of its valid prefix.
+/// What a `flow-acks` file holds: the latest acked per flow (in file order of first
+/// appearance), every record in order, and the byte length of its valid prefix.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FlowAcks {
     pub flows: Vec<(FlowKey, u32)>,
+    /// Every valid record, in file order: a flow reconnected within a run has the acks
+    /// of each connection here, only the last one's in `flows`.
+    pub records: Vec<(FlowKey, u32)>,
     pub valid_len: u64,
     /// Bytes after the valid prefix (a torn or damaged tail).
     pub tail_bytes: u64,
@@ -123,7 +137,7 @@ impl FlowAcks {
 
     fn note(&mut self, key: FlowKey, acked: u32) -> bool {
         match self.flows.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, a)) if seq_gt(acked, *a) => {
+            Some((_, a)) if supersedes(acked, *a) => {
                 *a = acked;
                 true
             }
@@ -158,16 +172,17 @@ pub fn read_flow_acks(dir: &Path) -> io::Result<FlowAcks> {
         }
         let key = FlowKey::from_bytes(&r[..12]);
         let acked = u32::from_be_bytes([r[12], r[13], r[14], r[15]]);
-        // Records are only written on an advance, so the last one is the highest; the
-        // check keeps a hand-edited file from going backwards.
+        // Records are only written when they supersede, so the last one is the latest;
+        // the check keeps a hand-edited file from going backwards.
         match out.flows.iter_mut().find(|(k, _)| *k == key) {
             Some((_, a)) => {
-                if seq_gt(acked, *a) {
+                if supersedes(acked, *a) {
                     *a = acked
                 }
             }
             None => out.flows.push((key, acked)),
         }
+        out.records.push((key, acked));
         out.valid_len += RECORD_LEN as u64;
     }
     out.tail_bytes = bytes.len() as u64 - out.valid_len;
@@ -272,6 +287,13 @@ mod tests {
         assert!(!seq_gt(0, 0));
         assert!(seq_gt(3, u32::MAX - 2), "wrapped");
         assert!(!seq_gt(u32::MAX - 2, 3));
+        // Another connection's sequence space supersedes, ahead or behind.
+        assert!(supersedes(1000, 1000 + (1 << 29)));
+        assert!(
+            !supersedes(1000, 1000 + (1 << 20)),
+            "an old ack of the same connection"
+        );
+        assert!(supersedes(1000 + (1 << 29), 1000));
     }
 
     #[test]
@@ -288,6 +310,15 @@ mod tests {
         drop(log);
         let r = read_flow_acks(d.path()).unwrap();
         assert_eq!(r.flows, vec![(key(1), 200), (key(2), 10)]);
+        assert_eq!(
+            r.records,
+            vec![
+                (key(1), 100),
+                (key(1), 200),
+                (key(2), u32::MAX - 5),
+                (key(2), 10)
+            ]
+        );
         assert_eq!(r.valid_len, 4 * RECORD_LEN as u64);
         // A torn record at the end: ignored when read, cut when reopened, and appends
         // after it are read back.

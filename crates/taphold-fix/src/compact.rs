@@ -55,8 +55,19 @@ impl fmt::Display for CompactError {
 
 impl std::error::Error for CompactError {}
 
+/// Bit `t` set for each kept tag `t` (all below 128): one test per field on the hot path.
+const KEPT_MASK: u128 = {
+    let mut m = 0u128;
+    let mut i = 0;
+    while i < KEPT_TAGS.len() {
+        m |= 1 << KEPT_TAGS[i];
+        i += 1;
+    }
+    m
+};
+
 fn kept(tag: u32) -> bool {
-    KEPT_TAGS.contains(&tag)
+    tag < 128 && KEPT_MASK >> tag & 1 == 1
 }
 
 /// Writes `bytes` at `out[*w..]`, advancing `w`.
@@ -74,6 +85,32 @@ fn put_field(out: &mut [u8], w: &mut usize, tag: u32, value: &[u8]) -> Result<()
     // kept() only passes tags ≤ 122.
     put(out, w, &[tag as u8, len])?;
     put(out, w, value)
+}
+
+/// Writes the kept fields of a checked message body, in order: one pass over the bytes
+/// (the same fields as [`Message::fields`] yields: a field that is not `digits=value`
+/// is skipped).
+fn put_kept_fields(body: &[u8], out: &mut [u8], w: &mut usize) -> Result<(), CompactError> {
+    let mut i = 0;
+    while i < body.len() {
+        let mut tag = 0u32;
+        let mut j = i;
+        while j < body.len() && j - i < 9 && body[j].is_ascii_digit() {
+            tag = tag * 10 + u32::from(body[j] - b'0');
+            j += 1;
+        }
+        let well_formed = j > i && body.get(j) == Some(&b'=');
+        let value_at = if well_formed { j + 1 } else { j };
+        let end = body[value_at..]
+            .iter()
+            .position(|&b| b == SOH)
+            .map_or(body.len(), |p| value_at + p);
+        if well_formed && kept(tag) {
+            put_field(out, w, tag, &body[value_at..end])?;
+        }
+        i = end + 1;
+    }
+    Ok(())
 }
 
 /// The compact encoding of `segment` (a TCP segment's payload) into `out`; returns its
@@ -102,11 +139,7 @@ pub fn encode_compact(segment: &[u8], out: &mut [u8]) -> Result<usize, CompactEr
         let start = w;
         put(out, &mut w, &[0; RECORD_HEADER_LEN])?;
         put_field(out, &mut w, 8, m.begin_string())?;
-        for (tag, value) in m.fields().flatten() {
-            if kept(tag) {
-                put_field(out, &mut w, tag, value)?;
-            }
-        }
+        put_kept_fields(m.body(), out, &mut w)?;
         let fields_len =
             u16::try_from(w - start - RECORD_HEADER_LEN).map_err(|_| CompactError::TooLong)?;
         out[start..start + 2].copy_from_slice(&orig_len.to_be_bytes());

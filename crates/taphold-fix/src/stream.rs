@@ -15,8 +15,9 @@
 
 use core::ops::Range;
 
-/// Refuse to lay out a stream longer than this (the node holds it in memory).
-pub const MAX_SPAN: i64 = 1 << 32;
+/// Refuse to lay out a stream longer than this: the node holds it in memory (about
+/// five bytes per byte of stream).
+pub const MAX_SPAN: i64 = 1 << 30;
 
 /// What one [`Reassembler::push`] was, as far as it can tell before the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

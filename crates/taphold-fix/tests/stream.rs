@@ -193,3 +193,17 @@ proptest! {
         prop_assert_eq!(out.duplicate_bytes as usize, sends.iter().map(|&i| segs[i].1 - segs[i].0).sum::<usize>() - data.len());
     }
 }
+
+#[test]
+fn a_stream_too_long_to_lay_out_is_an_error_not_a_crash() {
+    let mut r = Reassembler::new();
+    r.push(0, false, b"a");
+    r.push(1 << 31, false, b"b"); // 2^31 away: as far as serial arithmetic reaches
+    let e = r.finish().unwrap_err();
+    assert!(e.contains("more than"), "{e}");
+    // Just under the limit is fine in principle; a short one certainly.
+    let mut r = Reassembler::new();
+    r.push(0, false, b"a");
+    r.push(1 << 20, false, b"b");
+    assert_eq!(r.finish().unwrap().holes().count(), 1);
+}

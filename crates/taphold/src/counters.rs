@@ -232,6 +232,8 @@ pub struct TapCounters {
     pub wrong_epoch: Counter,
     /// Tap copies of our own heartbeats.
     pub heartbeats: Counter,
+    /// Copies of our flow acks (gateway mode).
+    pub flow_acks: Counter,
     /// Taphold PDUs that never travel our way on a tap (acks, confirmations).
     pub unexpected_type: Counter,
 }
@@ -267,6 +269,7 @@ impl Named for TapCounters {
         f("foreign", self.foreign.get());
         f("wrong_epoch", self.wrong_epoch.get());
         f("heartbeats", self.heartbeats.get());
+        f("flow_acks", self.flow_acks.get());
         f("unexpected_type", self.unexpected_type.get());
     }
 }

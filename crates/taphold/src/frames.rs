@@ -15,7 +15,8 @@ use taphold_wire::emit::{emit_udp_headers, Endpoint, UDP_FRAME_HEADER_LEN};
 use taphold_wire::ethernet::{EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::link::{emit_frame, frame_len, pdu_of};
 use taphold_wire::taphold::{
-    AckRepr, BackupRepr, ConfirmRepr, HeartbeatRepr, MsgType, Packet, TargetConfirmRepr,
+    AckRepr, BackupRepr, ConfirmRepr, FlowAckRepr, HeartbeatRepr, MsgType, Packet,
+    TargetConfirmRepr,
 };
 use taphold_wire::WireError;
 
@@ -91,6 +92,9 @@ pub enum TapCopy {
     Backup { seq: u64, digest: u64 },
     /// An intact copy of our heartbeat `seq` on this link.
     Heartbeat { seq: u64 },
+    /// An intact copy of one of our flow acks on this link (gateway mode): it
+    /// confirms nothing, and is counted.
+    FlowAck,
     /// Not a frame we launch on this link at all (a stray frame on the tap
     /// port); a damaged copy of ours keeps its Ethernet header.
     NotTaphold,
@@ -138,6 +142,13 @@ pub fn tap_copy(frame: &[u8], id: &LinkIdentity, key: &DigestKey) -> TapCopy {
             Ok(h) if h.link as usize != id.link || h.stream != id.stream => TapCopy::Foreign,
             Ok(h) if h.epoch != id.epoch => TapCopy::WrongEpoch,
             Ok(h) => TapCopy::Heartbeat { seq: h.seq },
+            Err(e) => TapCopy::Malformed(e),
+        },
+        MsgType::FlowAck => match FlowAckRepr::parse(&p, key) {
+            Ok(a) if a.link as usize != id.link || a.stream != id.stream => TapCopy::Foreign,
+            Ok(a) if a.epoch != id.epoch => TapCopy::WrongEpoch,
+            Ok(_) => TapCopy::FlowAck,
+            Err(WireError::BadDigest) => TapCopy::Corrupt,
             Err(e) => TapCopy::Malformed(e),
         },
         _ => TapCopy::UnexpectedType,

@@ -331,4 +331,29 @@ mod tests {
         assert_eq!(p.roles_on(1).len(), 5);
         assert!(p.roles_on(7).is_empty());
     }
+
+    #[test]
+    fn the_gateway_config_resolves() {
+        let cfg =
+            Config::parse("gateway.yaml", include_str!("../../../config/gateway.yaml")).unwrap();
+        let p = Plan::of(&cfg).unwrap();
+        let g = p.gateway.as_ref().unwrap();
+        assert_eq!(g.addresses, vec![[10, 71, 2, 1]]);
+        assert_eq!(g.routes.len(), 2);
+        assert_eq!(g.routes[0].via, None);
+        assert_eq!(g.protect[0].ports, (9878, 9879));
+        assert_eq!(g.neighbors.len(), 2);
+        assert_eq!(g.confirm_to, vec![None]);
+        assert!(g.forward_other);
+        assert_eq!(g.content, ContentMode::Tcp);
+        assert_eq!(g.arp_retry_ns, 100_000_000);
+        // The links carry the larger flow prefix of mode 2.
+        assert_eq!(usize::from(p.link_mtu), 48 + 20 + 1400 + 8);
+        assert!(Plan::of(
+            &Config::parse("default.yaml", include_str!("../../../config/default.yaml")).unwrap()
+        )
+        .unwrap()
+        .gateway
+        .is_none());
+    }
 }

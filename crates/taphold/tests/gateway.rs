@@ -277,6 +277,8 @@ fn protected_segments_leave_after_their_tap_copy_byte_identical_in_flow_order() 
     for (seq, pdu) in &frames {
         let p = Packet::new_checked(&pdu[..]).unwrap();
         let b = BackupRepr::parse(&p, &key()).unwrap();
+        // Released is not acknowledged: the nodes must keep every segment.
+        assert_eq!(b.watermark, 0, "gateway mode lets the nodes trim nothing");
         let Content::Tcp(t) = b.content else {
             panic!("seq {seq}: not a tcp backup frame: {:?}", b.content)
         };
@@ -351,6 +353,9 @@ fn protected_segments_leave_after_their_tap_copy_byte_identical_in_flow_order() 
             acks.insert(name, a.acked);
         }
     }
+    // Their tap copies are recognised as ours, not as strays.
+    assert!(n(&s, "tap.b1.flow_acks") >= 1, "{:#}", s["tap"]);
+    assert_eq!(n(&s, "tap.b1.unexpected_type"), 0);
     for (flow, f) in exp["flows"].as_object().unwrap() {
         assert_eq!(
             acks.get(flow).copied(),

@@ -353,8 +353,14 @@ impl Ingress {
     /// The watermark our frames carry, below which the backup nodes may
     /// delete: with target confirmations, what the destination confirmed
     /// delivered (seed 004: delete once the target confirmed); else what was
-    /// released.
+    /// released; in gateway mode nothing.
     fn watermark(&self) -> u64 {
+        // Gateway mode: a released segment may still be unacknowledged by the
+        // exchange, and `recover` needs it; the nodes keep every segment
+        // (flow acks say what the exchange has).
+        if self.gateway.is_some() {
+            return 0;
+        }
         let released = self.released();
         if self.target_confirm_port == 0 {
             released

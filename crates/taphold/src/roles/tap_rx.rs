@@ -112,6 +112,7 @@ fn act(
             c.heartbeats.inc();
             mine.heartbeat_tapped(seq);
         }
+        TapCopy::FlowAck => c.flow_acks.inc(),
         TapCopy::NotTaphold => c.not_taphold.inc(),
         TapCopy::Malformed(e) => c.malformed[WireErrorKind::index(e)].inc(),
         TapCopy::Foreign => c.foreign.inc(),
