@@ -28,13 +28,23 @@
 #                                     delete | re-add the tc mirror filter on Bk (the passive tap)
 #   scripts/lab.sh src|dst ARGS...    run scripts/lab/source.py | dest.py in the source | destination namespace
 #   scripts/lab.sh exec NS CMD...     run CMD in namespace $LAB_PREFIX-NS (app, sw, src, dst, emu1, ...)
+#   scripts/lab.sh router up|down     a plain kernel IPv4 router ($LAB_PREFIX-rtr, one-armed on the
+#                                     bridge) owning the gateway addresses 10.71.1.1 and 10.71.2.1:
+#                                     the baseline taphold's gateway mode replaces (LAB_GATEWAY=1)
+#   scripts/lab.sh fix exchange DIR | fix engine DIR [initiator args...]
+#                                     a real FIX session (tools/fix, target/fix): QuickFIX's example
+#                                     executor on 10.71.2.2:9878 in the destination namespace, our
+#                                     QuickFIX initiator in the source namespace; fresh DIR per run
 #
 # Environment: LAB_PREFIX (default th; lowercase letters and digits, at most 9)
 # names every namespace and interface so several labs can coexist; LAB_BIN_DIR
 # (default target/debug) holds taphold and taphold-linkemu; LAB_CONFIG (default
 # config/lab.yaml); LAB_MEM_MB (256); LAB_LCORES (0,1); LAB_SEED (1) seeds the
 # emulators; LAB_EMU1 / LAB_EMU2 / LAB_EMUT1 / LAB_EMUT2 initial emulator settings
-# ('delay_us=20 ...'), LAB_EMUD the destination link's; LAB_NODES (default 1; 0: up starts no backup node).
+# ('delay_us=20 ...'), LAB_EMUD the destination link's; LAB_NODES (default 1; 0: up starts no backup node);
+# LAB_GATEWAY=1: up also gives the source and destination namespaces the gateway-mode
+# addressing (docs/lab.md, "A real FIX session through a gateway"): the trading engine
+# 10.71.1.2/24 via 10.71.1.1, the exchange 10.71.2.2/24 via 10.71.2.1.
 # Backup node K's config, journal, log and stats are under $RUN/nodeK/
 # (/run/taphold-lab-$LAB_PREFIX/nodeK/journal); they survive stop, kill9 and
 # start, and go with `down`. The appliance's state directory (its epoch) is
@@ -336,6 +346,7 @@ up() {
     ip -n "$(ns src)" route add 198.51.100.0/24 dev "$P-src0"
     ip -n "$(ns dst)" addr add 203.0.113.10/24 dev "$P-dst0"
     ip -n "$(ns dst)" route add 198.51.100.0/24 dev "$P-dst0"
+    if [ "${LAB_GATEWAY:-0}" = 1 ]; then gateway_addresses; fi
 
     # Backup links: app Bk <-> emuK side a | emuK side b <-> nodeK. The tap:
     # Bk's egress mirrored to TkM <-> tapK side a (tKx) | tapK side b (tKy) <-> Tk.
@@ -359,6 +370,77 @@ up() {
         node_start 2
     fi
     echo "lab $P up: namespaces ${NAMESPACES[*]/#/$P-}; run 'scripts/lab.sh status'"
+}
+
+# Gateway mode's addressing: the trading engine (source namespace) and the
+# exchange (destination namespace) on the one bridge in two subnets, each
+# with its default route via an address of the gateway on that bridge — the
+# kernel router of `router up`, or taphold's P in gateway mode. No ICMP
+# redirects: a one-armed router would otherwise tell each end to go direct.
+# The engine's route MTU (1340, locked) keeps its TCP segments at most 1300
+# payload bytes: below taphold's primary.max_payload (1400 in the lab), as a
+# gateway deployment must keep the protected sessions' MSS.
+gateway_addresses() {
+    ip -n "$(ns src)" addr add 10.71.1.2/24 dev "$P-src0"
+    ip -n "$(ns src)" route add default via 10.71.1.1 dev "$P-src0" src 10.71.1.2 mtu lock 1340
+    ip -n "$(ns dst)" addr add 10.71.2.2/24 dev "$P-dst0"
+    ip -n "$(ns dst)" route add default via 10.71.2.1 dev "$P-dst0" src 10.71.2.2
+    local n
+    for n in src dst; do
+        nsx "$n" sysctl -qw net.ipv4.conf.all.accept_redirects=0 net.ipv4.conf.default.accept_redirects=0
+        nsx "$n" sysctl -qw "net.ipv4.conf.$P-${n}0.accept_redirects=0"
+    done
+}
+
+# The kernel router the gateway tests start from: $P-rtr, one veth on the
+# bridge (rtr0, 02:00:00:00:71:01) with both gateway addresses, forwarding.
+router_cmd() {
+    case "${1:-}" in
+    up)
+        ip netns list | grep -q "^$(ns rtr) " && die "router $(ns rtr) exists: lab.sh router down first"
+        ip netns add "$(ns rtr)"
+        nsx rtr sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+        nsx rtr sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+        nsx rtr sysctl -qw net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0
+        nsx rtr sysctl -qw net.ipv4.ip_forward=1
+        ip -n "$(ns rtr)" link set lo up
+        veth rtr rtr0 02:00:00:00:71:01 sw swrtr 02:00:00:00:f0:71
+        ip -n "$(ns sw)" link set "$P-swrtr" master "$P-br"
+        nsx rtr sysctl -qw "net.ipv4.conf.$P-rtr0.send_redirects=0"
+        ip -n "$(ns rtr)" addr add 10.71.1.1/24 dev "$P-rtr0"
+        ip -n "$(ns rtr)" addr add 10.71.2.1/24 dev "$P-rtr0"
+        ;;
+    down) ip netns del "$(ns rtr)" 2>/dev/null || true ;;
+    *) die "usage: lab.sh router up|down" ;;
+    esac
+}
+
+# A real FIX session (tools/fix): the exchange is QuickFIX's example executor,
+# the trading engine our QuickFIX initiator; each writes its settings from
+# tools/fix/*.cfg into DIR (fresh per run: no sequence numbers carried over).
+FIX_BIN=${LAB_FIX_BIN_DIR:-$ROOT/target/fix}
+fix_cfg() { # TEMPLATE DIR HOST PORT
+    mkdir -p "$2"
+    sed -e "s#@DIR@#$2#g" -e "s#@HOST@#$3#g" -e "s#@PORT@#$4#g" "$ROOT/tools/fix/$1.cfg" >"$2/$1.cfg"
+}
+fix_cmd() {
+    local what=${1:-} dir=${2:-}
+    [ -n "$dir" ] || die "usage: lab.sh fix exchange DIR | fix engine DIR [initiator args...]"
+    shift 2
+    if ! [ -x "$FIX_BIN/executor" ] || ! [ -x "$FIX_BIN/initiator" ]; then
+        die "no FIX binaries in $FIX_BIN: tools/fix/build.sh"
+    fi
+    case "$what" in
+    exchange)
+        fix_cfg exchange "$dir" 10.71.2.2 9878
+        exec ip netns exec "$(ns dst)" "$FIX_BIN/executor" "$dir/exchange.cfg"
+        ;;
+    engine)
+        fix_cfg engine "$dir" 10.71.2.2 9878
+        exec ip netns exec "$(ns src)" "$FIX_BIN/initiator" --config "$dir/engine.cfg" "$@"
+        ;;
+    *) die "usage: lab.sh fix exchange DIR | fix engine DIR [initiator args...]" ;;
+    esac
 }
 
 kill_pid() { # PID...: SIGTERM to all at once, then SIGKILL to any left after 2 s
@@ -478,6 +560,8 @@ tap)
     [ $# -ge 2 ] || die "usage: lab.sh tap 1|2 cut|restore"
     tap_cmd "$1" "$2"
     ;;
+router) router_cmd "$@" ;;
+fix) fix_cmd "$@" ;;
 src) exec ip netns exec "$(ns src)" python3 "$ROOT/scripts/lab/source.py" "$@" ;;
 dst) exec ip netns exec "$(ns dst)" python3 "$ROOT/scripts/lab/dest.py" "$@" ;;
 exec)
@@ -487,7 +571,7 @@ exec)
     exec ip netns exec "$(ns "$n")" "$@"
     ;;
 *)
-    sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,52p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

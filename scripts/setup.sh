@@ -2,12 +2,15 @@
 # Installs what taphold needs to build, run and test on Debian 12 (idempotent):
 # DPDK 22.11 and its headers, libclang for bindgen, libpcap for net_pcap,
 # tcpdump and iproute2 for the test networks, tshark for the Wireshark dissector's
-# test, shellcheck for the scripts; and checks the Rust toolchain.
+# test, shellcheck for the scripts; for the live lab's real FIX session
+# (crates/taphold-lab/tests/fix_gateway.rs, tools/fix/build.sh) g++ and QuickFIX:
+# libquickfix-dev (headers, library) and libquickfix-doc (the only package that
+# ships QuickFIX's example executor, the lab's exchange); and checks the Rust toolchain.
 # `--build-only` (the Dockerfile's build stage) leaves out the test tools.
 set -euo pipefail
 
 PACKAGES=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config libpcap-dev python3 ca-certificates)
-[ "${1:-}" = "--build-only" ] || PACKAGES+=(tcpdump iproute2 ethtool tshark shellcheck)
+[ "${1:-}" = "--build-only" ] || PACKAGES+=(tcpdump iproute2 ethtool tshark shellcheck g++ libquickfix-dev libquickfix-doc)
 MIN_RUST=1.82
 
 missing=()

@@ -7,6 +7,11 @@
 //! and hands each copy with its due time to a callback, so the unit tests run
 //! it deterministically. The binary (`taphold-linkemu`, src/main.rs) wraps it
 //! with AF_PACKET sockets, one thread per direction and a control socket.
+//!
+//! `fix` reads the FIX messages and QuickFIX logs of the lab's real FIX
+//! session (the gateway tests).
+
+pub mod fix;
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::{lab_available, prefix, repo, sh};
 
-static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
+pub static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The lab, torn down on drop — also when the test panics.
 pub struct Lab {
@@ -25,6 +25,11 @@ pub struct Lab {
 
 impl Lab {
     pub fn up(prefix: String) -> Lab {
+        Lab::up_with(prefix, &[])
+    }
+
+    /// `up` with lab.sh environment settings (`LAB_NODES`, `LAB_GATEWAY`, ...).
+    pub fn up_with(prefix: String, env: &[(&str, &str)]) -> Lab {
         let bin_dir = Path::new(env!("CARGO_BIN_EXE_taphold-linkemu"))
             .parent()
             .unwrap()
@@ -32,7 +37,7 @@ impl Lab {
         let lab = Lab { prefix, bin_dir };
         // Left over from an earlier, killed run with the same pid: remove.
         let _ = lab.cmd(&["down"]).output();
-        sh(&mut lab.cmd(&["up"]));
+        sh(lab.cmd(&["up"]).envs(env.iter().copied()));
         lab
     }
 

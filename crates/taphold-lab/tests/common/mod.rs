@@ -1,6 +1,7 @@
 //! Shared by the lab's tests: the root/iproute2 gate and paths.
 #![allow(dead_code)]
 
+pub mod fix;
 pub mod lab;
 
 use std::path::{Path, PathBuf};
