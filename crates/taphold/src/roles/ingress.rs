@@ -164,11 +164,19 @@ impl Ingress {
             c.ring_full_polls.inc();
             return work;
         }
-        let n = self.primary.rx_burst_max(0, &mut self.rx, room);
-        if n == 0 {
+        // Gateway mode: frames parked for a next hop now resolved go first.
+        self.unpark(room);
+        let parked = self.rx.len();
+        let n = if parked < room {
+            let n = self.primary.rx_burst_max(0, &mut self.rx, room - parked);
+            c.rx_frames.add(n as u64);
+            n
+        } else {
+            0
+        };
+        if n + parked == 0 {
             return work;
         }
-        c.rx_frames.add(n as u64);
         let watermark = self.watermark();
         let mut accepted = 0;
         while let Some(m) = self.rx.pop() {
@@ -180,7 +188,7 @@ impl Ingress {
         }
         self.launch(accepted, service.active);
         c.accepted.add(accepted as u64);
-        work + n
+        work + n + parked
     }
 
     /// Transmits what each link holds pending; false if a link still refuses
