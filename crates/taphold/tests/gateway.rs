@@ -556,6 +556,7 @@ fn released_segments_are_confirmed_to_the_listener_after_release_and_only_then()
 }
 
 /// An Ethernet/IPv4/TCP frame to our MAC, checksums right.
+#[allow(clippy::too_many_arguments)]
 fn tcp_frame(
     from: ([u8; 4], EthernetAddress),
     sport: u16,
