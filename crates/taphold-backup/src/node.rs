@@ -195,6 +195,10 @@ struct Run {
     unconfirmed: u64,
     /// Gateway mode: the highest `acked` of each flow in this run (`flows.rs`).
     flow_acks: FlowAckLog,
+    /// Gateway mode: this run carries TCP segments (or flow acks). A released
+    /// segment may not be acknowledged by the exchange yet, and `recover`
+    /// needs it: `trim_below: released` keeps every record of such a run.
+    gateway: bool,
 }
 
 /// What the node does with the frames it receives: the checks, the run being
@@ -525,6 +529,7 @@ impl Intake {
             journal,
             recovery,
             unconfirmed: 0,
+            gateway: !flow_acks.acks().flows.is_empty(),
             flow_acks,
         })
     }
@@ -552,6 +557,7 @@ impl Intake {
                 self.note_watermark(b.watermark);
                 let pdu = &buf[..p.total_len()];
                 let run = self.run.as_mut().expect("enter_epoch opened a run");
+                run.gateway |= b.content.tcp_segment().is_some();
                 let appended = run.journal.append(b.seq, b.flags.bits(), now, pdu);
                 match appended.map_err(|e| Err(self.journal_failed(e)))? {
                     Appended::Journaled => self.counters.journaled += 1,
@@ -593,6 +599,7 @@ impl Intake {
                 self.counters.flow_acks += 1;
                 self.note_watermark(a.watermark);
                 let run = self.run.as_mut().expect("enter_epoch opened a run");
+                run.gateway = true;
                 let advanced = run.flow_acks.note(FlowKey::of_ack(&a), a.acked);
                 if advanced.map_err(|e| Err(self.journal_failed(e)))? {
                     self.counters.flow_acks_advanced += 1;
@@ -778,6 +785,10 @@ impl Intake {
         let cur_epoch = self.run.as_ref().map(|r| r.id.epoch);
         for r in self.run.iter_mut().chain(self.held.iter_mut()) {
             let current = Some(r.id.epoch) == cur_epoch;
+            if r.gateway && mode == TrimBelow::Released {
+                // Released is not acknowledged by the exchange (gateway mode).
+                continue;
+            }
             let delivered = self.confirmations.delivered(r.id.epoch);
             let Some(bound) = trim_bound(
                 mode,

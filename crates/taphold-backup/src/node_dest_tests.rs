@@ -830,3 +830,67 @@ proptest::proptest! {
         proptest::prop_assert!(i.run.is_none());
     }
 }
+
+/// A gateway-mode backup frame (content mode 2) of seq, watermark `w`.
+fn tcp_backup(epoch: u64, seq: u64, w: u64) -> Vec<u8> {
+    let k = key();
+    let p = payload(seq);
+    let seg = taphold_wire::taphold::TcpSegmentRepr {
+        src_ip: SRC_IP,
+        src_port: 40_001,
+        payload_len: p.len() as u16,
+        dst_ip: [10, 71, 2, 2],
+        dst_port: 9878,
+        tcp_flags: 0x18,
+        tcp_seq: 1000 + 64 * seq as u32,
+        content: &p,
+    };
+    let r = BackupRepr {
+        flags: Flags::EMPTY,
+        stream: 1,
+        epoch,
+        seq,
+        timestamp_ns: 5_000_000 + seq,
+        watermark: w,
+        src_ip: SRC_IP,
+        src_port: 40_001,
+        payload_len: p.len() as u16,
+        content: Content::Tcp(seg),
+    };
+    let mut pdu = vec![0u8; r.buffer_len()];
+    r.emit(&mut pdu, &k).unwrap();
+    let mut f = vec![0u8; link::frame_len(pdu.len())];
+    link::emit_frame(&mut f, OURS, APPLIANCE, pdu.len(), |b| {
+        b.copy_from_slice(&pdu);
+        Ok(0)
+    })
+    .unwrap();
+    f
+}
+
+#[test]
+fn under_released_a_run_of_tcp_segments_is_never_trimmed() {
+    // Gateway mode: released is not acknowledged by the exchange, and recover
+    // needs what it has not acknowledged; the released watermark trims nothing.
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("gateway");
+    let mut i = intake_with(&dir, "");
+    for s in 1..=200 {
+        i.handle(&tcp_backup(EPOCH_A, s, s - 1), s).unwrap();
+    }
+    i.run.as_mut().unwrap().journal.sync().unwrap();
+    assert!(layout(&dir, EPOCH_A).len() > 5);
+    i.trim().unwrap();
+    assert_eq!(held_seqs(&dir, EPOCH_A), (1..=200).collect::<Vec<_>>());
+    // The same frames as UDP messages are trimmed below the watermark.
+    let dir = t.path().join("listener");
+    let mut i = intake_with(&dir, "");
+    for s in 1..=200 {
+        i.handle(&backup(EPOCH_A, s, s - 1, false), s).unwrap();
+    }
+    i.run.as_mut().unwrap().journal.sync().unwrap();
+    let before = layout(&dir, EPOCH_A);
+    i.trim().unwrap();
+    assert_eq!(held_seqs(&dir, EPOCH_A), kept(&before, 200));
+    assert!(held_seqs(&dir, EPOCH_A).len() < 200);
+}

@@ -154,7 +154,9 @@ pub struct GatewayCounters {
     pub return_acks: Counter,
     /// Other routable traffic forwarded (`gateway.other: forward`).
     pub forwarded: Counter,
-    /// Dropped: the next hop's MAC is not known yet (an ARP request is out).
+    /// Frames parked until their next hop's ARP reply (then sent in order).
+    pub arp_parked: Counter,
+    /// Dropped: the next hop's MAC did not come in time, or the parking was full.
     pub no_neighbor: Counter,
     /// Dropped: egress's hand-off ring was full.
     pub forward_ring_full: Counter,
@@ -184,6 +186,7 @@ impl Named for GatewayCounters {
         f("returned", self.returned.get());
         f("return_acks", self.return_acks.get());
         f("forwarded", self.forwarded.get());
+        f("arp_parked", self.arp_parked.get());
         f("drop_no_neighbor", self.no_neighbor.get());
         f("drop_forward_ring_full", self.forward_ring_full.get());
         f("arp_requests_sent", self.arp_requests_sent.get());

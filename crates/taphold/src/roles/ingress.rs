@@ -167,11 +167,19 @@ impl Ingress {
             c.ring_full_polls.inc();
             return work;
         }
-        let n = self.primary.rx_burst_max(0, &mut self.rx, room);
-        if n == 0 {
+        // Gateway mode: frames parked for a next hop now resolved go first.
+        self.unpark(room);
+        let parked = self.rx.len();
+        let n = if parked < room {
+            let n = self.primary.rx_burst_max(0, &mut self.rx, room - parked);
+            c.rx_frames.add(n as u64);
+            n
+        } else {
+            0
+        };
+        if n + parked == 0 {
             return work;
         }
-        c.rx_frames.add(n as u64);
         let watermark = self.watermark();
         let mut accepted = 0;
         while let Some(m) = self.rx.pop() {
@@ -183,7 +191,7 @@ impl Ingress {
         }
         self.launch(accepted, service.active);
         c.accepted.add(accepted as u64);
-        work + n
+        work + n + parked
     }
 
     /// Transmits what each link holds pending; false if a link still refuses
@@ -357,14 +365,9 @@ impl Ingress {
     /// The watermark our frames carry, below which the backup nodes may
     /// delete: with target confirmations, what the destination confirmed
     /// delivered (seed 004: delete once the target confirmed); else what was
-    /// released; in gateway mode nothing.
+    /// released. (In gateway mode the nodes keep every TCP segment whatever
+    /// the watermark: released is not acknowledged by the exchange.)
     fn watermark(&self) -> u64 {
-        // Gateway mode: a released segment may still be unacknowledged by the
-        // exchange, and `recover` needs it; the nodes keep every segment
-        // (flow acks say what the exchange has).
-        if self.gateway.is_some() {
-            return 0;
-        }
         let released = self.released();
         if self.target_confirm_port == 0 {
             released

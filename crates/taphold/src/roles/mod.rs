@@ -148,6 +148,11 @@ impl Role {
     pub fn finish(self) -> Option<egress::Egress> {
         match self {
             Role::Egress(e) => Some(e),
+            Role::Ingress(mut i) => {
+                // Frames parked for a next hop that never answered: counted.
+                i.discard_parked();
+                None
+            }
             _ => None,
         }
     }

@@ -18,6 +18,8 @@
 //! What is forwarded at once goes through egress's hand-off ring (egress owns
 //! P's transmit queue), behind releases already queued.
 
+use std::collections::VecDeque;
+
 use dpdk::Mbuf;
 use taphold_core::gateway::{Flows, Learned, Neighbors};
 use taphold_wire::arp::{self, ArpRepr};
@@ -28,7 +30,7 @@ use taphold_wire::gateway::{
 };
 use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags, FlowAckRepr, TcpSegmentRepr};
 
-use super::{pad_to, Ingress};
+use super::{pad_to, Ingress, BURST};
 use crate::frames::link_frame;
 use crate::plan::GatewayPlan;
 use crate::roles::{HeldMessage, TcpHeld};
@@ -45,7 +47,15 @@ pub struct GatewayState {
     next_arp_scan_ns: u64,
     /// Where a compact FIX encoding is built (allocated once).
     scratch: Vec<u8>,
+    /// Frames waiting for their next hop's ARP reply, oldest first, with the
+    /// next hop and when they were parked (as Linux queues a few per
+    /// unresolved neighbour): the first SYN after a restart is not lost.
+    parked: VecDeque<([u8; 4], u64, Mbuf)>,
 }
+
+/// Frames parked for unresolved next hops, at most (the rest are dropped,
+/// counted, and left to TCP's retransmission).
+pub const PARKED_MAX: usize = 32;
 
 impl GatewayState {
     pub fn new(plan: &GatewayPlan, max_payload: u16) -> GatewayState {
@@ -67,6 +77,7 @@ impl GatewayState {
             next_flow_acks_ns: 0,
             next_arp_scan_ns: 0,
             scratch: vec![0; usize::from(max_payload)],
+            parked: VecDeque::with_capacity(PARKED_MAX),
             plan: plan.clone(),
         }
     }
@@ -116,6 +127,23 @@ impl Ingress {
                 }
             }
             GatewayClass::ArpRequest { ip } => {
+                // Its sender is a neighbour on our segment: learned, as Linux
+                // does, so the reply it is about to get needs no ARP of ours.
+                let a = arp::Packet::new_unchecked(&m.data()[ethernet::HEADER_LEN..]);
+                let (sender, sender_mac) = (a.source_protocol_addr(), a.source_hardware_addr());
+                let on_link = gw
+                    .plan
+                    .routes
+                    .iter()
+                    .any(|r| r.via.is_none() && r.prefix.contains(sender));
+                if on_link && !rules.is_ours(sender) && sender_mac.0[0] & 1 == 0 {
+                    match gw.neighbors.learn(sender, sender_mac.0) {
+                        Learned::New => g.arp_learned.inc(),
+                        Learned::Moved => g.arp_moved.inc(),
+                        Learned::Full => g.arp_table_full.inc(),
+                        Learned::Same | Learned::Static => {}
+                    }
+                }
                 let ok = match arp::reply_in_place(m.data_mut(), self.addr.mac, ip) {
                     Ok(len) => pad_to(&mut m, len),
                     Err(_) => false,
@@ -139,17 +167,81 @@ impl Ingress {
         None
     }
 
-    /// The MAC of `next_hop`, or None after asking for it (counted).
-    fn resolve(&mut self, next_hop: [u8; 4], now: u64) -> Option<EthernetAddress> {
+    /// The MAC of `next_hop` and the frame back, or None: the frame is parked
+    /// until the next hop's ARP reply (asked for now, if due), or dropped when
+    /// the parking is full (counted). A frame also parks while earlier ones
+    /// for the same next hop are parked: it must not overtake them.
+    fn resolve(&mut self, m: Mbuf, next_hop: [u8; 4], now: u64) -> Option<(Mbuf, EthernetAddress)> {
+        let g = &self.plane.counters.gateway;
         let gw = self.gateway.as_mut()?;
-        if let Some(mac) = gw.neighbors.lookup(next_hop) {
-            return Some(EthernetAddress(mac));
+        let waiting = gw.parked.iter().any(|(ip, _, _)| *ip == next_hop);
+        if let (Some(mac), false) = (gw.neighbors.lookup(next_hop), waiting) {
+            return Some((m, EthernetAddress(mac)));
         }
-        self.plane.counters.gateway.no_neighbor.inc();
-        if gw.neighbors.should_ask(next_hop, now) {
+        if gw.parked.len() < PARKED_MAX {
+            // Within the capacity reserved at construction: no allocation.
+            gw.parked.push_back((next_hop, now, m));
+            g.arp_parked.inc();
+        } else {
+            g.no_neighbor.inc();
+        }
+        if !waiting && gw.neighbors.should_ask(next_hop, now) {
             self.ask(next_hop);
         }
         None
+    }
+
+    /// The parked frames whose next hop is now resolved, oldest first, as
+    /// many as `room`: they are admitted again before anything newer from P.
+    /// All of one next hop's or none, so that none of them is parked again
+    /// behind the others.
+    pub(super) fn unpark(&mut self, room: usize) {
+        let out = &mut self.rx;
+        let Some(gw) = self.gateway.as_mut() else {
+            return;
+        };
+        while let Some(ip) = gw
+            .parked
+            .iter()
+            .map(|(ip, _, _)| *ip)
+            .find(|ip| gw.neighbors.lookup(*ip).is_some())
+        {
+            let count = gw.parked.iter().filter(|(i, _, _)| *i == ip).count();
+            if out.len() + count > room.min(BURST) {
+                return;
+            }
+            let mut i = 0;
+            while i < gw.parked.len() {
+                if gw.parked[i].0 == ip {
+                    let (_, _, m) = gw.parked.remove(i).expect("index checked");
+                    let _ = out.push(m);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// At shutdown: every parked frame is dropped, counted.
+    pub fn discard_parked(&mut self) {
+        self.expire_parked(u64::MAX, 0);
+    }
+
+    /// Parked frames older than `max_age_ns` are dropped (counted): their next
+    /// hop did not answer.
+    fn expire_parked(&mut self, now: u64, max_age_ns: u64) {
+        let g = &self.plane.counters.gateway;
+        let Some(gw) = self.gateway.as_mut() else {
+            return;
+        };
+        while gw
+            .parked
+            .front()
+            .is_some_and(|(_, at, _)| now.saturating_sub(*at) > max_age_ns)
+        {
+            drop(gw.parked.pop_front());
+            g.no_neighbor.inc();
+        }
     }
 
     /// An ARP request for `ip`, broadcast on P through egress.
@@ -186,8 +278,8 @@ impl Ingress {
 
     /// Forwards a frame at once: rewritten for `next_hop` and handed to
     /// egress. False if it was dropped (counted).
-    fn forward_now(&mut self, mut m: Mbuf, next_hop: [u8; 4], now: u64) -> bool {
-        let Some(mac) = self.resolve(next_hop, now) else {
+    fn forward_now(&mut self, m: Mbuf, next_hop: [u8; 4], now: u64) -> bool {
+        let Some((mut m, mac)) = self.resolve(m, next_hop, now) else {
             return false;
         };
         if forward_in_place(m.data_mut(), self.addr.mac, mac).is_err() {
@@ -206,7 +298,7 @@ impl Ingress {
     /// nothing of its flow held) forwarded at once.
     fn protect(
         &mut self,
-        mut m: Mbuf,
+        m: Mbuf,
         seg: SegmentMeta,
         now: u64,
         watermark: u64,
@@ -230,7 +322,7 @@ impl Ingress {
             }
             return None;
         }
-        let mac = self.resolve(seg.next_hop, now)?;
+        let (mut m, mac) = self.resolve(m, seg.next_hop, now)?;
         if forward_in_place(m.data_mut(), self.addr.mac, mac).is_err() {
             debug_assert!(false, "forward rewrite refused a classified segment");
             return None;
@@ -350,6 +442,15 @@ impl Ingress {
         let mut work = 0;
         if now >= gw.next_arp_scan_ns {
             gw.next_arp_scan_ns = now + gw.plan.arp_retry_ns;
+            // As long as the asking lasts: the first ask and its re-asks.
+            let max_age = gw
+                .plan
+                .arp_retry_ns
+                .saturating_mul(u64::from(taphold_core::gateway::MAX_RETRIES) + 1);
+            self.expire_parked(now, max_age);
+            let Some(gw) = self.gateway.as_mut() else {
+                return 0;
+            };
             let mut due = [[0u8; 4]; 8];
             let mut n = 0;
             gw.neighbors.due(now, |ip| {
