@@ -46,7 +46,7 @@ def figures(out):
           "| last run | %s, commit %s |" % (m.get("date", "?"), m.get("commit", "?")), ""]
 
     t = load(out, "throughput.json")
-    L += ["## 1. Throughput: taphold vs dpdk-testpmd io-forward (target ratio >= 0.35)", ""]
+    L += ["## 1. Throughput: taphold vs dpdk-testpmd io-forward (targets, issue 15: ratio >= 0.15 at 64 B, >= 0.1 at 1500 B)", ""]
     if not t:
         L += ["Not run yet: `benches/run.sh throughput`.", ""]
     else:
@@ -71,7 +71,7 @@ def figures(out):
         L += ["```", ""]
 
     r = load(out, "ring.json")
-    L += ["## 2. Hold ring vs rte_ring, per message (target <= 2x)", ""]
+    L += ["## 2. Hold ring vs rte_ring, per message (target, issue 15: <= 2.5x at batch 32, single thread)", ""]
     if not r:
         L += ["Not run yet: `benches/run.sh ring`.", ""]
     else:
