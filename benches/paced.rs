@@ -434,9 +434,10 @@ const RESIDENCE_SLOTS: usize = 1 << 22;
 /// P tx, on one spinning worker lcore. Returns (forwarded, dropped) and, per
 /// message number, the cycles from the poll that received it to its transmit (0:
 /// not seen): taphold's rx_ns → release_ns, measured the same way.
-fn forward(port: &Port, quit: &AtomicBool, clock: Clock) -> (u64, u64, Vec<u32>) {
-    // Allocated before the loop: the loop itself allocates nothing.
-    let mut residence = vec![0u32; RESIDENCE_SLOTS];
+fn forward(port: &Port, quit: &AtomicBool, clock: Clock) -> (u64, u64, Vec<(u32, u8)>) {
+    // Allocated before the loop: the loop itself allocates nothing. Per message: its
+    // residence in cycles and how many messages shared its burst.
+    let mut residence = vec![(0u32, 0u8); RESIDENCE_SLOTS];
     let mut numbers = [0usize; BURST];
     let ours = PrimaryAddr {
         mac: EthernetAddress(P_MAC),
@@ -496,7 +497,7 @@ fn forward(port: &Port, quit: &AtomicBool, clock: Clock) -> (u64, u64, Vec<u32>)
             let d = (clock.cycles() - rx_at).min(u64::from(u32::MAX)) as u32;
             for &k in &numbers[..got] {
                 if let Some(r) = residence.get_mut(k) {
-                    *r = d.max(1);
+                    *r = (d.max(1), got as u8);
                 }
             }
         }
@@ -533,10 +534,10 @@ fn fwd(eal: &Eal, args: &[String]) -> Result<(), String> {
     quit.store(true, Ordering::Relaxed);
     let (n, dropped, residence) = h.join()?;
     if let Some(path) = opt(args, "--out") {
-        // message number, rx poll -> transmit in ns (the stages file paced_report.py reads)
-        let mut csv = String::from("seq,rx_to_tx_ns\n");
-        for (k, &c) in residence.iter().enumerate().filter(|(_, &c)| c != 0) {
-            csv += &format!("{k},{}\n", clock.cycles_to_ns(u64::from(c)));
+        // message number, rx poll -> transmit in ns, messages in its burst (paced_report.py)
+        let mut csv = String::from("seq,rx_to_tx_ns,burst\n");
+        for (k, &(c, n)) in residence.iter().enumerate().filter(|(_, r)| r.0 != 0) {
+            csv += &format!("{k},{},{n}\n", clock.cycles_to_ns(u64::from(c)));
         }
         std::fs::write(&path, csv).map_err(|e| format!("{path}: {e}"))?;
     }

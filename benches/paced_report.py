@@ -40,14 +40,19 @@ def summary(v):
     return d
 
 
-def stages(events, first, count):
-    st = {"rx_launch": [], "launch_tap": [], "tap_release": [], "total": []}
+def stages(events, first, count, burst):
+    st = {"rx_launch": [], "launch_tap": [], "tap_release": [], "total": [], "total_alone": []}
     for seq in range(first, first + count):
         e = events.get(seq)
         if e is None:
             continue
         rx, tx, tap, rel = e
         st["total"].append(rel - rx)
+        # Launched alone: no other message shared its launch (after a stall of the
+        # generator or of the worker, messages arrive together and are handled as one
+        # burst, which every stage then reflects).
+        if tx and burst.get(tx) == 1:
+            st["total_alone"].append(rel - rx)
         if tx:
             st["rx_launch"].append(tx - rx)
         if tx and tap:
@@ -75,7 +80,7 @@ def main():
         if os.path.exists(res):
             with open(res) as f:
                 for row in csv.DictReader(f):
-                    residence[int(row["seq"])] = int(row["rx_to_tx_ns"])
+                    residence[int(row["seq"])] = (int(row["rx_to_tx_ns"]), int(row.get("burst") or 0))
         if os.path.exists(ev):
             with open(ev) as f:
                 for row in csv.DictReader(f):
@@ -87,6 +92,10 @@ def main():
             r["events_lost"] = s.get("egress", {}).get("events_lost")
             r["unaccounted"] = s.get("messages", {}).get("unaccounted")
             r["released"] = s.get("messages", {}).get("released")
+        burst = {}
+        for e in events.values():
+            if e[1]:
+                burst[e[1]] = burst.get(e[1], 0) + 1
         for ph in g["phases"]:
             p = {k: ph[k] for k in ("name", "rate", "quiet_ms", "first_seq", "sent", "back",
                                     "late", "refused_bursts", "achieved_rate")}
@@ -94,11 +103,12 @@ def main():
             if ph["quiet_ms"]:
                 p["e2e_each"] = ph["all_ns"]
             if events:
-                p["stages"] = stages(events, ph["first_seq"], ph["sent"])
+                p["stages"] = stages(events, ph["first_seq"], ph["sent"], burst)
             elif residence:
                 v = [residence[k] for k in range(ph["first_seq"], ph["first_seq"] + ph["sent"])
                      if k in residence]
-                p["stages"] = {"total": summary(v)}
+                p["stages"] = {"total": summary([d for d, _ in v]),
+                               "total_alone": summary([d for d, n in v if n == 1])}
             r["phases"].append(p)
         runs[run] = r
         order.append(run)
@@ -114,9 +124,10 @@ def main():
             for k, _ in QS:
                 a, b = p["e2e"][k], f["e2e"][k]
                 row[k] = None if a is None or b is None else a - b
-                ta = p.get("stages", {}).get("total", {}).get(k)
-                tb = f.get("stages", {}).get("total", {}).get(k)
-                row["residence_" + k] = None if ta is None or tb is None else ta - tb
+                for stage, key in (("total", "residence_"), ("total_alone", "alone_")):
+                    ta = p.get("stages", {}).get(stage, {}).get(k)
+                    tb = f.get("stages", {}).get(stage, {}).get(k)
+                    row[key + k] = None if ta is None or tb is None else ta - tb
             added.append(row)
     json.dump({"runs": [runs[k] for k in order], "added": added}, sys.stdout, indent=1)
 

@@ -18,7 +18,7 @@ import sys
 def main():
     src, svg = sys.argv[1:3]
     j = json.load(open(src))
-    pts = []
+    pts, alone, kind = [], [], set()
     for r in j.get("added", []):
         if r["quiet_ms"]:
             continue
@@ -29,11 +29,14 @@ def main():
         # leaves out the generator's own scheduling; else end to end.
         k50, k99 = ("residence_p50", "residence_p99") if r.get("residence_p50") is not None else ("p50", "p99")
         pts.append((rate, r["rate"] == 0, r[k50], r[k99]))
-    W, H, L, R, T, B = 760, 440, 80, 170, 40, 60
+        kind.add(k50)
+        if r.get("alone_p50") is not None:
+            alone.append((rate, r["rate"] == 0, r["alone_p50"], r["alone_p99"]))
+    W, H, L, R, T, B = 820, 440, 80, 230, 40, 60
     pw, ph = W - L - R, H - T - B
     o = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">' % (W, H),
          '<rect width="100%" height="100%" fill="white"/>',
-         '<text x="%d" y="22" font-size="15">latency added by the tap gate over a plain forwarder</text>' % L]
+         '<text x="%d" y="22" font-size="15">latency added by the tap gate over a plain forwarder (tap − forwarder)</text>' % L]
     if not pts:
         o.append('<text x="%d" y="%d">no paced run yet: benches/run.sh paced</text>' % (L, T + 40))
         o.append("</svg>")
@@ -42,7 +45,7 @@ def main():
     xs = [p[0] for p in pts]
     lo = 10 ** math.floor(math.log10(min(xs)))
     hi = 10 ** math.ceil(math.log10(max(xs) * 1.01))
-    ys = [v / 1000.0 for p in pts for v in p[2:] if v is not None] + [0.0]
+    ys = [v / 1000.0 for p in pts + alone for v in p[2:] if v is not None] + [0.0]
     ymin, ymax = min(ys), max(ys)
     if ymax - ymin < 1:
         ymax = ymin + 1
@@ -68,19 +71,23 @@ def main():
     o.append('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="black"/>' % (L, T, pw, ph))
     o.append('<text x="%d" y="%d" text-anchor="middle">offered rate (messages/s, log scale; hollow: max, at its achieved rate)</text>' % (L + pw / 2, H - 18))
     o.append('<text x="18" y="%d" transform="rotate(-90 18 %d)" text-anchor="middle">added latency (µs)</text>' % (T + ph / 2, T + ph / 2))
-    for k, (name, col) in enumerate([("p50", "#1f77b4"), ("p99", "#d62728")]):
-        idx = 2 + k
+    what = "residence" if "residence_p50" in kind else "end to end"
+    series = [("p50, " + what, "#1f77b4", pts, 2, ""), ("p99, " + what, "#d62728", pts, 3, "")]
+    if alone:
+        series += [("p50, launched alone", "#1f77b4", alone, 2, ' stroke-dasharray="6,3"'),
+                   ("p99, launched alone", "#d62728", alone, 3, ' stroke-dasharray="6,3"')]
+    for k, (name, col, pts, idx, dash) in enumerate(series):
         line = [(X(p[0]), Y(p[idx] / 1000.0)) for p in sorted(pts) if p[idx] is not None and not p[1]]
         if len(line) > 1:
-            o.append('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>' % (col, " ".join("%.1f,%.1f" % q for q in line)))
+            o.append('<polyline fill="none" stroke="%s" stroke-width="2"%s points="%s"/>' % (col, dash, " ".join("%.1f,%.1f" % q for q in line)))
         for p in pts:
             if p[idx] is None:
                 continue
             fill = "white" if p[1] else col
             o.append('<circle cx="%.1f" cy="%.1f" r="4" fill="%s" stroke="%s" stroke-width="2"/>' % (X(p[0]), Y(p[idx] / 1000.0), fill, col))
         ly = T + 14 + 18 * k
-        o.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/>' % (L + pw + 12, ly - 4, L + pw + 36, ly - 4, col))
-        o.append('<text x="%d" y="%d">%s, tap − forwarder</text>' % (L + pw + 40, ly, name))
+        o.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"%s/>' % (L + pw + 12, ly - 4, L + pw + 36, ly - 4, col, dash))
+        o.append('<text x="%d" y="%d">%s</text>' % (L + pw + 40, ly, name))
     o.append("</svg>")
     open(svg, "w").write("\n".join(o) + "\n")
 
