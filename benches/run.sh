@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates every figure in benches/RESULTS.md.
 #
-#   benches/run.sh [--quick] [throughput] [ring] [latency] [callgrind] [paced] [plot]
+#   benches/run.sh [--quick] [throughput] [ring] [latency] [callgrind] [paced] [gateway] [plot]
 #
 # With no section named, runs them all. Raw outputs go to benches/out/ (gitignored);
 # each section leaves a JSON there, and benches/report.py rewrites RESULTS.md from
@@ -27,12 +27,12 @@ sections=()
 for a in "$@"; do
     case "$a" in
         --quick) quick=1 ;;
-        throughput|ring|latency|callgrind|paced|plot) sections+=("$a") ;;
+        throughput|ring|latency|callgrind|paced|gateway|plot) sections+=("$a") ;;
         -h|--help) sed -n 2,19p "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $a" >&2; exit 2 ;;
     esac
 done
-[ ${#sections[@]} -eq 0 ] && sections=(throughput ring latency callgrind paced plot)
+[ ${#sections[@]} -eq 0 ] && sections=(throughput ring latency callgrind paced gateway plot)
 want() { local s; for s in "${sections[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 # EAL runtime directories of this run's processes (a process stopped by a
 # timeout, e.g. testpmd under callgrind, cannot remove its own).
@@ -290,6 +290,14 @@ pkts = int(m[-1]) if m else 0
 print(json.dumps({"ir": ir, "packets": pkts, "ir_per_packet": round(ir / pkts, 1) if pkts else None,
                   "command": cmd.replace(root + "/", "")}, indent=1))
 EOF
+fi
+
+# ---------------------------------------------------------------- gateway mode beside listener mode
+if want gateway; then
+    busy_check
+    gw_args=()
+    [ $quick = 1 ] && gw_args=(--quick)
+    benches/gateway.sh "${gw_args[@]}" > "$out/gateway.txt"
 fi
 
 # ---------------------------------------------------------------- 5. paced load
