@@ -131,6 +131,7 @@ peer_mac: 02:00:00:00:0b:0$n
 link: $((n - 1))
 stream: ${stream:-1}
 digest_key: "$key"
+allow_demo_key: true   # a lab: the key is config/lab.yaml's
 journal:
   dir: $d/journal
   segment_bytes: ${LAB_NODE_SEGMENT_BYTES:-67108864}
@@ -174,6 +175,7 @@ arbiter_config() { # OUTDIR
 # Written by scripts/lab.sh.
 stream: ${stream:-1}
 digest_key: "$key"
+allow_demo_key: true   # a lab: the key is config/lab.yaml's
 inputs:
   - name: A
     bind: 203.0.113.10:9100

@@ -22,7 +22,7 @@ use taphold_journal::{Journal, RecordRef};
 use taphold_wire::arp;
 use taphold_wire::classify::{classify, Classified, DropReason, PrimaryAddr};
 use taphold_wire::delivery::{self, DeliveryRepr};
-use taphold_wire::digest::DigestKey;
+use taphold_wire::digest::KeyRing;
 use taphold_wire::emit::{emit_udp_headers, Endpoint, UDP_FRAME_HEADER_LEN};
 use taphold_wire::taphold::{
     BackupRepr, Content, Flags, MsgType, Packet, ResendRepr, TargetConfirmRepr,
@@ -52,6 +52,8 @@ pub enum DestRefusal {
     Malformed,
     /// Keyed digest wrong: corrupted, or not made with our key.
     BadDigest,
+    /// It names a key id we hold no arbiter key of.
+    UnknownKey,
     /// Authentic, of another stream.
     WrongStream,
     /// Authentic, of a type the arbiter does not send us (backup, heartbeat, ack,
@@ -63,9 +65,10 @@ pub enum DestRefusal {
 
 impl DestRefusal {
     /// Our own reasons, in counter order.
-    pub const OWN: [DestRefusal; 5] = [
+    pub const OWN: [DestRefusal; 6] = [
         DestRefusal::Malformed,
         DestRefusal::BadDigest,
+        DestRefusal::UnknownKey,
         DestRefusal::WrongStream,
         DestRefusal::UnexpectedType,
         DestRefusal::MultiSegment,
@@ -76,6 +79,7 @@ impl DestRefusal {
             DestRefusal::Dropped(r) => r.as_str(),
             DestRefusal::Malformed => "malformed",
             DestRefusal::BadDigest => "bad_digest",
+            DestRefusal::UnknownKey => "unknown_key",
             DestRefusal::WrongStream => "wrong_stream",
             DestRefusal::UnexpectedType => "unexpected_type",
             DestRefusal::MultiSegment => "multi_segment",
@@ -114,7 +118,7 @@ pub enum DestFrame {
 
 /// Judges one frame received on D (Ethernet header on). An ARP request for us is
 /// rewritten in place into the reply; nothing else is changed.
-pub fn judge(frame: &mut [u8], addr: &DestAddr, key: &DigestKey) -> DestFrame {
+pub fn judge(frame: &mut [u8], addr: &DestAddr, keys: &KeyRing) -> DestFrame {
     let ours = PrimaryAddr {
         mac: addr.ours.mac,
         ip: addr.ours.ip,
@@ -135,7 +139,7 @@ pub fn judge(frame: &mut [u8], addr: &DestAddr, key: &DigestKey) -> DestFrame {
     };
     let at = usize::from(meta.payload_off);
     let pdu = &frame[at..at + usize::from(meta.payload_len)];
-    match request(pdu, addr.stream, key) {
+    match request(pdu, addr.stream, keys) {
         Ok(Request::Confirm(c)) => DestFrame::Confirm(c),
         Ok(Request::Resend(req)) => DestFrame::Resend {
             req,
@@ -155,8 +159,9 @@ enum Request {
 }
 
 /// The PDU of a datagram to our port.
-fn request(pdu: &[u8], stream: u32, key: &DigestKey) -> Result<Request, DestRefusal> {
+fn request(pdu: &[u8], stream: u32, keys: &KeyRing) -> Result<Request, DestRefusal> {
     let p = Packet::new_checked(pdu).map_err(|_| DestRefusal::Malformed)?;
+    let key = keys.for_id(p.key_id()).ok_or(DestRefusal::UnknownKey)?;
     let r = match p.msg_type() {
         MsgType::TargetConfirm => {
             let c = TargetConfirmRepr::parse(&p, key).map_err(DestRefusal::from_wire)?;

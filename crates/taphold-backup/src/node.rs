@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use dpdk::{Burst, Clock, Eal, Mbuf, Mempool, Port, PortConfig};
 use serde::Serialize;
 use taphold_journal::{Appended, Journal, Recovery, Refused, RunId};
-use taphold_wire::digest::DigestKey;
+use taphold_wire::digest::{DigestKey, KeyRing};
 use taphold_wire::emit::Endpoint;
 use taphold_wire::ethernet::{EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::link::{self, NotOurs};
@@ -93,10 +93,16 @@ pub enum Refusal {
     /// Authentic, but of an epoch older than the run we journal: an earlier run's
     /// frame, replayed or delayed. Journaling it would mix runs.
     StaleEpoch,
+    /// It names a key id we hold no key of: a wrong key, another deployment's, or
+    /// a rotation we were not given.
+    UnknownKey,
+    /// An authentic heartbeat of a backup node (FROM_NODE): ours, or another
+    /// node's, sent back to us by a reflector on the link.
+    Reflected,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 11] = [
+    pub const ALL: [Refusal; 13] = [
         Refusal::Runt,
         Refusal::NotTaphold,
         Refusal::NotForUs,
@@ -108,6 +114,8 @@ impl Refusal {
         Refusal::WrongLink,
         Refusal::UnexpectedType,
         Refusal::StaleEpoch,
+        Refusal::Reflected,
+        Refusal::UnknownKey,
     ];
 
     pub fn name(self) -> &'static str {
@@ -123,6 +131,8 @@ impl Refusal {
             Refusal::WrongLink => "wrong_link",
             Refusal::UnexpectedType => "unexpected_type",
             Refusal::StaleEpoch => "stale_epoch",
+            Refusal::Reflected => "reflected",
+            Refusal::UnknownKey => "unknown_key",
         }
     }
 
@@ -155,7 +165,15 @@ pub struct Counters {
     /// Authentic frames whose released watermark was absurd ([`ABSURD_WATERMARK`]
     /// or more): ignored.
     pub watermark_absurd: u64,
+    /// Times [`WRONG_KEY_RUN`] frames in a row failed the digest or named no key of
+    /// ours (each logged as an ALERT): the node's key is not the appliance's.
+    pub wrong_key_alerts: u64,
 }
+
+/// Frames in a row that fail authentication before the node says, as an ALERT,
+/// that its key is wrong: more than a damaged frame or two, fewer than a
+/// heartbeat period's worth.
+pub const WRONG_KEY_RUN: u64 = 8;
 
 /// A released watermark at or above this is absurd: at a billion messages a second an
 /// epoch would need three centuries to get there. An authentic frame carrying one is
@@ -200,7 +218,13 @@ pub struct Intake {
     held: Vec<Run>,
     /// Runs of our stream in the journal directory that could not be opened, and why.
     not_opened: Vec<(RunId, String)>,
-    key: DigestKey,
+    /// The backup-link keys: the sealing one by the clock, both accepted.
+    key: KeyRing,
+    /// The arbiter's keys (port D).
+    arbiter_keys: KeyRing,
+    /// Frames in a row on the backup link that failed the digest or named no
+    /// key of ours, since the last authentic one: a wrong key, said loudly.
+    auth_failures_in_a_row: u64,
     mac: EthernetAddress,
     peer_mac: EthernetAddress,
     link: u8,
@@ -346,7 +370,9 @@ impl Intake {
             resend: ResendCounters::default(),
             resends: ResendQueue::default(),
             read_error: None,
-            key: cfg.digest_key.0,
+            key: cfg.keys.link,
+            arbiter_keys: cfg.keys.arbiter,
+            auth_failures_in_a_row: 0,
             mac: cfg.mac.0,
             peer_mac: cfg.peer_mac.0,
             link: cfg.link,
@@ -524,11 +550,16 @@ impl Intake {
             })
         })?;
         let p = Packet::new_checked(buf).map_err(|e| Ok(Refusal::from_wire(e)))?;
+        let key = *self.key.for_id(p.key_id()).ok_or(Ok(Refusal::UnknownKey))?;
         match p.msg_type() {
             MsgType::Backup => {
-                let b = BackupRepr::parse(&p, &self.key).map_err(|e| Ok(Refusal::from_wire(e)))?;
+                let b = BackupRepr::parse(&p, &key).map_err(|e| Ok(Refusal::from_wire(e)))?;
                 if b.stream != self.stream {
                     return Err(Ok(Refusal::WrongStream));
+                }
+                // Launched on another link (the digest binds the link byte).
+                if b.link != self.link {
+                    return Err(Ok(Refusal::WrongLink));
                 }
                 self.enter_epoch(b.epoch)?;
                 self.counters.backup_frames += 1;
@@ -544,8 +575,10 @@ impl Intake {
                 Ok(())
             }
             MsgType::Heartbeat => {
-                let h =
-                    HeartbeatRepr::parse(&p, &self.key).map_err(|e| Ok(Refusal::from_wire(e)))?;
+                let h = HeartbeatRepr::parse(&p, &key).map_err(|e| Ok(Refusal::from_wire(e)))?;
+                if h.from_node {
+                    return Err(Ok(Refusal::Reflected));
+                }
                 if h.stream != self.stream {
                     return Err(Ok(Refusal::WrongStream));
                 }
@@ -567,10 +600,40 @@ impl Intake {
             // never on the backup link.
             MsgType::Ack | MsgType::Confirm | MsgType::TargetConfirm | MsgType::Resend => {
                 // Authentic or not, nothing we act on; say which.
-                p.verify_digest(&self.key)
+                p.verify_digest(&key)
                     .map_err(|e| Ok(Refusal::from_wire(e)))?;
                 Err(Ok(Refusal::UnexpectedType))
             }
+        }
+    }
+
+    /// Counts a run of frames that fail authentication, and says loudly, once per
+    /// run, that the key is wrong ([`WRONG_KEY_RUN`]). Any other refusal of an
+    /// authentic frame ends the run too.
+    pub fn note_auth(&mut self, r: Refusal) {
+        if !matches!(r, Refusal::BadDigest | Refusal::UnknownKey) {
+            if !matches!(
+                r,
+                Refusal::Runt
+                    | Refusal::NotTaphold
+                    | Refusal::NotForUs
+                    | Refusal::WrongPeer
+                    | Refusal::MultiSegment
+                    | Refusal::Malformed
+            ) {
+                self.auth_failures_in_a_row = 0;
+            }
+            return;
+        }
+        self.auth_failures_in_a_row += 1;
+        if self.auth_failures_in_a_row == WRONG_KEY_RUN {
+            self.counters.wrong_key_alerts += 1;
+            log::error!(
+                "ALERT wrong_key: the last {WRONG_KEY_RUN} frames from the appliance on link {} failed the digest or named a key id we do not hold ({} bad_digest, {} unknown_key so far): this node's digest_key is not the appliance's, and nothing it sends is journaled or acked",
+                self.link,
+                self.counters.refused[Refusal::BadDigest as usize],
+                self.counters.refused[Refusal::UnknownKey as usize],
+            );
         }
     }
 
@@ -632,7 +695,7 @@ impl Intake {
             return DestAction::Done;
         };
         self.dest_counters.frames_rx += 1;
-        match judge(f, &addr, &self.key) {
+        match judge(f, &addr, &self.arbiter_keys) {
             DestFrame::Arp { len } => return DestAction::Reply(len),
             DestFrame::Confirm(c) => {
                 self.dest_counters.target_confirms += 1;
@@ -1288,8 +1351,13 @@ impl Node {
                 } else {
                     self.intake.handle(m.data(), now)
                 };
-                if let Err(r) = handled {
-                    self.intake.counters.refuse(r?);
+                match handled {
+                    Ok(()) => self.intake.auth_failures_in_a_row = 0,
+                    Err(r) => {
+                        let r = r?;
+                        self.intake.counters.refuse(r);
+                        self.intake.note_auth(r);
+                    }
                 }
                 // The mbuf is freed here, whatever became of it.
             }
@@ -1372,13 +1440,13 @@ impl Node {
         emit: impl FnOnce(&mut [u8], &DigestKey) -> Result<u64, WireError>,
     ) {
         let mut frame = [0u8; 128];
-        let key = &self.intake.key;
+        let key = *self.intake.key.sealing(self.clock.now_ns());
         let Ok((len, _)) = link::emit_frame(
             &mut frame,
             self.intake.peer_mac,
             self.intake.mac,
             pdu_len,
-            |pdu| emit(pdu, key),
+            |pdu| emit(pdu, &key),
         ) else {
             // Only a link outside 0..=3, which the config refuses.
             self.intake.counters.tx_dropped += 1;
@@ -1415,6 +1483,7 @@ impl Node {
         self.hb_seq += 1;
         let hb = HeartbeatRepr {
             link: self.intake.link,
+            from_node: true,
             epoch: self.intake.run.as_ref().map_or(0, |r| r.id.epoch),
             seq: self.hb_seq,
             timestamp_ns: now,
@@ -1629,6 +1698,7 @@ impl Node {
             "segments_trimmed": c.segments_trimmed,
             "runs_opened": c.runs_opened,
             "watermark_absurd": c.watermark_absurd,
+            "wrong_key_alerts": c.wrong_key_alerts,
             "run": run,
             "journal_dir": self.intake.cfg.journal.dir,
             "journal": journal,
@@ -1710,7 +1780,7 @@ mod tests {
     fn intake(dir: &std::path::Path) -> Intake {
         let text = format!(
             "port: net_pcap0\nmac: {OURS}\npeer_mac: {APPLIANCE}\nlink: 0\nstream: 1\n\
-             digest_key: \"{KEY}\"\njournal:\n  dir: {}\n  segment_bytes: 4096\n",
+             digest_key: \"{KEY}\"\nallow_demo_key: true\njournal:\n  dir: {}\n  segment_bytes: 4096\n",
             dir.display()
         );
         Intake::new(&Config::parse("t.yaml", &text).unwrap())
@@ -1752,6 +1822,7 @@ mod tests {
                 digest_only,
             } => {
                 let r = BackupRepr {
+                    link: 0,
                     flags: Flags::from_bits(flags & Flags::ALL.bits()).unwrap(),
                     stream: *stream,
                     epoch: *epoch,
@@ -1779,6 +1850,7 @@ mod tests {
             } => {
                 let h = HeartbeatRepr {
                     link: *link,
+                    from_node: false,
                     epoch: *epoch,
                     seq: *seq,
                     timestamp_ns: *timestamp_ns,

@@ -19,19 +19,20 @@
 use core::ops::BitOr;
 
 use crate::bytes::{be16, be32, be64};
-use crate::digest::DigestKey;
+use crate::digest::{DigestKey, MacState};
 use crate::WireError;
 
 /// `"TH"`.
 pub const MAGIC: u16 = 0x5448;
-/// The only version this crate speaks (3: the epoch joined the common header).
-pub const VERSION: u8 = 3;
+/// The only version this crate speaks (4: the digest binds the link, the origin and the
+/// key id, and is SipHash-2-4; 3: the epoch joined the common header).
+pub const VERSION: u8 = 4;
 /// Length of the common header; the body starts here.
 pub const HEADER_LEN: usize = 48;
 /// Length of the digest trailer after the body.
 pub const DIGEST_LEN: usize = 8;
-/// Link value of PDUs that are not specific to one backup link (backup frames and
-/// confirmations), so that the same bytes can go out on every link.
+/// Link value of PDUs that are not specific to one backup link (confirmations, target
+/// confirmations, resend requests). A backup frame names the link it is launched on.
 pub const ALL_LINKS: u8 = 0xFF;
 /// Backup links are numbered `0..MAX_LINKS`.
 pub const MAX_LINKS: u8 = 4;
@@ -59,7 +60,8 @@ mod field {
     pub const MAGIC: Range<usize> = 0..2;
     pub const VERSION: usize = 2;
     pub const TYPE: usize = 3;
-    pub const FLAGS: Range<usize> = 4..6;
+    pub const KEY_ID: usize = 4;
+    pub const FLAGS: usize = 5;
     pub const LINK: usize = 6;
     pub const CONTENT_MODE: usize = 7;
     pub const STREAM: Range<usize> = 8..12;
@@ -203,8 +205,14 @@ impl Flags {
     pub const UNPROTECTED: Flags = Flags(1 << 1);
     /// The backup frame was re-sent after failover to another backup link.
     pub const RETRANSMIT: Flags = Flags(1 << 2);
-    /// Every defined bit.
+    /// Sent by a backup node (its heartbeats and acks); never set on what the appliance
+    /// or the arbiter sends. Covered by the digest, so a PDU reflected back to its
+    /// sender is refused by name ([`Packet::from_node`]).
+    pub const FROM_NODE: Flags = Flags(1 << 3);
+    /// Every flag a message can carry (the delivery header's too).
     pub const ALL: Flags = Flags(0b111);
+    /// Every bit defined in a taphold PDU's flags byte.
+    pub const PDU_ALL: Flags = Flags(0b1111);
 
     /// The flags for `bits`; [`WireError::BadFlags`] if an undefined bit is set.
     pub const fn from_bits(bits: u16) -> Result<Flags, WireError> {
@@ -296,7 +304,9 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// 1. 48 header bytes present — `Truncated`;
     /// 2. magic — `BadMagic`; version — `BadVersion`; type — `UnknownType`;
     ///    flags — `BadFlags`;
-    /// 3. link 0..=3 or 0xFF, and 0xFF for every type but heartbeat and ack — `Malformed`;
+    /// 3. link 0..=3 for a backup frame, 0..=3 or 0xFF for heartbeats and acks, 0xFF
+    ///    for the other types; FROM_NODE set on acks, clear on every type but
+    ///    heartbeats — `Malformed`;
     ///    content mode 0/1 for backup frames, 0 otherwise — `Malformed`;
     /// 4. body length as the type requires — `BadLength`;
     /// 5. body and digest present — `Truncated`;
@@ -315,13 +325,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(WireError::BadVersion);
         }
         let msg_type = MsgType::try_from(buf[field::TYPE])?;
-        Flags::from_bits(be16(&buf[field::FLAGS]))?;
+        let flags = u16::from(buf[field::FLAGS]);
+        if flags & !Flags::PDU_ALL.0 != 0 {
+            return Err(WireError::BadFlags);
+        }
+        let from_node = flags & Flags::FROM_NODE.0 != 0;
         let link = buf[field::LINK];
         let link_ok = match msg_type {
-            MsgType::Backup | MsgType::Confirm | MsgType::TargetConfirm | MsgType::Resend => {
-                link == ALL_LINKS
+            MsgType::Backup => link < MAX_LINKS && !from_node,
+            MsgType::Confirm | MsgType::TargetConfirm | MsgType::Resend => {
+                link == ALL_LINKS && !from_node
             }
-            MsgType::Heartbeat | MsgType::Ack => link < MAX_LINKS || link == ALL_LINKS,
+            MsgType::Heartbeat => valid_link(link),
+            MsgType::Ack => valid_link(link) && from_node,
         };
         if !link_ok {
             return Err(WireError::Malformed);
@@ -400,10 +416,23 @@ impl<T: AsRef<[u8]>> Packet<T> {
         MsgType::try_from(self.buffer.as_ref()[field::TYPE]).unwrap_or(MsgType::Backup)
     }
 
-    /// Flags. (On an unchecked view, undefined bits are dropped.)
+    /// Flags, [`Flags::FROM_NODE`] included. (On an unchecked view, undefined bits are
+    /// dropped.)
     #[inline]
     pub fn flags(&self) -> Flags {
-        Flags(be16(&self.buffer.as_ref()[field::FLAGS]) & Flags::ALL.0)
+        Flags(u16::from(self.buffer.as_ref()[field::FLAGS]) & Flags::PDU_ALL.0)
+    }
+
+    /// Whether a backup node sent it ([`Flags::FROM_NODE`]).
+    #[inline]
+    pub fn from_node(&self) -> bool {
+        self.flags().contains(Flags::FROM_NODE)
+    }
+
+    /// The id of the key that sealed it ([`DigestKey::id`]).
+    #[inline]
+    pub fn key_id(&self) -> u8 {
+        self.buffer.as_ref()[field::KEY_ID]
     }
 
     /// Backup-link index 0..=3, or [`ALL_LINKS`].
@@ -477,11 +506,38 @@ impl<T: AsRef<[u8]>> Packet<T> {
         be64(&self.buffer.as_ref()[at..at + DIGEST_LEN])
     }
 
-    /// The digest the trailer should hold: keyed SipHash-1-3 of header and body.
+    /// The digest the trailer should hold: keyed SipHash-2-4 of the header and body,
+    /// read from byte 8 on and then the first 8 bytes (see [`MacState`]).
     #[inline]
     pub fn compute_digest(&self, key: &DigestKey) -> u64 {
+        self.mac_state(key).finish(self.word0())
+    }
+
+    /// The digest's state after bytes `8 .. 48 + body length`: everything but the first
+    /// word, which holds the link, the origin and the key id.
+    #[inline]
+    pub fn mac_state(&self, key: &DigestKey) -> MacState {
         let covered = HEADER_LEN + self.body_len() as usize;
-        key.digest(&self.buffer.as_ref()[..covered])
+        key.absorb(&self.buffer.as_ref()[WORD0_LEN..covered])
+    }
+
+    /// Bytes 0..8: magic, version, type, key id, flags, link, content mode.
+    #[inline]
+    pub fn word0(&self) -> [u8; 8] {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&self.buffer.as_ref()[..WORD0_LEN]);
+        w
+    }
+
+    /// The digest the trailer should hold, and the *link-free* digest: the same with
+    /// the link byte read as [`ALL_LINKS`]. One absorption for both. The hold ring keeps
+    /// a backup frame's link-free digest, which is the same for the copies launched on
+    /// every link, while the trailer's binds each copy to its own link.
+    #[inline]
+    pub fn digests(&self, key: &DigestKey) -> (u64, u64) {
+        let state = self.mac_state(key);
+        let w = self.word0();
+        (state.finish(w), state.finish(link_free(w)))
     }
 
     /// [`WireError::BadDigest`] unless the trailer matches [`Packet::compute_digest`].
@@ -500,7 +556,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// be refilled afterwards.
     #[inline]
     pub fn set_flags(&mut self, flags: Flags) {
-        self.buffer.as_mut()[field::FLAGS].copy_from_slice(&flags.bits().to_be_bytes());
+        self.buffer.as_mut()[field::FLAGS] = flags.bits() as u8;
     }
 
     /// Sets the timestamp; the digest must be refilled afterwards.
@@ -527,6 +583,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
 /// The common header fields a Repr writes.
 struct Header {
+    key_id: u8,
     msg_type: MsgType,
     flags: Flags,
     link: u8,
@@ -551,7 +608,8 @@ impl Header {
         let w0 = u64::from(MAGIC) << 48
             | u64::from(VERSION) << 40
             | u64::from(u8::from(self.msg_type)) << 32
-            | u64::from(self.flags.bits()) << 16
+            | u64::from(self.key_id) << 24
+            | u64::from(self.flags.bits() as u8) << 16
             | u64::from(self.link) << 8
             | u64::from(self.mode as u8);
         // body_len ≤ 65543 for every type, so it fits in u32.
@@ -574,6 +632,57 @@ impl Header {
 /// Writes the digest of a PDU whose header and body `emit` just wrote.
 fn seal(buf: &mut [u8], key: &DigestKey) -> u64 {
     Packet::new_unchecked(buf).fill_digest(key)
+}
+
+/// Length of the first word of the header, which the digest reads last.
+const WORD0_LEN: usize = 8;
+
+/// `word0` with the link byte read as [`ALL_LINKS`].
+#[inline]
+fn link_free(mut word0: [u8; 8]) -> [u8; 8] {
+    word0[field::LINK] = ALL_LINKS;
+    word0
+}
+
+/// A backup frame sealed for one link, ready to be sealed for the others without
+/// reading its payload again: [`BackupRepr::emit_sealing`].
+#[derive(Clone, Copy, Debug)]
+pub struct LinkSeal {
+    state: MacState,
+    word0: [u8; 8],
+}
+
+impl LinkSeal {
+    /// The link-free digest (see [`Packet::digests`]): what the hold ring keeps.
+    #[inline]
+    pub fn link_free(&self) -> u64 {
+        self.state.finish(link_free(self.word0))
+    }
+
+    /// Makes `pdu`, a copy of the sealed frame, the copy for `link`: writes the link
+    /// byte and the trailer. Returns the trailer's digest. [`WireError::Malformed`] for a
+    /// link outside 0..=3, [`WireError::Truncated`] for a PDU shorter than the frame.
+    pub fn seal_for(&self, pdu: &mut [u8], link: u8) -> Result<u64, WireError> {
+        if link >= MAX_LINKS {
+            return Err(WireError::Malformed);
+        }
+        let mut w = self.word0;
+        w[field::LINK] = link;
+        let d = self.state.finish(w);
+        let at = self.state_len_end();
+        let trailer = pdu
+            .get_mut(at..at + DIGEST_LEN)
+            .ok_or(WireError::Truncated)?;
+        trailer.copy_from_slice(&d.to_be_bytes());
+        pdu[field::LINK] = link;
+        Ok(d)
+    }
+
+    /// Where the trailer starts: 8 + the bytes absorbed.
+    #[inline]
+    fn state_len_end(&self) -> usize {
+        WORD0_LEN + self.state.shared_len()
+    }
 }
 
 /// Checks, type and digest, shared by every `Repr::parse`.
@@ -620,9 +729,12 @@ impl<'a> Content<'a> {
     }
 }
 
-/// A backup frame: one message, as launched on every backup link.
+/// A backup frame: one message, as launched on one backup link (the copies on the
+/// other links differ in the link byte and the digest only: [`LinkSeal`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackupRepr<'a> {
+    /// The backup link it is launched on, 0..=3.
+    pub link: u8,
     /// Flags.
     pub flags: Flags,
     /// Stream id.
@@ -676,6 +788,7 @@ impl<'a> BackupRepr<'a> {
         };
         let ip = &body[field::backup::SRC_IP];
         Ok(BackupRepr {
+            link: packet.link(),
             flags: packet.flags(),
             stream: packet.stream(),
             epoch: packet.epoch(),
@@ -706,17 +819,29 @@ impl<'a> BackupRepr<'a> {
 
     /// Writes the PDU at the start of `buf` and returns its digest.
     /// [`WireError::BadLength`] if a full copy's length is not `payload_len`;
+    /// [`WireError::Malformed`] for a link outside 0..=3 or the FROM_NODE flag;
     /// [`WireError::Truncated`] if `buf` is shorter than [`BackupRepr::buffer_len`].
     pub fn emit(&self, buf: &mut [u8], key: &DigestKey) -> Result<u64, WireError> {
+        self.emit_sealing(buf, key)?;
+        Ok(Packet::new_unchecked(&*buf).digest_field())
+    }
+
+    /// [`BackupRepr::emit`], returning what seals copies of the frame for other links
+    /// without reading the payload again ([`LinkSeal::seal_for`]).
+    pub fn emit_sealing(&self, buf: &mut [u8], key: &DigestKey) -> Result<LinkSeal, WireError> {
         if let Content::Full(p) = self.content {
             if p.len() != usize::from(self.payload_len) {
                 return Err(WireError::BadLength);
             }
         }
+        if self.link >= MAX_LINKS || self.flags.contains(Flags::FROM_NODE) {
+            return Err(WireError::Malformed);
+        }
         let header = Header {
+            key_id: key.id(),
             msg_type: MsgType::Backup,
             flags: self.flags,
-            link: ALL_LINKS,
+            link: self.link,
             mode: self.content.mode(),
             stream: self.stream,
             body_len: self.body_len(),
@@ -735,7 +860,13 @@ impl<'a> BackupRepr<'a> {
             Content::Full(p) => body[field::backup::CONTENT..].copy_from_slice(p),
             Content::Digest(d) => body[field::backup::DIGEST].copy_from_slice(&d.to_be_bytes()),
         }
-        Ok(seal(buf, key))
+        let p = Packet::new_unchecked(&*buf);
+        let seal = LinkSeal {
+            state: p.mac_state(key),
+            word0: p.word0(),
+        };
+        seal.seal_for(buf, self.link)?;
+        Ok(seal)
     }
 }
 
@@ -744,6 +875,8 @@ impl<'a> BackupRepr<'a> {
 pub struct HeartbeatRepr {
     /// Backup link it was sent on (0..=3), or [`ALL_LINKS`].
     pub link: u8,
+    /// Sent by the backup node ([`Flags::FROM_NODE`]); false from the appliance.
+    pub from_node: bool,
     /// The appliance's epoch; from the backup node, that of the run it journals.
     pub epoch: u64,
     /// Heartbeat sequence number (per sender and link).
@@ -768,6 +901,7 @@ impl HeartbeatRepr {
         let body = packet.body();
         Ok(HeartbeatRepr {
             link: packet.link(),
+            from_node: packet.from_node(),
             epoch: packet.epoch(),
             seq: packet.seq(),
             timestamp_ns: packet.timestamp_ns(),
@@ -791,8 +925,13 @@ impl HeartbeatRepr {
             return Err(WireError::Malformed);
         }
         let header = Header {
+            key_id: key.id(),
             msg_type: MsgType::Heartbeat,
-            flags: Flags::EMPTY,
+            flags: if self.from_node {
+                Flags::FROM_NODE
+            } else {
+                Flags::EMPTY
+            },
             link: self.link,
             mode: ContentMode::Full,
             stream: self.stream,
@@ -858,8 +997,9 @@ impl AckRepr {
             return Err(WireError::Malformed);
         }
         let header = Header {
+            key_id: key.id(),
             msg_type: MsgType::Ack,
-            flags: Flags::EMPTY,
+            flags: Flags::FROM_NODE,
             link: self.link,
             mode: ContentMode::Full,
             stream: self.stream,
@@ -934,7 +1074,11 @@ impl ConfirmRepr {
     /// Writes the PDU at the start of `buf` and returns its digest.
     /// [`WireError::Truncated`] if `buf` is too short.
     pub fn emit(&self, buf: &mut [u8], key: &DigestKey) -> Result<u64, WireError> {
+        if self.flags.contains(Flags::FROM_NODE) {
+            return Err(WireError::Malformed);
+        }
         let header = Header {
+            key_id: key.id(),
             msg_type: MsgType::Confirm,
             flags: self.flags,
             link: ALL_LINKS,
@@ -1000,6 +1144,7 @@ impl TargetConfirmRepr {
     /// [`WireError::Truncated`] if `buf` is too short.
     pub fn emit(&self, buf: &mut [u8], key: &DigestKey) -> Result<u64, WireError> {
         let header = Header {
+            key_id: key.id(),
             msg_type: MsgType::TargetConfirm,
             flags: Flags::EMPTY,
             link: ALL_LINKS,
@@ -1076,6 +1221,7 @@ impl ResendRepr {
             return Err(WireError::Malformed);
         }
         let header = Header {
+            key_id: key.id(),
             msg_type: MsgType::Resend,
             flags: Flags::EMPTY,
             link: ALL_LINKS,
@@ -1110,88 +1256,62 @@ mod tests {
     /// Message 42 of stream 7, epoch [`EPOCH`], payload "ORDER" from 10.0.0.99:40000,
     /// full copy.
     static BACKUP_FULL: [u8; 69] = [
-        0x54, 0x48, // magic "TH"
-        0x03, // version
-        0x01, // type: backup
-        0x00, 0x00, // flags
-        0xff, // link: all
-        0x00, // content mode: full
-        0x00, 0x00, 0x00, 0x07, // stream 7
-        0x00, 0x00, 0x00, 0x0d, // body length 13
-        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // seq 42
-        0x00, 0x00, 0x00, 0x00, 0x3b, 0x9a, 0xca, 0x00, // timestamp 1 s
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, // watermark 41
-        10, 0, 0, 99, // source IP
-        0x9c, 0x40, // source port 40000
-        0x00, 0x05, // payload length
-        b'O', b'R', b'D', b'E', b'R', // payload
-        0x7a, 0xec, 0xe7, 0x15, 0x3d, 0xcb, 0x18, 0x21, // digest
+        0x54, 0x48, 0x04, 0x01, 0xff, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+        0x0d, 0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x2a, 0x00, 0x00, 0x00, 0x00, 0x3b, 0x9a, 0xca, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x29, 0x0a, 0x00, 0x00, 0x63, 0x9c, 0x40, 0x00, 0x05, 0x4f, 0x52, 0x44, 0x45,
+        0x52, 0xae, 0x2a, 0xb0, 0x35, 0xaa, 0xd0, 0x78, 0x8f,
     ];
 
     /// The same message, digest only, re-sent after failover.
     static BACKUP_DIGEST: [u8; 72] = [
-        0x54, 0x48, 0x03, 0x01, //
-        0x00, 0x04, // flags: RETRANSMIT
-        0xff, 0x01, // link all, digest only
-        0x00, 0x00, 0x00, 0x07, // stream
-        0x00, 0x00, 0x00, 0x10, // body length 16
-        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, //
-        0x00, 0x00, 0x00, 0x00, 0x3b, 0x9a, 0xca, 0x00, //
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, //
-        10, 0, 0, 99, 0x9c, 0x40, 0x00, 0x05, //
-        0xa3, 0x8e, 0x0c, 0xd8, 0x73, 0xf8, 0x9a, 0x67, // keyed digest of "ORDER"
-        0x1e, 0xae, 0xfe, 0xd4, 0x81, 0xff, 0x0e, 0x6a, // digest
+        0x54, 0x48, 0x04, 0x01, 0xff, 0x04, 0x00, 0x01, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+        0x10, 0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x2a, 0x00, 0x00, 0x00, 0x00, 0x3b, 0x9a, 0xca, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x29, 0x0a, 0x00, 0x00, 0x63, 0x9c, 0x40, 0x00, 0x05, 0x21, 0x09, 0x7d, 0xad,
+        0xf2, 0x94, 0x5c, 0x6e, 0xaa, 0xca, 0x10, 0x9b, 0xb7, 0xe3, 0xa4, 0xb0,
     ];
 
     /// Heartbeat 5 on link 1, echoing the peer's heartbeat 4.
     static HEARTBEAT: [u8; 72] = [
-        0x54, 0x48, 0x03, 0x02, // type: heartbeat
-        0x00, 0x00, 0x01, 0x00, // flags, link 1, mode
-        0x00, 0x00, 0x00, 0x07, //
-        0x00, 0x00, 0x00, 0x10, // body length 16
-        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, // seq 5
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0xd0, // timestamp 2000
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, // watermark 41
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, // echo seq 4
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0xdc, // echo timestamp 1500
-        0xbe, 0x7f, 0xa8, 0xcb, 0x2f, 0xd9, 0xaa, 0x58, // digest
+        0x54, 0x48, 0x04, 0x02, 0xff, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+        0x10, 0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0xd0, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x29, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x05, 0xdc, 0xe1, 0x56, 0x9d, 0xe6, 0x1f, 0x47, 0x67, 0x9b,
+    ];
+
+    /// The backup node's heartbeat 5 on link 1: the same with FROM_NODE.
+    static NODE_HEARTBEAT: [u8; 72] = [
+        0x54, 0x48, 0x04, 0x02, 0xff, 0x08, 0x01, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+        0x10, 0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0xd0, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x29, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x05, 0xdc, 0x37, 0x88, 0x3e, 0x0d, 0x3c, 0xe2, 0xc1, 0x3a,
     ];
 
     /// Ack on link 0: everything of the epoch up to 42 journaled, 43 records.
     static ACK: [u8; 64] = [
-        0x54, 0x48, 0x03, 0x03, // type: ack
-        0x00, 0x00, 0x00, 0x00, // flags, link 0, mode
-        0x00, 0x00, 0x00, 0x07, //
-        0x00, 0x00, 0x00, 0x08, // body length 8
-        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // seq 42
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0xb8, // timestamp 3000
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, // watermark 41
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2b, // records 43
-        0x44, 0x8d, 0x4d, 0x6b, 0xb7, 0x15, 0x90, 0x89, // digest
+        0x54, 0x48, 0x04, 0x03, 0xff, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+        0x08, 0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x2a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0xb8, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x29, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2b, 0x92, 0xff, 0xff, 0x57,
+        0x5d, 0x6d, 0x92, 0x5c,
     ];
 
     /// Confirmation of message 42, released unprotected.
     static CONFIRM: [u8; 80] = [
-        0x54, 0x48, 0x03, 0x04, // type: confirm
-        0x00, 0x02, 0xff, 0x00, // flags UNPROTECTED, link all, mode
-        0x00, 0x00, 0x00, 0x07, //
-        0x00, 0x00, 0x00, 0x18, // body length 24
-        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // seq 42
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0xa0, // timestamp 4000
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // watermark 42
-        0x00, 0x05, // payload length
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // reserved
-        b'O', b'R', b'D', b'E', b'R', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // echo
-        0x5b, 0x4d, 0xab, 0x67, 0x7a, 0xfe, 0xc0, 0xef, // digest
+        0x54, 0x48, 0x04, 0x04, 0xff, 0x02, 0xff, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+        0x18, 0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x2a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0xa0, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x2a, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x4f, 0x52, 0x44, 0x45,
+        0x52, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc6, 0x2c, 0x34,
+        0xc0, 0xf8, 0x5f, 0xc7, 0xf4,
     ];
 
     fn backup_full() -> BackupRepr<'static> {
         BackupRepr {
+            link: 1,
             flags: Flags::EMPTY,
             stream: 7,
             epoch: EPOCH,
@@ -1207,6 +1327,7 @@ mod tests {
 
     fn backup_digest() -> BackupRepr<'static> {
         BackupRepr {
+            link: 0,
             flags: Flags::RETRANSMIT,
             content: Content::new(ContentMode::Digest, b"ORDER", &key()),
             ..backup_full()
@@ -1216,6 +1337,7 @@ mod tests {
     fn heartbeat() -> HeartbeatRepr {
         HeartbeatRepr {
             link: 1,
+            from_node: false,
             epoch: EPOCH,
             seq: 5,
             timestamp_ns: 2000,
@@ -1253,39 +1375,31 @@ mod tests {
 
     /// Every sample PDU, for the tests that treat them alike.
     /// Target confirmation: stream 7, epoch [`EPOCH`], delivered through 42, highest seen
-    /// 45, nothing skipped. Digest computed independently (Python SipHash-1-3).
+    /// 45, nothing skipped. Every vector here comes from tools/vectors/taphold_v4.py
+    /// (an independent SipHash-2-4 in Python); key 00..0f, key id 0xff.
     static TARGET_CONFIRM: [u8; 64] = [
-        0x54, 0x48, 0x03, 0x05, // type: target confirmation
-        0x00, 0x00, 0xff, 0x00, // flags, link all, mode
-        0x00, 0x00, 0x00, 0x07, //
-        0x00, 0x00, 0x00, 0x08, // body length 8
-        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // delivered through 42
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x13, 0x88, // timestamp 5000
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2d, // highest seen 45
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // skipped 0
-        0xa9, 0xf6, 0x0b, 0x0b, 0x76, 0x0b, 0xbb, 0x42, // digest
+        0x54, 0x48, 0x04, 0x05, 0xff, 0x00, 0xff, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+        0x08, 0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x2a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x13, 0x88, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x2d, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06, 0x57, 0x5d, 0x2c,
+        0xb6, 0x80, 0x91, 0x34,
     ];
 
     /// Resend request: seqs 43 and 44 of stream 7, epoch [`EPOCH`], delivered through 42.
     static RESEND: [u8; 64] = [
-        0x54, 0x48, 0x03, 0x06, // type: resend request
-        0x00, 0x00, 0xff, 0x00, // flags, link all, mode
-        0x00, 0x00, 0x00, 0x07, //
-        0x00, 0x00, 0x00, 0x08, // body length 8
-        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2b, // first seq 43
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x17, 0x70, // timestamp 6000
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // delivered through 42
-        0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, // count 2, reserved
-        0x44, 0xfb, 0x16, 0x1e, 0xe1, 0x34, 0xf1, 0x18, // digest
+        0x54, 0x48, 0x04, 0x06, 0xff, 0x00, 0xff, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+        0x08, 0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x2b, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x17, 0x70, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x2a, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x8e, 0xf6, 0xd9, 0x4b,
+        0x97, 0x04, 0x65, 0x27,
     ];
 
-    fn samples() -> [&'static [u8]; 7] {
+    fn samples() -> [&'static [u8]; 8] {
         [
             &BACKUP_FULL,
             &BACKUP_DIGEST,
             &HEARTBEAT,
+            &NODE_HEARTBEAT,
             &ACK,
             &CONFIRM,
             &TARGET_CONFIRM,
@@ -1401,10 +1515,13 @@ mod tests {
     fn deconstruct_backup_full() {
         let p = Packet::new_checked(&BACKUP_FULL[..]).unwrap();
         assert_eq!(p.magic(), MAGIC);
-        assert_eq!(p.version(), 3);
+        assert_eq!(p.version(), 4);
         assert_eq!(p.msg_type(), MsgType::Backup);
+        assert_eq!(p.key_id(), 0xff);
+        assert_eq!(p.key_id(), key().id());
         assert_eq!(p.flags(), Flags::EMPTY);
-        assert_eq!(p.link(), ALL_LINKS);
+        assert!(!p.from_node());
+        assert_eq!(p.link(), 1);
         assert_eq!(p.content_mode(), ContentMode::Full);
         assert_eq!(p.stream(), 7);
         assert_eq!(p.body_len(), 13);
@@ -1413,7 +1530,7 @@ mod tests {
         assert_eq!(p.timestamp_ns(), 1_000_000_000);
         assert_eq!(p.watermark(), 41);
         assert_eq!(p.body(), &BACKUP_FULL[48..61]);
-        assert_eq!(p.digest_field(), 0x7aec_e715_3dcb_1821);
+        assert_eq!(p.digest_field(), 0xae2a_b035_aad0_788f);
         assert_eq!(p.total_len(), 69);
         assert_eq!(p.compute_digest(&key()), p.digest_field());
         assert_eq!(p.verify_digest(&key()), Ok(()));
@@ -1428,7 +1545,7 @@ mod tests {
         assert_eq!(p.body_len(), 16);
         assert_eq!(p.total_len(), 72);
         let r = BackupRepr::parse(&p, &key()).unwrap();
-        assert_eq!(r.content, Content::Digest(0xa38e_0cd8_73f8_9a67));
+        assert_eq!(r.content, Content::Digest(0x2109_7dad_f294_5c6e));
         assert_eq!(r.content, Content::Digest(key().digest(b"ORDER")));
         assert_eq!(r.payload_len, 5);
         assert_eq!(r, backup_digest());
@@ -1441,10 +1558,20 @@ mod tests {
         assert_eq!(p.link(), 1);
         assert_eq!(p.seq(), 5);
         assert_eq!(HeartbeatRepr::parse(&p, &key()), Ok(heartbeat()));
+        let p = Packet::new_checked(&NODE_HEARTBEAT[..]).unwrap();
+        assert!(p.from_node());
+        assert_eq!(
+            HeartbeatRepr::parse(&p, &key()),
+            Ok(HeartbeatRepr {
+                from_node: true,
+                ..heartbeat()
+            })
+        );
 
         let p = Packet::new_checked(&ACK[..]).unwrap();
         assert_eq!(p.msg_type(), MsgType::Ack);
         assert_eq!(p.link(), 0);
+        assert!(p.from_node());
         assert_eq!(AckRepr::parse(&p, &key()), Ok(ack()));
 
         let p = Packet::new_checked(&CONFIRM[..]).unwrap();
@@ -1474,6 +1601,11 @@ mod tests {
         check(run(69, |b| backup_full().emit(b, &k)), &BACKUP_FULL);
         check(run(72, |b| backup_digest().emit(b, &k)), &BACKUP_DIGEST);
         check(run(72, |b| heartbeat().emit(b, &k)), &HEARTBEAT);
+        let node_hb = HeartbeatRepr {
+            from_node: true,
+            ..heartbeat()
+        };
+        check(run(72, |b| node_hb.emit(b, &k)), &NODE_HEARTBEAT);
         check(run(64, |b| ack().emit(b, &k)), &ACK);
         check(run(80, |b| confirm().emit(b, &k)), &CONFIRM);
         assert_eq!(backup_full().buffer_len(), 69);
@@ -1557,14 +1689,15 @@ mod tests {
             (2, 0, WireError::BadVersion),
             // Version 1 (SipHash-2-4 digests) and 2 (no epoch): refused by version, not
             // as corrupt.
-            (2, 1, WireError::BadVersion),
             (2, 2, WireError::BadVersion),
-            (2, 4, WireError::BadVersion),
+            // Version 3: SipHash-1-3 and nothing bound but the header and body.
+            (2, 3, WireError::BadVersion),
+            (2, 5, WireError::BadVersion),
             (3, 0, WireError::UnknownType),
             (3, 7, WireError::UnknownType),
             (3, 0xff, WireError::UnknownType),
-            (4, 0x80, WireError::BadFlags),
-            (5, 0x08, WireError::BadFlags),
+            (5, 0x10, WireError::BadFlags),
+            (5, 0x80, WireError::BadFlags),
             (5, 0xff, WireError::BadFlags),
             (6, 4, WireError::Malformed),
             (6, 0xfe, WireError::Malformed),
@@ -1584,18 +1717,31 @@ mod tests {
 
     #[test]
     fn link_rules() {
-        // Backup frames and confirmations are the same on every link: 0xFF only.
-        for pdu in [&BACKUP_FULL[..], &BACKUP_DIGEST, &CONFIRM] {
+        // A backup frame names the link it is launched on: 0..=3, never 0xFF.
+        for pdu in [&BACKUP_FULL[..], &BACKUP_DIGEST] {
             for link in 0..4 {
-                let v = edited(pdu, 6, link);
-                assert_eq!(
-                    Packet::new_checked(&v[..]).err(),
-                    Some(WireError::Malformed)
-                );
+                assert!(Packet::new_checked(&edited(pdu, 6, link)[..]).is_ok());
             }
+            assert_eq!(
+                Packet::new_checked(&edited(pdu, 6, ALL_LINKS)[..]).err(),
+                Some(WireError::Malformed)
+            );
+            let r = BackupRepr {
+                link: ALL_LINKS,
+                ..backup_full()
+            };
+            assert_eq!(r.emit(&mut [0u8; 69], &key()), Err(WireError::Malformed));
+        }
+        // Confirmations are for no link.
+        for link in 0..4 {
+            let v = edited(&CONFIRM, 6, link);
+            assert_eq!(
+                Packet::new_checked(&v[..]).err(),
+                Some(WireError::Malformed)
+            );
         }
         // Heartbeats and acks: any link index, or 0xFF.
-        for pdu in [&HEARTBEAT[..], &ACK] {
+        for pdu in [&HEARTBEAT[..], &NODE_HEARTBEAT, &ACK] {
             for link in [0, 1, 2, 3, 0xff] {
                 let v = edited(pdu, 6, link);
                 assert!(Packet::new_checked(&v[..]).is_ok(), "link {link}");
@@ -1614,13 +1760,95 @@ mod tests {
     }
 
     #[test]
+    fn origin_rules() {
+        // FROM_NODE: required on acks, allowed on heartbeats, refused on the rest.
+        let ack_from_appliance = edited(&ACK, 5, 0);
+        assert_eq!(
+            Packet::new_checked(&ack_from_appliance[..]).err(),
+            Some(WireError::Malformed)
+        );
+        for pdu in [&BACKUP_FULL[..], &CONFIRM, &TARGET_CONFIRM, &RESEND] {
+            let v = edited(pdu, 5, pdu[5] | 0x08);
+            assert_eq!(
+                Packet::new_checked(&v[..]).err(),
+                Some(WireError::Malformed),
+                "type {}",
+                pdu[3]
+            );
+        }
+        let c = ConfirmRepr {
+            flags: Flags::FROM_NODE,
+            ..confirm()
+        };
+        assert_eq!(c.emit(&mut [0u8; 80], &key()), Err(WireError::Malformed));
+    }
+
+    #[test]
+    fn the_digest_binds_link_origin_and_key_id() {
+        // The first word is covered like the rest: an appliance heartbeat made a
+        // node's, a backup frame moved to another link, a key id changed — each is a
+        // digest mismatch, though each still parses.
+        let k = key();
+        for (pdu, at, value) in [
+            (&HEARTBEAT[..], 5, 0x08),
+            (&NODE_HEARTBEAT[..], 5, 0x00),
+            (&BACKUP_FULL[..], 6, 0),
+            (&BACKUP_FULL[..], 6, 3),
+            (&BACKUP_DIGEST[..], 6, 1),
+            (&ACK[..], 6, 1),
+            (&HEARTBEAT[..], 6, 2),
+            (&BACKUP_FULL[..], 4, 0x00),
+            (&CONFIRM[..], 4, 0x01),
+        ] {
+            let v = edited(pdu, at, value);
+            let p = Packet::new_checked(&v[..]).unwrap();
+            assert_eq!(
+                p.verify_digest(&k),
+                Err(WireError::BadDigest),
+                "type {} byte {at}",
+                pdu[3]
+            );
+        }
+    }
+
+    #[test]
+    fn one_absorption_seals_every_link() {
+        let k = key();
+        let mut a = [0u8; 69];
+        let seal = backup_full().emit_sealing(&mut a, &k).unwrap();
+        assert_eq!(a, BACKUP_FULL);
+        // The copy for link 0, sealed from the state: the independent vector.
+        let mut b = a;
+        let d = seal.seal_for(&mut b, 0).unwrap();
+        let on_0 = BackupRepr {
+            link: 0,
+            ..backup_full()
+        };
+        let mut c = [0u8; 69];
+        assert_eq!(on_0.emit(&mut c, &k), Ok(d));
+        assert_eq!(b, c);
+        assert_eq!(&b[61..], &[0x6e, 0x64, 0x82, 0x8a, 0x3d, 0x08, 0x75, 0xdc]);
+        // Every copy has the same link-free digest, and it is no copy's trailer.
+        let free = seal.link_free();
+        for link in 0..4 {
+            let mut x = a;
+            let t = seal.seal_for(&mut x, link).unwrap();
+            let p = Packet::new_checked(&x[..]).unwrap();
+            assert_eq!(p.digests(&k), (t, free));
+            assert_ne!(t, free);
+        }
+        assert_eq!(seal.seal_for(&mut b, 4), Err(WireError::Malformed));
+        assert_eq!(seal.seal_for(&mut b[..68], 1), Err(WireError::Truncated));
+    }
+
+    #[test]
     fn content_mode_rules() {
         let v = edited(&BACKUP_FULL, 7, 2);
         assert_eq!(
             Packet::new_checked(&v[..]).err(),
             Some(WireError::Malformed)
         );
-        for pdu in [&HEARTBEAT[..], &ACK, &CONFIRM] {
+        for pdu in [&HEARTBEAT[..], &NODE_HEARTBEAT, &ACK, &CONFIRM] {
             for mode in [1, 2, 0xff] {
                 let v = edited(pdu, 7, mode);
                 assert_eq!(
@@ -1701,7 +1929,7 @@ mod tests {
         // Any bit flipped in the covered bytes that leaves the header valid, or in the
         // trailer, is a digest mismatch.
         for pdu in samples() {
-            let covered_fields = (8..12).chain(16..pdu.len());
+            let covered_fields = [4].into_iter().chain(8..12).chain(16..pdu.len());
             for at in covered_fields {
                 let v = edited(pdu, at, pdu[at] ^ 0x01);
                 let p = match Packet::new_checked(&v[..]) {
@@ -1804,6 +2032,7 @@ mod tests {
         assert!(Flags::EMPTY.is_empty());
         assert_eq!(Flags::from_bits(7), Ok(Flags::ALL));
         assert_eq!(Flags::from_bits(8), Err(WireError::BadFlags));
+        assert!(Flags::PDU_ALL.contains(Flags::FROM_NODE | Flags::ALL));
         assert_eq!(MsgType::try_from(4), Ok(MsgType::Confirm));
         assert_eq!(MsgType::try_from(5), Ok(MsgType::TargetConfirm));
         assert_eq!(MsgType::try_from(6), Ok(MsgType::Resend));
@@ -1824,6 +2053,10 @@ mod tests {
         (0u16..8).prop_map(|b| Flags::from_bits(b).unwrap())
     }
 
+    fn any_backup_link() -> impl Strategy<Value = u8> {
+        0u8..4
+    }
+
     fn any_link() -> impl Strategy<Value = u8> {
         prop_oneof![0u8..4, Just(ALL_LINKS)]
     }
@@ -1831,6 +2064,7 @@ mod tests {
     proptest! {
         #[test]
         fn backup_round_trip(
+            link in any_backup_link(),
             flags in any_flags(),
             stream in any::<u32>(),
             epoch in any::<u64>(),
@@ -1846,7 +2080,7 @@ mod tests {
             let key = DigestKey(k);
             let mode = if digest_only { ContentMode::Digest } else { ContentMode::Full };
             let repr = BackupRepr {
-                flags, stream, epoch, seq, timestamp_ns: ts, watermark: wm, src_ip, src_port,
+                link, flags, stream, epoch, seq, timestamp_ns: ts, watermark: wm, src_ip, src_port,
                 payload_len: payload.len() as u16,
                 content: Content::new(mode, &payload, &key),
             };
@@ -1863,6 +2097,7 @@ mod tests {
         fn heartbeat_ack_confirm_round_trip(
             link in any_link(),
             flags in any_flags(),
+            from_node in any::<bool>(),
             a in any::<u64>(), b in any::<u64>(), c in any::<u64>(),
             d in any::<u64>(), e in any::<u64>(),
             stream in any::<u32>(),
@@ -1872,7 +2107,7 @@ mod tests {
             let key = key();
             let mut buf = [0u8; 80];
             let h = HeartbeatRepr {
-                link, epoch: e ^ d, seq: a, timestamp_ns: b, watermark: c, stream, echo_seq: d,
+                link, from_node, epoch: e ^ d, seq: a, timestamp_ns: b, watermark: c, stream, echo_seq: d,
                 echo_timestamp_ns: e,
             };
             h.emit(&mut buf, &key).unwrap();
@@ -1921,7 +2156,7 @@ mod tests {
         #[test]
         fn never_panics(
             bytes in proptest::collection::vec(any::<u8>(), 0..200),
-            which in 0usize..7,
+            which in 0usize..8,
             at in any::<proptest::sample::Index>(),
             value in any::<u8>(),
             use_sample in any::<bool>(),

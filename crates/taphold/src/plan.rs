@@ -10,7 +10,7 @@ use taphold_core::policy::{PolicyCheck, ReleasePolicy};
 use taphold_runtime::idle::IdlePolicy;
 use taphold_runtime::yaml::us_to_ns;
 use taphold_wire::classify::PrimaryAddr;
-use taphold_wire::digest::DigestKey;
+use taphold_wire::digest::{DigestKey, KeyRing};
 use taphold_wire::emit::Endpoint;
 use taphold_wire::ethernet::EthernetAddress;
 use taphold_wire::taphold::{self, ContentMode};
@@ -53,7 +53,12 @@ pub struct LinkPlan {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub stream: u32,
-    pub key: DigestKey,
+    /// The backup-link keys.
+    pub key: KeyRing,
+    /// The key that seals confirmations to sources.
+    pub confirm_key: DigestKey,
+    /// The keys of the arbiter's target confirmations.
+    pub arbiter_keys: KeyRing,
     pub content: ContentMode,
     pub gate: Gate,
     pub framing: Framing,
@@ -108,7 +113,9 @@ impl Plan {
         let p = &cfg.primary;
         Ok(Plan {
             stream: cfg.stream_id,
-            key: cfg.digest_key.0,
+            key: cfg.keys.link,
+            confirm_key: cfg.keys.confirm,
+            arbiter_keys: cfg.keys.arbiter,
             content: match cfg.release.content {
                 ContentText::Full => ContentMode::Full,
                 ContentText::Digest => ContentMode::Digest,

@@ -1517,6 +1517,9 @@ fn every_timestamp_an_operator_reads_is_unix_time() {
     let _ = std::fs::remove_dir_all(&r.out);
 }
 
+/// Issue 14, attack 3 among them: an authentic ack of an earlier run (the
+/// epoch is in every PDU and bound by its digest) releases nothing under
+/// `gate: ack` and is counted `link_rx.b1.ack_wrong_epoch`.
 #[test]
 fn acks_for_another_epoch_or_beyond_the_launch_never_count() {
     let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -1834,4 +1837,52 @@ fn a_panic_stops_every_worker_and_every_held_message_is_still_accounted() {
         assert_eq!(message_payloads(&held, &APPLIANCE), want, "{failpoint}");
         let _ = std::fs::remove_dir_all(&out);
     }
+}
+
+/// Issue 14, attack 1: with `policy: all` over b1 and b2 and b2's tap dead,
+/// an attacker re-addresses every frame launched on b1 to b2 and injects it
+/// on b2's tap. A backup frame names (and its digest binds) the link it was
+/// launched on, so none confirms b2: nothing is released, each is counted
+/// `tap.b2.wrong_link`.
+#[test]
+fn a_frame_launched_on_one_link_never_confirms_another() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let want = message_payloads(&input("mixed.pcap"), &APPLIANCE);
+    let r = replay("bridged", "mixed.pcap", |c| {
+        let c = two_links(c, "all", "halt", "mirror", "cut", false);
+        format!("{c}    tap_injects_from: b1\n")
+    });
+    let s = assert_clean(&r);
+    assert!(r.pcap("destination.pcap").is_empty(), "{s:#}");
+    assert_eq!(n(&s, "tap.b2.confirmed"), 0, "{s:#}");
+    assert_eq!(n(&s, "tap.b2.corrupt"), 0);
+    // The launches on b1 were bridged and refused by name (all but the
+    // last few, which the model may still hold when the run stops).
+    let accepted = n(&s, "messages.accepted");
+    assert!(accepted > 0 && accepted <= want.len() as u64);
+    assert!(n(&s, "tap.b2.wrong_link") * 10 >= accepted * 9, "{s:#}");
+    assert_eq!(n(&s, "messages.held_at_shutdown"), accepted);
+    assert_eq!(s["mode"]["final"], "halt");
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+/// Issue 14, attack 2: no backup node, and the far end of b1 sends our own
+/// heartbeats back with the addresses swapped. They are authentic but not
+/// FROM_NODE: refused as `link_rx.b1.reflected`, never a sign of life, so the
+/// link's peer check fails and it goes down.
+#[test]
+fn a_reflected_heartbeat_is_no_backup_node() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = replay("reflected", "mixed.pcap", |c| {
+        harness_b1(c, "    reflect: true").replace("backup_node: true ", "backup_node: false ")
+    });
+    let s = assert_clean(&r);
+    assert!(n(&s, "link_rx.b1.reflected") > 0, "{s:#}");
+    assert_eq!(n(&s, "link_rx.b1.heartbeats"), 0, "{s:#}");
+    let failing = &s["health"]["b1"]["transitions"][0]["failing"];
+    assert!(
+        failing == "peer_heartbeat_late" || failing == "ack_late",
+        "{s:#}"
+    );
+    let _ = std::fs::remove_dir_all(&r.out);
 }

@@ -44,6 +44,7 @@ impl HeldMessage {
     /// `flags`: with none, the very bytes (and digest) it was launched with;
     /// with RETRANSMIT, the bytes of every re-launch of it (the timestamp and
     /// watermark are the first launch's, so all re-launches are alike).
+    /// It names link 0: the caller sets the link it launches on.
     pub fn backup_repr<'a>(
         &'a self,
         flags: Flags,
@@ -56,6 +57,7 @@ impl HeldMessage {
         let payload =
             &self.mbuf.data()[self.meta.payload_off as usize..][..self.meta.payload_len as usize];
         BackupRepr {
+            link: 0,
             flags,
             stream,
             epoch,
