@@ -88,3 +88,45 @@ if __name__ == "__main__":
     show("confirmation UNPROTECTED", pdu(4, 2, 0xFF, 0, 7, struct.pack(">H6x", 5) + b"ORDER" + bytes(11), EPOCH, 42, 4000, 42))
     show("target confirmation", pdu(5, 0, 0xFF, 0, 7, struct.pack(">Q", 0), EPOCH, 42, 5000, 45))
     show("resend request", pdu(6, 0, 0xFF, 0, 7, struct.pack(">II", 2, 0), EPOCH, 43, 6000, 42))
+
+
+# --- link_security: aead (crates/taphold-wire/src/payload.rs) -----------------------
+# XChaCha20-Poly1305: HChaCha20 written here from draft-irtf-cfrg-xchacha, then the
+# `cryptography` package's ChaCha20Poly1305 (an implementation not ours).
+
+def _qr(s, a, b, c, d):
+    s[a] = (s[a] + s[b]) & 0xFFFFFFFF; s[d] ^= s[a]; s[d] = ((s[d] << 16) | (s[d] >> 16)) & 0xFFFFFFFF
+    s[c] = (s[c] + s[d]) & 0xFFFFFFFF; s[b] ^= s[c]; s[b] = ((s[b] << 12) | (s[b] >> 20)) & 0xFFFFFFFF
+    s[a] = (s[a] + s[b]) & 0xFFFFFFFF; s[d] ^= s[a]; s[d] = ((s[d] << 8) | (s[d] >> 24)) & 0xFFFFFFFF
+    s[c] = (s[c] + s[d]) & 0xFFFFFFFF; s[b] ^= s[c]; s[b] = ((s[b] << 7) | (s[b] >> 25)) & 0xFFFFFFFF
+
+
+def hchacha20(key, nonce16):
+    s = [0x61707865, 0x3320646E, 0x79622D32, 0x6B206574]
+    s += list(struct.unpack("<8I", key)) + list(struct.unpack("<4I", nonce16))
+    for _ in range(10):
+        _qr(s, 0, 4, 8, 12); _qr(s, 1, 5, 9, 13); _qr(s, 2, 6, 10, 14); _qr(s, 3, 7, 11, 15)
+        _qr(s, 0, 5, 10, 15); _qr(s, 1, 6, 11, 12); _qr(s, 2, 7, 8, 13); _qr(s, 3, 4, 9, 14)
+    return struct.pack("<8I", *(s[0:4] + s[12:16]))
+
+
+def xchacha20poly1305(key, nonce24, plaintext, ad):
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    sub = hchacha20(key, nonce24[:16])
+    out = ChaCha20Poly1305(sub).encrypt(b"\0\0\0\0" + nonce24[16:], plaintext, ad)
+    return out[:-16], out[-16:]
+
+
+def payload_nonce(stream, epoch, seq):
+    return struct.pack(">IQQI", stream, epoch, seq, 0)
+
+
+# draft-irtf-cfrg-xchacha-03 2.2.1: HChaCha20's test vector.
+assert hchacha20(bytes(range(32)), bytes.fromhex("000000090000004a0000000031415927")).hex() == \
+    "82413b4227b27bfed30e42508a877d73a0f9e4d58a74a853c12ec41326d3ecdc"
+
+if __name__ == "__main__":
+    ct, tag = xchacha20poly1305(bytes(range(32)), payload_nonce(7, EPOCH, 42), b"ORDER",
+                                bytes([10, 0, 0, 99, 0x9C, 0x40, 0x00, 0x05]))
+    print(f"aead: payload key 00..1f, stream 7, epoch {EPOCH:#x}, seq 42, 'ORDER': "
+          f"ciphertext {ct.hex()} tag {tag.hex()}")

@@ -218,6 +218,14 @@ def main():
            "taphold.flags.retransmit": 1, "taphold.backup.payload_len": 212, "taphold.link": 1,
            "taphold.backup.src_port": 40001, "taphold.digest_status": "good"})
 
+    # 7. An encrypted backup frame (link_security: aead): ciphertext and tag are
+    # opaque to the dissector, the digest and the lengths are checked.
+    add(eth(node_b1, appliance_b1, 0x88B5,
+            pdu(k, BACKUP, struct.pack(">4sHH", ip4("192.0.2.11"), 40001, 5) + bytes(range(5))
+                + bytes(range(16, 32)), seq=78, flags=0x10, link=0)),
+        **{"taphold.type": 1, "taphold.seq": 78, "taphold.flags.encrypted": 1,
+           "taphold.backup.payload_len": 5, "taphold.digest_status": "good"})
+
     # Wrong in one way each (all on the backup link's EtherType).
     good_ack = pdu(k, ACK, struct.pack(">Q", 1), link=0, seq=1, flags=FROM_NODE)
     bad = lambda b: eth(appliance_b1, node_b1, 0x88B5, b)  # noqa: E731
@@ -225,7 +233,7 @@ def main():
     add(bad(good_ack[:2] + b"\x02" + good_ack[3:]), expert="taphold.bad_version")
     add(bad(good_ack[:3] + b"\x09" + good_ack[4:]), expert="taphold.unknown_type")
     add(bad(good_ack[:2] + b"\x03" + good_ack[3:]), expert="taphold.bad_version")
-    add(bad(pdu(k, ACK, struct.pack(">Q", 1), link=0, flags=0x18)), expert="taphold.bad_flags")
+    add(bad(pdu(k, ACK, struct.pack(">Q", 1), link=0, flags=0x28)), expert="taphold.bad_flags")
     add(bad(pdu(k, ACK, struct.pack(">Q", 1) * 2, link=0, flags=FROM_NODE)), expert="taphold.bad_length")
     add(bad(good_ack[:60]), expert="taphold.truncated")
     add(bad(pdu(k, ACK, struct.pack(">Q", 1), link=0, flags=FROM_NODE, digest=0xDEADBEEF)),
@@ -238,6 +246,8 @@ def main():
     hb = bytearray(pdu(k, HEARTBEAT, struct.pack(">QQ", 1, 2), link=0, flags=FROM_NODE))
     hb[5] = 0
     add(bad(bytes(hb)), expert="taphold.bad_digest", **{"taphold.digest_status": "bad"})
+    # ENCRYPTED on a heartbeat.
+    add(bad(pdu(k, HEARTBEAT, struct.pack(">QQ", 1, 2), link=0, flags=0x18)), expert="taphold.malformed")
     add(bad(pdu(k, CONFIRM, bytes(24), link=2)), expert="taphold.malformed")
     add(bad(pdu(k, RESEND, struct.pack(">II", 0, 0), seq=5)), expert="taphold.malformed")
     add(bad(pdu(k, RESEND, struct.pack(">II", 1, 0), seq=0)), expert="taphold.malformed")

@@ -60,8 +60,10 @@ local DIGEST_STATUS = { [0] = "Bad", [1] = "Good", [2] = "Unverified" }
 -- Flag bits (docs/protocol.md): the same in the PDU (byte 5) and the delivery header
 -- (bytes 4..6); FROM_NODE is the PDU's only.
 local F_POSSIBLE_DUPLICATE, F_UNPROTECTED, F_RETRANSMIT, F_FROM_NODE = 0x0001, 0x0002, 0x0004, 0x0008
+local F_ENCRYPTED = 0x0010
 local F_KNOWN = 0x0007
-local F_PDU_KNOWN = 0x000F
+local F_PDU_KNOWN = 0x001F
+local TAG_LEN = 16
 
 -- Body lengths the types require (checked only after the header: docs/protocol.md,
 -- "Validity rules"). A full backup frame's is 8 + payload_len, 8..=65543.
@@ -79,7 +81,10 @@ f.flag_dup = ProtoField.bool("taphold.flags.possible_duplicate", "POSSIBLE_DUPLI
 f.flag_unprot = ProtoField.bool("taphold.flags.unprotected", "UNPROTECTED", 8, nil, F_UNPROTECTED)
 f.flag_retx = ProtoField.bool("taphold.flags.retransmit", "RETRANSMIT", 8, nil, F_RETRANSMIT)
 f.flag_from_node = ProtoField.bool("taphold.flags.from_node", "FROM_NODE", 8, nil, F_FROM_NODE)
-f.flag_reserved = ProtoField.uint8("taphold.flags.reserved", "Reserved (must be 0)", base.HEX, nil, 0xF0)
+f.flag_encrypted = ProtoField.bool("taphold.flags.encrypted", "ENCRYPTED", 8, nil, F_ENCRYPTED)
+f.flag_reserved = ProtoField.uint8("taphold.flags.reserved", "Reserved (must be 0)", base.HEX, nil, 0xE0)
+f.backup_ciphertext = ProtoField.bytes("taphold.backup.ciphertext", "Payload (encrypted)")
+f.backup_tag = ProtoField.bytes("taphold.backup.tag", "Payload tag (Poly1305)")
 f.link = ProtoField.uint8("taphold.link", "Link", base.DEC, LINK_NAMES)
 f.content_mode = ProtoField.uint8("taphold.content_mode", "Content mode", base.DEC, CONTENT_MODES)
 f.stream = ProtoField.uint32("taphold.stream", "Stream", base.DEC)
@@ -255,6 +260,7 @@ local function flag_names(flags)
     if bit32.band(flags, F_UNPROTECTED) ~= 0 then names[#names + 1] = "UNPROTECTED" end
     if bit32.band(flags, F_RETRANSMIT) ~= 0 then names[#names + 1] = "RETRANSMIT" end
     if bit32.band(flags, F_FROM_NODE) ~= 0 then names[#names + 1] = "FROM_NODE" end
+    if bit32.band(flags, F_ENCRYPTED) ~= 0 then names[#names + 1] = "ENCRYPTED" end
     if #names == 0 then return "" end
     return " [" .. table.concat(names, ",") .. "]"
 end
@@ -304,7 +310,7 @@ local function dissect_pdu(tvb, pinfo, root)
         return avail
     end
     tree:add(f.key_id, tvb:range(4, 1))
-    local ft = add_flags(tree, f.flags, { f.flag_dup, f.flag_unprot, f.flag_retx, f.flag_from_node, f.flag_reserved }, tvb:range(5, 1))
+    local ft = add_flags(tree, f.flags, { f.flag_dup, f.flag_unprot, f.flag_retx, f.flag_from_node, f.flag_encrypted, f.flag_reserved }, tvb:range(5, 1))
     local problem = nil -- the first refusal by the rules' order: only the first is reported
     if bit32.band(flags, 0xFF - F_PDU_KNOWN) ~= 0 then
         ft:add_proto_expert_info(e.bad_flags, string.format("Reserved flag bits set: 0x%02x", flags))
@@ -325,6 +331,9 @@ local function dissect_pdu(tvb, pinfo, root)
             link_ok, why = (link <= 3 or link == 0xFF) and from_node, "an ack names a link 0..3 (or 0xFF) and is FROM_NODE"
         else
             link_ok, why = link == 0xFF and not from_node, tname .. " carries 0xFF and is not FROM_NODE"
+        end
+        if link_ok and bit32.band(flags, F_ENCRYPTED) ~= 0 and (mtype ~= T_BACKUP or mode ~= 0) then
+            link_ok, why = false, "only a full-copy backup frame is ENCRYPTED"
         end
         if not link_ok then
             it:add_proto_expert_info(e.malformed, string.format("Link %d, flags 0x%02x: %s", link, flags, why))
@@ -349,7 +358,8 @@ local function dissect_pdu(tvb, pinfo, root)
         if want then
             ok = body_len == want
         else
-            ok = body_len >= 8 and body_len <= BACKUP_FULL_MAX
+            local t = bit32.band(flags, F_ENCRYPTED) ~= 0 and TAG_LEN or 0
+            ok = body_len >= 8 + t and body_len <= BACKUP_FULL_MAX + t
         end
         if not ok then
             local need = want and tostring(want) or "8..65543"
@@ -388,12 +398,18 @@ local function dissect_pdu(tvb, pinfo, root)
         body:add(f.backup_src_port, tvb:range(b + 4, 2))
         local pl = body:add(f.backup_payload_len, tvb:range(b + 6, 2))
         local plen = tvb:range(b + 6, 2):uint()
+        local enc = bit32.band(flags, F_ENCRYPTED) ~= 0
+        local t = enc and TAG_LEN or 0
         if mode == 0 then
-            if plen ~= body_len - 8 then
-                pl:add_proto_expert_info(e.bad_length, string.format("Payload length %d, body length says %d", plen, body_len - 8))
+            if plen ~= body_len - 8 - t then
+                pl:add_proto_expert_info(e.bad_length, string.format("Payload length %d, body length says %d", plen, body_len - 8 - t))
                 problem = problem or "bad length"
+            elseif enc then
+                body:add(f.backup_ciphertext, tvb:range(b + 8, plen))
+                body:add(f.backup_tag, tvb:range(b + 8 + plen, TAG_LEN))
+            else
+                body:add(f.backup_payload, tvb:range(b + 8, body_len - 8))
             end
-            body:add(f.backup_payload, tvb:range(b + 8, body_len - 8))
         else
             body:add(f.backup_payload_digest, tvb:range(b + 8, 8))
         end

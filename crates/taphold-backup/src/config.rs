@@ -54,6 +54,16 @@ pub struct Config {
     /// Run on the public demo key (a lab or a test).
     #[serde(default)]
     pub allow_demo_key: bool,
+    /// `link_security: aead` (the appliance's): the payload key, 64 hex digits in a
+    /// file, mode 0600. With it, encrypted backup frames are decrypted before they
+    /// are journaled (unless `journal_ciphertext`); without it they are journaled
+    /// as received.
+    #[serde(default)]
+    pub payload_key_file: Option<PathBuf>,
+    /// Journal encrypted backup frames as received (ciphertext); `journal export
+    /// --payload-key-file` decrypts them. Resend and takeover cannot send them.
+    #[serde(default)]
+    pub journal_ciphertext: bool,
     /// The keys, resolved by `Config::parse`.
     #[serde(skip, default = "unresolved_keys")]
     pub keys: NodeKeys,
@@ -202,12 +212,14 @@ fn one() -> u64 {
 }
 /// Until `Config::parse` resolves it: all zeros, never used.
 /// The backup node's keys, by use.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct NodeKeys {
     /// Backup frames, heartbeats, acks.
     pub link: taphold_wire::digest::KeyRing,
     /// Target confirmations and resend requests on port D.
     pub arbiter: taphold_wire::digest::KeyRing,
+    /// `link_security: aead`: decrypts backup frames' payloads.
+    pub payload: Option<taphold_wire::payload::PayloadKey>,
 }
 
 fn unresolved_keys() -> NodeKeys {
@@ -215,6 +227,7 @@ fn unresolved_keys() -> NodeKeys {
     NodeKeys {
         link: zero,
         arbiter: zero,
+        payload: None,
     }
 }
 
@@ -283,7 +296,16 @@ impl Config {
         };
         let all: Vec<_> = link.keys().chain(arbiter.keys()).copied().collect();
         key::refuse_demo(file, text, field, &all, self.allow_demo_key)?;
-        Ok(NodeKeys { link, arbiter })
+        let payload = self
+            .payload_key_file
+            .as_deref()
+            .map(|p| key::payload_key(file, text, "payload_key_file", p))
+            .transpose()?;
+        Ok(NodeKeys {
+            link,
+            arbiter,
+            payload,
+        })
     }
 
     pub fn heartbeat_period_ns(&self) -> u64 {

@@ -385,6 +385,9 @@ pub enum NotDeliverable {
     /// The record's bytes are not a backup frame (never expected: the journal holds
     /// what passed the checks, under a CRC).
     NotBackup,
+    /// Journaled encrypted (`journal_ciphertext`, or no payload key): only
+    /// `journal export --payload-key-file` reads it.
+    Encrypted,
 }
 
 /// The delivery of the message in journal record `rec`, flagged `flags`: its original
@@ -393,6 +396,9 @@ pub enum NotDeliverable {
 pub fn delivery_of<'a>(rec: &RecordRef<'a>, flags: Flags) -> Result<Delivery<'a>, NotDeliverable> {
     let p = Packet::new_checked(rec.payload).map_err(|_| NotDeliverable::NotBackup)?;
     let b = BackupRepr::parse_verified_earlier(&p).map_err(|_| NotDeliverable::NotBackup)?;
+    if b.flags.contains(Flags::ENCRYPTED) {
+        return Err(NotDeliverable::Encrypted);
+    }
     match b.content {
         Content::Full(payload) => Ok(Delivery {
             header: DeliveryRepr {
@@ -536,6 +542,8 @@ pub struct ResendCounters {
     pub unreadable: u64,
     /// Seqs whose frame is larger than an mbuf: no answer.
     pub too_large: u64,
+    /// Seqs journaled encrypted (`journal_ciphertext`): no answer.
+    pub encrypted: u64,
 }
 
 /// Lookups one call of [`answer`] makes at most, found or not: a request for a long
@@ -583,6 +591,7 @@ pub fn answer(
                 },
                 Err(NotDeliverable::DigestOnly { .. }) => c.digest_only += 1,
                 Err(NotDeliverable::NotBackup) => c.unreadable += 1,
+                Err(NotDeliverable::Encrypted) => c.encrypted += 1,
             },
             Ok(None) => c.missing += 1,
             Err(e) => {

@@ -52,7 +52,9 @@ use taphold_wire::digest::{DigestKey, KeyRing};
 use taphold_wire::emit::Endpoint;
 use taphold_wire::ethernet::{EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::link::{self, NotOurs};
-use taphold_wire::taphold::{AckRepr, BackupRepr, HeartbeatRepr, MsgType, Packet, ALL_LINKS};
+use taphold_wire::taphold::{
+    decrypt_backup_frame, AckRepr, BackupRepr, Flags, HeartbeatRepr, MsgType, Packet, ALL_LINKS,
+};
 use taphold_wire::WireError;
 
 use crate::config::{Config, IdlePolicy, TrimBelow};
@@ -96,13 +98,16 @@ pub enum Refusal {
     /// It names a key id we hold no key of: a wrong key, another deployment's, or
     /// a rotation we were not given.
     UnknownKey,
+    /// An authentic encrypted backup frame whose payload tag fails under our
+    /// payload key: the appliance's payload key is another.
+    BadPayloadTag,
     /// An authentic heartbeat of a backup node (FROM_NODE): ours, or another
     /// node's, sent back to us by a reflector on the link.
     Reflected,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 13] = [
+    pub const ALL: [Refusal; 14] = [
         Refusal::Runt,
         Refusal::NotTaphold,
         Refusal::NotForUs,
@@ -116,6 +121,7 @@ impl Refusal {
         Refusal::StaleEpoch,
         Refusal::Reflected,
         Refusal::UnknownKey,
+        Refusal::BadPayloadTag,
     ];
 
     pub fn name(self) -> &'static str {
@@ -133,6 +139,7 @@ impl Refusal {
             Refusal::StaleEpoch => "stale_epoch",
             Refusal::Reflected => "reflected",
             Refusal::UnknownKey => "unknown_key",
+            Refusal::BadPayloadTag => "bad_payload_tag",
         }
     }
 
@@ -225,6 +232,11 @@ pub struct Intake {
     /// Frames in a row on the backup link that failed the digest or named no
     /// key of ours, since the last authentic one: a wrong key, said loudly.
     auth_failures_in_a_row: u64,
+    /// `link_security: aead`: the payload key, and where a frame is decrypted
+    /// before it is journaled (allocated once).
+    payload_key: Option<taphold_wire::payload::PayloadKey>,
+    journal_ciphertext: bool,
+    plain: Vec<u8>,
     mac: EthernetAddress,
     peer_mac: EthernetAddress,
     link: u8,
@@ -373,6 +385,9 @@ impl Intake {
             key: cfg.keys.link,
             arbiter_keys: cfg.keys.arbiter,
             auth_failures_in_a_row: 0,
+            payload_key: cfg.keys.payload.clone(),
+            journal_ciphertext: cfg.journal_ciphertext,
+            plain: vec![0; 1 << 17],
             mac: cfg.mac.0,
             peer_mac: cfg.peer_mac.0,
             link: cfg.link,
@@ -562,9 +577,24 @@ impl Intake {
                     return Err(Ok(Refusal::WrongLink));
                 }
                 self.enter_epoch(b.epoch)?;
+                let received = &buf[..p.total_len()];
+                // aead: decrypted before it is journaled, unless configured not to.
+                let mut decrypted = None;
+                if b.flags.contains(Flags::ENCRYPTED) && !self.journal_ciphertext {
+                    if let Some(aead) = &self.payload_key {
+                        let plain = &mut self.plain[..received.len()];
+                        plain.copy_from_slice(received);
+                        let n = decrypt_backup_frame(plain, aead, Some(&key))
+                            .map_err(|_| Ok(Refusal::BadPayloadTag))?;
+                        decrypted = Some(n);
+                    }
+                }
                 self.counters.backup_frames += 1;
                 self.note_watermark(b.watermark);
-                let pdu = &buf[..p.total_len()];
+                let pdu = match decrypted {
+                    Some(n) => &self.plain[..n],
+                    None => received,
+                };
                 let run = self.run.as_mut().expect("enter_epoch opened a run");
                 let appended = run.journal.append(b.seq, b.flags.bits(), now, pdu);
                 match appended.map_err(|e| Err(self.journal_failed(e)))? {

@@ -1745,3 +1745,109 @@ fn a_wrong_key_is_refused_loudly() {
     );
     assert!(stderr.contains("ALERT wrong_key"), "{stderr}");
 }
+
+/// An encrypted backup frame of `seq` (`link_security: aead`), in Ethernet.
+fn backup_encrypted(seq: u64, aead: &taphold_wire::payload::PayloadKey) -> Vec<u8> {
+    let p = payload(seq);
+    let r = BackupRepr {
+        link: 0,
+        flags: Flags::ENCRYPTED,
+        stream: STREAM,
+        epoch: EPOCH,
+        seq,
+        timestamp_ns: 1_000_000 + seq,
+        watermark: seq.saturating_sub(3),
+        src_ip: [192, 0, 2, 7],
+        src_port: 40000,
+        payload_len: p.len() as u16,
+        content: Content::Full(&p),
+    };
+    let mut buf = vec![0u8; r.buffer_len()];
+    r.emit_sealing_with(&mut buf, &key(), Some(aead)).unwrap();
+    frame(OURS, APPLIANCE, &buf)
+}
+
+/// Issue 14 item 3 on the node: encrypted backup frames are decrypted before
+/// they are journaled (each record is then the very frame the appliance would
+/// have sent in clear), or with `journal_ciphertext` journaled as received and
+/// read back by `journal export --payload-key-file`; a frame whose payload tag
+/// fails under the node's payload key is refused (`bad_payload_tag`).
+#[test]
+fn encrypted_backup_frames_are_journaled_in_clear_or_as_received() {
+    use std::os::unix::fs::PermissionsExt;
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let d = Dir::new("aead");
+    let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let aead = taphold_wire::payload::PayloadKey::from_hex(hex).unwrap();
+    let kf = d.0.join("payload.key");
+    std::fs::write(&kf, hex).unwrap();
+    std::fs::set_permissions(&kf, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let other = taphold_wire::payload::PayloadKey::new(&[7; 32]);
+    let mut input: Vec<Vec<u8>> = (1..=10).map(|s| backup_encrypted(s, &aead)).collect();
+    input.push(backup_encrypted(11, &other)); // authentic, but not our payload key
+    let in_pcap = d.0.join("in.pcap");
+    pcap::write(&in_pcap, &input).unwrap();
+    for ciphertext in [false, true] {
+        let journal = d.0.join(format!("journal-{ciphertext}"));
+        let extra = format!(
+            "payload_key_file: {}\njournal_ciphertext: {ciphertext}\n",
+            kf.display()
+        );
+        std::fs::write(d.0.join("backup.yaml"), config(&journal, &extra)).unwrap();
+        let stats = d.0.join("stats.json");
+        let o = node_command(
+            &d.0,
+            &format!("aead-{ciphertext}"),
+            &in_pcap,
+            &[
+                "--exit-when-idle-ms",
+                "300",
+                "--stats-json",
+                &stats.display().to_string(),
+            ],
+        )
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{stderr}");
+        let s: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        let recs = read_records(&run_dir(&journal, RUN)).unwrap();
+        if ciphertext {
+            assert_eq!(n(&s, "journaled"), 11, "{s:#}");
+            for r in &recs {
+                assert!(!r
+                    .pdu
+                    .windows(8)
+                    .any(|w| payload(r.seq).windows(8).any(|x| x == w)));
+            }
+            // Export: refused without the key, the payloads with it.
+            let (out, err, code) = export(&journal, &[]);
+            assert_ne!(code, Some(0), "{out}{err}");
+            assert!(err.contains("--payload-key-file"), "{err}");
+            let (out, err, code) =
+                export(&journal, &["--payload-key-file", &kf.display().to_string()]);
+            assert!(err.contains("does not open"), "seq 11: {err}");
+            assert_eq!(code, Some(1), "{err}");
+            assert_eq!(out.lines().count(), 10, "{out}");
+            // "order 3 BUY 100 XYZ @ 1003", base64: the payload in clear.
+            assert!(
+                out.contains("b3JkZXIgMyBCVVkgMTAwIFhZWiBAIDEwMDM="),
+                "{out}"
+            );
+        } else {
+            assert_eq!(n(&s, "journaled"), 10, "{s:#}");
+            assert_eq!(n(&s, "refused.bad_payload_tag"), 1, "{s:#}");
+            let mut seqs: Vec<u64> = recs.iter().map(|r| r.seq).collect();
+            seqs.sort();
+            assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+            for r in &recs {
+                assert_eq!(
+                    r.pdu,
+                    backup(r.seq)[14..],
+                    "seq {}: the frame in clear",
+                    r.seq
+                );
+            }
+        }
+    }
+}

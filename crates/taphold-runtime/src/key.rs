@@ -14,6 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use taphold_wire::digest::{DigestKey, KeyRing};
+use taphold_wire::payload::PayloadKey;
 
 use crate::yaml::{ConfigError, Hex128};
 
@@ -133,22 +134,32 @@ pub fn refuse_demo(
 /// `taphold keygen`: a new random key, as a key file's text (32 hex digits and a
 /// newline), from the OS's random source.
 pub fn generate() -> Result<(DigestKey, String), String> {
+    let (k, text) = random_hex::<16>()?;
+    Ok((DigestKey(k), text))
+}
+
+/// `n` random bytes from the OS, and their hex with a newline.
+fn random_hex<const N: usize>() -> Result<([u8; N], String), String> {
     use std::io::Read;
-    let mut k = [0u8; 16];
+    let mut k = [0u8; N];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut k))
         .map_err(|e| format!("/dev/urandom: {e}"))?;
-    let key = DigestKey(k);
     let hex: String = k.iter().map(|b| format!("{b:02x}")).collect();
-    Ok((key, format!("{hex}\n")))
+    Ok((k, format!("{hex}\n")))
 }
 
-/// Writes a new key file at `path`, mode 0600, refusing to overwrite one. Returns
-/// the key's id.
-pub fn write_new_key_file(path: &Path) -> Result<u8, String> {
+/// `taphold keygen --payload`: a new payload key file (64 hex digits), mode 0600,
+/// never over an existing file. Returns the key's fingerprint.
+pub fn write_new_payload_key_file(path: &Path) -> Result<u8, String> {
+    let (k, text) = random_hex::<32>()?;
+    write_new(path, &text)?;
+    Ok(PayloadKey::new(&k).fingerprint())
+}
+
+fn write_new(path: &Path, text: &str) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let (key, text) = generate()?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -157,7 +168,14 @@ pub fn write_new_key_file(path: &Path) -> Result<u8, String> {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     f.write_all(text.as_bytes())
         .and_then(|_| f.sync_all())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes a new key file at `path`, mode 0600, refusing to overwrite one. Returns
+/// the key's id.
+pub fn write_new_key_file(path: &Path) -> Result<u8, String> {
+    let (key, text) = generate()?;
+    write_new(path, &text)?;
     Ok(key.id())
 }
 
@@ -173,6 +191,43 @@ fn relative_to(file: &str, p: &Path) -> PathBuf {
 /// readable or writable by group or others. The error never quotes the content.
 pub fn read_key_file(path: &Path) -> Result<DigestKey, String> {
     let shown = path.display();
+    let text = read_secret(path)?;
+    DigestKey::from_hex(text.trim()).map_err(|_| {
+        format!(
+            "{shown}: does not hold a key: want exactly 32 hex digits (128 bits), found {} characters{}",
+            text.trim().len(),
+            if text.trim().is_empty() { " (empty)" } else { "" }
+        )
+    })
+}
+
+/// Reads a payload key file (`link_security: aead`): 64 hex digits (256 bits),
+/// refused as [`read_key_file`] refuses.
+pub fn read_payload_key_file(path: &Path) -> Result<PayloadKey, String> {
+    let shown = path.display();
+    let text = read_secret(path)?;
+    PayloadKey::from_hex(text.trim()).map_err(|_| {
+        format!(
+            "{shown}: does not hold a payload key: want exactly 64 hex digits (256 bits), found {} characters",
+            text.trim().len()
+        )
+    })
+}
+
+/// A payload key file named by `field`, relative to the config's directory.
+pub fn payload_key(
+    file: &str,
+    text: &str,
+    field: &str,
+    path: &Path,
+) -> Result<PayloadKey, ConfigError> {
+    read_payload_key_file(&relative_to(file, path))
+        .map_err(|m| ConfigError::at(file, text, field, m))
+}
+
+/// The text of a secret file, refused if group or others may read or write it.
+fn read_secret(path: &Path) -> Result<String, String> {
+    let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
     if !meta.is_file() {
         return Err(format!("{shown}: not a regular file"));
@@ -183,14 +238,7 @@ pub fn read_key_file(path: &Path) -> Result<DigestKey, String> {
             "{shown}: mode {mode:04o} lets group or others read or write the key; `chmod 600 {shown}` (the key must be the owner's alone)"
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
-    DigestKey::from_hex(text.trim()).map_err(|_| {
-        format!(
-            "{shown}: does not hold a key: want exactly 32 hex digits (128 bits), found {} characters{}",
-            text.trim().len(),
-            if text.trim().is_empty() { " (empty)" } else { "" }
-        )
-    })
+    std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))
 }
 
 #[cfg(test)]
@@ -239,6 +287,13 @@ mod tests {
         let e = write_new_key_file(&p).unwrap_err();
         assert!(e.contains("exists"), "{e}");
         assert_eq!(read_key_file(&p).unwrap(), k, "left as it was");
+        let pk = d.path().join("payload.key");
+        write_new_payload_key_file(&pk).unwrap();
+        read_payload_key_file(&pk).unwrap();
+        assert!(read_key_file(&pk).unwrap_err().contains("32 hex digits"));
+        assert!(read_payload_key_file(&p)
+            .unwrap_err()
+            .contains("64 hex digits"));
         let q = d.path().join("other.key");
         write_new_key_file(&q).unwrap();
         assert_ne!(read_key_file(&q).unwrap(), k);

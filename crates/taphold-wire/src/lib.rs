@@ -27,6 +27,7 @@ pub mod emit;
 pub mod ethernet;
 pub mod ipv4;
 pub mod link;
+pub mod payload;
 pub mod taphold;
 pub mod udp;
 

@@ -20,6 +20,7 @@ use core::ops::BitOr;
 
 use crate::bytes::{be16, be32, be64};
 use crate::digest::{DigestKey, MacState};
+use crate::payload::{PayloadKey, TAG_LEN};
 use crate::WireError;
 
 /// `"TH"`.
@@ -209,10 +210,13 @@ impl Flags {
     /// or the arbiter sends. Covered by the digest, so a PDU reflected back to its
     /// sender is refused by name ([`Packet::from_node`]).
     pub const FROM_NODE: Flags = Flags(1 << 3);
+    /// A backup frame whose payload is encrypted and authenticated
+    /// (`link_security: aead`, [`crate::payload`]); never on another type.
+    pub const ENCRYPTED: Flags = Flags(1 << 4);
     /// Every flag a message can carry (the delivery header's too).
     pub const ALL: Flags = Flags(0b111);
     /// Every bit defined in a taphold PDU's flags byte.
-    pub const PDU_ALL: Flags = Flags(0b1111);
+    pub const PDU_ALL: Flags = Flags(0b1_1111);
 
     /// The flags for `bits`; [`WireError::BadFlags`] if an undefined bit is set.
     pub const fn from_bits(bits: u16) -> Result<Flags, WireError> {
@@ -330,6 +334,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(WireError::BadFlags);
         }
         let from_node = flags & Flags::FROM_NODE.0 != 0;
+        let encrypted = flags & Flags::ENCRYPTED.0 != 0;
         let link = buf[field::LINK];
         let link_ok = match msg_type {
             MsgType::Backup => link < MAX_LINKS && !from_node,
@@ -346,11 +351,15 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if msg_type != MsgType::Backup && mode != ContentMode::Full {
             return Err(WireError::Malformed);
         }
+        if encrypted && (msg_type != MsgType::Backup || mode != ContentMode::Full) {
+            return Err(WireError::Malformed);
+        }
+        let tag_len = if encrypted { TAG_LEN } else { 0 };
         let body_len =
             usize::try_from(be32(&buf[field::BODY_LEN])).map_err(|_| WireError::BadLength)?;
         let body_ok = match (msg_type, mode) {
-            (MsgType::Backup, ContentMode::Full) => (BACKUP_BODY_PREFIX_LEN
-                ..=BACKUP_BODY_PREFIX_LEN + usize::from(u16::MAX))
+            (MsgType::Backup, ContentMode::Full) => (BACKUP_BODY_PREFIX_LEN + tag_len
+                ..=BACKUP_BODY_PREFIX_LEN + usize::from(u16::MAX) + tag_len)
                 .contains(&body_len),
             (MsgType::Backup, ContentMode::Digest) => body_len == BACKUP_DIGEST_BODY_LEN,
             (MsgType::Heartbeat, _) => body_len == HEARTBEAT_BODY_LEN,
@@ -369,7 +378,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         match (msg_type, mode) {
             (MsgType::Backup, ContentMode::Full)
                 if usize::from(be16(&body[field::backup::PAYLOAD_LEN]))
-                    != body_len - BACKUP_BODY_PREFIX_LEN =>
+                    != body_len - BACKUP_BODY_PREFIX_LEN - tag_len =>
             {
                 Err(WireError::BadLength)
             }
@@ -783,7 +792,10 @@ impl<'a> BackupRepr<'a> {
         let body = &buf[field::BODY..field::BODY + packet.body_len() as usize];
         let payload_len = be16(&body[field::backup::PAYLOAD_LEN]);
         let content = match packet.content_mode() {
-            ContentMode::Full => Content::Full(&body[field::backup::CONTENT..]),
+            // Encrypted: the ciphertext (the tag after it is `Packet::payload_tag`).
+            ContentMode::Full => {
+                Content::Full(&body[field::backup::CONTENT..][..usize::from(payload_len)])
+            }
             ContentMode::Digest => Content::Digest(be64(&body[field::backup::DIGEST])),
         };
         let ip = &body[field::backup::SRC_IP];
@@ -802,9 +814,17 @@ impl<'a> BackupRepr<'a> {
         })
     }
 
+    fn tag_len(&self) -> usize {
+        if self.flags.contains(Flags::ENCRYPTED) {
+            TAG_LEN
+        } else {
+            0
+        }
+    }
+
     fn body_len(&self) -> usize {
         match self.content {
-            Content::Full(p) => BACKUP_BODY_PREFIX_LEN + p.len(),
+            Content::Full(p) => BACKUP_BODY_PREFIX_LEN + p.len() + self.tag_len(),
             Content::Digest(_) => BACKUP_DIGEST_BODY_LEN,
         }
     }
@@ -812,7 +832,9 @@ impl<'a> BackupRepr<'a> {
     /// Bytes the PDU takes (saturating, for a full payload too long to be valid).
     pub fn buffer_len(&self) -> usize {
         match self.content {
-            Content::Full(p) => backup_frame_len(p.len(), ContentMode::Full),
+            Content::Full(p) => {
+                backup_frame_len(p.len(), ContentMode::Full).saturating_add(self.tag_len())
+            }
             Content::Digest(_) => backup_frame_len(0, ContentMode::Digest),
         }
     }
@@ -829,12 +851,29 @@ impl<'a> BackupRepr<'a> {
     /// [`BackupRepr::emit`], returning what seals copies of the frame for other links
     /// without reading the payload again ([`LinkSeal::seal_for`]).
     pub fn emit_sealing(&self, buf: &mut [u8], key: &DigestKey) -> Result<LinkSeal, WireError> {
+        self.emit_sealing_with(buf, key, None)
+    }
+
+    /// [`BackupRepr::emit_sealing`]; with `aead` (and the ENCRYPTED flag, which
+    /// must go together) the payload is encrypted in place after it is copied, the
+    /// tag written after it, and the digest then covers the ciphertext.
+    pub fn emit_sealing_with(
+        &self,
+        buf: &mut [u8],
+        key: &DigestKey,
+        aead: Option<&PayloadKey>,
+    ) -> Result<LinkSeal, WireError> {
         if let Content::Full(p) = self.content {
             if p.len() != usize::from(self.payload_len) {
                 return Err(WireError::BadLength);
             }
         }
-        if self.link >= MAX_LINKS || self.flags.contains(Flags::FROM_NODE) {
+        let encrypted = self.flags.contains(Flags::ENCRYPTED);
+        if self.link >= MAX_LINKS
+            || self.flags.contains(Flags::FROM_NODE)
+            || encrypted != aead.is_some()
+            || (encrypted && !matches!(self.content, Content::Full(_)))
+        {
             return Err(WireError::Malformed);
         }
         let header = Header {
@@ -857,7 +896,15 @@ impl<'a> BackupRepr<'a> {
             | u64::from(self.payload_len);
         body[..field::backup::CONTENT].copy_from_slice(&prefix.to_be_bytes());
         match self.content {
-            Content::Full(p) => body[field::backup::CONTENT..].copy_from_slice(p),
+            Content::Full(p) => {
+                let (prefix, rest) = body.split_at_mut(field::backup::CONTENT);
+                let (text, tag) = rest.split_at_mut(p.len());
+                text.copy_from_slice(p);
+                if let Some(a) = aead {
+                    let t = a.seal((self.stream, self.epoch, self.seq), prefix, text);
+                    tag.copy_from_slice(&t);
+                }
+            }
             Content::Digest(d) => body[field::backup::DIGEST].copy_from_slice(&d.to_be_bytes()),
         }
         let p = Packet::new_unchecked(&*buf);
@@ -1238,6 +1285,48 @@ impl ResendRepr {
         body[..RESEND_BODY_LEN].copy_from_slice(&(u64::from(self.count) << 32).to_be_bytes());
         Ok(seal(buf, key))
     }
+}
+
+/// Turns an authentic ENCRYPTED backup frame (its digest checked by the caller,
+/// with `key`) into the plain frame, in place: the payload decrypted, the tag
+/// dropped, ENCRYPTED cleared, the body length and the digest (under `key`; with
+/// none, the trailer is zero: a record read with `parse_verified_earlier` only)
+/// made the plain frame's. Returns the plain frame's length. [`WireError::BadDigest`]
+/// if the tag does not authenticate the ciphertext (the buffer then unchanged);
+/// [`WireError::WrongType`] for anything but an encrypted backup frame.
+pub fn decrypt_backup_frame(
+    buf: &mut [u8],
+    aead: &PayloadKey,
+    key: Option<&DigestKey>,
+) -> Result<usize, WireError> {
+    let p = Packet::new_checked(&*buf)?;
+    if p.msg_type() != MsgType::Backup || !p.flags().contains(Flags::ENCRYPTED) {
+        return Err(WireError::WrongType);
+    }
+    let id = (p.stream(), p.epoch(), p.seq());
+    let flags = p.flags().difference(Flags::ENCRYPTED);
+    let body_len = p.body_len() as usize;
+    let body = &mut buf[field::BODY..field::BODY + body_len];
+    let (prefix, rest) = body.split_at_mut(field::backup::CONTENT);
+    let plen = rest.len() - TAG_LEN;
+    let (text, tag) = rest.split_at_mut(plen);
+    let mut t = [0u8; TAG_LEN];
+    t.copy_from_slice(tag);
+    aead.open(id, prefix, text, &t)?;
+    let plain_body = body_len - TAG_LEN;
+    buf[field::BODY_LEN].copy_from_slice(&(plain_body as u32).to_be_bytes());
+    let mut q = Packet::new_unchecked(&mut *buf);
+    q.set_flags(flags);
+    match key {
+        Some(k) => {
+            q.fill_digest(k);
+        }
+        None => {
+            let at = HEADER_LEN + plain_body;
+            buf[at..at + DIGEST_LEN].fill(0);
+        }
+    }
+    Ok(HEADER_LEN + plain_body + DIGEST_LEN)
 }
 
 #[cfg(test)]
@@ -1696,7 +1785,7 @@ mod tests {
             (3, 0, WireError::UnknownType),
             (3, 7, WireError::UnknownType),
             (3, 0xff, WireError::UnknownType),
-            (5, 0x10, WireError::BadFlags),
+            (5, 0x20, WireError::BadFlags),
             (5, 0x80, WireError::BadFlags),
             (5, 0xff, WireError::BadFlags),
             (6, 4, WireError::Malformed),
@@ -1839,6 +1928,75 @@ mod tests {
         }
         assert_eq!(seal.seal_for(&mut b, 4), Err(WireError::Malformed));
         assert_eq!(seal.seal_for(&mut b[..68], 1), Err(WireError::Truncated));
+    }
+
+    #[test]
+    fn an_encrypted_backup_frame_round_trips_and_its_rules_hold() {
+        let k = key();
+        let aead = PayloadKey::new(&[5; 32]);
+        let r = BackupRepr {
+            flags: Flags::ENCRYPTED,
+            ..backup_full()
+        };
+        assert_eq!(r.buffer_len(), 69 + TAG_LEN);
+        let mut buf = vec![0u8; r.buffer_len()];
+        // The key and the flag go together.
+        assert_eq!(r.emit(&mut buf, &k), Err(WireError::Malformed));
+        assert_eq!(
+            backup_full()
+                .emit_sealing_with(&mut buf, &k, Some(&aead))
+                .err(),
+            Some(WireError::Malformed)
+        );
+        let seal = r.emit_sealing_with(&mut buf, &k, Some(&aead)).unwrap();
+        let p = Packet::new_checked(&buf[..]).unwrap();
+        assert!(p.flags().contains(Flags::ENCRYPTED));
+        assert_eq!(p.body_len() as usize, 8 + 5 + TAG_LEN);
+        assert_eq!(p.verify_digest(&k), Ok(()));
+        assert!(!buf.windows(5).any(|w| w == b"ORDER"), "no plaintext");
+        let parsed = BackupRepr::parse(&p, &k).unwrap();
+        assert_eq!(parsed.payload_len, 5);
+        assert_ne!(parsed.content, Content::Full(b"ORDER"));
+        // Every link's copy carries the same ciphertext.
+        let mut other = buf.clone();
+        seal.seal_for(&mut other, 3).unwrap();
+        assert_eq!(
+            other[48..48 + 8 + 5 + TAG_LEN],
+            buf[48..48 + 8 + 5 + TAG_LEN]
+        );
+        // Decrypted in place: the plain frame, byte for byte.
+        let mut plain = buf.clone();
+        let n = decrypt_backup_frame(&mut plain, &aead, Some(&k)).unwrap();
+        assert_eq!(&plain[..n], &BACKUP_FULL[..]);
+        // A wrong payload key or a flipped ciphertext byte: refused, unchanged.
+        let mut x = buf.clone();
+        assert_eq!(
+            decrypt_backup_frame(&mut x, &PayloadKey::new(&[6; 32]), Some(&k)),
+            Err(WireError::BadDigest)
+        );
+        assert_eq!(x, buf);
+        x[58] ^= 1;
+        assert_eq!(
+            decrypt_backup_frame(&mut x, &aead, Some(&k)),
+            Err(WireError::BadDigest)
+        );
+        assert_eq!(
+            decrypt_backup_frame(&mut BACKUP_FULL.to_vec(), &aead, Some(&k)),
+            Err(WireError::WrongType)
+        );
+        // ENCRYPTED anywhere but a full backup frame, or a body without the tag.
+        for pdu in [&BACKUP_DIGEST[..], &HEARTBEAT, &ACK, &CONFIRM] {
+            let v = edited(pdu, 5, pdu[5] | 0x10);
+            assert_eq!(
+                Packet::new_checked(&v[..]).err(),
+                Some(WireError::Malformed)
+            );
+        }
+        let v = edited(&BACKUP_FULL, 5, 0x10);
+        assert_eq!(
+            Packet::new_checked(&v[..]).err(),
+            Some(WireError::BadLength)
+        );
     }
 
     #[test]

@@ -67,6 +67,14 @@ pub struct Config {
     /// Run on the public demo key although this is not a replay (a lab).
     #[serde(default)]
     pub allow_demo_key: bool,
+    /// mac: the backup frame's payload crosses the backup link in clear,
+    /// authenticated by the digest; aead: encrypted and authenticated too
+    /// (XChaCha20-Poly1305 under `payload_key_file`, docs/security.md).
+    #[serde(default)]
+    pub link_security: LinkSecurity,
+    /// `link_security: aead`'s key: 64 hex digits in a file, mode 0600.
+    #[serde(default)]
+    pub payload_key_file: Option<PathBuf>,
     /// Every key, resolved by `Config::parse`.
     #[serde(skip)]
     pub keys: Keys,
@@ -680,18 +688,58 @@ impl Config {
             let a: Vec<_> = arbiter.keys().copied().collect();
             key::refuse_demo(file, text, "arbiter_key_file", &a, allowed)?;
         }
+        let payload = match (self.link_security, &self.payload_key_file) {
+            (LinkSecurity::Mac, None) => None,
+            (LinkSecurity::Mac, Some(_)) => {
+                return Err(ConfigError::at(
+                    file,
+                    text,
+                    "payload_key_file",
+                    "is only used with link_security: aead",
+                ))
+            }
+            (LinkSecurity::Aead, None) => {
+                return Err(ConfigError::at(
+                    file,
+                    text,
+                    "link_security",
+                    "aead needs payload_key_file (64 hex digits, mode 0600: `taphold keygen --payload --out FILE`)",
+                ))
+            }
+            (LinkSecurity::Aead, Some(_)) if self.release.content == ContentText::Digest => {
+                return Err(ConfigError::at(
+                    file,
+                    text,
+                    "link_security",
+                    "aead encrypts the payload of a full copy; with release.content: digest no payload crosses the link",
+                ))
+            }
+            (LinkSecurity::Aead, Some(p)) => {
+                Some(key::payload_key(file, text, "payload_key_file", p)?)
+            }
+        };
         Ok(Keys {
             link,
             confirm: confirm.unwrap_or(*link.current()),
             arbiter,
             confirm_shared: confirm.is_none(),
             arbiter_shared: self.arbiter_key_file.is_none(),
+            payload,
         })
     }
 }
 
+/// Whether the backup frame's payload is encrypted on the backup link.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkSecurity {
+    #[default]
+    Mac,
+    Aead,
+}
+
 /// Every key the appliance uses, by use.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Keys {
     /// Backup frames, heartbeats, acks, and the backup-content digest.
     pub link: taphold_wire::digest::KeyRing,
@@ -702,6 +750,8 @@ pub struct Keys {
     /// No key of their own was given: the link key stands in (warned at start).
     pub confirm_shared: bool,
     pub arbiter_shared: bool,
+    /// `link_security: aead`: the payload key.
+    pub payload: Option<taphold_wire::payload::PayloadKey>,
 }
 
 impl Default for Keys {
@@ -714,6 +764,7 @@ impl Default for Keys {
             arbiter: zero,
             confirm_shared: true,
             arbiter_shared: true,
+            payload: None,
         }
     }
 }

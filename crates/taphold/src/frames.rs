@@ -14,6 +14,7 @@ use taphold_wire::digest::{DigestKey, KeyRing};
 use taphold_wire::emit::{emit_udp_headers, Endpoint, UDP_FRAME_HEADER_LEN};
 use taphold_wire::ethernet::{EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::link::{emit_frame, frame_len, pdu_of};
+use taphold_wire::payload::PayloadKey;
 use taphold_wire::taphold::{
     AckRepr, BackupRepr, ConfirmRepr, HeartbeatRepr, LinkSeal, MsgType, Packet, TargetConfirmRepr,
 };
@@ -43,7 +44,7 @@ pub fn link_frame(
 pub fn backup_frame(
     pool: &Mempool,
     repr: &BackupRepr,
-    key: &DigestKey,
+    (key, aead): (&DigestKey, Option<&PayloadKey>),
     src: EthernetAddress,
     dst: EthernetAddress,
 ) -> Option<(Mbuf, LinkSeal)> {
@@ -51,7 +52,7 @@ pub fn backup_frame(
     let buf = m.append(u16::try_from(frame_len(repr.buffer_len())).ok()?)?;
     let mut seal = None;
     emit_frame(buf, dst, src, repr.buffer_len(), |b| {
-        let s = repr.emit_sealing(b, key)?;
+        let s = repr.emit_sealing_with(b, key, aead)?;
         seal = Some(s);
         Ok(s.link_free())
     })

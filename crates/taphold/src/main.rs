@@ -87,12 +87,15 @@ const USAGE: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--e
 
 /// `--help`: the options, and what the exit status means.
 const HELP: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N] [--duration-ms N] [--json] [--hlog] [--metrics-listen ADDR:PORT]
-       taphold keygen --out FILE
+       taphold keygen [--payload] --out FILE
 
   keygen --out FILE       write a new random 128-bit key to FILE (mode 0600, never over
                           an existing file) and print its key id: a key file for
                           digest_key_file, confirm_key_file, arbiter_key_file
                           (docs/security.md)
+  keygen --payload --out FILE
+                          a new random 256-bit payload key (link_security: aead's
+                          payload_key_file)
 
   --config FILE           the YAML config (docs/operations.md); checked before EAL starts
   --out DIR               write events.csv, summary.json and held.pcap here
@@ -167,7 +170,12 @@ fn keygen(args: &[String]) -> Result<i32, String> {
             println!("{path}: a new key, key id {id:#04x}");
             Ok(0)
         }
-        _ => Err("usage: taphold keygen --out FILE".to_string()),
+        [p, flag, path] if p == "--payload" && flag == "--out" => {
+            let f = taphold_runtime::key::write_new_payload_key_file(std::path::Path::new(path))?;
+            println!("{path}: a new payload key, fingerprint {f:#04x}");
+            Ok(0)
+        }
+        _ => Err("usage: taphold keygen [--payload] --out FILE".to_string()),
     }
 }
 

@@ -13,6 +13,7 @@ use taphold_wire::classify::PrimaryAddr;
 use taphold_wire::digest::{DigestKey, KeyRing};
 use taphold_wire::emit::Endpoint;
 use taphold_wire::ethernet::EthernetAddress;
+use taphold_wire::payload::PayloadKey;
 use taphold_wire::taphold::{self, ContentMode};
 use taphold_wire::{delivery, ipv4, udp};
 
@@ -59,6 +60,8 @@ pub struct Plan {
     pub confirm_key: DigestKey,
     /// The keys of the arbiter's target confirmations.
     pub arbiter_keys: KeyRing,
+    /// `link_security: aead`: the key that encrypts backup frames' payloads.
+    pub aead: Option<PayloadKey>,
     pub content: ContentMode,
     pub gate: Gate,
     pub framing: Framing,
@@ -116,6 +119,7 @@ impl Plan {
             key: cfg.keys.link,
             confirm_key: cfg.keys.confirm,
             arbiter_keys: cfg.keys.arbiter,
+            aead: cfg.keys.payload.clone(),
             content: match cfg.release.content {
                 ContentText::Full => ContentMode::Full,
                 ContentText::Digest => ContentMode::Digest,
@@ -169,10 +173,14 @@ impl Plan {
                     peer_mac: l.peer_mac.0,
                 })
                 .collect(),
-            link_mtu: mtu_for(taphold::backup_frame_len(
-                usize::from(p.max_payload),
-                ContentMode::Full,
-            )),
+            link_mtu: mtu_for(
+                taphold::backup_frame_len(usize::from(p.max_payload), ContentMode::Full)
+                    + if cfg.keys.payload.is_some() {
+                        taphold_wire::payload::TAG_LEN
+                    } else {
+                        0
+                    },
+            ),
             primary_set,
             hold_capacity: cfg.hold_ring.capacity as usize,
             events_ring: cfg.events.ring as usize,

@@ -457,7 +457,8 @@ impl Egress {
             // The journal keeps the PDU only: no Ethernet addresses matter.
             let none = EthernetAddress([0; 6]);
             let key = self.key.current();
-            let Some((frame, _)) = backup_frame(&self.pool, &repr, key, none, none) else {
+            // In clear: the local journal never leaves this host.
+            let Some((frame, _)) = backup_frame(&self.pool, &repr, (key, None), none, none) else {
                 break; // no mbuf now: next poll
             };
             if let Err(frame) = out.push(frame) {

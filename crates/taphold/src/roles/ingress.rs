@@ -25,6 +25,7 @@ use taphold_wire::classify::{
 use taphold_wire::digest::KeyRing;
 use taphold_wire::ethernet::{EthernetAddress, HEADER_LEN as ETH_HEADER_LEN, MIN_FRAME_LEN};
 use taphold_wire::link;
+use taphold_wire::payload::PayloadKey;
 use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags, HeartbeatRepr, Packet};
 
 use super::{HeldMessage, BURST};
@@ -56,6 +57,8 @@ pub struct Ingress {
     key: KeyRing,
     /// The arbiter's keys, for target confirmations.
     arbiter_keys: KeyRing,
+    /// `link_security: aead`: backup frames' payloads are encrypted with it.
+    aead: Option<PayloadKey>,
     content: ContentMode,
     stream: u32,
     /// This run's epoch: (stream, epoch, seq) names each message.
@@ -112,6 +115,7 @@ impl Ingress {
             pool: parts.pool,
             key: plan.key,
             arbiter_keys: plan.arbiter_keys,
+            aead: plan.aead.clone(),
             content: plan.content,
             stream: plan.stream,
             epoch,
@@ -261,7 +265,11 @@ impl Ingress {
         let payload = &m.data()[meta.payload_off as usize..][..meta.payload_len as usize];
         let repr = BackupRepr {
             link: first as u8,
-            flags: Flags::EMPTY,
+            flags: if self.aead.is_some() {
+                Flags::ENCRYPTED
+            } else {
+                Flags::EMPTY
+            },
             stream: self.stream,
             epoch: self.epoch,
             seq,
@@ -305,7 +313,13 @@ impl Ingress {
     fn queue_backup_frames(&mut self, repr: &BackupRepr, first: usize, active: u8) -> Option<u64> {
         let l = &self.links[first];
         let key = self.key.sealing(repr.timestamp_ns);
-        let (frame, seal) = backup_frame(&self.pool, repr, key, l.mac, l.peer_mac)?;
+        let (frame, seal) = backup_frame(
+            &self.pool,
+            repr,
+            (key, self.aead.as_ref()),
+            l.mac,
+            l.peer_mac,
+        )?;
         let mut queued = 0u8;
         for k in (first + 1)..self.links.len() {
             if active & (1 << k) == 0 {

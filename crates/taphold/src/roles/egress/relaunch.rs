@@ -79,6 +79,8 @@ pub struct Relaunch {
     out: Vec<dpdk::ring::Producer<Mbuf>>,
     pool: Mempool,
     key: KeyRing,
+    /// `link_security: aead`: re-launches are encrypted as first launches are.
+    aead: Option<taphold_wire::payload::PayloadKey>,
     stream: u32,
     epoch: u64,
     content: ContentMode,
@@ -121,6 +123,7 @@ impl Relaunch {
             out,
             pool,
             key: plan.key,
+            aead: plan.aead.clone(),
             stream: plan.stream,
             epoch,
             content: plan.content,
@@ -179,7 +182,11 @@ impl Relaunch {
         let repr = BackupRepr {
             link: k as u8,
             ..held.backup_repr(
-                Flags::RETRANSMIT,
+                if self.aead.is_some() {
+                    Flags::RETRANSMIT | Flags::ENCRYPTED
+                } else {
+                    Flags::RETRANSMIT
+                },
                 seq,
                 self.stream,
                 self.epoch,
@@ -189,7 +196,13 @@ impl Relaunch {
         };
         let l = &self.links[k];
         let key = self.key.sealing(now);
-        let Some((frame, seal)) = backup_frame(&self.pool, &repr, key, l.mac, l.peer_mac) else {
+        let Some((frame, seal)) = backup_frame(
+            &self.pool,
+            &repr,
+            (key, self.aead.as_ref()),
+            l.mac,
+            l.peer_mac,
+        ) else {
             c.deferred.inc();
             return false;
         };
