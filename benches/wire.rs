@@ -116,6 +116,31 @@ fn wire(c: &mut Criterion) {
             b.iter(|| black_box(black_box(&repr).emit(&mut out, &k)))
         });
 
+        // link_security: aead: the same launch with the payload encrypted
+        // (XChaCha20-Poly1305) before it is sealed.
+        let aead = taphold_wire::payload::PayloadKey::new(&[0x5a; 32]);
+        let enc = BackupRepr {
+            flags: Flags::ENCRYPTED,
+            ..repr
+        };
+        let mut out_enc = vec![0u8; enc.buffer_len()];
+        g.bench_function(BenchmarkId::new("backup_emit_aead", payload), |b| {
+            b.iter(|| {
+                black_box(
+                    black_box(&enc)
+                        .emit_sealing_with(&mut out_enc, &k, Some(&aead))
+                        .expect("emit"),
+                )
+            })
+        });
+        g.bench_function(BenchmarkId::new("tap_check_aead", payload), |b| {
+            b.iter(|| {
+                let p = Packet::new_checked(black_box(&out_enc[..])).expect("pdu");
+                let (bound, free) = p.digests(&k);
+                black_box((bound == p.digest_field(), free))
+            })
+        });
+
         // The same frame for 4 links: one absorption and 4 finishes, against
         // 4 whole emits (what binding the link would cost done naively).
         let mut outs = vec![vec![0u8; repr.buffer_len()]; 4];

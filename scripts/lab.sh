@@ -159,6 +159,9 @@ takeover:
   auto_after_ms: ${LAB_AUTO_TAKEOVER_MS:-null}
 control_socket: $d/control.sock
 YAML
+    # A key rotation under way in $CONFIG (docs/security.md): the nodes get the
+    # same next key and switch time.
+    grep -E '^digest_key_next_(file|from):' "$CONFIG" >>"$d/backup.yaml" || true
 }
 
 # The destination's arbiter (taphold-arbiter in $P-dst): the appliance's releases
