@@ -1,22 +1,20 @@
 //! The keyed digest that authenticates every taphold PDU.
 //!
 //! A message is released when its backup frame comes back intact on the tap. "Intact" is
-//! checked by this digest, and it is *keyed* (SipHash-1-3 with a 128-bit secret shared by
-//! the primary and the backup node) so that only a frame we built can match: a stray,
+//! checked by this digest, and it is *keyed* (SipHash-2-4 with a 128-bit secret shared by
+//! the appliance and the backup nodes) so that only a frame we built can match: a stray,
 //! replayed-from-elsewhere or forged frame on the tap or backup link cannot produce a
 //! matching digest without the key, and so can never confirm a message.
 //!
-//! Why SipHash-1-3 and not SipHash-2-4 (protocol version 1 used 2-4): the digest is computed
-//! three or four times per message over the whole PDU, and was 40% of the appliance's
-//! instructions. SipHash-1-3 is the same PRF design with one compression round per 8-byte
-//! word instead of two and three finalization rounds instead of four; it is what Rust's
-//! `std::collections::HashMap` and CPython use as their keyed, flooding-resistant hash. What
-//! the digest must give us is (a) accidental corruption always caught — any change of the
-//! covered bytes changes the 64-bit output except with probability about 2^-64, which no
-//! reduced-round attack changes — and (b) a frame we did not build cannot confirm without the
-//! key: no key-recovery or forgery attack on SipHash-1-3 better than guessing is published,
-//! and a forger sees only 64-bit tags of frames we chose to send, never chosen inputs, with
-//! every wrong guess counted (`corrupt`, `digest_mismatch`). See docs/protocol.md.
+//! SipHash-2-4 is the variant its designers propose as a MAC (protocol versions 2 and 3
+//! used the reduced-round 1-3 for speed; docs/decisions/0007 says why version 4 went
+//! back, with the measured cost). The MAC input of a PDU is its bytes from offset 8 on,
+//! then its first 8 bytes ([`MacState`]): what differs between the copies of one backup
+//! frame on several links sits in that first word, so the payload is absorbed once and
+//! each link's copy is finished from the saved state.
+//!
+//! Each key has an id ([`DigestKey::id`], in every PDU) and a receiver holds the keys of
+//! one use in a [`KeyRing`]: the current one and, during a rotation, the next.
 //!
 //! The implementation is our own, on 8-byte little-endian words (the message is read one
 //! `u64` at a time, not byte by byte); the tests check it against the `siphasher` crate and
