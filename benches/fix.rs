@@ -46,6 +46,7 @@ fn segment(content: &[u8], payload_len: u16) -> TcpSegmentRepr<'_> {
 
 fn backup(content: Content<'_>, payload_len: u16) -> BackupRepr<'_> {
     BackupRepr {
+        link: 0,
         flags: Flags::EMPTY,
         stream: 1,
         epoch: 1_764_460_800,

@@ -71,6 +71,7 @@ fn meta(f: &[u8]) -> MessageMeta {
 fn backup_repr<'a>(m: &MessageMeta, f: &'a [u8]) -> BackupRepr<'a> {
     let payload = &f[usize::from(m.payload_off)..][..usize::from(m.payload_len)];
     BackupRepr {
+        link: 0,
         flags: Flags::EMPTY,
         stream: 1,
         epoch: 1_764_460_800,
@@ -95,8 +96,9 @@ fn wire(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("digest", len), |b| {
             b.iter(|| black_box(k.digest(black_box(&bytes))))
         });
-        g.bench_function(BenchmarkId::new("digest_siphash24", len), |b| {
-            b.iter(|| black_box(k.digest_siphash24(black_box(&bytes))))
+        // Protocol version 3's digest, same implementation: the cost of 2-4.
+        g.bench_function(BenchmarkId::new("digest_siphash13", len), |b| {
+            b.iter(|| black_box(k.digest_siphash13(black_box(&bytes))))
         });
     }
 
@@ -114,10 +116,68 @@ fn wire(c: &mut Criterion) {
             b.iter(|| black_box(black_box(&repr).emit(&mut out, &k)))
         });
 
+        // link_security: aead: the same launch with the payload encrypted
+        // (XChaCha20-Poly1305) before it is sealed.
+        let aead = taphold_wire::payload::PayloadKey::new(&[0x5a; 32]);
+        let enc = BackupRepr {
+            flags: Flags::ENCRYPTED,
+            ..repr
+        };
+        let mut out_enc = vec![0u8; enc.buffer_len()];
+        g.bench_function(BenchmarkId::new("backup_emit_aead", payload), |b| {
+            b.iter(|| {
+                black_box(
+                    black_box(&enc)
+                        .emit_sealing_with(&mut out_enc, &k, Some(&aead))
+                        .expect("emit"),
+                )
+            })
+        });
+        g.bench_function(BenchmarkId::new("tap_check_aead", payload), |b| {
+            b.iter(|| {
+                let p = Packet::new_checked(black_box(&out_enc[..])).expect("pdu");
+                let (bound, free) = p.digests(&k);
+                black_box((bound == p.digest_field(), free))
+            })
+        });
+
+        // The same frame for 4 links: one absorption and 4 finishes, against
+        // 4 whole emits (what binding the link would cost done naively).
+        let mut outs = vec![vec![0u8; repr.buffer_len()]; 4];
+        g.bench_function(BenchmarkId::new("backup_emit_4_links", payload), |b| {
+            b.iter(|| {
+                let seal = black_box(&repr)
+                    .emit_sealing(&mut outs[0], &k)
+                    .expect("emit");
+                for (l, o) in outs.iter_mut().enumerate().skip(1) {
+                    o.copy_from_slice(&out);
+                    black_box(seal.seal_for(o, l as u8).expect("seal"));
+                }
+                black_box(seal.link_free())
+            })
+        });
+        g.bench_function(
+            BenchmarkId::new("backup_emit_4_links_naive", payload),
+            |b| {
+                b.iter(|| {
+                    for (l, o) in outs.iter_mut().enumerate() {
+                        let r = BackupRepr {
+                            link: l as u8,
+                            ..repr
+                        };
+                        black_box(r.emit(o, &k).expect("emit"));
+                    }
+                })
+            },
+        );
+
+        // What tap-rx does per copy: the trailer (bound to the link) and the
+        // link-free digest the hold ring matches, from one pass.
         g.bench_function(BenchmarkId::new("tap_check", payload), |b| {
             b.iter(|| {
                 let p = Packet::new_checked(black_box(&out[..])).expect("pdu");
-                black_box(p.compute_digest(&k) == p.digest_field())
+                let (bound, free) = p.digests(&k);
+                black_box((bound == p.digest_field(), free))
             })
         });
 

@@ -141,6 +141,7 @@ peer_mac: 02:00:00:00:0b:0$n
 link: $((n - 1))
 stream: ${stream:-1}
 digest_key: "$key"
+allow_demo_key: true   # a lab: the key is config/lab.yaml's
 journal:
   dir: $d/journal
   segment_bytes: ${LAB_NODE_SEGMENT_BYTES:-67108864}
@@ -168,6 +169,9 @@ takeover:
   auto_after_ms: ${LAB_AUTO_TAKEOVER_MS:-null}
 control_socket: $d/control.sock
 YAML
+    # A key rotation under way in $CONFIG (docs/security.md): the nodes get the
+    # same next key and switch time.
+    grep -E '^digest_key_next_(file|from):' "$CONFIG" >>"$d/backup.yaml" || true
 }
 
 # The destination's arbiter (taphold-arbiter in $P-dst): the appliance's releases
@@ -184,6 +188,7 @@ arbiter_config() { # OUTDIR
 # Written by scripts/lab.sh.
 stream: ${stream:-1}
 digest_key: "$key"
+allow_demo_key: true   # a lab: the key is config/lab.yaml's
 inputs:
   - name: A
     bind: 203.0.113.10:9100

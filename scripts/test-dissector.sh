@@ -63,7 +63,10 @@ if [ "${1:-}" = "--mutants" ]; then
     mutants=(
         's/tvb:range(24, 8):uint64()/tvb:range(32, 8):uint64()/'            # seq read at the timestamp
         's/tree:add(f.seq, tvb:range(24, 8))/tree:add(f.seq, tvb:range(16, 8))/' # seq field over the epoch
-        's/F_RETRANSMIT = 0x0001, 0x0002, 0x0004/F_RETRANSMIT = 0x0001, 0x0004, 0x0002/' # flag bits swapped
+        's/F_FROM_NODE = 0x0001, 0x0002, 0x0004/F_FROM_NODE = 0x0001, 0x0004, 0x0002/' # flag bits swapped
+        's/local flags = tvb:range(5, 1):uint()/local flags = tvb:range(4, 1):uint()/' # flags read at the key id
+        's/return tvb:range(off + 8 + i, 1):uint() end/return tvb:range(off + i, 1):uint() end/' # digest in PDU order (v3)
+        's/for _ = 1, 4 do sip_round(v) end/for _ = 1, 3 do sip_round(v) end/'      # SipHash-2-3 finalization
         's/tree:add(d.seq, tvb:range(24, 8))/tree:add(d.seq, tvb:range(32, 8))/'    # delivery seq at the release time
         's/tree:add(d.release_ns, tvb:range(32, 8))/tree:add(d.release_ns, tvb:range(24, 8))/'
         's/\[T_HEARTBEAT\] = 16, \[T_ACK\] = 8/[T_HEARTBEAT] = 16, [T_ACK] = 16/'  # wrong ack length rule

@@ -43,8 +43,9 @@ UNPROTECTED = 0x0002
 
 def parse_confirmation(data):
     """(source id, client seq, flags) echoed by a confirmation PDU, or None."""
-    # Protocol version 3: a 48-byte common header (the epoch at 16..24).
-    if len(data) < 80 or data[0:2] != b"TH" or data[2] != 3 or data[3] != 4:
+    # Protocol version 4: a 48-byte common header (key id at 4, flags at 5,
+    # the epoch at 16..24).
+    if len(data) < 80 or data[0:2] != b"TH" or data[2] != 4 or data[3] != 4:
         return None
     (body_len,) = struct.unpack_from("!I", data, 12)
     if body_len != 24:
@@ -53,7 +54,7 @@ def parse_confirmation(data):
     if echo[0:4] != b"ORD1":
         return None
     source_id, seq = struct.unpack_from("!HI", echo, 4)
-    (flags,) = struct.unpack_from("!H", data, 4)
+    flags = data[5]
     return source_id, seq, flags
 
 

@@ -131,7 +131,7 @@ def check_run(lua, key, run, content, framing):
     by_seq = {}
     for r in rows:
         where = f"{name}: backup.pcap frame {r['frame.number']}"
-        check(r["taphold.magic"] == "0x5448" and r["taphold.version"] == "3", f"{where}: magic/version {r['taphold.magic']} {r['taphold.version']}")
+        check(r["taphold.magic"] == "0x5448" and r["taphold.version"] == "4", f"{where}: magic/version {r['taphold.magic']} {r['taphold.version']}")
         check((r["taphold.stream"], r["taphold.epoch"]) == (stream, epoch),
               f"{where}: stream/epoch {r['taphold.stream']}/{r['taphold.epoch']}, the run is {stream}/{epoch}")
         check(r["taphold.digest.status"] == "1", f"{where}: digest status {r['taphold.digest.status']!r} under the run's key")
@@ -144,7 +144,7 @@ def check_run(lua, key, run, content, framing):
         if not check(e is not None, f"{where}: seq {seq} is not in events.csv"):
             continue
         by_seq.setdefault(seq, r)
-        check(r["taphold.link"] == "255", f"{where}: a backup frame's link is {r['taphold.link']}, not 0xFF")
+        check(r["taphold.link"] == "0", f"{where}: a backup frame's link is {r['taphold.link']}, not the link it was launched on (0)")
         check(r["_ws.col.Info"].startswith(f"Backup frame seq={seq} stream={stream} epoch={epoch}"), f"{where}: Info column {r['_ws.col.Info']!r}")
         ts = int(r["taphold.timestamp_ns"])
         check(int(e["rx_ns"]) <= ts <= int(e["backup_tx_ns"]),

@@ -8,8 +8,9 @@ do not produce (an ack and the node's heartbeat on the backup link, a target
 confirmation to the appliance's target-confirm port, a resend request to a
 backup node, a node's RETRANSMIT answer as a delivery datagram), then frames
 that are wrong in one way each (bad magic, version, type, flags, length,
-digest; a cut PDU). Every valid PDU carries a correct keyed SipHash-1-3
-digest, computed here by an implementation of our own that is first checked
+digest, link, origin; a cut PDU). Every valid PDU carries a correct keyed
+SipHash-2-4 digest of bytes 8.. then 0..8 (protocol version 4), computed here
+by an implementation of our own that is first checked
 against the test vectors of docs/protocol.md (TARGET_CONFIRM and RESEND in
 crates/taphold-wire/src/taphold.rs, key 00 01 .. 0f).
 
@@ -27,16 +28,16 @@ MASK = (1 << 64) - 1
 # The test vectors of docs/protocol.md, byte for byte.
 VECTOR_KEY = bytes(range(16))
 TARGET_CONFIRM_VECTOR = bytes.fromhex(
-    "5448030500 00ff00 00000007 00000008"
-    "0000000069 2b8900 0000000000 00002a"
-    "0000000000 001388 0000000000 00002d"
-    "0000000000 000000 a9f60b0b76 0bbb42".replace(" ", "")
+    "54480405ff00ff000000000700000008"
+    "00000000692b8900000000000000002a"
+    "0000000000001388000000000000002d"
+    "000000000000000006575d2cb6809134"
 )
 RESEND_VECTOR = bytes.fromhex(
-    "5448030600 00ff00 00000007 00000008"
-    "0000000069 2b8900 0000000000 00002b"
-    "0000000000 001770 0000000000 00002a"
-    "0000000200 000000 44fb161ee1 34f118".replace(" ", "")
+    "54480406ff00ff000000000700000008"
+    "00000000692b8900000000000000002b"
+    "0000000000001770000000000000002a"
+    "00000002000000008ef6d94b97046527"
 )
 DELIVERY_VECTOR = bytes.fromhex(
     "5444012800 029c40 00000007 0a000063"
@@ -64,8 +65,8 @@ def sip_round(v):
     return [v0, v1, v2, v3]
 
 
-def siphash13(key, data):
-    """SipHash-1-3 (Aumasson & Bernstein): one compression round per word, three
+def siphash24(key, data):
+    """SipHash-2-4 (Aumasson & Bernstein): two compression rounds per word, four
     finalization rounds; key and words little-endian."""
     k0, k1 = struct.unpack("<QQ", key)
     v = [
@@ -82,10 +83,10 @@ def siphash13(key, data):
     words.append(struct.unpack("<Q", bytes(last))[0])
     for m in words:
         v[3] ^= m
-        v = sip_round(v)
+        v = sip_round(sip_round(v))
         v[0] ^= m
     v[2] ^= 0xFF
-    for _ in range(3):
+    for _ in range(4):
         v = sip_round(v)
     return v[0] ^ v[1] ^ v[2] ^ v[3]
 
@@ -93,24 +94,34 @@ def siphash13(key, data):
 def check_vectors():
     for name, vec in (("TARGET_CONFIRM", TARGET_CONFIRM_VECTOR), ("RESEND", RESEND_VECTOR)):
         want = struct.unpack(">Q", vec[-8:])[0]
-        got = siphash13(VECTOR_KEY, vec[:-8])
+        got = pdu_digest(VECTOR_KEY, vec[:-8])
         if got != want:
-            sys.exit(f"craft-pdus: SipHash-1-3 disagrees with {name}: {got:016x} != {want:016x}")
+            sys.exit(f"craft-pdus: SipHash-2-4 disagrees with {name}: {got:016x} != {want:016x}")
+
+
+def pdu_digest(key, covered):
+    """The digest of a PDU's header and body: SipHash-2-4 of bytes 8.., then 0..8."""
+    return siphash24(key, covered[8:] + covered[:8])
+
+
+def key_id(key):
+    return siphash24(key, b"taphold key id") & 0xFF
 
 
 # Header layout (docs/protocol.md, "Common header").
-MAGIC, VERSION = 0x5448, 3
+MAGIC, VERSION = 0x5448, 4
 BACKUP, HEARTBEAT, ACK, CONFIRM, TARGET_CONFIRM, RESEND, FLOW_ACK = range(1, 8)
 MODE_TCP, MODE_FIX_COMPACT = 2, 3
-RETRANSMIT = 4
+RETRANSMIT, FROM_NODE = 4, 8
 
 
 def pdu(key, mtype, body, *, stream=7, epoch=0x692B8900, seq=1, ts=5000, watermark=0,
         flags=0, link=0xFF, mode=0, magic=MAGIC, version=VERSION, body_len=None, digest=None):
-    hdr = struct.pack(">HBBHBBIIQQQQ", magic, version, mtype, flags, link, mode, stream,
-                      len(body) if body_len is None else body_len, epoch, seq, ts, watermark)
+    hdr = struct.pack(">HBBBBBBIIQQQQ", magic, version, mtype, key_id(key), flags, link, mode,
+                      stream, len(body) if body_len is None else body_len, epoch, seq, ts,
+                      watermark)
     covered = hdr + body
-    d = siphash13(key, covered) if digest is None else digest
+    d = pdu_digest(key, covered) if digest is None else digest
     return covered + struct.pack(">Q", d)
 
 
@@ -175,13 +186,13 @@ def main():
 
     # 1. The node's ack on link 0: seq 41 journaled, 1234 records.
     add(eth(appliance_b1, node_b1, 0x88B5,
-            pdu(k, ACK, struct.pack(">Q", 1234), link=0, seq=41, watermark=40)),
+            pdu(k, ACK, struct.pack(">Q", 1234), link=0, seq=41, watermark=40, flags=FROM_NODE)),
         **{"taphold.type": 3, "taphold.seq": 41, "taphold.link": 0, "taphold.ack.records": 1234,
            "taphold.digest_status": "good"})
     # 2. The node's heartbeat on link 0, echoing the appliance's heartbeat 9.
     add(eth(appliance_b1, node_b1, 0x88B5,
-            pdu(k, HEARTBEAT, struct.pack(">QQ", 9, 1_000_000_123), link=0, seq=3)),
-        **{"taphold.type": 2, "taphold.seq": 3, "taphold.heartbeat.echo_seq": 9,
+            pdu(k, HEARTBEAT, struct.pack(">QQ", 9, 1_000_000_123), link=0, seq=3, flags=FROM_NODE)),
+        **{"taphold.type": 2, "taphold.seq": 3, "taphold.flags.from_node": 1, "taphold.heartbeat.echo_seq": 9,
            "taphold.heartbeat.echo_timestamp_ns": 1_000_000_123, "taphold.digest_status": "good"})
     # 3. The target confirmation of docs/protocol.md, to the appliance's target-confirm port.
     add(udp_frame(arb_mac, app_mac, arb_ip, app_ip, 9101, 9001, TARGET_CONFIRM_VECTOR),
@@ -203,50 +214,68 @@ def main():
     # 6. A digest-only backup frame flagged RETRANSMIT.
     add(eth(node_b1, appliance_b1, 0x88B5,
             pdu(k, BACKUP, struct.pack(">4sHHQ", ip4("192.0.2.11"), 40001, 212, 0x1122334455667788),
-                mode=1, seq=77, flags=RETRANSMIT)),
+                mode=1, seq=77, flags=RETRANSMIT, link=1)),
         **{"taphold.type": 1, "taphold.seq": 77, "taphold.content_mode": 1,
-           "taphold.flags.retransmit": 1, "taphold.backup.payload_len": 212,
+           "taphold.flags.retransmit": 1, "taphold.backup.payload_len": 212, "taphold.link": 1,
            "taphold.backup.src_port": 40001, "taphold.digest_status": "good"})
 
-    # 7. Gateway mode: a TCP segment in content mode 2 (PSH|ACK at TCP seq 1000).
+    # 7. An encrypted backup frame (link_security: aead): ciphertext and tag are
+    # opaque to the dissector, the digest and the lengths are checked.
+    add(eth(node_b1, appliance_b1, 0x88B5,
+            pdu(k, BACKUP, struct.pack(">4sHH", ip4("192.0.2.11"), 40001, 5) + bytes(range(5))
+                + bytes(range(16, 32)), seq=78, flags=0x10, link=0)),
+        **{"taphold.type": 1, "taphold.seq": 78, "taphold.flags.encrypted": 1,
+           "taphold.backup.payload_len": 5, "taphold.digest_status": "good"})
+    # 8. Gateway mode: a TCP segment in content mode 2 (PSH|ACK at TCP seq 1000).
     def tcp_body(payload_len, content, reserved=0, seq=1000, flags=0x18):
         return struct.pack(">4sHH4sHBBI", ip4("10.1.0.2"), 40000, payload_len, ip4("10.2.0.2"),
                            9878, flags, reserved, seq) + content
     add(eth(node_b1, appliance_b1, 0x88B5,
-            pdu(k, BACKUP, tcp_body(5, b"ORDER"), mode=MODE_TCP, seq=78)),
-        **{"taphold.type": 1, "taphold.seq": 78, "taphold.content_mode": 2,
+            pdu(k, BACKUP, tcp_body(5, b"ORDER"), mode=MODE_TCP, seq=79, link=0)),
+        **{"taphold.type": 1, "taphold.seq": 79, "taphold.content_mode": 2,
            "taphold.backup.src_ip": "10.1.0.2", "taphold.backup.src_port": 40000,
            "taphold.backup.payload_len": 5, "taphold.backup.dst_ip": "10.2.0.2",
            "taphold.backup.dst_port": 9878, "taphold.backup.tcp_flags": "0x18",
            "taphold.backup.tcp_seq": 1000, "taphold.backup.payload": "4f:52:44:45:52",
            "taphold.digest_status": "good"})
-    # 8. The same flow in content mode 3: payload_len the original 300, a compact content.
+    # 9. The same flow in content mode 3: payload_len the original 300, a compact content.
     add(eth(node_b1, appliance_b1, 0x88B5,
-            pdu(k, BACKUP, tcp_body(300, b"compact", seq=4294967000), mode=MODE_FIX_COMPACT, seq=79)),
-        **{"taphold.type": 1, "taphold.seq": 79, "taphold.content_mode": 3,
+            pdu(k, BACKUP, tcp_body(300, b"compact", seq=4294967000), mode=MODE_FIX_COMPACT, seq=80, link=0)),
+        **{"taphold.type": 1, "taphold.seq": 80, "taphold.content_mode": 3,
            "taphold.backup.payload_len": 300, "taphold.backup.tcp_seq": 4294967000,
            "taphold.backup.compact": "63:6f:6d:70:61:63:74", "taphold.digest_status": "good"})
-    # 9. A flow ack on link 1: the exchange acknowledged up to TCP seq 1005.
+    # 10. A flow ack on link 1: the exchange acknowledged up to TCP seq 1005.
     def flow_ack_body(acked, r1=0, r2=0):
         return struct.pack(">4sHH4sHHI", ip4("10.1.0.2"), 40000, r1, ip4("10.2.0.2"), 9878, r2, acked)
     add(eth(node_b1, appliance_b1, 0x88B5,
-            pdu(k, FLOW_ACK, flow_ack_body(1005), link=1, seq=4, watermark=78)),
+            pdu(k, FLOW_ACK, flow_ack_body(1005), link=1, seq=4, watermark=80)),
         **{"taphold.type": 7, "taphold.seq": 4, "taphold.link": 1,
            "taphold.flow_ack.src_ip": "10.1.0.2", "taphold.flow_ack.src_port": 40000,
            "taphold.flow_ack.dst_ip": "10.2.0.2", "taphold.flow_ack.dst_port": 9878,
            "taphold.flow_ack.acked": 1005, "taphold.digest_status": "good"})
 
     # Wrong in one way each (all on the backup link's EtherType).
-    good_ack = pdu(k, ACK, struct.pack(">Q", 1), link=0, seq=1)
+    good_ack = pdu(k, ACK, struct.pack(">Q", 1), link=0, seq=1, flags=FROM_NODE)
     bad = lambda b: eth(appliance_b1, node_b1, 0x88B5, b)  # noqa: E731
     add(bad(b"XX" + good_ack[2:]), expert="taphold.bad_magic")
     add(bad(good_ack[:2] + b"\x02" + good_ack[3:]), expert="taphold.bad_version")
     add(bad(good_ack[:3] + b"\x09" + good_ack[4:]), expert="taphold.unknown_type")
-    add(bad(pdu(k, ACK, struct.pack(">Q", 1), link=0, flags=0x0010)), expert="taphold.bad_flags")
-    add(bad(pdu(k, ACK, struct.pack(">Q", 1) * 2, link=0)), expert="taphold.bad_length")
+    add(bad(good_ack[:2] + b"\x03" + good_ack[3:]), expert="taphold.bad_version")
+    add(bad(pdu(k, ACK, struct.pack(">Q", 1), link=0, flags=0x28)), expert="taphold.bad_flags")
+    add(bad(pdu(k, ACK, struct.pack(">Q", 1) * 2, link=0, flags=FROM_NODE)), expert="taphold.bad_length")
     add(bad(good_ack[:60]), expert="taphold.truncated")
-    add(bad(pdu(k, ACK, struct.pack(">Q", 1), link=0, digest=0xDEADBEEF)),
+    add(bad(pdu(k, ACK, struct.pack(">Q", 1), link=0, flags=FROM_NODE, digest=0xDEADBEEF)),
         expert="taphold.bad_digest", **{"taphold.digest_status": "bad"})
+    # Version 4's binding: an ack without FROM_NODE, a backup frame for no link,
+    # and a node heartbeat whose FROM_NODE was cleared (a reflection dressed up).
+    add(bad(pdu(k, ACK, struct.pack(">Q", 1), link=0)), expert="taphold.malformed")
+    add(bad(pdu(k, BACKUP, struct.pack(">4sHHQ", ip4("192.0.2.11"), 1, 1, 1), mode=1, link=0xFF)),
+        expert="taphold.malformed")
+    hb = bytearray(pdu(k, HEARTBEAT, struct.pack(">QQ", 1, 2), link=0, flags=FROM_NODE))
+    hb[5] = 0
+    add(bad(bytes(hb)), expert="taphold.bad_digest", **{"taphold.digest_status": "bad"})
+    # ENCRYPTED on a heartbeat.
+    add(bad(pdu(k, HEARTBEAT, struct.pack(">QQ", 1, 2), link=0, flags=0x18)), expert="taphold.malformed")
     add(bad(pdu(k, CONFIRM, bytes(24), link=2)), expert="taphold.malformed")
     add(bad(pdu(k, RESEND, struct.pack(">II", 0, 0), seq=5)), expert="taphold.malformed")
     add(bad(pdu(k, RESEND, struct.pack(">II", 1, 0), seq=0)), expert="taphold.malformed")

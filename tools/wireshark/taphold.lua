@@ -10,8 +10,7 @@
 --   taphold.*            the taphold PDU: the 48-byte common header, the body of its
 --                        type (backup frame in its four content modes, heartbeat, ack,
 --                        confirmation, target confirmation, resend request, flow ack),
---                        the 8-byte
---                        keyed digest (SipHash-1-3).
+--                        the 8-byte keyed digest (SipHash-2-4 over bytes 8.. then 0..8).
 --   taphold_delivery.*   the 40-byte delivery header ("TD") that starts every released
 --                        datagram with destination.framing: taphold, and every message a
 --                        backup node resends.
@@ -26,7 +25,7 @@
 --     destination.target_confirm_port; resend requests go to a backup node's port.
 --     A UDP payload on those ports that starts with neither "TH" nor "TD" (an order
 --     itself, say, or framing: raw) is left to other dissectors.
---   * Optionally, any UDP payload that looks like a taphold PDU (magic, version 3, a
+--   * Optionally, any UDP payload that looks like a taphold PDU (magic, version 4, a
 --     type and the body length it needs) or a delivery header (magic, version 1,
 --     header length 40): the "heuristic" preference, on by default.
 --
@@ -41,7 +40,7 @@ local HEADER_LEN = 48
 local DIGEST_LEN = 8
 local DELIVERY_LEN = 40
 local MAGIC = 0x5448 -- "TH"
-local VERSION = 3
+local VERSION = 4
 local DELIVERY_MAGIC = 0x5444 -- "TD"
 local DELIVERY_VERSION = 1
 
@@ -63,9 +62,13 @@ local TCP_MAX = 20 + 65535
 local LINK_NAMES = { [0] = "link 0", [1] = "link 1", [2] = "link 2", [3] = "link 3", [0xFF] = "not link-specific" }
 local DIGEST_STATUS = { [0] = "Bad", [1] = "Good", [2] = "Unverified" }
 
--- Flag bits (docs/protocol.md, header offset 4): the same in the PDU and the delivery header.
-local F_POSSIBLE_DUPLICATE, F_UNPROTECTED, F_RETRANSMIT = 0x0001, 0x0002, 0x0004
+-- Flag bits (docs/protocol.md): the same in the PDU (byte 5) and the delivery header
+-- (bytes 4..6); FROM_NODE is the PDU's only.
+local F_POSSIBLE_DUPLICATE, F_UNPROTECTED, F_RETRANSMIT, F_FROM_NODE = 0x0001, 0x0002, 0x0004, 0x0008
+local F_ENCRYPTED = 0x0010
 local F_KNOWN = 0x0007
+local F_PDU_KNOWN = 0x001F
+local TAG_LEN = 16
 
 -- Body lengths the types require (checked only after the header: docs/protocol.md,
 -- "Validity rules"). A full backup frame's is 8 + payload_len, 8..=65543.
@@ -77,11 +80,16 @@ local f = taphold.fields
 f.magic = ProtoField.uint16("taphold.magic", "Magic", base.HEX)
 f.version = ProtoField.uint8("taphold.version", "Version", base.DEC)
 f.type = ProtoField.uint8("taphold.type", "Type", base.DEC, TYPE_NAMES)
-f.flags = ProtoField.uint16("taphold.flags", "Flags", base.HEX)
-f.flag_dup = ProtoField.bool("taphold.flags.possible_duplicate", "POSSIBLE_DUPLICATE", 16, nil, F_POSSIBLE_DUPLICATE)
-f.flag_unprot = ProtoField.bool("taphold.flags.unprotected", "UNPROTECTED", 16, nil, F_UNPROTECTED)
-f.flag_retx = ProtoField.bool("taphold.flags.retransmit", "RETRANSMIT", 16, nil, F_RETRANSMIT)
-f.flag_reserved = ProtoField.uint16("taphold.flags.reserved", "Reserved (must be 0)", base.HEX, nil, 0xFFF8)
+f.key_id = ProtoField.uint8("taphold.key_id", "Key id", base.HEX)
+f.flags = ProtoField.uint8("taphold.flags", "Flags", base.HEX)
+f.flag_dup = ProtoField.bool("taphold.flags.possible_duplicate", "POSSIBLE_DUPLICATE", 8, nil, F_POSSIBLE_DUPLICATE)
+f.flag_unprot = ProtoField.bool("taphold.flags.unprotected", "UNPROTECTED", 8, nil, F_UNPROTECTED)
+f.flag_retx = ProtoField.bool("taphold.flags.retransmit", "RETRANSMIT", 8, nil, F_RETRANSMIT)
+f.flag_from_node = ProtoField.bool("taphold.flags.from_node", "FROM_NODE", 8, nil, F_FROM_NODE)
+f.flag_encrypted = ProtoField.bool("taphold.flags.encrypted", "ENCRYPTED", 8, nil, F_ENCRYPTED)
+f.flag_reserved = ProtoField.uint8("taphold.flags.reserved", "Reserved (must be 0)", base.HEX, nil, 0xE0)
+f.backup_ciphertext = ProtoField.bytes("taphold.backup.ciphertext", "Payload (encrypted)")
+f.backup_tag = ProtoField.bytes("taphold.backup.tag", "Payload tag (Poly1305)")
 f.link = ProtoField.uint8("taphold.link", "Link", base.DEC, LINK_NAMES)
 f.content_mode = ProtoField.uint8("taphold.content_mode", "Content mode", base.DEC, CONTENT_MODES)
 f.stream = ProtoField.uint32("taphold.stream", "Stream", base.DEC)
@@ -123,7 +131,7 @@ f.padding = ProtoField.bytes("taphold.padding", "Padding (ignored)")
 
 local e = {
     bad_magic = ProtoExpert.new("taphold.bad_magic", "Bad magic (not 0x5448 \"TH\")", expert.group.MALFORMED, expert.severity.ERROR),
-    bad_version = ProtoExpert.new("taphold.bad_version", "Bad version (not 3)", expert.group.PROTOCOL, expert.severity.ERROR),
+    bad_version = ProtoExpert.new("taphold.bad_version", "Bad version (not 4)", expert.group.PROTOCOL, expert.severity.ERROR),
     unknown_type = ProtoExpert.new("taphold.unknown_type", "Unknown type (not 1..7)", expert.group.MALFORMED, expert.severity.ERROR),
     bad_flags = ProtoExpert.new("taphold.bad_flags", "Reserved flag bits set", expert.group.MALFORMED, expert.severity.ERROR),
     malformed = ProtoExpert.new("taphold.malformed", "Malformed", expert.group.MALFORMED, expert.severity.ERROR),
@@ -182,7 +190,7 @@ taphold.prefs.digest_key = Pref.string("Digest key (32 hex digits)", "",
     "The deployment's digest_key: each PDU's digest is checked against it; empty: not checked")
 
 ---------------------------------------------------------------------------------------------
--- SipHash-1-3 over UInt64 (Lua 5.2 numbers are doubles): docs/protocol.md, "The digest".
+-- SipHash-2-4 over UInt64 (Lua 5.2 numbers are doubles): docs/protocol.md, "The digest".
 
 local function sip_round(v)
     v[1] = v[1] + v[2]; v[2] = v[2]:rol(13); v[2] = v[2]:bxor(v[1]); v[1] = v[1]:rol(32)
@@ -210,7 +218,11 @@ local function parse_key(hex)
              le_word({ b[9], b[10], b[11], b[12], b[13], b[14], b[15], b[16] }) }
 end
 
-local function siphash13(k, tvb, off, len)
+-- The digest of a PDU whose header and body are tvb[off, off + len): SipHash-2-4 of
+-- bytes 8 .. len, then bytes 0 .. 8 (the first word, with the key id, flags and link,
+-- is read last, so that a sender seals the copies of one frame for several links from
+-- one pass).
+local function pdu_digest(k, tvb, off, len)
     local v = {
         k[1]:bxor(UInt64.fromhex("736f6d6570736575")),
         k[2]:bxor(UInt64.fromhex("646f72616e646f6d")),
@@ -220,17 +232,27 @@ local function siphash13(k, tvb, off, len)
     local function absorb(m)
         v[4] = v[4]:bxor(m)
         sip_round(v)
+        sip_round(v)
         v[1] = v[1]:bxor(m)
     end
+    -- The message, byte by byte: tvb offsets off+8 .. off+len-1, then off .. off+7.
+    local function byte_at(i)
+        if i < len - 8 then return tvb:range(off + 8 + i, 1):uint() end
+        return tvb:range(off + i - (len - 8), 1):uint()
+    end
     local full = len - len % 8
-    for i = 0, full - 8, 8 do absorb(tvb:range(off + i, 8):le_uint64()) end
+    for i = 0, full - 8, 8 do
+        local w = {}
+        for j = 1, 8 do w[j] = byte_at(i + j - 1) end
+        absorb(le_word(w))
+    end
     local last = {}
-    for i = 1, len - full do last[i] = tvb:range(off + full + i - 1, 1):uint() end
+    for i = 1, len - full do last[i] = byte_at(full + i - 1) end
     for i = len - full + 1, 7 do last[i] = 0 end
     last[8] = len % 256
     absorb(le_word(last))
     v[3] = v[3]:bxor(UInt64.new(0xFF, 0))
-    for _ = 1, 3 do sip_round(v) end
+    for _ = 1, 4 do sip_round(v) end
     return v[1]:bxor(v[2]):bxor(v[3]):bxor(v[4])
 end
 
@@ -245,10 +267,7 @@ end
 
 local function add_flags(tree, flags_field, bits, range)
     local t = tree:add(flags_field, range)
-    t:add(bits[1], range)
-    t:add(bits[2], range)
-    t:add(bits[3], range)
-    t:add(bits[4], range)
+    for _, b in ipairs(bits) do t:add(b, range) end
     return t
 end
 
@@ -257,6 +276,8 @@ local function flag_names(flags)
     if bit32.band(flags, F_POSSIBLE_DUPLICATE) ~= 0 then names[#names + 1] = "POSSIBLE_DUPLICATE" end
     if bit32.band(flags, F_UNPROTECTED) ~= 0 then names[#names + 1] = "UNPROTECTED" end
     if bit32.band(flags, F_RETRANSMIT) ~= 0 then names[#names + 1] = "RETRANSMIT" end
+    if bit32.band(flags, F_FROM_NODE) ~= 0 then names[#names + 1] = "FROM_NODE" end
+    if bit32.band(flags, F_ENCRYPTED) ~= 0 then names[#names + 1] = "ENCRYPTED" end
     if #names == 0 then return "" end
     return " [" .. table.concat(names, ",") .. "]"
 end
@@ -279,7 +300,7 @@ local function dissect_pdu(tvb, pinfo, root)
     local magic = tvb:range(0, 2):uint()
     local version = tvb:range(2, 1):uint()
     local mtype = tvb:range(3, 1):uint()
-    local flags = tvb:range(4, 2):uint()
+    local flags = tvb:range(5, 1):uint()
     local link = tvb:range(6, 1):uint()
     local mode = tvb:range(7, 1):uint()
     local body_len = tvb:range(12, 4):uint()
@@ -305,10 +326,11 @@ local function dissect_pdu(tvb, pinfo, root)
         pinfo.cols.info = string.format("taphold: unknown type %d", mtype)
         return avail
     end
-    local ft = add_flags(tree, f.flags, { f.flag_dup, f.flag_unprot, f.flag_retx, f.flag_reserved }, tvb:range(4, 2))
+    tree:add(f.key_id, tvb:range(4, 1))
+    local ft = add_flags(tree, f.flags, { f.flag_dup, f.flag_unprot, f.flag_retx, f.flag_from_node, f.flag_encrypted, f.flag_reserved }, tvb:range(5, 1))
     local problem = nil -- the first refusal by the rules' order: only the first is reported
-    if bit32.band(flags, 0xFFFF - F_KNOWN) ~= 0 then
-        ft:add_proto_expert_info(e.bad_flags, string.format("Reserved flag bits set: 0x%04x", flags))
+    if bit32.band(flags, 0xFF - F_PDU_KNOWN) ~= 0 then
+        ft:add_proto_expert_info(e.bad_flags, string.format("Reserved flag bits set: 0x%02x", flags))
         problem = "bad flags"
     elseif flags ~= 0 and mtype ~= T_BACKUP and mtype ~= T_CONFIRM then
         -- Only backup frames and confirmations carry flags (docs/protocol.md).
@@ -320,10 +342,24 @@ local function dissect_pdu(tvb, pinfo, root)
 
     it = tree:add(f.link, tvb:range(6, 1))
     if not problem then
-        local link_ok = link <= 3 or link == 0xFF
-        if link_ok and link ~= 0xFF and mtype ~= T_HEARTBEAT and mtype ~= T_ACK and mtype ~= T_FLOW_ACK then link_ok = false end
+        local from_node = bit32.band(flags, F_FROM_NODE) ~= 0
+        local link_ok, why
+        if mtype == T_BACKUP then
+            link_ok, why = link <= 3 and not from_node, "a backup frame names the link it is launched on (0..3) and is not FROM_NODE"
+        elseif mtype == T_HEARTBEAT then
+            link_ok, why = link <= 3 or link == 0xFF, "a heartbeat names a link 0..3, or 0xFF"
+        elseif mtype == T_FLOW_ACK then
+            link_ok, why = (link <= 3 or link == 0xFF) and not from_node, "a flow ack names a link 0..3 (or 0xFF) and is not FROM_NODE"
+        elseif mtype == T_ACK then
+            link_ok, why = (link <= 3 or link == 0xFF) and from_node, "an ack names a link 0..3 (or 0xFF) and is FROM_NODE"
+        else
+            link_ok, why = link == 0xFF and not from_node, tname .. " carries 0xFF and is not FROM_NODE"
+        end
+        if link_ok and bit32.band(flags, F_ENCRYPTED) ~= 0 and (mtype ~= T_BACKUP or mode ~= 0) then
+            link_ok, why = false, "only a full-copy backup frame is ENCRYPTED"
+        end
         if not link_ok then
-            it:add_proto_expert_info(e.malformed, string.format("Link %d: %s carries 0xFF (only heartbeats, acks and flow acks name a link, 0..3)", link, tname))
+            it:add_proto_expert_info(e.malformed, string.format("Link %d, flags 0x%02x: %s", link, flags, why))
             problem = "malformed link"
         end
     end
@@ -348,7 +384,8 @@ local function dissect_pdu(tvb, pinfo, root)
         elseif gateway then
             ok = body_len >= TCP_PREFIX and body_len <= TCP_MAX
         else
-            ok = body_len >= 8 and body_len <= BACKUP_FULL_MAX
+            local t = bit32.band(flags, F_ENCRYPTED) ~= 0 and TAG_LEN or 0
+            ok = body_len >= 8 + t and body_len <= BACKUP_FULL_MAX + t
         end
         if not ok then
             local need = want and tostring(want) or (gateway and "20..65555" or "8..65543")
@@ -364,7 +401,7 @@ local function dissect_pdu(tvb, pinfo, root)
 
     local info = string.format("%s seq=%s stream=%d epoch=%s", tname, tostring(seq),
         tvb:range(8, 4):uint(), tostring(tvb:range(16, 8):uint64()))
-    if mtype == T_HEARTBEAT or mtype == T_ACK or mtype == T_FLOW_ACK then info = info .. string.format(" link=%d", link) end
+    if link <= 3 then info = info .. string.format(" link=%d", link) end
     info = info .. flag_names(flags)
     pinfo.cols.info = info
 
@@ -387,12 +424,18 @@ local function dissect_pdu(tvb, pinfo, root)
         body:add(f.backup_src_port, tvb:range(b + 4, 2))
         local pl = body:add(f.backup_payload_len, tvb:range(b + 6, 2))
         local plen = tvb:range(b + 6, 2):uint()
+        local enc = bit32.band(flags, F_ENCRYPTED) ~= 0
+        local t = enc and TAG_LEN or 0
         if mode == 0 then
-            if plen ~= body_len - 8 then
-                pl:add_proto_expert_info(e.bad_length, string.format("Payload length %d, body length says %d", plen, body_len - 8))
+            if plen ~= body_len - 8 - t then
+                pl:add_proto_expert_info(e.bad_length, string.format("Payload length %d, body length says %d", plen, body_len - 8 - t))
                 problem = problem or "bad length"
+            elseif enc then
+                body:add(f.backup_ciphertext, tvb:range(b + 8, plen))
+                body:add(f.backup_tag, tvb:range(b + 8 + plen, TAG_LEN))
+            else
+                body:add(f.backup_payload, tvb:range(b + 8, body_len - 8))
             end
-            body:add(f.backup_payload, tvb:range(b + 8, body_len - 8))
         elseif mode == 1 then
             body:add(f.backup_payload_digest, tvb:range(b + 8, 8))
         else
@@ -475,7 +518,7 @@ local function dissect_pdu(tvb, pinfo, root)
     local dr = tvb:range(b + body_len, DIGEST_LEN)
     local dt = tree:add(f.digest, dr)
     if key_words then
-        local want = siphash13(key_words, tvb, 0, b + body_len)
+        local want = pdu_digest(key_words, tvb, 0, b + body_len)
         if want == dr:uint64() then
             dt:add(f.digest_status, dr, 1):set_generated()
         else

@@ -19,8 +19,20 @@ use taphold_runtime::yaml::{self, ConfigError, Hex128};
 pub struct Config {
     /// The stream delivered; datagrams of another stream are refused (`wrong_stream`).
     pub stream: u32,
-    /// 32 hex digits: the deployment's key (target confirmations and resend requests).
+    /// 32 hex digits: the arbiter key (target confirmations and resend requests; the
+    /// appliance's and the nodes' `arbiter_key_file`). Written here, or in
+    /// `digest_key_file`: exactly one of the two.
+    #[serde(rename = "digest_key", default)]
+    digest_key_inline: Option<Hex128>,
+    /// A file holding the key's 32 hex digits, readable by its owner only.
+    #[serde(default)]
+    pub digest_key_file: Option<std::path::PathBuf>,
+    /// The key in use (`Config::parse` resolves it).
+    #[serde(skip, default = "unresolved_key")]
     pub digest_key: Hex128,
+    /// Run on the public demo key (a lab or a test).
+    #[serde(default)]
+    pub allow_demo_key: bool,
     /// Where the copies arrive: A (the appliance's `destination`) first, then B...
     pub inputs: Vec<Input>,
     /// Where the ordered stream goes.
@@ -169,6 +181,11 @@ fn default_confirm_idle_ms() -> u64 {
 /// a start-up that eats the host.
 pub const MAX_WINDOW_BYTES: u64 = 4 << 30;
 
+/// Until `Config::parse` resolves it: all zeros, never used.
+fn unresolved_key() -> Hex128 {
+    Hex128(taphold_wire::digest::DigestKey([0; 16]))
+}
+
 impl Config {
     pub fn load(path: &str) -> Result<Config, ConfigError> {
         Config::parse(path, &yaml::read(path)?)
@@ -176,7 +193,26 @@ impl Config {
 
     /// Parses and validates. `file` only labels the messages.
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
-        yaml::parse_config(file, text)
+        let mut cfg: Config = yaml::parse_config(file, text)?;
+        cfg.digest_key = taphold_runtime::key::resolve(
+            file,
+            text,
+            cfg.digest_key_inline.as_ref(),
+            cfg.digest_key_file.as_deref(),
+        )?;
+        let field = if cfg.digest_key_file.is_some() {
+            "digest_key_file"
+        } else {
+            "digest_key"
+        };
+        taphold_runtime::key::refuse_demo(
+            file,
+            text,
+            field,
+            &[cfg.digest_key.0],
+            cfg.allow_demo_key,
+        )?;
+        Ok(cfg)
     }
 
     /// The core's config (times in ns).
@@ -353,7 +389,7 @@ mod tests {
         );
         let a = c.arbiter();
         assert_eq!(a.gap_timeout_ns, 5_000_000);
-        let min = "stream: 1\ndigest_key: \"5461706f6c642d64656d6f2d6b657931\"\ninputs:\n  - name: A\n    bind: 127.0.0.1:9100\ndeliver: stdout\nstate_dir: /tmp/s\n";
+        let min = "stream: 1\ndigest_key: \"5461706f6c642d64656d6f2d6b657931\"\nallow_demo_key: true\ninputs:\n  - name: A\n    bind: 127.0.0.1:9100\ndeliver: stdout\nstate_dir: /tmp/s\n";
         let c = Config::parse("min.yaml", min).unwrap();
         assert_eq!(c.deliver, Deliver::Stdout);
         assert_eq!((c.window, c.max_payload, c.max_epochs), (4096, 2048, 4));

@@ -38,6 +38,35 @@ pub struct Config {
     /// (`Config::parse` resolves it).
     #[serde(skip, default = "unresolved_key")]
     pub digest_key: Hex128,
+    /// Key rotation: a second backup-link key file, accepted at once beside the
+    /// current one (PDUs name their key by id) ...
+    #[serde(default)]
+    pub digest_key_next_file: Option<PathBuf>,
+    /// ... and sealing our acks and heartbeats from this UNIX second (absent: never).
+    #[serde(default)]
+    pub digest_key_next_from: Option<u64>,
+    /// The key of the arbiter's target confirmations and resend requests on port D
+    /// (a file), and a next one accepted beside it. Absent: the backup-link keys.
+    #[serde(default)]
+    pub arbiter_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub arbiter_key_next_file: Option<PathBuf>,
+    /// Run on the public demo key (a lab or a test).
+    #[serde(default)]
+    pub allow_demo_key: bool,
+    /// `link_security: aead` (the appliance's): the payload key, 64 hex digits in a
+    /// file, mode 0600. With it, encrypted backup frames are decrypted before they
+    /// are journaled (unless `journal_ciphertext`); without it they are journaled
+    /// as received.
+    #[serde(default)]
+    pub payload_key_file: Option<PathBuf>,
+    /// Journal encrypted backup frames as received (ciphertext); `journal export
+    /// --payload-key-file` decrypts them. Resend and takeover cannot send them.
+    #[serde(default)]
+    pub journal_ciphertext: bool,
+    /// The keys, resolved by `Config::parse`.
+    #[serde(skip, default = "unresolved_keys")]
+    pub keys: NodeKeys,
     pub journal: JournalSection,
     #[serde(default = "default_heartbeat_period_us")]
     pub heartbeat_period_us: u64,
@@ -182,6 +211,26 @@ fn one() -> u64 {
     1
 }
 /// Until `Config::parse` resolves it: all zeros, never used.
+/// The backup node's keys, by use.
+#[derive(Debug, Clone)]
+pub struct NodeKeys {
+    /// Backup frames, heartbeats, acks.
+    pub link: taphold_wire::digest::KeyRing,
+    /// Target confirmations and resend requests on port D.
+    pub arbiter: taphold_wire::digest::KeyRing,
+    /// `link_security: aead`: decrypts backup frames' payloads.
+    pub payload: Option<taphold_wire::payload::PayloadKey>,
+}
+
+fn unresolved_keys() -> NodeKeys {
+    let zero = taphold_wire::digest::KeyRing::single(taphold_wire::digest::DigestKey([0; 16]));
+    NodeKeys {
+        link: zero,
+        arbiter: zero,
+        payload: None,
+    }
+}
+
 fn unresolved_key() -> Hex128 {
     Hex128(taphold_wire::digest::DigestKey([0; 16]))
 }
@@ -209,7 +258,54 @@ impl Config {
             cfg.digest_key_inline.as_ref(),
             cfg.digest_key_file.as_deref(),
         )?;
+        cfg.keys = cfg.resolve_keys(file, text)?;
         Ok(cfg)
+    }
+
+    fn resolve_keys(&self, file: &str, text: &str) -> Result<NodeKeys, ConfigError> {
+        use taphold_runtime::key;
+        let link = key::ring(
+            file,
+            text,
+            self.digest_key.0,
+            ("digest_key_next_file", self.digest_key_next_file.as_deref()),
+            ("digest_key_next_from", self.digest_key_next_from),
+        )?;
+        let arbiter = match key::optional_file(
+            file,
+            text,
+            "arbiter_key_file",
+            self.arbiter_key_file.as_deref(),
+        )? {
+            Some(k) => key::ring(
+                file,
+                text,
+                k,
+                (
+                    "arbiter_key_next_file",
+                    self.arbiter_key_next_file.as_deref(),
+                ),
+                ("arbiter_key_next_file", None),
+            )?,
+            None => link,
+        };
+        let field = if self.digest_key_file.is_some() {
+            "digest_key_file"
+        } else {
+            "digest_key"
+        };
+        let all: Vec<_> = link.keys().chain(arbiter.keys()).copied().collect();
+        key::refuse_demo(file, text, field, &all, self.allow_demo_key)?;
+        let payload = self
+            .payload_key_file
+            .as_deref()
+            .map(|p| key::payload_key(file, text, "payload_key_file", p))
+            .transpose()?;
+        Ok(NodeKeys {
+            link,
+            arbiter,
+            payload,
+        })
     }
 
     pub fn heartbeat_period_ns(&self) -> u64 {
@@ -485,7 +581,7 @@ mod tests {
         let c = Config::parse("backup.example.yaml", GOOD).unwrap();
         assert_eq!(c.link, 0);
         assert_eq!(c.heartbeat_period_us, 10_000);
-        let min = "port: net_pcap0\nmac: 02:00:00:00:0c:01\npeer_mac: 02:00:00:00:0b:01\nlink: 1\nstream: 1\ndigest_key: \"5461706f6c642d64656d6f2d6b657931\"\njournal:\n  dir: /tmp/j\n";
+        let min = "port: net_pcap0\nmac: 02:00:00:00:0c:01\npeer_mac: 02:00:00:00:0b:01\nlink: 1\nstream: 1\ndigest_key: \"5461706f6c642d64656d6f2d6b657931\"\nallow_demo_key: true\njournal:\n  dir: /tmp/j\n";
         let c = Config::parse("min.yaml", min).unwrap();
         assert_eq!(c.idle, IdlePolicy::Backoff);
         assert_eq!(c.journal.fsync_every_records, Some(1));

@@ -22,7 +22,7 @@ use taphold_journal::{Journal, RecordRef};
 use taphold_wire::arp;
 use taphold_wire::classify::{classify, Classified, DropReason, PrimaryAddr};
 use taphold_wire::delivery::{self, DeliveryRepr};
-use taphold_wire::digest::DigestKey;
+use taphold_wire::digest::KeyRing;
 use taphold_wire::emit::{emit_udp_headers, Endpoint, UDP_FRAME_HEADER_LEN};
 use taphold_wire::taphold::{
     BackupRepr, Content, Flags, MsgType, Packet, ResendRepr, TargetConfirmRepr,
@@ -52,6 +52,8 @@ pub enum DestRefusal {
     Malformed,
     /// Keyed digest wrong: corrupted, or not made with our key.
     BadDigest,
+    /// It names a key id we hold no arbiter key of.
+    UnknownKey,
     /// Authentic, of another stream.
     WrongStream,
     /// Authentic, of a type the arbiter does not send us (backup, heartbeat, ack,
@@ -63,9 +65,10 @@ pub enum DestRefusal {
 
 impl DestRefusal {
     /// Our own reasons, in counter order.
-    pub const OWN: [DestRefusal; 5] = [
+    pub const OWN: [DestRefusal; 6] = [
         DestRefusal::Malformed,
         DestRefusal::BadDigest,
+        DestRefusal::UnknownKey,
         DestRefusal::WrongStream,
         DestRefusal::UnexpectedType,
         DestRefusal::MultiSegment,
@@ -76,6 +79,7 @@ impl DestRefusal {
             DestRefusal::Dropped(r) => r.as_str(),
             DestRefusal::Malformed => "malformed",
             DestRefusal::BadDigest => "bad_digest",
+            DestRefusal::UnknownKey => "unknown_key",
             DestRefusal::WrongStream => "wrong_stream",
             DestRefusal::UnexpectedType => "unexpected_type",
             DestRefusal::MultiSegment => "multi_segment",
@@ -114,7 +118,7 @@ pub enum DestFrame {
 
 /// Judges one frame received on D (Ethernet header on). An ARP request for us is
 /// rewritten in place into the reply; nothing else is changed.
-pub fn judge(frame: &mut [u8], addr: &DestAddr, key: &DigestKey) -> DestFrame {
+pub fn judge(frame: &mut [u8], addr: &DestAddr, keys: &KeyRing) -> DestFrame {
     let ours = PrimaryAddr {
         mac: addr.ours.mac,
         ip: addr.ours.ip,
@@ -135,7 +139,7 @@ pub fn judge(frame: &mut [u8], addr: &DestAddr, key: &DigestKey) -> DestFrame {
     };
     let at = usize::from(meta.payload_off);
     let pdu = &frame[at..at + usize::from(meta.payload_len)];
-    match request(pdu, addr.stream, key) {
+    match request(pdu, addr.stream, keys) {
         Ok(Request::Confirm(c)) => DestFrame::Confirm(c),
         Ok(Request::Resend(req)) => DestFrame::Resend {
             req,
@@ -155,8 +159,9 @@ enum Request {
 }
 
 /// The PDU of a datagram to our port.
-fn request(pdu: &[u8], stream: u32, key: &DigestKey) -> Result<Request, DestRefusal> {
+fn request(pdu: &[u8], stream: u32, keys: &KeyRing) -> Result<Request, DestRefusal> {
     let p = Packet::new_checked(pdu).map_err(|_| DestRefusal::Malformed)?;
+    let key = keys.for_id(p.key_id()).ok_or(DestRefusal::UnknownKey)?;
     let r = match p.msg_type() {
         MsgType::TargetConfirm => {
             let c = TargetConfirmRepr::parse(&p, key).map_err(DestRefusal::from_wire)?;
@@ -388,6 +393,9 @@ pub enum NotDeliverable {
     /// The record's bytes are not a backup frame (never expected: the journal holds
     /// what passed the checks, under a CRC).
     NotBackup,
+    /// Journaled encrypted (`journal_ciphertext`, or no payload key): only
+    /// `journal export --payload-key-file` reads it.
+    Encrypted,
 }
 
 /// The delivery of the message in journal record `rec`, flagged `flags`: its original
@@ -396,6 +404,9 @@ pub enum NotDeliverable {
 pub fn delivery_of<'a>(rec: &RecordRef<'a>, flags: Flags) -> Result<Delivery<'a>, NotDeliverable> {
     let p = Packet::new_checked(rec.payload).map_err(|_| NotDeliverable::NotBackup)?;
     let b = BackupRepr::parse_verified_earlier(&p).map_err(|_| NotDeliverable::NotBackup)?;
+    if b.flags.contains(Flags::ENCRYPTED) {
+        return Err(NotDeliverable::Encrypted);
+    }
     match b.content {
         Content::Full(payload) => Ok(Delivery {
             header: DeliveryRepr {
@@ -545,6 +556,8 @@ pub struct ResendCounters {
     pub unreadable: u64,
     /// Seqs whose frame is larger than an mbuf: no answer.
     pub too_large: u64,
+    /// Seqs journaled encrypted (`journal_ciphertext`): no answer.
+    pub encrypted: u64,
 }
 
 /// Lookups one call of [`answer`] makes at most, found or not: a request for a long
@@ -593,6 +606,7 @@ pub fn answer(
                 Err(NotDeliverable::DigestOnly { .. }) => c.digest_only += 1,
                 Err(NotDeliverable::TcpSegment { .. }) => c.tcp_segment += 1,
                 Err(NotDeliverable::NotBackup) => c.unreadable += 1,
+                Err(NotDeliverable::Encrypted) => c.encrypted += 1,
             },
             Ok(None) => c.missing += 1,
             Err(e) => {

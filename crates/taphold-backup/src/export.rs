@@ -34,7 +34,7 @@ use taphold_runtime::args::Args;
 use taphold_wire::delivery::DeliveryRepr;
 use taphold_wire::emit::{emit_udp_headers, Endpoint, UDP_FRAME_HEADER_LEN};
 use taphold_wire::ethernet::EthernetAddress;
-use taphold_wire::taphold::{BackupRepr, Content, Flags, Packet};
+use taphold_wire::taphold::{decrypt_backup_frame, BackupRepr, Content, Flags, MsgType, Packet};
 
 pub const USAGE: &str = "usage: taphold-backup journal export DIR [--stream S] [--epoch E] [--from SEQ] [--format jsonl|pcap] [--out FILE] [--to IP:PORT] [--framing taphold|raw]";
 
@@ -56,6 +56,9 @@ pub struct ExportOpts {
     pub to: SocketAddrV4,
     /// pcap: with the delivery header (true) or the payload alone.
     pub framed: bool,
+    /// Decrypts records journaled encrypted (`journal_ciphertext`): the payload
+    /// key file (read when the export starts).
+    pub payload_key_file: Option<PathBuf>,
 }
 
 impl ExportOpts {
@@ -75,6 +78,7 @@ impl ExportOpts {
             out: None,
             to: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9100),
             framed: true,
+            payload_key_file: None,
         };
         let mut a = Args::new(rest, USAGE);
         while let Some(flag) = a.flag() {
@@ -95,6 +99,7 @@ impl ExportOpts {
                     }
                 }
                 "--out" => o.out = Some(a.value(flag)?.into()),
+                "--payload-key-file" => o.payload_key_file = Some(a.value(flag)?.into()),
                 "--to" => {
                     let v = a.value(flag)?;
                     o.to = v
@@ -129,6 +134,9 @@ pub struct ExportReport {
     pub duplicates: u64,
     /// Records that are not backup frames at all (never expected).
     pub unparsable: u64,
+    /// Records journaled encrypted that were not exported (no payload key, or
+    /// the wrong one).
+    pub encrypted: u64,
     /// Segments that stopped being readable: file, offset, why.
     pub unreadable: Vec<String>,
 }
@@ -143,6 +151,12 @@ impl ExportReport {
 pub fn export(opts: &ExportOpts) -> io::Result<ExportReport> {
     // An absent directory is an error, not an empty export.
     std::fs::read_dir(&opts.dir)?;
+    let payload_key = opts
+        .payload_key_file
+        .as_deref()
+        .map(taphold_runtime::key::read_payload_key_file)
+        .transpose()
+        .map_err(|e| io::Error::other(format!("--payload-key-file: {e}")))?;
     let runs = list_runs(&opts.dir)?;
     let mut out: Box<dyn Write> = match &opts.out {
         Some(p) => Box::new(io::BufWriter::new(std::fs::File::create(p)?)),
@@ -159,7 +173,13 @@ pub fn export(opts: &ExportOpts) -> io::Result<ExportReport> {
             continue;
         }
         report.runs += 1;
-        export_run(*run, dir, opts, &mut out, &mut report)?;
+        export_run(
+            *run,
+            dir,
+            (opts, payload_key.as_ref()),
+            &mut out,
+            &mut report,
+        )?;
     }
     out.flush()?;
     Ok(report)
@@ -168,7 +188,7 @@ pub fn export(opts: &ExportOpts) -> io::Result<ExportReport> {
 fn export_run(
     run: RunId,
     dir: &Path,
-    opts: &ExportOpts,
+    (opts, payload_key): (&ExportOpts, Option<&taphold_wire::payload::PayloadKey>),
     out: &mut dyn Write,
     report: &mut ExportReport,
 ) -> io::Result<()> {
@@ -204,7 +224,34 @@ fn export_run(
             continue;
         }
         last = Some(r.seq);
-        let Some(b) = Packet::new_checked(&r.pdu[..])
+        // Journaled encrypted: decrypted with the payload key, if given.
+        let mut plain;
+        let mut pdu = &r.pdu[..];
+        let encrypted = Packet::new_checked(pdu)
+            .is_ok_and(|p| p.msg_type() == MsgType::Backup && p.flags().contains(Flags::ENCRYPTED));
+        if encrypted {
+            let Some(k) = payload_key else {
+                report.encrypted += 1;
+                report.unreadable.push(format!(
+                    "run {run} seq {}: journaled encrypted; give --payload-key-file",
+                    r.seq
+                ));
+                continue;
+            };
+            plain = r.pdu.clone();
+            match decrypt_backup_frame(&mut plain, k, None) {
+                Ok(n) => pdu = &plain[..n],
+                Err(_) => {
+                    report.encrypted += 1;
+                    report.unreadable.push(format!(
+                        "run {run} seq {}: the payload key does not open it",
+                        r.seq
+                    ));
+                    continue;
+                }
+            }
+        }
+        let Some(b) = Packet::new_checked(pdu)
             .ok()
             .and_then(|p| BackupRepr::parse_verified_earlier(&p).ok())
         else {
@@ -399,6 +446,7 @@ mod tests {
             content: b"abc",
         };
         let b = BackupRepr {
+            link: 0,
             flags: Flags::EMPTY,
             stream: 1,
             epoch: 2,

@@ -51,7 +51,7 @@ extern "C" fn on_signal(_: libc::c_int) {
     SIGNALLED.store(true, Ordering::SeqCst);
 }
 
-const USAGE: &str = "usage: taphold-backup [EAL args] -- --config FILE [--exit-when-idle-ms N] [--duration-ms N] [--stats-json FILE] [--metrics-listen ADDR:PORT]\n       taphold-backup journal inspect DIR\n       taphold-backup journal export DIR [--stream S] [--epoch E] [--from SEQ] [--format jsonl|pcap] [--out FILE] [--to IP:PORT] [--framing taphold|raw]\n       taphold-backup journal flows DIR\n       taphold-backup journal export DIR --flow SRCIP:SRCPORT-DSTIP:DSTPORT [--decode fix] [--out FILE]\n       taphold-backup recover DIR --flow SRCIP:SRCPORT-DSTIP:DSTPORT --decode fix [--out FILE]\n       taphold-backup status --control PATH\n       taphold-backup takeover --control PATH";
+const USAGE: &str = "usage: taphold-backup [EAL args] -- --config FILE [--exit-when-idle-ms N] [--duration-ms N] [--stats-json FILE] [--metrics-listen ADDR:PORT]\n       taphold-backup journal inspect DIR\n       taphold-backup journal export DIR [--stream S] [--epoch E] [--from SEQ] [--format jsonl|pcap] [--out FILE] [--to IP:PORT] [--framing taphold|raw] [--payload-key-file FILE]\n       taphold-backup journal flows DIR\n       taphold-backup journal export DIR --flow SRCIP:SRCPORT-DSTIP:DSTPORT [--decode fix] [--out FILE]\n       taphold-backup recover DIR --flow SRCIP:SRCPORT-DSTIP:DSTPORT --decode fix [--out FILE]\n       taphold-backup status --control PATH\n       taphold-backup takeover --control PATH";
 
 /// `--help`: the usage, the options, the exit codes, the live state.
 const HELP_MORE: &str = "

@@ -48,12 +48,13 @@ use std::time::{Duration, Instant};
 use dpdk::{Burst, Clock, Eal, Mbuf, Mempool, Port, PortConfig};
 use serde::Serialize;
 use taphold_journal::{Appended, Journal, Recovery, Refused, RunId};
-use taphold_wire::digest::DigestKey;
+use taphold_wire::digest::{DigestKey, KeyRing};
 use taphold_wire::emit::Endpoint;
 use taphold_wire::ethernet::{EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::link::{self, NotOurs};
 use taphold_wire::taphold::{
-    AckRepr, BackupRepr, FlowAckRepr, HeartbeatRepr, MsgType, Packet, ALL_LINKS,
+    decrypt_backup_frame, AckRepr, BackupRepr, Flags, FlowAckRepr, HeartbeatRepr, MsgType, Packet,
+    ALL_LINKS,
 };
 use taphold_wire::WireError;
 
@@ -96,10 +97,19 @@ pub enum Refusal {
     /// Authentic, but of an epoch older than the run we journal: an earlier run's
     /// frame, replayed or delayed. Journaling it would mix runs.
     StaleEpoch,
+    /// It names a key id we hold no key of: a wrong key, another deployment's, or
+    /// a rotation we were not given.
+    UnknownKey,
+    /// An authentic encrypted backup frame whose payload tag fails under our
+    /// payload key: the appliance's payload key is another.
+    BadPayloadTag,
+    /// An authentic heartbeat of a backup node (FROM_NODE): ours, or another
+    /// node's, sent back to us by a reflector on the link.
+    Reflected,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 11] = [
+    pub const ALL: [Refusal; 14] = [
         Refusal::Runt,
         Refusal::NotTaphold,
         Refusal::NotForUs,
@@ -111,6 +121,9 @@ impl Refusal {
         Refusal::WrongLink,
         Refusal::UnexpectedType,
         Refusal::StaleEpoch,
+        Refusal::Reflected,
+        Refusal::UnknownKey,
+        Refusal::BadPayloadTag,
     ];
 
     pub fn name(self) -> &'static str {
@@ -126,6 +139,9 @@ impl Refusal {
             Refusal::WrongLink => "wrong_link",
             Refusal::UnexpectedType => "unexpected_type",
             Refusal::StaleEpoch => "stale_epoch",
+            Refusal::Reflected => "reflected",
+            Refusal::UnknownKey => "unknown_key",
+            Refusal::BadPayloadTag => "bad_payload_tag",
         }
     }
 
@@ -162,7 +178,15 @@ pub struct Counters {
     pub flow_acks: u64,
     /// Those that advanced their flow's highest `acked` (written to `flow-acks`).
     pub flow_acks_advanced: u64,
+    /// Times [`WRONG_KEY_RUN`] frames in a row failed the digest or named no key of
+    /// ours (each logged as an ALERT): the node's key is not the appliance's.
+    pub wrong_key_alerts: u64,
 }
+
+/// Frames in a row that fail authentication before the node says, as an ALERT,
+/// that its key is wrong: more than a damaged frame or two, fewer than a
+/// heartbeat period's worth.
+pub const WRONG_KEY_RUN: u64 = 8;
 
 /// A released watermark at or above this is absurd: at a billion messages a second an
 /// epoch would need three centuries to get there. An authentic frame carrying one is
@@ -213,7 +237,18 @@ pub struct Intake {
     held: Vec<Run>,
     /// Runs of our stream in the journal directory that could not be opened, and why.
     not_opened: Vec<(RunId, String)>,
-    key: DigestKey,
+    /// The backup-link keys: the sealing one by the clock, both accepted.
+    key: KeyRing,
+    /// The arbiter's keys (port D).
+    arbiter_keys: KeyRing,
+    /// Frames in a row on the backup link that failed the digest or named no
+    /// key of ours, since the last authentic one: a wrong key, said loudly.
+    auth_failures_in_a_row: u64,
+    /// `link_security: aead`: the payload key, and where a frame is decrypted
+    /// before it is journaled (allocated once).
+    payload_key: Option<taphold_wire::payload::PayloadKey>,
+    journal_ciphertext: bool,
+    plain: Vec<u8>,
     mac: EthernetAddress,
     peer_mac: EthernetAddress,
     link: u8,
@@ -359,7 +394,12 @@ impl Intake {
             resend: ResendCounters::default(),
             resends: ResendQueue::default(),
             read_error: None,
-            key: cfg.digest_key.0,
+            key: cfg.keys.link,
+            arbiter_keys: cfg.keys.arbiter,
+            auth_failures_in_a_row: 0,
+            payload_key: cfg.keys.payload.clone(),
+            journal_ciphertext: cfg.journal_ciphertext,
+            plain: vec![0; 1 << 17],
             mac: cfg.mac.0,
             peer_mac: cfg.peer_mac.0,
             link: cfg.link,
@@ -546,16 +586,36 @@ impl Intake {
             })
         })?;
         let p = Packet::new_checked(buf).map_err(|e| Ok(Refusal::from_wire(e)))?;
+        let key = *self.key.for_id(p.key_id()).ok_or(Ok(Refusal::UnknownKey))?;
         match p.msg_type() {
             MsgType::Backup => {
-                let b = BackupRepr::parse(&p, &self.key).map_err(|e| Ok(Refusal::from_wire(e)))?;
+                let b = BackupRepr::parse(&p, &key).map_err(|e| Ok(Refusal::from_wire(e)))?;
                 if b.stream != self.stream {
                     return Err(Ok(Refusal::WrongStream));
                 }
+                // Launched on another link (the digest binds the link byte).
+                if b.link != self.link {
+                    return Err(Ok(Refusal::WrongLink));
+                }
                 self.enter_epoch(b.epoch)?;
+                let received = &buf[..p.total_len()];
+                // aead: decrypted before it is journaled, unless configured not to.
+                let mut decrypted = None;
+                if b.flags.contains(Flags::ENCRYPTED) && !self.journal_ciphertext {
+                    if let Some(aead) = &self.payload_key {
+                        let plain = &mut self.plain[..received.len()];
+                        plain.copy_from_slice(received);
+                        let n = decrypt_backup_frame(plain, aead, Some(&key))
+                            .map_err(|_| Ok(Refusal::BadPayloadTag))?;
+                        decrypted = Some(n);
+                    }
+                }
                 self.counters.backup_frames += 1;
                 self.note_watermark(b.watermark);
-                let pdu = &buf[..p.total_len()];
+                let pdu = match decrypted {
+                    Some(n) => &self.plain[..n],
+                    None => received,
+                };
                 let run = self.run.as_mut().expect("enter_epoch opened a run");
                 run.gateway |= b.content.tcp_segment().is_some();
                 let appended = run.journal.append(b.seq, b.flags.bits(), now, pdu);
@@ -567,8 +627,10 @@ impl Intake {
                 Ok(())
             }
             MsgType::Heartbeat => {
-                let h =
-                    HeartbeatRepr::parse(&p, &self.key).map_err(|e| Ok(Refusal::from_wire(e)))?;
+                let h = HeartbeatRepr::parse(&p, &key).map_err(|e| Ok(Refusal::from_wire(e)))?;
+                if h.from_node {
+                    return Err(Ok(Refusal::Reflected));
+                }
                 if h.stream != self.stream {
                     return Err(Ok(Refusal::WrongStream));
                 }
@@ -588,7 +650,7 @@ impl Intake {
             }
             MsgType::FlowAck => {
                 // Verified like a heartbeat: digest, stream, link, epoch.
-                let a = FlowAckRepr::parse(&p, &self.key).map_err(|e| Ok(Refusal::from_wire(e)))?;
+                let a = FlowAckRepr::parse(&p, &key).map_err(|e| Ok(Refusal::from_wire(e)))?;
                 if a.stream != self.stream {
                     return Err(Ok(Refusal::WrongStream));
                 }
@@ -611,10 +673,40 @@ impl Intake {
             // never on the backup link.
             MsgType::Ack | MsgType::Confirm | MsgType::TargetConfirm | MsgType::Resend => {
                 // Authentic or not, nothing we act on; say which.
-                p.verify_digest(&self.key)
+                p.verify_digest(&key)
                     .map_err(|e| Ok(Refusal::from_wire(e)))?;
                 Err(Ok(Refusal::UnexpectedType))
             }
+        }
+    }
+
+    /// Counts a run of frames that fail authentication, and says loudly, once per
+    /// run, that the key is wrong ([`WRONG_KEY_RUN`]). Any other refusal of an
+    /// authentic frame ends the run too.
+    pub fn note_auth(&mut self, r: Refusal) {
+        if !matches!(r, Refusal::BadDigest | Refusal::UnknownKey) {
+            if !matches!(
+                r,
+                Refusal::Runt
+                    | Refusal::NotTaphold
+                    | Refusal::NotForUs
+                    | Refusal::WrongPeer
+                    | Refusal::MultiSegment
+                    | Refusal::Malformed
+            ) {
+                self.auth_failures_in_a_row = 0;
+            }
+            return;
+        }
+        self.auth_failures_in_a_row += 1;
+        if self.auth_failures_in_a_row == WRONG_KEY_RUN {
+            self.counters.wrong_key_alerts += 1;
+            log::error!(
+                "ALERT wrong_key: the last {WRONG_KEY_RUN} frames from the appliance on link {} failed the digest or named a key id we do not hold ({} bad_digest, {} unknown_key so far): this node's digest_key is not the appliance's, and nothing it sends is journaled or acked",
+                self.link,
+                self.counters.refused[Refusal::BadDigest as usize],
+                self.counters.refused[Refusal::UnknownKey as usize],
+            );
         }
     }
 
@@ -676,7 +768,7 @@ impl Intake {
             return DestAction::Done;
         };
         self.dest_counters.frames_rx += 1;
-        match judge(f, &addr, &self.key) {
+        match judge(f, &addr, &self.arbiter_keys) {
             DestFrame::Arp { len } => return DestAction::Reply(len),
             DestFrame::Confirm(c) => {
                 self.dest_counters.target_confirms += 1;
@@ -1340,8 +1432,13 @@ impl Node {
                 } else {
                     self.intake.handle(m.data(), now)
                 };
-                if let Err(r) = handled {
-                    self.intake.counters.refuse(r?);
+                match handled {
+                    Ok(()) => self.intake.auth_failures_in_a_row = 0,
+                    Err(r) => {
+                        let r = r?;
+                        self.intake.counters.refuse(r);
+                        self.intake.note_auth(r);
+                    }
                 }
                 // The mbuf is freed here, whatever became of it.
             }
@@ -1428,13 +1525,13 @@ impl Node {
         emit: impl FnOnce(&mut [u8], &DigestKey) -> Result<u64, WireError>,
     ) {
         let mut frame = [0u8; 128];
-        let key = &self.intake.key;
+        let key = *self.intake.key.sealing(self.clock.now_ns());
         let Ok((len, _)) = link::emit_frame(
             &mut frame,
             self.intake.peer_mac,
             self.intake.mac,
             pdu_len,
-            |pdu| emit(pdu, key),
+            |pdu| emit(pdu, &key),
         ) else {
             // Only a link outside 0..=3, which the config refuses.
             self.intake.counters.tx_dropped += 1;
@@ -1471,6 +1568,7 @@ impl Node {
         self.hb_seq += 1;
         let hb = HeartbeatRepr {
             link: self.intake.link,
+            from_node: true,
             epoch: self.intake.run.as_ref().map_or(0, |r| r.id.epoch),
             seq: self.hb_seq,
             timestamp_ns: now,
@@ -1687,6 +1785,7 @@ impl Node {
             "watermark_absurd": c.watermark_absurd,
             "flow_acks": c.flow_acks,
             "flow_acks_advanced": c.flow_acks_advanced,
+            "wrong_key_alerts": c.wrong_key_alerts,
             "run": run,
             "journal_dir": self.intake.cfg.journal.dir,
             "journal": journal,
@@ -1768,7 +1867,7 @@ mod tests {
     fn intake(dir: &std::path::Path) -> Intake {
         let text = format!(
             "port: net_pcap0\nmac: {OURS}\npeer_mac: {APPLIANCE}\nlink: 0\nstream: 1\n\
-             digest_key: \"{KEY}\"\njournal:\n  dir: {}\n  segment_bytes: 4096\n",
+             digest_key: \"{KEY}\"\nallow_demo_key: true\njournal:\n  dir: {}\n  segment_bytes: 4096\n",
             dir.display()
         );
         Intake::new(&Config::parse("t.yaml", &text).unwrap())
@@ -1810,6 +1909,7 @@ mod tests {
                 digest_only,
             } => {
                 let r = BackupRepr {
+                    link: 0,
                     flags: Flags::from_bits(flags & Flags::ALL.bits()).unwrap(),
                     stream: *stream,
                     epoch: *epoch,
@@ -1837,6 +1937,7 @@ mod tests {
             } => {
                 let h = HeartbeatRepr {
                     link: *link,
+                    from_node: false,
                     epoch: *epoch,
                     seq: *seq,
                     timestamp_ns: *timestamp_ns,

@@ -33,7 +33,7 @@ fn key() -> DigestKey {
 fn intake_with(dir: &std::path::Path, journal_extra: &str) -> Intake {
     let text = format!(
         "port: net_pcap0\nmac: {OURS}\npeer_mac: {APPLIANCE}\nlink: 0\nstream: 1\n\
-         digest_key: \"{KEY}\"\njournal:\n  dir: {}\n  segment_bytes: 4096\n{journal_extra}\
+         digest_key: \"{KEY}\"\nallow_demo_key: true\njournal:\n  dir: {}\n  segment_bytes: 4096\n{journal_extra}\
          destination:\n  port: net_pcap1\n  mac: {D_MAC}\n  ip: 198.51.100.21\n  udp_port: {D_PORT}\n  \
          peer_mac: {NEXT_HOP}\n  replay_to: 198.51.100.30:9200\n",
         dir.display()
@@ -50,6 +50,7 @@ fn backup(epoch: u64, seq: u64, w: u64, digest_only: bool) -> Vec<u8> {
     let k = key();
     let p = payload(seq);
     let r = BackupRepr {
+        link: 0,
         flags: Flags::EMPTY,
         stream: 1,
         epoch,
@@ -283,6 +284,10 @@ fn frames_on_d_are_judged_by_reason_and_arp_is_answered() {
         1,
     );
     i.handle_dest(&mut to_d(&confirm_pdu(EPOCH_A, 5, &k, 2), D_PORT), 1);
+    let mut damaged = confirm_pdu(EPOCH_A, 5, &k, 1);
+    let last = damaged.len() - 1;
+    damaged[last] ^= 1;
+    i.handle_dest(&mut to_d(&damaged, D_PORT), 1);
     i.handle_dest(&mut to_d(b"hello, node", D_PORT), 1);
     let b = backup(EPOCH_A, 1, 0, false);
     i.handle_dest(&mut to_d(&b[14..], D_PORT), 1);
@@ -293,6 +298,7 @@ fn frames_on_d_are_judged_by_reason_and_arp_is_answered() {
     cut[n - 1] ^= 1; // the digest's last byte: UDP checksum wrong first
     i.handle_dest(&mut cut, 1);
     for (name, n) in [
+        ("unknown_key", 1),
         ("bad_digest", 1),
         ("wrong_stream", 1),
         ("malformed", 1),
@@ -846,6 +852,7 @@ fn tcp_backup(epoch: u64, seq: u64, w: u64) -> Vec<u8> {
         content: &p,
     };
     let r = BackupRepr {
+        link: 0,
         flags: Flags::EMPTY,
         stream: 1,
         epoch,

@@ -495,6 +495,12 @@ impl Takeover {
                         None,
                         Some("the record is not a backup frame".into()),
                     ),
+                    Err(NotDeliverable::Encrypted) => p.cannot(
+                        seq,
+                        Reason::Unreadable,
+                        None,
+                        Some("journaled encrypted (journal_ciphertext)".into()),
+                    ),
                 },
                 Ok(None) if seq < floor => p.cannot(seq, Reason::Trimmed, None, None),
                 Ok(None) => p.cannot(seq, Reason::NotReceived, None, None),

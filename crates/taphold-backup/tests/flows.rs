@@ -59,6 +59,7 @@ fn frame(seq: u64, epoch: u64, tcp_seq: u32, payload: &[u8], compact: bool) -> V
         content,
     };
     let b = BackupRepr {
+        link: 0,
         flags: Flags::EMPTY,
         stream: 1,
         epoch,

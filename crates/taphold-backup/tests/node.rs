@@ -58,6 +58,7 @@ fn backup_pdu(seq: u64, stream: u32, watermark: u64, k: &DigestKey) -> Vec<u8> {
 fn backup_pdu_of(seq: u64, stream: u32, epoch: u64, watermark: u64, k: &DigestKey) -> Vec<u8> {
     let p = payload(seq);
     let r = BackupRepr {
+        link: 0,
         flags: Flags::EMPTY,
         stream,
         epoch,
@@ -89,6 +90,7 @@ fn heartbeat(link: u8, seq: u64, ts: u64, watermark: u64) -> Vec<u8> {
 fn heartbeat_of(epoch: u64, link: u8, seq: u64, ts: u64, watermark: u64) -> Vec<u8> {
     let h = HeartbeatRepr {
         link,
+        from_node: false,
         epoch,
         seq,
         timestamp_ns: ts,
@@ -105,7 +107,7 @@ fn heartbeat_of(epoch: u64, link: u8, seq: u64, ts: u64, watermark: u64) -> Vec<
 fn config(journal: &Path, extra: &str) -> String {
     format!(
         "port: net_pcap0\nmac: {OURS}\npeer_mac: {APPLIANCE}\nlink: 0\nstream: {STREAM}\n\
-         digest_key: \"{KEY}\"\nheartbeat_period_us: 10000\nidle: backoff\n\
+         digest_key: \"{KEY}\"\nallow_demo_key: true\nheartbeat_period_us: 10000\nidle: backoff\n\
          journal:\n  dir: {}\n  segment_bytes: 65536\n  fsync_every_records: 1\n{extra}",
         journal.display()
     )
@@ -197,13 +199,13 @@ fn offline_replay_journals_each_valid_frame_once_acks_and_answers_heartbeats() {
     let last = corrupt.len() - 10;
     corrupt[last] ^= 1;
     input.push(corrupt);
-    // Forged: right shape, wrong key.
+    // Forged: right shape, wrong key, naming our key's id (bad_digest); and
+    // naming its own (unknown_key).
     let forged_key = DigestKey([0x42; 16]);
-    input.push(frame(
-        OURS,
-        APPLIANCE,
-        &backup_pdu(6, STREAM, 0, &forged_key),
-    ));
+    let mut forged = backup_pdu(6, STREAM, 0, &forged_key);
+    input.push(frame(OURS, APPLIANCE, &forged));
+    forged[4] = k.id();
+    input.push(frame(OURS, APPLIANCE, &forged));
     input.push(backup(6));
     // Foreign frames.
     let other = EthernetAddress([2, 0, 0, 0, 0x0d, 9]);
@@ -230,6 +232,26 @@ fn offline_replay_journals_each_valid_frame_once_acks_and_answers_heartbeats() {
     ack.emit(&mut buf, &k).unwrap();
     input.push(frame(OURS, APPLIANCE, &buf)); // unexpected_type
     input.push(heartbeat(2, 99, 5, 0)); // wrong_link
+                                        // Issue 14: a backup frame launched on link 1 (re-sealed, authentic) is not
+                                        // link 0's; a heartbeat FROM_NODE (a node's, sent back to it) is reflected.
+    let mut other_link = backup(7);
+    other_link[14 + 6] = 1;
+    Packet::new_unchecked(&mut other_link[14..]).fill_digest(&k);
+    input.push(other_link); // wrong_link
+    let reflected = HeartbeatRepr {
+        link: 0,
+        from_node: true,
+        epoch: EPOCH,
+        seq: 1,
+        timestamp_ns: 1,
+        watermark: 0,
+        stream: STREAM,
+        echo_seq: 0,
+        echo_timestamp_ns: 0,
+    };
+    let mut hb = [0u8; 72];
+    reflected.emit(&mut hb, &k).unwrap();
+    input.push(frame(OURS, APPLIANCE, &hb)); // reflected
     let mut rest: Vec<u64> = (7..=20).collect();
     rest.swap(4, 5); // 12 before 11
     input.extend(rest.into_iter().map(backup));
@@ -286,6 +308,7 @@ fn offline_replay_journals_each_valid_frame_once_acks_and_answers_heartbeats() {
     assert_eq!(n(&s, "duplicates"), 3);
     for (reason, count) in [
         ("bad_digest", 2),
+        ("unknown_key", 1),
         ("not_for_us", 1),
         ("wrong_peer", 1),
         ("not_taphold", 1),
@@ -293,7 +316,8 @@ fn offline_replay_journals_each_valid_frame_once_acks_and_answers_heartbeats() {
         ("wrong_stream", 1),
         ("malformed", 1),
         ("unexpected_type", 1),
-        ("wrong_link", 1),
+        ("wrong_link", 2),
+        ("reflected", 1),
         ("multi_segment", 0),
     ] {
         assert_eq!(
@@ -700,7 +724,7 @@ fn config_errors_name_field_and_line_before_dpdk_starts() {
         ),
         (
             good.replace("  fsync_every_records: 1", "  fsync_evry_records: 1"),
-            "backup.yaml:12: journal: unknown field `fsync_evry_records`",
+            "backup.yaml:13: journal: unknown field `fsync_evry_records`",
         ),
         (
             good.replace(&format!("peer_mac: {APPLIANCE}"), "peer_mac: nope"),
@@ -908,6 +932,7 @@ fn pdu_of(epoch: u64, seq: u64, watermark: u64, digest_only: bool) -> Vec<u8> {
     let k = key();
     let p = payload_of(epoch, seq);
     let r = BackupRepr {
+        link: 0,
         flags: Flags::EMPTY,
         stream: STREAM,
         epoch,
@@ -1172,7 +1197,8 @@ fn port_d_answers_arp_and_resend_requests_and_trims_only_what_is_confirmed() {
     for (k, v) in [
         ("destination.arp_replies", 1),
         ("destination.target_confirms", 1),
-        ("destination.refused.bad_digest", 1),
+        ("destination.refused.unknown_key", 1),
+        ("destination.refused.bad_digest", 0),
         ("destination.refused.wrong_stream", 1),
         ("destination.dropped.udp_wrong_port", 1),
         ("destination.dropped.arp_not_for_us", 1),
@@ -1703,6 +1729,7 @@ fn gateway_capture(orders: u32) -> (Vec<Vec<u8>>, Vec<u32>) {
             content: &m,
         };
         let b = BackupRepr {
+            link: 0,
             flags: Flags::EMPTY,
             stream: STREAM,
             epoch: EPOCH,
@@ -1842,4 +1869,159 @@ fn flow_acks_are_counted_kept_and_survive_kill_9() {
     let v: Value =
         serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
     assert_eq!(v["acked"], kept);
+}
+
+/// Issue 14: a node given a key that is not the appliance's refuses every frame
+/// and says so loudly: an ALERT (`wrong_key`) after a few in a row, counted in the
+/// summary, not only a `bad_digest` count.
+#[test]
+fn a_wrong_key_is_refused_loudly() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let d = Dir::new("wrong-key");
+    let other = DigestKey([0x42; 16]);
+    let mut input = Vec::new();
+    for seq in 1..=12u64 {
+        // Half naming the node's key id (a digest mismatch), half their own.
+        let mut pdu = backup_pdu(seq, STREAM, 0, &other);
+        if seq % 2 == 0 {
+            pdu[4] = key().id();
+        }
+        input.push(frame(OURS, APPLIANCE, &pdu));
+    }
+    let in_pcap = d.0.join("in.pcap");
+    pcap::write(&in_pcap, &input).unwrap();
+    let journal = d.0.join("journal");
+    std::fs::write(d.0.join("backup.yaml"), config(&journal, "")).unwrap();
+    let stats = d.0.join("stats.json");
+    let o = node_command(
+        &d.0,
+        "offline",
+        &in_pcap,
+        &[
+            "--exit-when-idle-ms",
+            "300",
+            "--stats-json",
+            &stats.display().to_string(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(n(&s, "journaled"), 0);
+    assert_eq!(n(&s, "refused.bad_digest"), 6, "{s:#}");
+    assert_eq!(n(&s, "refused.unknown_key"), 6, "{s:#}");
+    assert_eq!(
+        n(&s, "wrong_key_alerts"),
+        1,
+        "once per run of failures: {s:#}"
+    );
+    assert!(stderr.contains("ALERT wrong_key"), "{stderr}");
+}
+
+/// An encrypted backup frame of `seq` (`link_security: aead`), in Ethernet.
+fn backup_encrypted(seq: u64, aead: &taphold_wire::payload::PayloadKey) -> Vec<u8> {
+    let p = payload(seq);
+    let r = BackupRepr {
+        link: 0,
+        flags: Flags::ENCRYPTED,
+        stream: STREAM,
+        epoch: EPOCH,
+        seq,
+        timestamp_ns: 1_000_000 + seq,
+        watermark: seq.saturating_sub(3),
+        src_ip: [192, 0, 2, 7],
+        src_port: 40000,
+        payload_len: p.len() as u16,
+        content: Content::Full(&p),
+    };
+    let mut buf = vec![0u8; r.buffer_len()];
+    r.emit_sealing_with(&mut buf, &key(), Some(aead)).unwrap();
+    frame(OURS, APPLIANCE, &buf)
+}
+
+/// Issue 14 item 3 on the node: encrypted backup frames are decrypted before
+/// they are journaled (each record is then the very frame the appliance would
+/// have sent in clear), or with `journal_ciphertext` journaled as received and
+/// read back by `journal export --payload-key-file`; a frame whose payload tag
+/// fails under the node's payload key is refused (`bad_payload_tag`).
+#[test]
+fn encrypted_backup_frames_are_journaled_in_clear_or_as_received() {
+    use std::os::unix::fs::PermissionsExt;
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let d = Dir::new("aead");
+    let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let aead = taphold_wire::payload::PayloadKey::from_hex(hex).unwrap();
+    let kf = d.0.join("payload.key");
+    std::fs::write(&kf, hex).unwrap();
+    std::fs::set_permissions(&kf, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let other = taphold_wire::payload::PayloadKey::new(&[7; 32]);
+    let mut input: Vec<Vec<u8>> = (1..=10).map(|s| backup_encrypted(s, &aead)).collect();
+    input.push(backup_encrypted(11, &other)); // authentic, but not our payload key
+    let in_pcap = d.0.join("in.pcap");
+    pcap::write(&in_pcap, &input).unwrap();
+    for ciphertext in [false, true] {
+        let journal = d.0.join(format!("journal-{ciphertext}"));
+        let extra = format!(
+            "payload_key_file: {}\njournal_ciphertext: {ciphertext}\n",
+            kf.display()
+        );
+        std::fs::write(d.0.join("backup.yaml"), config(&journal, &extra)).unwrap();
+        let stats = d.0.join("stats.json");
+        let o = node_command(
+            &d.0,
+            &format!("aead-{ciphertext}"),
+            &in_pcap,
+            &[
+                "--exit-when-idle-ms",
+                "300",
+                "--stats-json",
+                &stats.display().to_string(),
+            ],
+        )
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{stderr}");
+        let s: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        let recs = read_records(&run_dir(&journal, RUN)).unwrap();
+        if ciphertext {
+            assert_eq!(n(&s, "journaled"), 11, "{s:#}");
+            for r in &recs {
+                assert!(!r
+                    .pdu
+                    .windows(8)
+                    .any(|w| payload(r.seq).windows(8).any(|x| x == w)));
+            }
+            // Export: refused without the key, the payloads with it.
+            let (out, err, code) = export(&journal, &[]);
+            assert_ne!(code, Some(0), "{out}{err}");
+            assert!(err.contains("--payload-key-file"), "{err}");
+            let (out, err, code) =
+                export(&journal, &["--payload-key-file", &kf.display().to_string()]);
+            assert!(err.contains("does not open"), "seq 11: {err}");
+            assert_eq!(code, Some(1), "{err}");
+            assert_eq!(out.lines().count(), 10, "{out}");
+            // "order 3 BUY 100 XYZ @ 1003", base64: the payload in clear.
+            assert!(
+                out.contains("b3JkZXIgMyBCVVkgMTAwIFhZWiBAIDEwMDM="),
+                "{out}"
+            );
+        } else {
+            assert_eq!(n(&s, "journaled"), 10, "{s:#}");
+            assert_eq!(n(&s, "refused.bad_payload_tag"), 1, "{s:#}");
+            let mut seqs: Vec<u64> = recs.iter().map(|r| r.seq).collect();
+            seqs.sort();
+            assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+            for r in &recs {
+                assert_eq!(
+                    r.pdu,
+                    backup(r.seq)[14..],
+                    "seq {}: the frame in clear",
+                    r.seq
+                );
+            }
+        }
+    }
 }

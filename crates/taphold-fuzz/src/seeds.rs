@@ -143,6 +143,7 @@ impl Material {
                     seq: i + 1,
                     timestamp_ns: 1_000 * i,
                     watermark: i,
+                    link: (i % 4) as u8,
                     src_ip: *ip,
                     src_port: *port,
                     payload_len: payload.len() as u16,
@@ -162,9 +163,10 @@ impl Material {
             };
             out.push(emit(c.buffer_len(), |b| c.emit(b, &KEY)));
         }
-        for link in [0, 3, 0xFF] {
+        for (n, link) in [0, 3, 0xFF].into_iter().enumerate() {
             let h = HeartbeatRepr {
                 link,
+                from_node: n == 1,
                 epoch: 9,
                 seq: 5,
                 timestamp_ns: 6,

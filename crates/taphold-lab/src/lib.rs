@@ -627,6 +627,7 @@ mod tests {
     fn backup(seq: u64, retransmit: bool) -> Vec<u8> {
         use taphold_wire::taphold::{BackupRepr, Content, Flags};
         let r = BackupRepr {
+            link: 0,
             flags: if retransmit {
                 Flags::RETRANSMIT
             } else {

@@ -13,7 +13,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use taphold_wire::digest::DigestKey;
+use taphold_wire::digest::{DigestKey, KeyRing};
+use taphold_wire::payload::PayloadKey;
 
 use crate::yaml::{ConfigError, Hex128};
 
@@ -61,6 +62,123 @@ pub fn resolve(
     }
 }
 
+/// A key file named by `field`, if it is given (relative to the config file's
+/// directory, refused as [`read_key_file`] refuses).
+pub fn optional_file(
+    file: &str,
+    text: &str,
+    field: &str,
+    path: Option<&Path>,
+) -> Result<Option<DigestKey>, ConfigError> {
+    path.map(|p| {
+        read_key_file(&relative_to(file, p)).map_err(|m| ConfigError::at(file, text, field, m))
+    })
+    .transpose()
+}
+
+/// The key ring of one use: `current`, and the key in `next_field`'s file if given,
+/// accepted at once and sealing from `from_field`'s UNIX second (never, if absent).
+/// Refused: a `from_field` without `next_field`, or two keys with one id.
+pub fn ring(
+    file: &str,
+    text: &str,
+    current: DigestKey,
+    (next_field, next): (&str, Option<&Path>),
+    (from_field, from_s): (&str, Option<u64>),
+) -> Result<KeyRing, ConfigError> {
+    let Some(next) = optional_file(file, text, next_field, next)? else {
+        if from_s.is_some() {
+            return Err(ConfigError::at(
+                file,
+                text,
+                from_field,
+                format!(
+                    "names when to start sealing with the next key, but there is no {next_field}"
+                ),
+            ));
+        }
+        return Ok(KeyRing::single(current));
+    };
+    let from_ns = from_s.map(|s| s.saturating_mul(1_000_000_000));
+    KeyRing::with_next(current, next, from_ns).map_err(|id| {
+        ConfigError::at(
+            file,
+            text,
+            next_field,
+            format!("the next key has the current key's id ({id:#04x}): a PDU could not say which sealed it; generate another (`taphold keygen`)"),
+        )
+    })
+}
+
+/// Refuses the demo key in `field` unless `allowed` (a replay, a lab, or
+/// `allow_demo_key: true`): a deployment that forgot to set its own key fails at start,
+/// not silently.
+pub fn refuse_demo(
+    file: &str,
+    text: &str,
+    field: &str,
+    keys: &[DigestKey],
+    allowed: bool,
+) -> Result<(), ConfigError> {
+    if allowed || !keys.iter().any(is_demo) {
+        return Ok(());
+    }
+    Err(ConfigError::at(
+        file,
+        text,
+        field,
+        "is the public demo key, which anyone with this repository has: generate one (`taphold keygen --out FILE`) and give its file, or set `allow_demo_key: true` for a lab",
+    ))
+}
+
+/// `taphold keygen`: a new random key, as a key file's text (32 hex digits and a
+/// newline), from the OS's random source.
+pub fn generate() -> Result<(DigestKey, String), String> {
+    let (k, text) = random_hex::<16>()?;
+    Ok((DigestKey(k), text))
+}
+
+/// `n` random bytes from the OS, and their hex with a newline.
+fn random_hex<const N: usize>() -> Result<([u8; N], String), String> {
+    use std::io::Read;
+    let mut k = [0u8; N];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut k))
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    let hex: String = k.iter().map(|b| format!("{b:02x}")).collect();
+    Ok((k, format!("{hex}\n")))
+}
+
+/// `taphold keygen --payload`: a new payload key file (64 hex digits), mode 0600,
+/// never over an existing file. Returns the key's fingerprint.
+pub fn write_new_payload_key_file(path: &Path) -> Result<u8, String> {
+    let (k, text) = random_hex::<32>()?;
+    write_new(path, &text)?;
+    Ok(PayloadKey::new(&k).fingerprint())
+}
+
+fn write_new(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes a new key file at `path`, mode 0600, refusing to overwrite one. Returns
+/// the key's id.
+pub fn write_new_key_file(path: &Path) -> Result<u8, String> {
+    let (key, text) = generate()?;
+    write_new(path, &text)?;
+    Ok(key.id())
+}
+
 /// `p` as seen from the directory of the config file `file`.
 fn relative_to(file: &str, p: &Path) -> PathBuf {
     match Path::new(file).parent() {
@@ -73,6 +191,43 @@ fn relative_to(file: &str, p: &Path) -> PathBuf {
 /// readable or writable by group or others. The error never quotes the content.
 pub fn read_key_file(path: &Path) -> Result<DigestKey, String> {
     let shown = path.display();
+    let text = read_secret(path)?;
+    DigestKey::from_hex(text.trim()).map_err(|_| {
+        format!(
+            "{shown}: does not hold a key: want exactly 32 hex digits (128 bits), found {} characters{}",
+            text.trim().len(),
+            if text.trim().is_empty() { " (empty)" } else { "" }
+        )
+    })
+}
+
+/// Reads a payload key file (`link_security: aead`): 64 hex digits (256 bits),
+/// refused as [`read_key_file`] refuses.
+pub fn read_payload_key_file(path: &Path) -> Result<PayloadKey, String> {
+    let shown = path.display();
+    let text = read_secret(path)?;
+    PayloadKey::from_hex(text.trim()).map_err(|_| {
+        format!(
+            "{shown}: does not hold a payload key: want exactly 64 hex digits (256 bits), found {} characters",
+            text.trim().len()
+        )
+    })
+}
+
+/// A payload key file named by `field`, relative to the config's directory.
+pub fn payload_key(
+    file: &str,
+    text: &str,
+    field: &str,
+    path: &Path,
+) -> Result<PayloadKey, ConfigError> {
+    read_payload_key_file(&relative_to(file, path))
+        .map_err(|m| ConfigError::at(file, text, field, m))
+}
+
+/// The text of a secret file, refused if group or others may read or write it.
+fn read_secret(path: &Path) -> Result<String, String> {
+    let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
     if !meta.is_file() {
         return Err(format!("{shown}: not a regular file"));
@@ -83,14 +238,7 @@ pub fn read_key_file(path: &Path) -> Result<DigestKey, String> {
             "{shown}: mode {mode:04o} lets group or others read or write the key; `chmod 600 {shown}` (the key must be the owner's alone)"
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
-    DigestKey::from_hex(text.trim()).map_err(|_| {
-        format!(
-            "{shown}: does not hold a key: want exactly 32 hex digits (128 bits), found {} characters{}",
-            text.trim().len(),
-            if text.trim().is_empty() { " (empty)" } else { "" }
-        )
-    })
+    std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))
 }
 
 #[cfg(test)]
@@ -122,6 +270,70 @@ mod tests {
                 DigestKey::from_hex(KEY).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn keygen_writes_a_new_owner_only_key_file_and_never_overwrites() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("new.key");
+        let id = write_new_key_file(&p).unwrap();
+        let k = read_key_file(&p).unwrap();
+        assert_eq!(k.id(), id);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!is_demo(&k));
+        let e = write_new_key_file(&p).unwrap_err();
+        assert!(e.contains("exists"), "{e}");
+        assert_eq!(read_key_file(&p).unwrap(), k, "left as it was");
+        let pk = d.path().join("payload.key");
+        write_new_payload_key_file(&pk).unwrap();
+        read_payload_key_file(&pk).unwrap();
+        assert!(read_key_file(&pk).unwrap_err().contains("32 hex digits"));
+        assert!(read_payload_key_file(&p)
+            .unwrap_err()
+            .contains("64 hex digits"));
+        let q = d.path().join("other.key");
+        write_new_key_file(&q).unwrap();
+        assert_ne!(read_key_file(&q).unwrap(), k);
+    }
+
+    #[test]
+    fn the_demo_key_is_refused_unless_allowed() {
+        let demo = DigestKey::from_hex(DEMO_KEY_HEX).unwrap();
+        let other = DigestKey([9; 16]);
+        let text = "a: 1\ndigest_key: x\n";
+        let e = refuse_demo("c.yaml", text, "digest_key", &[other, demo], false).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("digest_key", Some(2)));
+        assert!(e.message.contains("demo key"), "{e}");
+        refuse_demo("c.yaml", text, "digest_key", &[other, demo], true).unwrap();
+        refuse_demo("c.yaml", text, "digest_key", &[other], false).unwrap();
+    }
+
+    #[test]
+    fn a_key_ring_from_files() {
+        let d = tempfile::tempdir().unwrap();
+        let cur = DigestKey([1; 16]);
+        let next = write(d.path(), "n", "02020202020202020202020202020202", 0o600);
+        let text = "next: n\nfrom: 5\n";
+        let r = ring(
+            "c.yaml",
+            text,
+            cur,
+            ("next", Some(&next)),
+            ("from", Some(5)),
+        )
+        .unwrap();
+        assert_eq!(r.sealing(4_999_999_999), &cur);
+        assert_eq!(r.sealing(5_000_000_000), &DigestKey([2; 16]));
+        let e = ring("c.yaml", text, cur, ("next", None), ("from", Some(5))).unwrap_err();
+        assert_eq!(e.field, "from");
+        let r = ring("c.yaml", text, cur, ("next", None), ("from", None)).unwrap();
+        assert_eq!(r, KeyRing::single(cur));
+        let bad = write(d.path(), "b", "02020202020202020202020202020202", 0o644);
+        let e = ring("c.yaml", text, cur, ("next", Some(&bad)), ("from", None)).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("next", Some(1)));
     }
 
     #[test]

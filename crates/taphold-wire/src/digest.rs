@@ -1,22 +1,20 @@
 //! The keyed digest that authenticates every taphold PDU.
 //!
 //! A message is released when its backup frame comes back intact on the tap. "Intact" is
-//! checked by this digest, and it is *keyed* (SipHash-1-3 with a 128-bit secret shared by
-//! the primary and the backup node) so that only a frame we built can match: a stray,
+//! checked by this digest, and it is *keyed* (SipHash-2-4 with a 128-bit secret shared by
+//! the appliance and the backup nodes) so that only a frame we built can match: a stray,
 //! replayed-from-elsewhere or forged frame on the tap or backup link cannot produce a
 //! matching digest without the key, and so can never confirm a message.
 //!
-//! Why SipHash-1-3 and not SipHash-2-4 (protocol version 1 used 2-4): the digest is computed
-//! three or four times per message over the whole PDU, and was 40% of the appliance's
-//! instructions. SipHash-1-3 is the same PRF design with one compression round per 8-byte
-//! word instead of two and three finalization rounds instead of four; it is what Rust's
-//! `std::collections::HashMap` and CPython use as their keyed, flooding-resistant hash. What
-//! the digest must give us is (a) accidental corruption always caught — any change of the
-//! covered bytes changes the 64-bit output except with probability about 2^-64, which no
-//! reduced-round attack changes — and (b) a frame we did not build cannot confirm without the
-//! key: no key-recovery or forgery attack on SipHash-1-3 better than guessing is published,
-//! and a forger sees only 64-bit tags of frames we chose to send, never chosen inputs, with
-//! every wrong guess counted (`corrupt`, `digest_mismatch`). See docs/protocol.md.
+//! SipHash-2-4 is the variant its designers propose as a MAC (protocol versions 2 and 3
+//! used the reduced-round 1-3 for speed; docs/decisions/0007 says why version 4 went
+//! back, with the measured cost). The MAC input of a PDU is its bytes from offset 8 on,
+//! then its first 8 bytes ([`MacState`]): what differs between the copies of one backup
+//! frame on several links sits in that first word, so the payload is absorbed once and
+//! each link's copy is finished from the saved state.
+//!
+//! Each key has an id ([`DigestKey::id`], in every PDU) and a receiver holds the keys of
+//! one use in a [`KeyRing`]: the current one and, during a rotation, the next.
 //!
 //! The implementation is our own, on 8-byte little-endian words (the message is read one
 //! `u64` at a time, not byte by byte); the tests check it against the `siphasher` crate and
@@ -47,18 +45,229 @@ impl DigestKey {
         Ok(DigestKey(key))
     }
 
-    /// The protocol's digest of `bytes`: keyed SipHash-1-3.
+    /// The protocol's digest of `bytes`: keyed SipHash-2-4 (since protocol version 4;
+    /// versions 2 and 3 used SipHash-1-3, see docs/decisions/0007).
     #[inline]
     pub fn digest(&self, bytes: &[u8]) -> u64 {
-        siphash::<1, 3>(&self.0, bytes)
+        siphash::<2, 4>(&self.0, bytes)
     }
 
-    /// Keyed SipHash-2-4 of `bytes`: protocol version 1's digest, kept for tests and
-    /// comparison benchmarks only.
+    /// Keyed SipHash-2-4 of `bytes` (the same as [`DigestKey::digest`]; the name kept
+    /// for the benchmarks that compare the two variants).
     #[inline]
     pub fn digest_siphash24(&self, bytes: &[u8]) -> u64 {
         siphash::<2, 4>(&self.0, bytes)
     }
+
+    /// Keyed SipHash-1-3 of `bytes`: protocol versions 2 and 3's digest, kept for tests
+    /// and comparison benchmarks only.
+    #[inline]
+    pub fn digest_siphash13(&self, bytes: &[u8]) -> u64 {
+        siphash::<1, 3>(&self.0, bytes)
+    }
+
+    /// The key's id (header byte 4 of every PDU sealed with it): the low byte of the
+    /// key's own SipHash-2-4 of `"taphold key id"`. Derived, so that it cannot be
+    /// configured wrong, and one-way, so that it says nothing about the key. A receiver
+    /// holding two keys (a rotation) picks the one the PDU names.
+    pub fn id(&self) -> u8 {
+        self.digest(KEY_ID_LABEL) as u8
+    }
+
+    /// The state of the digest after `shared`, the bytes that come before the last
+    /// 8 of the MAC input: see [`MacState`].
+    #[inline]
+    pub fn absorb(&self, shared: &[u8]) -> MacState {
+        absorb::<2>(&self.0, shared)
+    }
+}
+
+/// The keys of one use (the backup links, or the arbiter's PDUs): the one that seals
+/// what we send, and up to one more that a PDU may name during a rotation.
+///
+/// A rotation with nothing lost: every receiver is given the next key (accepted at once,
+/// by its id, beside the current one); each sender starts sealing with it at
+/// `next_from_ns` (or at once if that is 0); once every sender has switched, the old key
+/// is removed. Ids are checked distinct when the ring is made
+/// ([`KeyRing::with_next`]), so the id alone picks the key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct KeyRing {
+    current: DigestKey,
+    current_id: u8,
+    next: Option<(DigestKey, u8)>,
+    /// UNIX ns from which `next` seals; u64::MAX: never (accepted only).
+    next_from_ns: u64,
+}
+
+impl KeyRing {
+    /// One key, sealing and accepted.
+    pub fn single(key: DigestKey) -> KeyRing {
+        KeyRing {
+            current: key,
+            current_id: key.id(),
+            next: None,
+            next_from_ns: u64::MAX,
+        }
+    }
+
+    /// `current`, and `next` accepted at once and sealing from `next_from_ns` (UNIX ns;
+    /// `None`: never, accepted only). Err(id) if the two keys have the same id (then
+    /// regenerate the next key: one in 256 does).
+    pub fn with_next(
+        current: DigestKey,
+        next: DigestKey,
+        next_from_ns: Option<u64>,
+    ) -> Result<KeyRing, u8> {
+        let (a, b) = (current.id(), next.id());
+        if a == b {
+            return Err(a);
+        }
+        Ok(KeyRing {
+            current,
+            current_id: a,
+            next: Some((next, b)),
+            next_from_ns: next_from_ns.unwrap_or(u64::MAX),
+        })
+    }
+
+    /// The key that seals what we send at `now_ns`.
+    #[inline]
+    pub fn sealing(&self, now_ns: u64) -> &DigestKey {
+        match &self.next {
+            // u64::MAX: never (no clock reaches it).
+            Some((k, _)) if now_ns >= self.next_from_ns && self.next_from_ns != u64::MAX => k,
+            _ => &self.current,
+        }
+    }
+
+    /// The key a PDU naming key id `id` was sealed with, if we hold it.
+    #[inline]
+    pub fn for_id(&self, id: u8) -> Option<&DigestKey> {
+        if id == self.current_id {
+            return Some(&self.current);
+        }
+        match &self.next {
+            Some((k, i)) if *i == id => Some(k),
+            _ => None,
+        }
+    }
+
+    /// The current key (the one sealing before any switch).
+    pub fn current(&self) -> &DigestKey {
+        &self.current
+    }
+
+    /// Every key held.
+    pub fn keys(&self) -> impl Iterator<Item = &DigestKey> {
+        core::iter::once(&self.current).chain(self.next.as_ref().map(|(k, _)| k))
+    }
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyRing(id {:#04x}", self.current_id)?;
+        if let Some((_, id)) = self.next {
+            write!(f, ", next id {id:#04x} from {} ns", self.next_from_ns)?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// What [`DigestKey::id`] hashes.
+const KEY_ID_LABEL: &[u8] = b"taphold key id";
+
+/// SipHash over `shared || last8`, stopped before `last8`: the taphold MAC input is a
+/// PDU's bytes from offset 8 on, then its first 8 bytes (magic .. content mode, which
+/// hold the link index, the origin flag and the key id). So the one backup frame
+/// launched on several links is absorbed once and finished per link, a finish being
+/// at most two compressions and the finalization, whatever the payload length.
+#[derive(Clone, Copy, Debug)]
+pub struct MacState {
+    v: [u64; 4],
+    /// The 0..=7 bytes of `shared` after its last whole word.
+    tail: [u8; 8],
+    tail_len: usize,
+    /// Length of `shared`.
+    len: usize,
+}
+
+impl MacState {
+    /// The digest of `shared || last8` (SipHash-2-4).
+    #[inline]
+    pub fn finish(&self, last8: [u8; 8]) -> u64 {
+        finish::<2, 4>(self, last8)
+    }
+
+    /// How many bytes were absorbed.
+    #[inline]
+    pub fn shared_len(&self) -> usize {
+        self.len
+    }
+}
+
+#[inline]
+fn word(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+#[inline(always)]
+fn compress<const C: usize>(v: &mut [u64; 4], m: u64) {
+    v[3] ^= m;
+    for _ in 0..C {
+        sip_round(v);
+    }
+    v[0] ^= m;
+}
+
+#[inline]
+fn absorb<const C: usize>(key: &[u8; 16], bytes: &[u8]) -> MacState {
+    let k0 = word(&key[..8]);
+    let k1 = word(&key[8..]);
+    let mut v = [
+        k0 ^ 0x736f_6d65_7073_6575,
+        k1 ^ 0x646f_7261_6e64_6f6d,
+        k0 ^ 0x6c79_6765_6e65_7261,
+        k1 ^ 0x7465_6462_7974_6573,
+    ];
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        compress::<C>(&mut v, word(w));
+    }
+    let rest = words.remainder();
+    let mut tail = [0u8; 8];
+    tail[..rest.len()].copy_from_slice(rest);
+    MacState {
+        v,
+        tail,
+        tail_len: rest.len(),
+        len: bytes.len(),
+    }
+}
+
+#[inline]
+fn finalize<const C: usize, const D: usize>(mut v: [u64; 4], last: u64) -> u64 {
+    compress::<C>(&mut v, last);
+    v[2] ^= 0xff;
+    for _ in 0..D {
+        sip_round(&mut v);
+    }
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+#[inline]
+fn finish<const C: usize, const D: usize>(s: &MacState, last8: [u8; 8]) -> u64 {
+    let mut v = s.v;
+    let mut buf = [0u8; 16];
+    buf[..s.tail_len].copy_from_slice(&s.tail[..s.tail_len]);
+    buf[s.tail_len..s.tail_len + 8].copy_from_slice(&last8);
+    compress::<C>(&mut v, word(&buf[..8]));
+    // The final word: the tail_len bytes left, then the total length's low byte.
+    let mut last = [0u8; 8];
+    last[..s.tail_len].copy_from_slice(&buf[8..8 + s.tail_len]);
+    last[7] = (s.len + 8) as u8;
+    finalize::<C, D>(v, u64::from_le_bytes(last))
 }
 
 impl fmt::Debug for DigestKey {
@@ -90,44 +299,17 @@ fn sip_round(v: &mut [u64; 4]) {
 /// the remaining bytes and the length modulo 256 in its top byte.
 #[inline]
 fn siphash<const C: usize, const D: usize>(key: &[u8; 16], bytes: &[u8]) -> u64 {
-    let mut k = [0u8; 8];
-    k.copy_from_slice(&key[..8]);
-    let k0 = u64::from_le_bytes(k);
-    k.copy_from_slice(&key[8..]);
-    let k1 = u64::from_le_bytes(k);
-    let mut v = [
-        k0 ^ 0x736f_6d65_7073_6575,
-        k1 ^ 0x646f_7261_6e64_6f6d,
-        k0 ^ 0x6c79_6765_6e65_7261,
-        k1 ^ 0x7465_6462_7974_6573,
-    ];
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(w);
-        let m = u64::from_le_bytes(a);
-        v[3] ^= m;
-        for _ in 0..C {
-            sip_round(&mut v);
-        }
-        v[0] ^= m;
-    }
-    // The final word: the 0..=7 remaining bytes, then the length's low byte at the top.
-    let mut last = [0u8; 8];
-    let rest = words.remainder();
-    last[..rest.len()].copy_from_slice(rest);
+    let s = absorb::<C>(key, bytes);
+    let mut last = s.tail;
     last[7] = bytes.len() as u8;
-    let m = u64::from_le_bytes(last);
-    v[3] ^= m;
-    for _ in 0..C {
-        sip_round(&mut v);
-    }
-    v[0] ^= m;
-    v[2] ^= 0xff;
-    for _ in 0..D {
-        sip_round(&mut v);
-    }
-    v[0] ^ v[1] ^ v[2] ^ v[3]
+    finalize::<C, D>(s.v, u64::from_le_bytes(last))
+}
+
+/// SipHash-1-3 of `shared || last8` through [`MacState`]'s path: for the tests and the
+/// benchmark that compare the variants.
+#[doc(hidden)]
+pub fn split_siphash13(key: &DigestKey, shared: &[u8], last8: [u8; 8]) -> u64 {
+    finish::<1, 3>(&absorb::<1>(&key.0, shared), last8)
 }
 
 fn hex_digit(c: u8) -> Result<u8, WireError> {
@@ -168,7 +350,7 @@ mod tests {
             (15, 0xd320_d86d_2a51_9956),
             (63, 0x9d19_9062_b7bb_b3a8),
         ] {
-            assert_eq!(key.digest(&msg[..len]), want, "length {len}");
+            assert_eq!(key.digest_siphash13(&msg[..len]), want, "length {len}");
         }
     }
 
@@ -208,6 +390,41 @@ mod tests {
     }
 
     #[test]
+    fn key_ids_are_derived_and_differ() {
+        // Python: siphash24(key, b"taphold key id") & 0xff (docs/protocol.md).
+        let a = DigestKey::from_hex(REFERENCE_KEY).unwrap();
+        assert_eq!(a.id(), a.digest(b"taphold key id") as u8);
+        let ids: std::collections::BTreeSet<u8> =
+            (0..64u8).map(|i| DigestKey([i; 16]).id()).collect();
+        assert!(ids.len() > 40, "{} distinct ids of 64 keys", ids.len());
+    }
+
+    #[test]
+    fn a_key_ring_picks_by_id_and_switches_at_its_time() {
+        let (a, b) = (DigestKey([1; 16]), DigestKey([2; 16]));
+        assert_ne!(a.id(), b.id());
+        let r = KeyRing::single(a);
+        assert_eq!(r.for_id(a.id()), Some(&a));
+        assert_eq!(r.for_id(b.id()), None);
+        assert_eq!(r.sealing(u64::MAX), &a);
+        let r = KeyRing::with_next(a, b, Some(1000)).unwrap();
+        assert_eq!(r.for_id(a.id()), Some(&a));
+        assert_eq!(r.for_id(b.id()), Some(&b));
+        assert_eq!(r.sealing(999), &a);
+        assert_eq!(r.sealing(1000), &b);
+        let r = KeyRing::with_next(a, b, None).unwrap();
+        assert_eq!(r.sealing(u64::MAX), &a);
+        assert_eq!(r.keys().count(), 2);
+        // Two keys with one id cannot share a ring.
+        let clash = (3..=255u8)
+            .map(|i| DigestKey([i; 16]))
+            .find(|k| k.id() == a.id())
+            .unwrap();
+        assert_eq!(KeyRing::with_next(a, clash, None), Err(a.id()));
+        assert!(!format!("{r:?}").contains("01, 01"));
+    }
+
+    #[test]
     fn debug_hides_key() {
         assert_eq!(format!("{:?}", DigestKey([0xab; 16])), "DigestKey(..)");
     }
@@ -221,10 +438,36 @@ mod tests {
         ) {
             use siphasher::sip::{SipHasher13, SipHasher24};
             let k = DigestKey(key);
-            prop_assert_eq!(k.digest(&bytes), SipHasher13::new_with_key(&key).hash(&bytes));
+            prop_assert_eq!(
+                k.digest_siphash13(&bytes),
+                SipHasher13::new_with_key(&key).hash(&bytes)
+            );
+            prop_assert_eq!(k.digest(&bytes), SipHasher24::new_with_key(&key).hash(&bytes));
             prop_assert_eq!(
                 k.digest_siphash24(&bytes),
                 SipHasher24::new_with_key(&key).hash(&bytes)
+            );
+        }
+
+        /// Absorbing a prefix and finishing with 8 more bytes is SipHash of the
+        /// concatenation, for every split of the tail.
+        #[test]
+        fn split_is_siphash_of_the_concatenation(
+            key in any::<[u8; 16]>(),
+            shared in proptest::collection::vec(any::<u8>(), 0..100),
+            last8 in any::<[u8; 8]>(),
+        ) {
+            use siphasher::sip::{SipHasher13, SipHasher24};
+            let k = DigestKey(key);
+            let mut all = shared.clone();
+            all.extend_from_slice(&last8);
+            prop_assert_eq!(
+                k.absorb(&shared).finish(last8),
+                SipHasher24::new_with_key(&key).hash(&all)
+            );
+            prop_assert_eq!(
+                split_siphash13(&k, &shared, last8),
+                SipHasher13::new_with_key(&key).hash(&all)
             );
         }
 

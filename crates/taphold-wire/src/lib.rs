@@ -28,6 +28,7 @@ pub mod ethernet;
 pub mod gateway;
 pub mod ipv4;
 pub mod link;
+pub mod payload;
 pub mod taphold;
 pub mod tcp;
 pub mod udp;

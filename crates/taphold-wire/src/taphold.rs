@@ -19,19 +19,21 @@
 use core::ops::BitOr;
 
 use crate::bytes::{be16, be32, be64};
-use crate::digest::DigestKey;
+use crate::digest::{DigestKey, MacState};
+use crate::payload::{PayloadKey, TAG_LEN};
 use crate::WireError;
 
 /// `"TH"`.
 pub const MAGIC: u16 = 0x5448;
-/// The only version this crate speaks (3: the epoch joined the common header).
-pub const VERSION: u8 = 3;
+/// The only version this crate speaks (4: the digest binds the link, the origin and the
+/// key id, and is SipHash-2-4; 3: the epoch joined the common header).
+pub const VERSION: u8 = 4;
 /// Length of the common header; the body starts here.
 pub const HEADER_LEN: usize = 48;
 /// Length of the digest trailer after the body.
 pub const DIGEST_LEN: usize = 8;
-/// Link value of PDUs that are not specific to one backup link (backup frames and
-/// confirmations), so that the same bytes can go out on every link.
+/// Link value of PDUs that are not specific to one backup link (confirmations, target
+/// confirmations, resend requests). A backup frame names the link it is launched on.
 pub const ALL_LINKS: u8 = 0xFF;
 /// Backup links are numbered `0..MAX_LINKS`.
 pub const MAX_LINKS: u8 = 4;
@@ -64,7 +66,8 @@ mod field {
     pub const MAGIC: Range<usize> = 0..2;
     pub const VERSION: usize = 2;
     pub const TYPE: usize = 3;
-    pub const FLAGS: Range<usize> = 4..6;
+    pub const KEY_ID: usize = 4;
+    pub const FLAGS: usize = 5;
     pub const LINK: usize = 6;
     pub const CONTENT_MODE: usize = 7;
     pub const STREAM: Range<usize> = 8..12;
@@ -249,8 +252,17 @@ impl Flags {
     pub const UNPROTECTED: Flags = Flags(1 << 1);
     /// The backup frame was re-sent after failover to another backup link.
     pub const RETRANSMIT: Flags = Flags(1 << 2);
-    /// Every defined bit.
+    /// Sent by a backup node (its heartbeats and acks); never set on what the appliance
+    /// or the arbiter sends. Covered by the digest, so a PDU reflected back to its
+    /// sender is refused by name ([`Packet::from_node`]).
+    pub const FROM_NODE: Flags = Flags(1 << 3);
+    /// A backup frame whose payload is encrypted and authenticated
+    /// (`link_security: aead`, [`crate::payload`]); never on another type.
+    pub const ENCRYPTED: Flags = Flags(1 << 4);
+    /// Every flag a message can carry (the delivery header's too).
     pub const ALL: Flags = Flags(0b111);
+    /// Every bit defined in a taphold PDU's flags byte.
+    pub const PDU_ALL: Flags = Flags(0b1_1111);
 
     /// The flags for `bits`; [`WireError::BadFlags`] if an undefined bit is set.
     pub const fn from_bits(bits: u16) -> Result<Flags, WireError> {
@@ -346,10 +358,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// valid PDU is [`WireError::Truncated`]):
     /// 1. 48 header bytes present — `Truncated`;
     /// 2. magic — `BadMagic`; version — `BadVersion`; type — `UnknownType`;
-    ///    flags — `BadFlags` (an undefined bit, or any flag on a type other than backup
-    ///    frame and confirmation);
-    /// 3. link 0..=3 or 0xFF, and 0xFF for every type but heartbeat, ack and flow ack —
-    ///    `Malformed`; content mode 0..=3 for backup frames, 0 otherwise — `Malformed`;
+    ///    flags — `BadFlags` (an undefined bit);
+    /// 3. link 0..=3 for a backup frame, 0..=3 or 0xFF for heartbeats, acks and flow
+    ///    acks, 0xFF for the other types; FROM_NODE set on acks, clear on every type but
+    ///    heartbeats — `Malformed`;
+    ///    content mode 0..=3 for backup frames, 0 otherwise — `Malformed`; ENCRYPTED
+    ///    only on full-copy backup frames — `Malformed`;
     /// 4. body length as the type requires — `BadLength`;
     /// 5. body and digest present — `Truncated`;
     /// 6. full-copy backup: payload length = body length − 8, tcp backup: payload length
@@ -370,21 +384,27 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(WireError::BadVersion);
         }
         let msg_type = MsgType::try_from(buf[field::TYPE])?;
-        let flags = Flags::from_bits(be16(&buf[field::FLAGS]))?;
-        // Only backup frames and confirmations carry flags; the other Reprs have none to
-        // read them into, so a flag there would be dropped without a trace.
-        let carries_flags = matches!(msg_type, MsgType::Backup | MsgType::Confirm);
-        if !carries_flags && !flags.is_empty() {
+        let flags = u16::from(buf[field::FLAGS]);
+        if flags & !Flags::PDU_ALL.0 != 0 {
             return Err(WireError::BadFlags);
         }
+        // A message flag only on the types that carry them (backup frames and
+        // confirmations): the other Reprs have none to read them into, so one there
+        // would be dropped without a trace (found by fuzzing).
+        if flags & Flags::ALL.0 != 0 && !matches!(msg_type, MsgType::Backup | MsgType::Confirm) {
+            return Err(WireError::BadFlags);
+        }
+        let from_node = flags & Flags::FROM_NODE.0 != 0;
+        let encrypted = flags & Flags::ENCRYPTED.0 != 0;
         let link = buf[field::LINK];
         let link_ok = match msg_type {
-            MsgType::Backup | MsgType::Confirm | MsgType::TargetConfirm | MsgType::Resend => {
-                link == ALL_LINKS
+            MsgType::Backup => link < MAX_LINKS && !from_node,
+            MsgType::Confirm | MsgType::TargetConfirm | MsgType::Resend => {
+                link == ALL_LINKS && !from_node
             }
-            MsgType::Heartbeat | MsgType::Ack | MsgType::FlowAck => {
-                link < MAX_LINKS || link == ALL_LINKS
-            }
+            MsgType::Heartbeat => valid_link(link),
+            MsgType::Ack => valid_link(link) && from_node,
+            MsgType::FlowAck => valid_link(link) && !from_node,
         };
         if !link_ok {
             return Err(WireError::Malformed);
@@ -393,11 +413,15 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if msg_type != MsgType::Backup && mode != ContentMode::Full {
             return Err(WireError::Malformed);
         }
+        if encrypted && (msg_type != MsgType::Backup || mode != ContentMode::Full) {
+            return Err(WireError::Malformed);
+        }
+        let tag_len = if encrypted { TAG_LEN } else { 0 };
         let body_len =
             usize::try_from(be32(&buf[field::BODY_LEN])).map_err(|_| WireError::BadLength)?;
         let body_ok = match (msg_type, mode) {
-            (MsgType::Backup, ContentMode::Full) => (BACKUP_BODY_PREFIX_LEN
-                ..=BACKUP_BODY_PREFIX_LEN + usize::from(u16::MAX))
+            (MsgType::Backup, ContentMode::Full) => (BACKUP_BODY_PREFIX_LEN + tag_len
+                ..=BACKUP_BODY_PREFIX_LEN + usize::from(u16::MAX) + tag_len)
                 .contains(&body_len),
             (MsgType::Backup, ContentMode::Digest) => body_len == BACKUP_DIGEST_BODY_LEN,
             (MsgType::Backup, ContentMode::Tcp | ContentMode::FixCompact) => (TCP_BODY_PREFIX_LEN
@@ -420,7 +444,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         match (msg_type, mode) {
             (MsgType::Backup, ContentMode::Full)
                 if usize::from(be16(&body[field::backup::PAYLOAD_LEN]))
-                    != body_len - BACKUP_BODY_PREFIX_LEN =>
+                    != body_len - BACKUP_BODY_PREFIX_LEN - tag_len =>
             {
                 Err(WireError::BadLength)
             }
@@ -486,10 +510,23 @@ impl<T: AsRef<[u8]>> Packet<T> {
         MsgType::try_from(self.buffer.as_ref()[field::TYPE]).unwrap_or(MsgType::Backup)
     }
 
-    /// Flags. (On an unchecked view, undefined bits are dropped.)
+    /// Flags, [`Flags::FROM_NODE`] included. (On an unchecked view, undefined bits are
+    /// dropped.)
     #[inline]
     pub fn flags(&self) -> Flags {
-        Flags(be16(&self.buffer.as_ref()[field::FLAGS]) & Flags::ALL.0)
+        Flags(u16::from(self.buffer.as_ref()[field::FLAGS]) & Flags::PDU_ALL.0)
+    }
+
+    /// Whether a backup node sent it ([`Flags::FROM_NODE`]).
+    #[inline]
+    pub fn from_node(&self) -> bool {
+        self.flags().contains(Flags::FROM_NODE)
+    }
+
+    /// The id of the key that sealed it ([`DigestKey::id`]).
+    #[inline]
+    pub fn key_id(&self) -> u8 {
+        self.buffer.as_ref()[field::KEY_ID]
     }
 
     /// Backup-link index 0..=3, or [`ALL_LINKS`].
@@ -563,11 +600,38 @@ impl<T: AsRef<[u8]>> Packet<T> {
         be64(&self.buffer.as_ref()[at..at + DIGEST_LEN])
     }
 
-    /// The digest the trailer should hold: keyed SipHash-1-3 of header and body.
+    /// The digest the trailer should hold: keyed SipHash-2-4 of the header and body,
+    /// read from byte 8 on and then the first 8 bytes (see [`MacState`]).
     #[inline]
     pub fn compute_digest(&self, key: &DigestKey) -> u64 {
+        self.mac_state(key).finish(self.word0())
+    }
+
+    /// The digest's state after bytes `8 .. 48 + body length`: everything but the first
+    /// word, which holds the link, the origin and the key id.
+    #[inline]
+    pub fn mac_state(&self, key: &DigestKey) -> MacState {
         let covered = HEADER_LEN + self.body_len() as usize;
-        key.digest(&self.buffer.as_ref()[..covered])
+        key.absorb(&self.buffer.as_ref()[WORD0_LEN..covered])
+    }
+
+    /// Bytes 0..8: magic, version, type, key id, flags, link, content mode.
+    #[inline]
+    pub fn word0(&self) -> [u8; 8] {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&self.buffer.as_ref()[..WORD0_LEN]);
+        w
+    }
+
+    /// The digest the trailer should hold, and the *link-free* digest: the same with
+    /// the link byte read as [`ALL_LINKS`]. One absorption for both. The hold ring keeps
+    /// a backup frame's link-free digest, which is the same for the copies launched on
+    /// every link, while the trailer's binds each copy to its own link.
+    #[inline]
+    pub fn digests(&self, key: &DigestKey) -> (u64, u64) {
+        let state = self.mac_state(key);
+        let w = self.word0();
+        (state.finish(w), state.finish(link_free(w)))
     }
 
     /// [`WireError::BadDigest`] unless the trailer matches [`Packet::compute_digest`].
@@ -586,7 +650,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// be refilled afterwards.
     #[inline]
     pub fn set_flags(&mut self, flags: Flags) {
-        self.buffer.as_mut()[field::FLAGS].copy_from_slice(&flags.bits().to_be_bytes());
+        self.buffer.as_mut()[field::FLAGS] = flags.bits() as u8;
     }
 
     /// Sets the timestamp; the digest must be refilled afterwards.
@@ -613,6 +677,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
 /// The common header fields a Repr writes.
 struct Header {
+    key_id: u8,
     msg_type: MsgType,
     flags: Flags,
     link: u8,
@@ -637,7 +702,8 @@ impl Header {
         let w0 = u64::from(MAGIC) << 48
             | u64::from(VERSION) << 40
             | u64::from(u8::from(self.msg_type)) << 32
-            | u64::from(self.flags.bits()) << 16
+            | u64::from(self.key_id) << 24
+            | u64::from(self.flags.bits() as u8) << 16
             | u64::from(self.link) << 8
             | u64::from(self.mode as u8);
         // body_len ≤ 65543 for every type, so it fits in u32.
@@ -660,6 +726,57 @@ impl Header {
 /// Writes the digest of a PDU whose header and body `emit` just wrote.
 fn seal(buf: &mut [u8], key: &DigestKey) -> u64 {
     Packet::new_unchecked(buf).fill_digest(key)
+}
+
+/// Length of the first word of the header, which the digest reads last.
+const WORD0_LEN: usize = 8;
+
+/// `word0` with the link byte read as [`ALL_LINKS`].
+#[inline]
+fn link_free(mut word0: [u8; 8]) -> [u8; 8] {
+    word0[field::LINK] = ALL_LINKS;
+    word0
+}
+
+/// A backup frame sealed for one link, ready to be sealed for the others without
+/// reading its payload again: [`BackupRepr::emit_sealing`].
+#[derive(Clone, Copy, Debug)]
+pub struct LinkSeal {
+    state: MacState,
+    word0: [u8; 8],
+}
+
+impl LinkSeal {
+    /// The link-free digest (see [`Packet::digests`]): what the hold ring keeps.
+    #[inline]
+    pub fn link_free(&self) -> u64 {
+        self.state.finish(link_free(self.word0))
+    }
+
+    /// Makes `pdu`, a copy of the sealed frame, the copy for `link`: writes the link
+    /// byte and the trailer. Returns the trailer's digest. [`WireError::Malformed`] for a
+    /// link outside 0..=3, [`WireError::Truncated`] for a PDU shorter than the frame.
+    pub fn seal_for(&self, pdu: &mut [u8], link: u8) -> Result<u64, WireError> {
+        if link >= MAX_LINKS {
+            return Err(WireError::Malformed);
+        }
+        let mut w = self.word0;
+        w[field::LINK] = link;
+        let d = self.state.finish(w);
+        let at = self.state_len_end();
+        let trailer = pdu
+            .get_mut(at..at + DIGEST_LEN)
+            .ok_or(WireError::Truncated)?;
+        trailer.copy_from_slice(&d.to_be_bytes());
+        pdu[field::LINK] = link;
+        Ok(d)
+    }
+
+    /// Where the trailer starts: 8 + the bytes absorbed.
+    #[inline]
+    fn state_len_end(&self) -> usize {
+        WORD0_LEN + self.state.shared_len()
+    }
 }
 
 /// Checks, type and digest, shared by every `Repr::parse`.
@@ -812,9 +929,12 @@ fn ip4(b: &[u8]) -> [u8; 4] {
     [b[0], b[1], b[2], b[3]]
 }
 
-/// A backup frame: one message, as launched on every backup link.
+/// A backup frame: one message, as launched on one backup link (the copies on the
+/// other links differ in the link byte and the digest only: [`LinkSeal`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackupRepr<'a> {
+    /// The backup link it is launched on, 0..=3.
+    pub link: u8,
     /// Flags.
     pub flags: Flags,
     /// Stream id.
@@ -863,13 +983,17 @@ impl<'a> BackupRepr<'a> {
         let body = &buf[field::BODY..field::BODY + packet.body_len() as usize];
         let payload_len = be16(&body[field::backup::PAYLOAD_LEN]);
         let content = match packet.content_mode() {
-            ContentMode::Full => Content::Full(&body[field::backup::CONTENT..]),
+            // Encrypted: the ciphertext (the tag after it is `Packet::payload_tag`).
+            ContentMode::Full => {
+                Content::Full(&body[field::backup::CONTENT..][..usize::from(payload_len)])
+            }
             ContentMode::Digest => Content::Digest(be64(&body[field::backup::DIGEST])),
             ContentMode::Tcp => Content::Tcp(TcpSegmentRepr::parse_body(body)?),
             ContentMode::FixCompact => Content::FixCompact(TcpSegmentRepr::parse_body(body)?),
         };
         let ip = &body[field::backup::SRC_IP];
         Ok(BackupRepr {
+            link: packet.link(),
             flags: packet.flags(),
             stream: packet.stream(),
             epoch: packet.epoch(),
@@ -883,9 +1007,17 @@ impl<'a> BackupRepr<'a> {
         })
     }
 
+    fn tag_len(&self) -> usize {
+        if self.flags.contains(Flags::ENCRYPTED) {
+            TAG_LEN
+        } else {
+            0
+        }
+    }
+
     fn body_len(&self) -> usize {
         match self.content {
-            Content::Full(p) => BACKUP_BODY_PREFIX_LEN + p.len(),
+            Content::Full(p) => BACKUP_BODY_PREFIX_LEN + p.len() + self.tag_len(),
             Content::Digest(_) => BACKUP_DIGEST_BODY_LEN,
             Content::Tcp(s) | Content::FixCompact(s) => s.body_len(),
         }
@@ -894,7 +1026,9 @@ impl<'a> BackupRepr<'a> {
     /// Bytes the PDU takes (saturating, for a full payload too long to be valid).
     pub fn buffer_len(&self) -> usize {
         match self.content {
-            Content::Full(p) => backup_frame_len(p.len(), ContentMode::Full),
+            Content::Full(p) => {
+                backup_frame_len(p.len(), ContentMode::Full).saturating_add(self.tag_len())
+            }
             Content::Digest(_) => backup_frame_len(0, ContentMode::Digest),
             Content::Tcp(s) | Content::FixCompact(s) => {
                 backup_frame_len(s.content.len(), self.content.mode())
@@ -906,9 +1040,29 @@ impl<'a> BackupRepr<'a> {
     /// [`WireError::BadLength`] if a full copy's or a tcp segment's content length is
     /// not `payload_len`, or a fix-compact content is longer than 65535;
     /// [`WireError::Malformed`] if a tcp or fix-compact segment's `src_ip`, `src_port`
-    /// or `payload_len` differ from this frame's (they are the same bytes on the wire);
+    /// or `payload_len` differ from this frame's (they are the same bytes on the wire),
+    /// for a link outside 0..=3 or the FROM_NODE flag;
     /// [`WireError::Truncated`] if `buf` is shorter than [`BackupRepr::buffer_len`].
     pub fn emit(&self, buf: &mut [u8], key: &DigestKey) -> Result<u64, WireError> {
+        self.emit_sealing(buf, key)?;
+        Ok(Packet::new_unchecked(&*buf).digest_field())
+    }
+
+    /// [`BackupRepr::emit`], returning what seals copies of the frame for other links
+    /// without reading the payload again ([`LinkSeal::seal_for`]).
+    pub fn emit_sealing(&self, buf: &mut [u8], key: &DigestKey) -> Result<LinkSeal, WireError> {
+        self.emit_sealing_with(buf, key, None)
+    }
+
+    /// [`BackupRepr::emit_sealing`]; with `aead` (and the ENCRYPTED flag, which
+    /// must go together) the payload is encrypted in place after it is copied, the
+    /// tag written after it, and the digest then covers the ciphertext.
+    pub fn emit_sealing_with(
+        &self,
+        buf: &mut [u8],
+        key: &DigestKey,
+        aead: Option<&PayloadKey>,
+    ) -> Result<LinkSeal, WireError> {
         match self.content {
             Content::Full(p) | Content::Tcp(TcpSegmentRepr { content: p, .. })
                 if p.len() != usize::from(self.payload_len) =>
@@ -928,10 +1082,19 @@ impl<'a> BackupRepr<'a> {
                 return Err(WireError::Malformed);
             }
         }
+        let encrypted = self.flags.contains(Flags::ENCRYPTED);
+        if self.link >= MAX_LINKS
+            || self.flags.contains(Flags::FROM_NODE)
+            || encrypted != aead.is_some()
+            || (encrypted && !matches!(self.content, Content::Full(_)))
+        {
+            return Err(WireError::Malformed);
+        }
         let header = Header {
+            key_id: key.id(),
             msg_type: MsgType::Backup,
             flags: self.flags,
-            link: ALL_LINKS,
+            link: self.link,
             mode: self.content.mode(),
             stream: self.stream,
             body_len: self.body_len(),
@@ -947,14 +1110,28 @@ impl<'a> BackupRepr<'a> {
             | u64::from(self.payload_len);
         body[..field::backup::CONTENT].copy_from_slice(&prefix.to_be_bytes());
         match self.content {
-            Content::Full(p) => body[field::backup::CONTENT..].copy_from_slice(p),
+            Content::Full(p) => {
+                let (prefix, rest) = body.split_at_mut(field::backup::CONTENT);
+                let (text, tag) = rest.split_at_mut(p.len());
+                text.copy_from_slice(p);
+                if let Some(a) = aead {
+                    let t = a.seal((self.stream, self.epoch, self.seq), prefix, text);
+                    tag.copy_from_slice(&t);
+                }
+            }
             Content::Digest(d) => body[field::backup::DIGEST].copy_from_slice(&d.to_be_bytes()),
             Content::Tcp(s) | Content::FixCompact(s) => {
                 s.emit_prefix(body)?;
                 body[field::tcp::CONTENT..].copy_from_slice(s.content);
             }
         }
-        Ok(seal(buf, key))
+        let p = Packet::new_unchecked(&*buf);
+        let seal = LinkSeal {
+            state: p.mac_state(key),
+            word0: p.word0(),
+        };
+        seal.seal_for(buf, self.link)?;
+        Ok(seal)
     }
 }
 
@@ -963,6 +1140,8 @@ impl<'a> BackupRepr<'a> {
 pub struct HeartbeatRepr {
     /// Backup link it was sent on (0..=3), or [`ALL_LINKS`].
     pub link: u8,
+    /// Sent by the backup node ([`Flags::FROM_NODE`]); false from the appliance.
+    pub from_node: bool,
     /// The appliance's epoch; from the backup node, that of the run it journals.
     pub epoch: u64,
     /// Heartbeat sequence number (per sender and link).
@@ -987,6 +1166,7 @@ impl HeartbeatRepr {
         let body = packet.body();
         Ok(HeartbeatRepr {
             link: packet.link(),
+            from_node: packet.from_node(),
             epoch: packet.epoch(),
             seq: packet.seq(),
             timestamp_ns: packet.timestamp_ns(),
@@ -1010,8 +1190,13 @@ impl HeartbeatRepr {
             return Err(WireError::Malformed);
         }
         let header = Header {
+            key_id: key.id(),
             msg_type: MsgType::Heartbeat,
-            flags: Flags::EMPTY,
+            flags: if self.from_node {
+                Flags::FROM_NODE
+            } else {
+                Flags::EMPTY
+            },
             link: self.link,
             mode: ContentMode::Full,
             stream: self.stream,
@@ -1077,8 +1262,9 @@ impl AckRepr {
             return Err(WireError::Malformed);
         }
         let header = Header {
+            key_id: key.id(),
             msg_type: MsgType::Ack,
-            flags: Flags::EMPTY,
+            flags: Flags::FROM_NODE,
             link: self.link,
             mode: ContentMode::Full,
             stream: self.stream,
@@ -1153,7 +1339,11 @@ impl ConfirmRepr {
     /// Writes the PDU at the start of `buf` and returns its digest.
     /// [`WireError::Truncated`] if `buf` is too short.
     pub fn emit(&self, buf: &mut [u8], key: &DigestKey) -> Result<u64, WireError> {
+        if self.flags.contains(Flags::FROM_NODE) {
+            return Err(WireError::Malformed);
+        }
         let header = Header {
+            key_id: key.id(),
             msg_type: MsgType::Confirm,
             flags: self.flags,
             link: ALL_LINKS,
@@ -1219,6 +1409,7 @@ impl TargetConfirmRepr {
     /// [`WireError::Truncated`] if `buf` is too short.
     pub fn emit(&self, buf: &mut [u8], key: &DigestKey) -> Result<u64, WireError> {
         let header = Header {
+            key_id: key.id(),
             msg_type: MsgType::TargetConfirm,
             flags: Flags::EMPTY,
             link: ALL_LINKS,
@@ -1295,6 +1486,7 @@ impl ResendRepr {
             return Err(WireError::Malformed);
         }
         let header = Header {
+            key_id: key.id(),
             msg_type: MsgType::Resend,
             flags: Flags::EMPTY,
             link: ALL_LINKS,
@@ -1378,6 +1570,7 @@ impl FlowAckRepr {
             return Err(WireError::Malformed);
         }
         let header = Header {
+            key_id: key.id(),
             msg_type: MsgType::FlowAck,
             flags: Flags::EMPTY,
             link: self.link,
@@ -1399,6 +1592,48 @@ impl FlowAckRepr {
     }
 }
 
+/// Turns an authentic ENCRYPTED backup frame (its digest checked by the caller,
+/// with `key`) into the plain frame, in place: the payload decrypted, the tag
+/// dropped, ENCRYPTED cleared, the body length and the digest (under `key`; with
+/// none, the trailer is zero: a record read with `parse_verified_earlier` only)
+/// made the plain frame's. Returns the plain frame's length. [`WireError::BadDigest`]
+/// if the tag does not authenticate the ciphertext (the buffer then unchanged);
+/// [`WireError::WrongType`] for anything but an encrypted backup frame.
+pub fn decrypt_backup_frame(
+    buf: &mut [u8],
+    aead: &PayloadKey,
+    key: Option<&DigestKey>,
+) -> Result<usize, WireError> {
+    let p = Packet::new_checked(&*buf)?;
+    if p.msg_type() != MsgType::Backup || !p.flags().contains(Flags::ENCRYPTED) {
+        return Err(WireError::WrongType);
+    }
+    let id = (p.stream(), p.epoch(), p.seq());
+    let flags = p.flags().difference(Flags::ENCRYPTED);
+    let body_len = p.body_len() as usize;
+    let body = &mut buf[field::BODY..field::BODY + body_len];
+    let (prefix, rest) = body.split_at_mut(field::backup::CONTENT);
+    let plen = rest.len() - TAG_LEN;
+    let (text, tag) = rest.split_at_mut(plen);
+    let mut t = [0u8; TAG_LEN];
+    t.copy_from_slice(tag);
+    aead.open(id, prefix, text, &t)?;
+    let plain_body = body_len - TAG_LEN;
+    buf[field::BODY_LEN].copy_from_slice(&(plain_body as u32).to_be_bytes());
+    let mut q = Packet::new_unchecked(&mut *buf);
+    q.set_flags(flags);
+    match key {
+        Some(k) => {
+            q.fill_digest(k);
+        }
+        None => {
+            let at = HEADER_LEN + plain_body;
+            buf[at..at + DIGEST_LEN].fill(0);
+        }
+    }
+    Ok(HEADER_LEN + plain_body + DIGEST_LEN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1415,88 +1650,62 @@ mod tests {
     /// Message 42 of stream 7, epoch [`EPOCH`], payload "ORDER" from 10.0.0.99:40000,
     /// full copy.
     static BACKUP_FULL: [u8; 69] = [
-        0x54, 0x48, // magic "TH"
-        0x03, // version
-        0x01, // type: backup
-        0x00, 0x00, // flags
-        0xff, // link: all
-        0x00, // content mode: full
-        0x00, 0x00, 0x00, 0x07, // stream 7
-        0x00, 0x00, 0x00, 0x0d, // body length 13
-        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // seq 42
-        0x00, 0x00, 0x00, 0x00, 0x3b, 0x9a, 0xca, 0x00, // timestamp 1 s
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, // watermark 41
-        10, 0, 0, 99, // source IP
-        0x9c, 0x40, // source port 40000
-        0x00, 0x05, // payload length
-        b'O', b'R', b'D', b'E', b'R', // payload
-        0x7a, 0xec, 0xe7, 0x15, 0x3d, 0xcb, 0x18, 0x21, // digest
+        0x54, 0x48, 0x04, 0x01, 0xff, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+        0x0d, 0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x2a, 0x00, 0x00, 0x00, 0x00, 0x3b, 0x9a, 0xca, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x29, 0x0a, 0x00, 0x00, 0x63, 0x9c, 0x40, 0x00, 0x05, 0x4f, 0x52, 0x44, 0x45,
+        0x52, 0xae, 0x2a, 0xb0, 0x35, 0xaa, 0xd0, 0x78, 0x8f,
     ];
 
     /// The same message, digest only, re-sent after failover.
     static BACKUP_DIGEST: [u8; 72] = [
-        0x54, 0x48, 0x03, 0x01, //
-        0x00, 0x04, // flags: RETRANSMIT
-        0xff, 0x01, // link all, digest only
-        0x00, 0x00, 0x00, 0x07, // stream
-        0x00, 0x00, 0x00, 0x10, // body length 16
-        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, //
-        0x00, 0x00, 0x00, 0x00, 0x3b, 0x9a, 0xca, 0x00, //
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, //
-        10, 0, 0, 99, 0x9c, 0x40, 0x00, 0x05, //
-        0xa3, 0x8e, 0x0c, 0xd8, 0x73, 0xf8, 0x9a, 0x67, // keyed digest of "ORDER"
-        0x1e, 0xae, 0xfe, 0xd4, 0x81, 0xff, 0x0e, 0x6a, // digest
+        0x54, 0x48, 0x04, 0x01, 0xff, 0x04, 0x00, 0x01, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+        0x10, 0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x2a, 0x00, 0x00, 0x00, 0x00, 0x3b, 0x9a, 0xca, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x29, 0x0a, 0x00, 0x00, 0x63, 0x9c, 0x40, 0x00, 0x05, 0x21, 0x09, 0x7d, 0xad,
+        0xf2, 0x94, 0x5c, 0x6e, 0xaa, 0xca, 0x10, 0x9b, 0xb7, 0xe3, 0xa4, 0xb0,
     ];
 
     /// Heartbeat 5 on link 1, echoing the peer's heartbeat 4.
     static HEARTBEAT: [u8; 72] = [
-        0x54, 0x48, 0x03, 0x02, // type: heartbeat
-        0x00, 0x00, 0x01, 0x00, // flags, link 1, mode
-        0x00, 0x00, 0x00, 0x07, //
-        0x00, 0x00, 0x00, 0x10, // body length 16
-        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, // seq 5
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0xd0, // timestamp 2000
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, // watermark 41
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, // echo seq 4
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0xdc, // echo timestamp 1500
-        0xbe, 0x7f, 0xa8, 0xcb, 0x2f, 0xd9, 0xaa, 0x58, // digest
+        0x54, 0x48, 0x04, 0x02, 0xff, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+        0x10, 0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0xd0, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x29, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x05, 0xdc, 0xe1, 0x56, 0x9d, 0xe6, 0x1f, 0x47, 0x67, 0x9b,
+    ];
+
+    /// The backup node's heartbeat 5 on link 1: the same with FROM_NODE.
+    static NODE_HEARTBEAT: [u8; 72] = [
+        0x54, 0x48, 0x04, 0x02, 0xff, 0x08, 0x01, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+        0x10, 0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0xd0, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x29, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x05, 0xdc, 0x37, 0x88, 0x3e, 0x0d, 0x3c, 0xe2, 0xc1, 0x3a,
     ];
 
     /// Ack on link 0: everything of the epoch up to 42 journaled, 43 records.
     static ACK: [u8; 64] = [
-        0x54, 0x48, 0x03, 0x03, // type: ack
-        0x00, 0x00, 0x00, 0x00, // flags, link 0, mode
-        0x00, 0x00, 0x00, 0x07, //
-        0x00, 0x00, 0x00, 0x08, // body length 8
-        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // seq 42
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0xb8, // timestamp 3000
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, // watermark 41
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2b, // records 43
-        0x44, 0x8d, 0x4d, 0x6b, 0xb7, 0x15, 0x90, 0x89, // digest
+        0x54, 0x48, 0x04, 0x03, 0xff, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+        0x08, 0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x2a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0xb8, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x29, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2b, 0x92, 0xff, 0xff, 0x57,
+        0x5d, 0x6d, 0x92, 0x5c,
     ];
 
     /// Confirmation of message 42, released unprotected.
     static CONFIRM: [u8; 80] = [
-        0x54, 0x48, 0x03, 0x04, // type: confirm
-        0x00, 0x02, 0xff, 0x00, // flags UNPROTECTED, link all, mode
-        0x00, 0x00, 0x00, 0x07, //
-        0x00, 0x00, 0x00, 0x18, // body length 24
-        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // seq 42
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0xa0, // timestamp 4000
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // watermark 42
-        0x00, 0x05, // payload length
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // reserved
-        b'O', b'R', b'D', b'E', b'R', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // echo
-        0x5b, 0x4d, 0xab, 0x67, 0x7a, 0xfe, 0xc0, 0xef, // digest
+        0x54, 0x48, 0x04, 0x04, 0xff, 0x02, 0xff, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+        0x18, 0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x2a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0xa0, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x2a, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x4f, 0x52, 0x44, 0x45,
+        0x52, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc6, 0x2c, 0x34,
+        0xc0, 0xf8, 0x5f, 0xc7, 0xf4,
     ];
 
     fn backup_full() -> BackupRepr<'static> {
         BackupRepr {
+            link: 1,
             flags: Flags::EMPTY,
             stream: 7,
             epoch: EPOCH,
@@ -1512,6 +1721,7 @@ mod tests {
 
     fn backup_digest() -> BackupRepr<'static> {
         BackupRepr {
+            link: 0,
             flags: Flags::RETRANSMIT,
             content: Content::new(ContentMode::Digest, b"ORDER", &key()),
             ..backup_full()
@@ -1521,6 +1731,7 @@ mod tests {
     fn heartbeat() -> HeartbeatRepr {
         HeartbeatRepr {
             link: 1,
+            from_node: false,
             epoch: EPOCH,
             seq: 5,
             timestamp_ns: 2000,
@@ -1558,40 +1769,32 @@ mod tests {
 
     /// Every sample PDU, for the tests that treat them alike.
     /// Target confirmation: stream 7, epoch [`EPOCH`], delivered through 42, highest seen
-    /// 45, nothing skipped. Digest computed independently (Python SipHash-1-3).
+    /// 45, nothing skipped. Every vector here comes from tools/vectors/taphold_v4.py
+    /// (an independent SipHash-2-4 in Python); key 00..0f, key id 0xff.
     static TARGET_CONFIRM: [u8; 64] = [
-        0x54, 0x48, 0x03, 0x05, // type: target confirmation
-        0x00, 0x00, 0xff, 0x00, // flags, link all, mode
-        0x00, 0x00, 0x00, 0x07, //
-        0x00, 0x00, 0x00, 0x08, // body length 8
-        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // delivered through 42
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x13, 0x88, // timestamp 5000
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2d, // highest seen 45
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // skipped 0
-        0xa9, 0xf6, 0x0b, 0x0b, 0x76, 0x0b, 0xbb, 0x42, // digest
+        0x54, 0x48, 0x04, 0x05, 0xff, 0x00, 0xff, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+        0x08, 0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x2a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x13, 0x88, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x2d, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06, 0x57, 0x5d, 0x2c,
+        0xb6, 0x80, 0x91, 0x34,
     ];
 
     /// Resend request: seqs 43 and 44 of stream 7, epoch [`EPOCH`], delivered through 42.
     static RESEND: [u8; 64] = [
-        0x54, 0x48, 0x03, 0x06, // type: resend request
-        0x00, 0x00, 0xff, 0x00, // flags, link all, mode
-        0x00, 0x00, 0x00, 0x07, //
-        0x00, 0x00, 0x00, 0x08, // body length 8
-        0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2b, // first seq 43
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x17, 0x70, // timestamp 6000
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // delivered through 42
-        0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, // count 2, reserved
-        0x44, 0xfb, 0x16, 0x1e, 0xe1, 0x34, 0xf1, 0x18, // digest
+        0x54, 0x48, 0x04, 0x06, 0xff, 0x00, 0xff, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00,
+        0x08, 0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x2b, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x17, 0x70, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x2a, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x8e, 0xf6, 0xd9, 0x4b,
+        0x97, 0x04, 0x65, 0x27,
     ];
 
     /// Gateway mode, content mode 2: message 43 of stream 7, epoch [`EPOCH`], the TCP
     /// segment at seq 0x01020304 (flags PSH|ACK) of flow 10.1.0.2:40000-10.2.0.2:9878,
-    /// payload "ORDER". Digest computed independently (Python SipHash-1-3).
+    /// payload "ORDER", launched on link 0. Digest computed independently
+    /// (tools/vectors/taphold_v4.py).
     static BACKUP_TCP: [u8; 81] = [
-        0x54, 0x48, 0x03, 0x01, // type: backup
-        0x00, 0x00, 0xff, 0x02, // flags, link all, content mode: tcp
+        0x54, 0x48, 0x04, 0x01, // version 4, type: backup
+        0xff, 0x00, 0x00, 0x02, // key id, flags, link 0, content mode: tcp
         0x00, 0x00, 0x00, 0x07, // stream 7
         0x00, 0x00, 0x00, 0x19, // body length 25
         0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
@@ -1607,14 +1810,14 @@ mod tests {
         0x00, // reserved
         0x01, 0x02, 0x03, 0x04, // TCP seq
         b'O', b'R', b'D', b'E', b'R', // payload
-        0x42, 0xb5, 0x5e, 0x42, 0x4b, 0x00, 0x50, 0x3b, // digest
+        0xc5, 0xe7, 0x20, 0x17, 0x04, 0x20, 0x5a, 0x6b, // digest
     ];
 
     /// Flow ack 1 on link 0: the exchange acknowledged flow 10.1.0.2:40000-10.2.0.2:9878
     /// up to 0x01020309 (the segment above).
     static FLOW_ACK: [u8; 76] = [
-        0x54, 0x48, 0x03, 0x07, // type: flow ack
-        0x00, 0x00, 0x00, 0x00, // flags, link 0, mode
+        0x54, 0x48, 0x04, 0x07, // version 4, type: flow ack
+        0xff, 0x00, 0x00, 0x00, // key id, flags, link 0, mode
         0x00, 0x00, 0x00, 0x07, // stream 7
         0x00, 0x00, 0x00, 0x14, // body length 20
         0x00, 0x00, 0x00, 0x00, 0x69, 0x2b, 0x89, 0x00, // epoch
@@ -1624,7 +1827,7 @@ mod tests {
         10, 1, 0, 2, 0x9c, 0x40, 0x00, 0x00, // source, port, reserved
         10, 2, 0, 2, 0x26, 0x96, 0x00, 0x00, // destination, port, reserved
         0x01, 0x02, 0x03, 0x09, // acked
-        0xd8, 0x76, 0x3b, 0x3a, 0x55, 0xfb, 0x1f, 0x4a, // digest
+        0x2c, 0xde, 0x9a, 0x8d, 0xf5, 0x04, 0xec, 0x53, // digest
     ];
 
     fn tcp_segment(content: &'static [u8]) -> TcpSegmentRepr<'static> {
@@ -1648,6 +1851,7 @@ mod tests {
             seq: 43,
             timestamp_ns: 1_000_000_000,
             watermark: 42,
+            link: 0,
             src_ip: [10, 1, 0, 2],
             src_port: 40000,
             payload_len: 5,
@@ -1671,11 +1875,12 @@ mod tests {
         }
     }
 
-    fn samples() -> [&'static [u8]; 9] {
+    fn samples() -> [&'static [u8]; 10] {
         [
             &BACKUP_FULL,
             &BACKUP_DIGEST,
             &HEARTBEAT,
+            &NODE_HEARTBEAT,
             &ACK,
             &CONFIRM,
             &TARGET_CONFIRM,
@@ -1980,10 +2185,13 @@ mod tests {
     fn deconstruct_backup_full() {
         let p = Packet::new_checked(&BACKUP_FULL[..]).unwrap();
         assert_eq!(p.magic(), MAGIC);
-        assert_eq!(p.version(), 3);
+        assert_eq!(p.version(), 4);
         assert_eq!(p.msg_type(), MsgType::Backup);
+        assert_eq!(p.key_id(), 0xff);
+        assert_eq!(p.key_id(), key().id());
         assert_eq!(p.flags(), Flags::EMPTY);
-        assert_eq!(p.link(), ALL_LINKS);
+        assert!(!p.from_node());
+        assert_eq!(p.link(), 1);
         assert_eq!(p.content_mode(), ContentMode::Full);
         assert_eq!(p.stream(), 7);
         assert_eq!(p.body_len(), 13);
@@ -1992,7 +2200,7 @@ mod tests {
         assert_eq!(p.timestamp_ns(), 1_000_000_000);
         assert_eq!(p.watermark(), 41);
         assert_eq!(p.body(), &BACKUP_FULL[48..61]);
-        assert_eq!(p.digest_field(), 0x7aec_e715_3dcb_1821);
+        assert_eq!(p.digest_field(), 0xae2a_b035_aad0_788f);
         assert_eq!(p.total_len(), 69);
         assert_eq!(p.compute_digest(&key()), p.digest_field());
         assert_eq!(p.verify_digest(&key()), Ok(()));
@@ -2007,7 +2215,7 @@ mod tests {
         assert_eq!(p.body_len(), 16);
         assert_eq!(p.total_len(), 72);
         let r = BackupRepr::parse(&p, &key()).unwrap();
-        assert_eq!(r.content, Content::Digest(0xa38e_0cd8_73f8_9a67));
+        assert_eq!(r.content, Content::Digest(0x2109_7dad_f294_5c6e));
         assert_eq!(r.content, Content::Digest(key().digest(b"ORDER")));
         assert_eq!(r.payload_len, 5);
         assert_eq!(r, backup_digest());
@@ -2020,10 +2228,20 @@ mod tests {
         assert_eq!(p.link(), 1);
         assert_eq!(p.seq(), 5);
         assert_eq!(HeartbeatRepr::parse(&p, &key()), Ok(heartbeat()));
+        let p = Packet::new_checked(&NODE_HEARTBEAT[..]).unwrap();
+        assert!(p.from_node());
+        assert_eq!(
+            HeartbeatRepr::parse(&p, &key()),
+            Ok(HeartbeatRepr {
+                from_node: true,
+                ..heartbeat()
+            })
+        );
 
         let p = Packet::new_checked(&ACK[..]).unwrap();
         assert_eq!(p.msg_type(), MsgType::Ack);
         assert_eq!(p.link(), 0);
+        assert!(p.from_node());
         assert_eq!(AckRepr::parse(&p, &key()), Ok(ack()));
 
         let p = Packet::new_checked(&CONFIRM[..]).unwrap();
@@ -2053,6 +2271,11 @@ mod tests {
         check(run(69, |b| backup_full().emit(b, &k)), &BACKUP_FULL);
         check(run(72, |b| backup_digest().emit(b, &k)), &BACKUP_DIGEST);
         check(run(72, |b| heartbeat().emit(b, &k)), &HEARTBEAT);
+        let node_hb = HeartbeatRepr {
+            from_node: true,
+            ..heartbeat()
+        };
+        check(run(72, |b| node_hb.emit(b, &k)), &NODE_HEARTBEAT);
         check(run(64, |b| ack().emit(b, &k)), &ACK);
         check(run(80, |b| confirm().emit(b, &k)), &CONFIRM);
         assert_eq!(backup_full().buffer_len(), 69);
@@ -2136,14 +2359,15 @@ mod tests {
             (2, 0, WireError::BadVersion),
             // Version 1 (SipHash-2-4 digests) and 2 (no epoch): refused by version, not
             // as corrupt.
-            (2, 1, WireError::BadVersion),
             (2, 2, WireError::BadVersion),
-            (2, 4, WireError::BadVersion),
+            // Version 3: SipHash-1-3 and nothing bound but the header and body.
+            (2, 3, WireError::BadVersion),
+            (2, 5, WireError::BadVersion),
             (3, 0, WireError::UnknownType),
             (3, 8, WireError::UnknownType),
             (3, 0xff, WireError::UnknownType),
-            (4, 0x80, WireError::BadFlags),
-            (5, 0x08, WireError::BadFlags),
+            (5, 0x20, WireError::BadFlags),
+            (5, 0x80, WireError::BadFlags),
             (5, 0xff, WireError::BadFlags),
             (6, 4, WireError::Malformed),
             (6, 0xfe, WireError::Malformed),
@@ -2163,18 +2387,31 @@ mod tests {
 
     #[test]
     fn link_rules() {
-        // Backup frames and confirmations are the same on every link: 0xFF only.
-        for pdu in [&BACKUP_FULL[..], &BACKUP_DIGEST, &CONFIRM] {
+        // A backup frame names the link it is launched on: 0..=3, never 0xFF.
+        for pdu in [&BACKUP_FULL[..], &BACKUP_DIGEST] {
             for link in 0..4 {
-                let v = edited(pdu, 6, link);
-                assert_eq!(
-                    Packet::new_checked(&v[..]).err(),
-                    Some(WireError::Malformed)
-                );
+                assert!(Packet::new_checked(&edited(pdu, 6, link)[..]).is_ok());
             }
+            assert_eq!(
+                Packet::new_checked(&edited(pdu, 6, ALL_LINKS)[..]).err(),
+                Some(WireError::Malformed)
+            );
+            let r = BackupRepr {
+                link: ALL_LINKS,
+                ..backup_full()
+            };
+            assert_eq!(r.emit(&mut [0u8; 69], &key()), Err(WireError::Malformed));
+        }
+        // Confirmations are for no link.
+        for link in 0..4 {
+            let v = edited(&CONFIRM, 6, link);
+            assert_eq!(
+                Packet::new_checked(&v[..]).err(),
+                Some(WireError::Malformed)
+            );
         }
         // Heartbeats and acks: any link index, or 0xFF.
-        for pdu in [&HEARTBEAT[..], &ACK] {
+        for pdu in [&HEARTBEAT[..], &NODE_HEARTBEAT, &ACK] {
             for link in [0, 1, 2, 3, 0xff] {
                 let v = edited(pdu, 6, link);
                 assert!(Packet::new_checked(&v[..]).is_ok(), "link {link}");
@@ -2234,6 +2471,157 @@ mod tests {
     }
 
     #[test]
+    fn origin_rules() {
+        // FROM_NODE: required on acks, allowed on heartbeats, refused on the rest.
+        let ack_from_appliance = edited(&ACK, 5, 0);
+        assert_eq!(
+            Packet::new_checked(&ack_from_appliance[..]).err(),
+            Some(WireError::Malformed)
+        );
+        for pdu in [&BACKUP_FULL[..], &CONFIRM, &TARGET_CONFIRM, &RESEND] {
+            let v = edited(pdu, 5, pdu[5] | 0x08);
+            assert_eq!(
+                Packet::new_checked(&v[..]).err(),
+                Some(WireError::Malformed),
+                "type {}",
+                pdu[3]
+            );
+        }
+        let c = ConfirmRepr {
+            flags: Flags::FROM_NODE,
+            ..confirm()
+        };
+        assert_eq!(c.emit(&mut [0u8; 80], &key()), Err(WireError::Malformed));
+    }
+
+    #[test]
+    fn the_digest_binds_link_origin_and_key_id() {
+        // The first word is covered like the rest: an appliance heartbeat made a
+        // node's, a backup frame moved to another link, a key id changed — each is a
+        // digest mismatch, though each still parses.
+        let k = key();
+        for (pdu, at, value) in [
+            (&HEARTBEAT[..], 5, 0x08),
+            (&NODE_HEARTBEAT[..], 5, 0x00),
+            (&BACKUP_FULL[..], 6, 0),
+            (&BACKUP_FULL[..], 6, 3),
+            (&BACKUP_DIGEST[..], 6, 1),
+            (&ACK[..], 6, 1),
+            (&HEARTBEAT[..], 6, 2),
+            (&BACKUP_FULL[..], 4, 0x00),
+            (&CONFIRM[..], 4, 0x01),
+        ] {
+            let v = edited(pdu, at, value);
+            let p = Packet::new_checked(&v[..]).unwrap();
+            assert_eq!(
+                p.verify_digest(&k),
+                Err(WireError::BadDigest),
+                "type {} byte {at}",
+                pdu[3]
+            );
+        }
+    }
+
+    #[test]
+    fn one_absorption_seals_every_link() {
+        let k = key();
+        let mut a = [0u8; 69];
+        let seal = backup_full().emit_sealing(&mut a, &k).unwrap();
+        assert_eq!(a, BACKUP_FULL);
+        // The copy for link 0, sealed from the state: the independent vector.
+        let mut b = a;
+        let d = seal.seal_for(&mut b, 0).unwrap();
+        let on_0 = BackupRepr {
+            link: 0,
+            ..backup_full()
+        };
+        let mut c = [0u8; 69];
+        assert_eq!(on_0.emit(&mut c, &k), Ok(d));
+        assert_eq!(b, c);
+        assert_eq!(&b[61..], &[0x6e, 0x64, 0x82, 0x8a, 0x3d, 0x08, 0x75, 0xdc]);
+        // Every copy has the same link-free digest, and it is no copy's trailer.
+        let free = seal.link_free();
+        for link in 0..4 {
+            let mut x = a;
+            let t = seal.seal_for(&mut x, link).unwrap();
+            let p = Packet::new_checked(&x[..]).unwrap();
+            assert_eq!(p.digests(&k), (t, free));
+            assert_ne!(t, free);
+        }
+        assert_eq!(seal.seal_for(&mut b, 4), Err(WireError::Malformed));
+        assert_eq!(seal.seal_for(&mut b[..68], 1), Err(WireError::Truncated));
+    }
+
+    #[test]
+    fn an_encrypted_backup_frame_round_trips_and_its_rules_hold() {
+        let k = key();
+        let aead = PayloadKey::new(&[5; 32]);
+        let r = BackupRepr {
+            flags: Flags::ENCRYPTED,
+            ..backup_full()
+        };
+        assert_eq!(r.buffer_len(), 69 + TAG_LEN);
+        let mut buf = vec![0u8; r.buffer_len()];
+        // The key and the flag go together.
+        assert_eq!(r.emit(&mut buf, &k), Err(WireError::Malformed));
+        assert_eq!(
+            backup_full()
+                .emit_sealing_with(&mut buf, &k, Some(&aead))
+                .err(),
+            Some(WireError::Malformed)
+        );
+        let seal = r.emit_sealing_with(&mut buf, &k, Some(&aead)).unwrap();
+        let p = Packet::new_checked(&buf[..]).unwrap();
+        assert!(p.flags().contains(Flags::ENCRYPTED));
+        assert_eq!(p.body_len() as usize, 8 + 5 + TAG_LEN);
+        assert_eq!(p.verify_digest(&k), Ok(()));
+        assert!(!buf.windows(5).any(|w| w == b"ORDER"), "no plaintext");
+        let parsed = BackupRepr::parse(&p, &k).unwrap();
+        assert_eq!(parsed.payload_len, 5);
+        assert_ne!(parsed.content, Content::Full(b"ORDER"));
+        // Every link's copy carries the same ciphertext.
+        let mut other = buf.clone();
+        seal.seal_for(&mut other, 3).unwrap();
+        assert_eq!(
+            other[48..48 + 8 + 5 + TAG_LEN],
+            buf[48..48 + 8 + 5 + TAG_LEN]
+        );
+        // Decrypted in place: the plain frame, byte for byte.
+        let mut plain = buf.clone();
+        let n = decrypt_backup_frame(&mut plain, &aead, Some(&k)).unwrap();
+        assert_eq!(&plain[..n], &BACKUP_FULL[..]);
+        // A wrong payload key or a flipped ciphertext byte: refused, unchanged.
+        let mut x = buf.clone();
+        assert_eq!(
+            decrypt_backup_frame(&mut x, &PayloadKey::new(&[6; 32]), Some(&k)),
+            Err(WireError::BadDigest)
+        );
+        assert_eq!(x, buf);
+        x[58] ^= 1;
+        assert_eq!(
+            decrypt_backup_frame(&mut x, &aead, Some(&k)),
+            Err(WireError::BadDigest)
+        );
+        assert_eq!(
+            decrypt_backup_frame(&mut BACKUP_FULL.to_vec(), &aead, Some(&k)),
+            Err(WireError::WrongType)
+        );
+        // ENCRYPTED anywhere but a full backup frame, or a body without the tag.
+        for pdu in [&BACKUP_DIGEST[..], &HEARTBEAT, &ACK, &CONFIRM] {
+            let v = edited(pdu, 5, pdu[5] | 0x10);
+            assert_eq!(
+                Packet::new_checked(&v[..]).err(),
+                Some(WireError::Malformed)
+            );
+        }
+        let v = edited(&BACKUP_FULL, 5, 0x10);
+        assert_eq!(
+            Packet::new_checked(&v[..]).err(),
+            Some(WireError::BadLength)
+        );
+    }
+
+    #[test]
     fn content_mode_rules() {
         for mode in [4, 0xff] {
             let v = edited(&BACKUP_FULL, 7, mode);
@@ -2259,7 +2647,7 @@ mod tests {
                 );
             }
         }
-        for pdu in [&HEARTBEAT[..], &ACK, &CONFIRM] {
+        for pdu in [&HEARTBEAT[..], &NODE_HEARTBEAT, &ACK, &CONFIRM] {
             for mode in [1, 2, 0xff] {
                 let v = edited(pdu, 7, mode);
                 assert_eq!(
@@ -2340,7 +2728,7 @@ mod tests {
         // Any bit flipped in the covered bytes that leaves the header valid, or in the
         // trailer, is a digest mismatch.
         for pdu in samples() {
-            let covered_fields = (8..12).chain(16..pdu.len());
+            let covered_fields = [4].into_iter().chain(8..12).chain(16..pdu.len());
             for at in covered_fields {
                 let v = edited(pdu, at, pdu[at] ^ 0x01);
                 let p = match Packet::new_checked(&v[..]) {
@@ -2443,6 +2831,7 @@ mod tests {
         assert!(Flags::EMPTY.is_empty());
         assert_eq!(Flags::from_bits(7), Ok(Flags::ALL));
         assert_eq!(Flags::from_bits(8), Err(WireError::BadFlags));
+        assert!(Flags::PDU_ALL.contains(Flags::FROM_NODE | Flags::ALL));
         assert_eq!(MsgType::try_from(4), Ok(MsgType::Confirm));
         assert_eq!(MsgType::try_from(5), Ok(MsgType::TargetConfirm));
         assert_eq!(MsgType::try_from(6), Ok(MsgType::Resend));
@@ -2467,6 +2856,10 @@ mod tests {
         (0u16..8).prop_map(|b| Flags::from_bits(b).unwrap())
     }
 
+    fn any_backup_link() -> impl Strategy<Value = u8> {
+        0u8..4
+    }
+
     fn any_link() -> impl Strategy<Value = u8> {
         prop_oneof![0u8..4, Just(ALL_LINKS)]
     }
@@ -2487,6 +2880,7 @@ mod tests {
             compact_len in any::<u16>(),
             compact in any::<bool>(),
             link in any_link(),
+            backup_link in any_backup_link(),
             k in any::<[u8; 16]>(),
         ) {
             let key = DigestKey(k);
@@ -2500,8 +2894,8 @@ mod tests {
                 src_ip, src_port, payload_len, dst_ip, dst_port, tcp_flags, tcp_seq, content,
             };
             let repr = BackupRepr {
-                flags, stream: 7, epoch, seq, timestamp_ns: 1, watermark: 2, src_ip, src_port,
-                payload_len,
+                flags, stream: 7, epoch, seq, timestamp_ns: 1, watermark: 2, link: backup_link,
+                src_ip, src_port, payload_len,
                 content: if compact { Content::FixCompact(seg) } else { Content::Tcp(seg) },
             };
             let mut buf = vec![0u8; repr.buffer_len()];
@@ -2522,6 +2916,7 @@ mod tests {
 
         #[test]
         fn backup_round_trip(
+            link in any_backup_link(),
             flags in any_flags(),
             stream in any::<u32>(),
             epoch in any::<u64>(),
@@ -2537,7 +2932,7 @@ mod tests {
             let key = DigestKey(k);
             let mode = if digest_only { ContentMode::Digest } else { ContentMode::Full };
             let repr = BackupRepr {
-                flags, stream, epoch, seq, timestamp_ns: ts, watermark: wm, src_ip, src_port,
+                link, flags, stream, epoch, seq, timestamp_ns: ts, watermark: wm, src_ip, src_port,
                 payload_len: payload.len() as u16,
                 content: Content::new(mode, &payload, &key),
             };
@@ -2554,6 +2949,7 @@ mod tests {
         fn heartbeat_ack_confirm_round_trip(
             link in any_link(),
             flags in any_flags(),
+            from_node in any::<bool>(),
             a in any::<u64>(), b in any::<u64>(), c in any::<u64>(),
             d in any::<u64>(), e in any::<u64>(),
             stream in any::<u32>(),
@@ -2563,7 +2959,7 @@ mod tests {
             let key = key();
             let mut buf = [0u8; 80];
             let h = HeartbeatRepr {
-                link, epoch: e ^ d, seq: a, timestamp_ns: b, watermark: c, stream, echo_seq: d,
+                link, from_node, epoch: e ^ d, seq: a, timestamp_ns: b, watermark: c, stream, echo_seq: d,
                 echo_timestamp_ns: e,
             };
             h.emit(&mut buf, &key).unwrap();
@@ -2612,7 +3008,7 @@ mod tests {
         #[test]
         fn never_panics(
             bytes in proptest::collection::vec(any::<u8>(), 0..200),
-            which in 0usize..7,
+            which in 0usize..8,
             at in any::<proptest::sample::Index>(),
             value in any::<u8>(),
             use_sample in any::<bool>(),

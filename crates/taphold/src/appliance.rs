@@ -903,14 +903,19 @@ impl Harness {
                 }),
                 None => None,
             };
-            links.push(ModelLink::new(
+            let mut m = ModelLink::new(
                 k,
                 hl,
                 start_port(fibre, 1, 1, pool, None)?,
                 start_port(tap_feed, 1, 1, pool, None)?,
                 sink,
                 link.peer_mac.0,
-            ));
+            );
+            m.inject_from = hl
+                .tap_injects_from
+                .as_ref()
+                .and_then(|n| cfg.backup_links.iter().position(|b| b.name == *n));
+            links.push(m);
         }
         Ok(Some(Harness { links, sinks }))
     }

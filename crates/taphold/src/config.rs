@@ -46,6 +46,38 @@ pub struct Config {
     /// (`Config::parse` resolves it).
     #[serde(skip, default = "unresolved_key")]
     pub digest_key: Hex128,
+    /// Key rotation: a second backup-link key file, accepted at once beside
+    /// the current one (PDUs name their key by id) ...
+    #[serde(default)]
+    pub digest_key_next_file: Option<PathBuf>,
+    /// ... and sealing what we send from this UNIX second (absent: never).
+    #[serde(default)]
+    pub digest_key_next_from: Option<u64>,
+    /// The key of the confirmations to sources (a file). Absent: the
+    /// backup-link key, with a warning at start (a source that checks its
+    /// confirmations could then seal backup frames).
+    #[serde(default)]
+    pub confirm_key_file: Option<PathBuf>,
+    /// The key of the arbiter's target confirmations (a file), and a next
+    /// one accepted beside it. Absent: the backup-link keys, with a warning.
+    #[serde(default)]
+    pub arbiter_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub arbiter_key_next_file: Option<PathBuf>,
+    /// Run on the public demo key although this is not a replay (a lab).
+    #[serde(default)]
+    pub allow_demo_key: bool,
+    /// mac: the backup frame's payload crosses the backup link in clear,
+    /// authenticated by the digest; aead: encrypted and authenticated too
+    /// (XChaCha20-Poly1305 under `payload_key_file`, docs/security.md).
+    #[serde(default)]
+    pub link_security: LinkSecurity,
+    /// `link_security: aead`'s key: 64 hex digits in a file, mode 0600.
+    #[serde(default)]
+    pub payload_key_file: Option<PathBuf>,
+    /// Every key, resolved by `Config::parse`.
+    #[serde(skip)]
+    pub keys: Keys,
     #[serde(default)]
     pub mempool: MempoolConfig,
     #[serde(default)]
@@ -643,6 +675,14 @@ pub struct HarnessLinkConfig {
     /// after the model starts (a tap outage that recovers).
     #[serde(default)]
     pub tap_cut_ms: Option<[u64; 2]>,
+    /// Attack: this link's tap also shows every frame launched on the named
+    /// link, re-addressed to this one (a genuine frame bridged across links).
+    #[serde(default)]
+    pub tap_injects_from: Option<String>,
+    /// Attack: the far end of the fibre sends our heartbeats straight back,
+    /// addresses swapped (a reflector; use with `backup_node: false`).
+    #[serde(default)]
+    pub reflect: bool,
 }
 
 /// A seq or an inclusive range of seqs: `5` or `"100-120"`.
@@ -772,7 +812,151 @@ impl Config {
             cfg.digest_key_inline.as_ref(),
             cfg.digest_key_file.as_deref(),
         )?;
+        cfg.keys = cfg.resolve_keys(file, text)?;
         Ok(cfg)
+    }
+
+    /// The link ring, the confirmation key and the arbiter ring, from their
+    /// files; the demo key refused outside a replay unless allowed.
+    fn resolve_keys(&self, file: &str, text: &str) -> Result<Keys, ConfigError> {
+        use taphold_runtime::key;
+        let link = key::ring(
+            file,
+            text,
+            self.digest_key.0,
+            ("digest_key_next_file", self.digest_key_next_file.as_deref()),
+            ("digest_key_next_from", self.digest_key_next_from),
+        )?;
+        let confirm = key::optional_file(
+            file,
+            text,
+            "confirm_key_file",
+            self.confirm_key_file.as_deref(),
+        )?;
+        let arbiter = match key::optional_file(
+            file,
+            text,
+            "arbiter_key_file",
+            self.arbiter_key_file.as_deref(),
+        )? {
+            Some(k) => key::ring(
+                file,
+                text,
+                k,
+                (
+                    "arbiter_key_next_file",
+                    self.arbiter_key_next_file.as_deref(),
+                ),
+                ("arbiter_key_next_file", None),
+            )?,
+            None if self.arbiter_key_next_file.is_some() => {
+                return Err(ConfigError::at(
+                    file,
+                    text,
+                    "arbiter_key_next_file",
+                    "a next arbiter key needs arbiter_key_file",
+                ))
+            }
+            None => link,
+        };
+        let allowed = self.allow_demo_key || self.harness.is_some();
+        let field = if self.digest_key_file.is_some() {
+            "digest_key_file"
+        } else {
+            "digest_key"
+        };
+        key::refuse_demo(
+            file,
+            text,
+            field,
+            &link.keys().copied().collect::<Vec<_>>(),
+            allowed,
+        )?;
+        if let Some(c) = confirm {
+            key::refuse_demo(file, text, "confirm_key_file", &[c], allowed)?;
+        }
+        if self.arbiter_key_file.is_some() {
+            let a: Vec<_> = arbiter.keys().copied().collect();
+            key::refuse_demo(file, text, "arbiter_key_file", &a, allowed)?;
+        }
+        let payload = match (self.link_security, &self.payload_key_file) {
+            (LinkSecurity::Mac, None) => None,
+            (LinkSecurity::Mac, Some(_)) => {
+                return Err(ConfigError::at(
+                    file,
+                    text,
+                    "payload_key_file",
+                    "is only used with link_security: aead",
+                ))
+            }
+            (LinkSecurity::Aead, None) => {
+                return Err(ConfigError::at(
+                    file,
+                    text,
+                    "link_security",
+                    "aead needs payload_key_file (64 hex digits, mode 0600: `taphold keygen --payload --out FILE`)",
+                ))
+            }
+            (LinkSecurity::Aead, Some(_)) if self.release.content == ContentText::Digest => {
+                return Err(ConfigError::at(
+                    file,
+                    text,
+                    "link_security",
+                    "aead encrypts the payload of a full copy; with release.content: digest no payload crosses the link",
+                ))
+            }
+            (LinkSecurity::Aead, Some(p)) => {
+                Some(key::payload_key(file, text, "payload_key_file", p)?)
+            }
+        };
+        Ok(Keys {
+            link,
+            confirm: confirm.unwrap_or(*link.current()),
+            arbiter,
+            confirm_shared: confirm.is_none(),
+            arbiter_shared: self.arbiter_key_file.is_none(),
+            payload,
+        })
+    }
+}
+
+/// Whether the backup frame's payload is encrypted on the backup link.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkSecurity {
+    #[default]
+    Mac,
+    Aead,
+}
+
+/// Every key the appliance uses, by use.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// Backup frames, heartbeats, acks, and the backup-content digest.
+    pub link: taphold_wire::digest::KeyRing,
+    /// Confirmations to sources.
+    pub confirm: taphold_wire::digest::DigestKey,
+    /// The arbiter's target confirmations.
+    pub arbiter: taphold_wire::digest::KeyRing,
+    /// No key of their own was given: the link key stands in (warned at start).
+    pub confirm_shared: bool,
+    pub arbiter_shared: bool,
+    /// `link_security: aead`: the payload key.
+    pub payload: Option<taphold_wire::payload::PayloadKey>,
+}
+
+impl Default for Keys {
+    /// Until `Config::parse` resolves them: all zeros, never used.
+    fn default() -> Keys {
+        let zero = taphold_wire::digest::KeyRing::single(taphold_wire::digest::DigestKey([0; 16]));
+        Keys {
+            link: zero,
+            confirm: taphold_wire::digest::DigestKey([0; 16]),
+            arbiter: zero,
+            confirm_shared: true,
+            arbiter_shared: true,
+            payload: None,
+        }
     }
 }
 
@@ -1047,6 +1231,12 @@ impl Config {
     /// Gateway mode: routes, neighbours and protection rules that can work.
     fn check_gateway(&self, at: &At) -> Result<(), ConfigError> {
         let ours = self.primary.ip;
+        if self.link_security == LinkSecurity::Aead {
+            return Err(at.err(
+                "link_security",
+                "gateway mode does not encrypt TCP segments (content modes 2 and 3) yet: use link_security: mac",
+            ));
+        }
         if self.destination.is_some() {
             return Err(at.err(
                 "destination",
@@ -1463,6 +1653,14 @@ impl Config {
             let Some(k) = self.backup_links.iter().position(|l| l.name == hl.link) else {
                 return Err(at.err(&path, format!("no backup link named `{}`", hl.link)));
             };
+            if let Some(from) = &hl.tap_injects_from {
+                if !self.backup_links.iter().any(|l| l.name == *from) {
+                    return Err(at.err(
+                        &format!("harness.links.{i}.tap_injects_from"),
+                        format!("no backup link named `{from}`"),
+                    ));
+                }
+            }
             if let Some(first) = modelled.insert(&hl.link, i) {
                 return Err(at.err(
                     &path,
@@ -2270,6 +2468,30 @@ mod tests {
             "gateway.flow_ack_interval_us",
             "flow_ack_interval_us: 0",
         );
+    }
+
+    #[test]
+    fn gateway_mode_refuses_aead_it_does_not_apply() {
+        let payload = key_file(
+            "gw-payload",
+            "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n",
+            0o600,
+        );
+        let text = GATEWAY.replacen(
+            "stream_id: 1\n",
+            &format!(
+                "stream_id: 1\nlink_security: aead\npayload_key_file: {}\n",
+                payload.display()
+            ),
+            1,
+        );
+        let (e, text) = refused_text(&text);
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("link_security", line_in(&text, "link_security: aead", 1)),
+            "{e}"
+        );
+        assert!(e.message.contains("does not encrypt TCP segments"), "{e}");
     }
 
     #[test]

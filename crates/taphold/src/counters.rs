@@ -90,6 +90,8 @@ pub struct IngressCounters {
     pub target_confirms: Counter,
     pub target_confirm_malformed: Counter,
     pub target_confirm_corrupt: Counter,
+    /// Target confirmations naming a key id we hold no arbiter key of.
+    pub target_confirm_unknown_key: Counter,
     pub target_confirm_foreign: Counter,
     pub target_confirm_other_epoch: Counter,
     pub target_confirm_beyond_released: Counter,
@@ -124,6 +126,10 @@ impl Named for IngressCounters {
             self.target_confirm_malformed.get(),
         );
         f("target_confirm_corrupt", self.target_confirm_corrupt.get());
+        f(
+            "target_confirm_unknown_key",
+            self.target_confirm_unknown_key.get(),
+        );
         f("target_confirm_foreign", self.target_confirm_foreign.get());
         f(
             "target_confirm_other_epoch",
@@ -225,6 +231,9 @@ pub struct TapCounters {
     /// The frame's own digest field does not match its bytes: corrupted on
     /// the way, or not made with our key.
     pub corrupt: Counter,
+    /// Copies naming a key id we hold no key of (another deployment's, or
+    /// a rotation we were not given).
+    pub unknown_key: Counter,
     /// Not a taphold PDU, or malformed (by wire error).
     pub malformed: [Counter; WireErrorKind::COUNT],
     /// Ethernet addresses or type are not those of our frames on this link.
@@ -233,6 +242,9 @@ pub struct TapCounters {
     pub foreign: Counter,
     /// A genuine-looking copy of another epoch: an earlier run's frame replayed.
     pub wrong_epoch: Counter,
+    /// A backup frame launched on another link, seen on this link's tap: it
+    /// never confirms this link.
+    pub wrong_link: Counter,
     /// Tap copies of our own heartbeats.
     pub heartbeats: Counter,
     /// Copies of our flow acks (gateway mode).
@@ -265,12 +277,14 @@ impl Named for TapCounters {
         f("future", self.future.get());
         f("digest_mismatch", self.digest_mismatch.get());
         f("corrupt", self.corrupt.get());
+        f("unknown_key", self.unknown_key.get());
         for (i, name) in WireErrorKind::NAMES.iter().enumerate() {
             f(&format!("malformed_{name}"), self.malformed[i].get());
         }
         f("not_taphold", self.not_taphold.get());
         f("foreign", self.foreign.get());
         f("wrong_epoch", self.wrong_epoch.get());
+        f("wrong_link", self.wrong_link.get());
         f("heartbeats", self.heartbeats.get());
         f("flow_acks", self.flow_acks.get());
         f("unexpected_type", self.unexpected_type.get());
@@ -398,6 +412,8 @@ pub struct LinkRxCounters {
     pub acks: Counter,
     pub heartbeats: Counter,
     pub malformed: Counter,
+    /// PDUs naming a key id we hold no key of.
+    pub unknown_key: Counter,
     pub foreign: Counter,
     pub unexpected_type: Counter,
     /// Authentic acks for another epoch (an earlier run's records): ignored.
@@ -408,6 +424,9 @@ pub struct LinkRxCounters {
     /// Authentic heartbeats from a node still on another epoch: not counted
     /// as the node's heartbeats until it speaks for this run.
     pub heartbeat_wrong_epoch: Counter,
+    /// Authentic heartbeats of our own sent back to us (a reflector, not a
+    /// backup node): never a sign of life.
+    pub reflected: Counter,
     /// Highest cumulative ack seen from the backup node (not a counter: a level).
     pub acked_seq: Counter,
 }
@@ -418,11 +437,13 @@ impl Named for LinkRxCounters {
         f("acks", self.acks.get());
         f("heartbeats", self.heartbeats.get());
         f("malformed", self.malformed.get());
+        f("unknown_key", self.unknown_key.get());
         f("foreign", self.foreign.get());
         f("unexpected_type", self.unexpected_type.get());
         f("ack_wrong_epoch", self.ack_wrong_epoch.get());
         f("ack_beyond_launched", self.ack_beyond_launched.get());
         f("heartbeat_wrong_epoch", self.heartbeat_wrong_epoch.get());
+        f("reflected", self.reflected.get());
         f("acked_seq", self.acked_seq.get());
     }
 }

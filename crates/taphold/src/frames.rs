@@ -10,12 +10,13 @@
 //! checked here and tested with arbitrary values.
 
 use dpdk::{Mbuf, Mempool};
-use taphold_wire::digest::DigestKey;
+use taphold_wire::digest::{DigestKey, KeyRing};
 use taphold_wire::emit::{emit_udp_headers, Endpoint, UDP_FRAME_HEADER_LEN};
 use taphold_wire::ethernet::{EthernetAddress, MIN_FRAME_LEN};
 use taphold_wire::link::{emit_frame, frame_len, pdu_of};
+use taphold_wire::payload::PayloadKey;
 use taphold_wire::taphold::{
-    AckRepr, BackupRepr, ConfirmRepr, FlowAckRepr, HeartbeatRepr, MsgType, Packet,
+    AckRepr, BackupRepr, ConfirmRepr, FlowAckRepr, HeartbeatRepr, LinkSeal, MsgType, Packet,
     TargetConfirmRepr,
 };
 use taphold_wire::WireError;
@@ -37,17 +38,27 @@ pub fn link_frame(
     Some((m, digest))
 }
 
-/// A backup frame from `src` to `dst`. Returns the frame and the digest it
-/// carries, or None if the pool is empty (or the PDU cannot be built, never
-/// for a classified message).
+/// A backup frame from `src` to `dst`, for the link `repr` names. Returns the
+/// frame and what seals its copies for the other links ([`LinkSeal::seal_for`];
+/// [`LinkSeal::link_free`] is the digest the hold ring keeps), or None if the
+/// pool is empty (or the PDU cannot be built, never for a classified message).
 pub fn backup_frame(
     pool: &Mempool,
     repr: &BackupRepr,
-    key: &DigestKey,
+    (key, aead): (&DigestKey, Option<&PayloadKey>),
     src: EthernetAddress,
     dst: EthernetAddress,
-) -> Option<(Mbuf, u64)> {
-    link_frame(pool, src, dst, repr.buffer_len(), |b| repr.emit(b, key))
+) -> Option<(Mbuf, LinkSeal)> {
+    let mut m = pool.alloc()?;
+    let buf = m.append(u16::try_from(frame_len(repr.buffer_len())).ok()?)?;
+    let mut seal = None;
+    emit_frame(buf, dst, src, repr.buffer_len(), |b| {
+        let s = repr.emit_sealing_with(b, key, aead)?;
+        seal = Some(s);
+        Ok(s.link_free())
+    })
+    .ok()?;
+    Some((m, seal?))
 }
 
 /// A confirmation to a message's source, in a new mbuf: the PDU in a UDP
@@ -87,8 +98,9 @@ pub struct LinkIdentity {
 /// What a frame seen on link k's tap is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TapCopy {
-    /// An intact copy of a backup frame we launched (of this run): confirm
-    /// `seq` on the link if the hold ring has it in flight with `digest`.
+    /// An intact copy of a backup frame we launched on this link (of this
+    /// run): confirm `seq` on the link if the hold ring has it in flight with
+    /// `digest`, the frame's link-free digest.
     Backup { seq: u64, digest: u64 },
     /// An intact copy of our heartbeat `seq` on this link.
     Heartbeat { seq: u64 },
@@ -100,10 +112,17 @@ pub enum TapCopy {
     NotTaphold,
     /// Ours by its header, but not a valid taphold PDU.
     Malformed(WireError),
-    /// A taphold frame of another stream or link.
+    /// A taphold frame of another stream, or a heartbeat of another link.
     Foreign,
+    /// A backup frame launched on another link, shown on this link's tap
+    /// (re-addressed, or a tap wired to the wrong fibre): it never confirms
+    /// this link.
+    WrongLink,
     /// Its own digest does not match its bytes: damaged, or not made with our key.
     Corrupt,
+    /// It names a key id we hold no key of: another deployment's, or a
+    /// rotation the appliance was not given.
+    UnknownKey,
     /// Authentic, but of another epoch: an earlier run's frame, replayed.
     WrongEpoch,
     /// A PDU that never travels our way on a tap (ack, confirmation).
@@ -113,7 +132,7 @@ pub enum TapCopy {
 /// Judges a frame seen on the tap of `id`'s link. The digest of a backup
 /// frame is computed once, here; the hold ring then matches it against what
 /// was launched.
-pub fn tap_copy(frame: &[u8], id: &LinkIdentity, key: &DigestKey) -> TapCopy {
+pub fn tap_copy(frame: &[u8], id: &LinkIdentity, keys: &KeyRing) -> TapCopy {
     let Some(bytes) = pdu_of(frame, id.peer, id.ours) else {
         return TapCopy::NotTaphold;
     };
@@ -121,13 +140,21 @@ pub fn tap_copy(frame: &[u8], id: &LinkIdentity, key: &DigestKey) -> TapCopy {
         Ok(p) => p,
         Err(e) => return TapCopy::Malformed(e),
     };
+    let Some(key) = keys.for_id(p.key_id()) else {
+        return TapCopy::UnknownKey;
+    };
     match p.msg_type() {
         MsgType::Backup => {
             if p.stream() != id.stream {
                 return TapCopy::Foreign;
             }
-            let digest = p.compute_digest(key);
-            if digest != p.digest_field() {
+            if usize::from(p.link()) != id.link {
+                return TapCopy::WrongLink;
+            }
+            // One pass over the bytes for both: the trailer binds the copy to
+            // this link; the hold ring matches the link-free digest.
+            let (bound, digest) = p.digests(key);
+            if bound != p.digest_field() {
                 return TapCopy::Corrupt;
             }
             if p.epoch() != id.epoch {
@@ -139,7 +166,9 @@ pub fn tap_copy(frame: &[u8], id: &LinkIdentity, key: &DigestKey) -> TapCopy {
             }
         }
         MsgType::Heartbeat => match HeartbeatRepr::parse(&p, key) {
-            Ok(h) if h.link as usize != id.link || h.stream != id.stream => TapCopy::Foreign,
+            Ok(h) if h.link as usize != id.link || h.stream != id.stream || h.from_node => {
+                TapCopy::Foreign
+            }
             Ok(h) if h.epoch != id.epoch => TapCopy::WrongEpoch,
             Ok(h) => TapCopy::Heartbeat { seq: h.seq },
             Err(e) => TapCopy::Malformed(e),
@@ -170,12 +199,17 @@ pub enum FromNode {
     Foreign,
     /// Not a valid taphold PDU, or its digest does not match.
     Malformed,
+    /// It names a key id we hold no key of.
+    UnknownKey,
     /// An authentic ack for another run.
     AckWrongEpoch,
     /// An authentic ack of this run beyond anything it launched or released.
     AckBeyondLaunched,
     /// An authentic heartbeat from a node still speaking for another run.
     HeartbeatWrongEpoch,
+    /// An authentic heartbeat of ours (not FROM_NODE) sent back to us: a
+    /// reflector on the link, not a live backup node.
+    Reflected,
     /// A PDU the node never sends (backup frame, confirmation).
     UnexpectedType,
 }
@@ -186,7 +220,7 @@ pub enum FromNode {
 pub fn from_node(
     frame: &[u8],
     id: &LinkIdentity,
-    key: &DigestKey,
+    keys: &KeyRing,
     highest_ackable: u64,
 ) -> FromNode {
     let Some(bytes) = pdu_of(frame, id.ours, id.peer) else {
@@ -194,6 +228,9 @@ pub fn from_node(
     };
     let Ok(p) = Packet::new_checked(bytes) else {
         return FromNode::Malformed;
+    };
+    let Some(key) = keys.for_id(p.key_id()) else {
+        return FromNode::UnknownKey;
     };
     match p.msg_type() {
         MsgType::Ack => match AckRepr::parse(&p, key) {
@@ -204,6 +241,7 @@ pub fn from_node(
             Err(_) => FromNode::Malformed,
         },
         MsgType::Heartbeat => match HeartbeatRepr::parse(&p, key) {
+            Ok(h) if !h.from_node => FromNode::Reflected,
             Ok(h) if h.link as usize != id.link || h.stream != id.stream => FromNode::Foreign,
             Ok(h) if h.epoch != id.epoch => FromNode::HeartbeatWrongEpoch,
             Ok(h) => FromNode::Heartbeat {
@@ -226,6 +264,8 @@ pub enum TargetConfirm {
     Malformed,
     /// Its digest does not match: damaged, or not made with our key.
     Corrupt,
+    /// It names a key id we hold no arbiter key of.
+    UnknownKey,
     /// Authentic, of another stream.
     Foreign,
     /// Authentic, of another epoch (an earlier run's, still being confirmed).
@@ -241,10 +281,13 @@ pub fn target_confirm(
     stream: u32,
     epoch: u64,
     released: u64,
-    key: &DigestKey,
+    keys: &KeyRing,
 ) -> TargetConfirm {
     let Ok(p) = Packet::new_checked(payload) else {
         return TargetConfirm::Malformed;
+    };
+    let Some(key) = keys.for_id(p.key_id()) else {
+        return TargetConfirm::UnknownKey;
     };
     match TargetConfirmRepr::parse(&p, key) {
         Err(WireError::BadDigest) => TargetConfirm::Corrupt,
@@ -264,6 +307,10 @@ mod tests {
     use taphold_wire::taphold::{Content, Flags};
 
     const KEY: DigestKey = DigestKey([7; 16]);
+
+    fn ring() -> KeyRing {
+        KeyRing::single(KEY)
+    }
     const US: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0x0b, 1]);
     const NODE: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0x0c, 1]);
 
@@ -285,7 +332,12 @@ mod tests {
     }
 
     fn backup(stream: u32, epoch: u64, seq: u64, key: &DigestKey) -> Vec<u8> {
+        backup_on(1, stream, epoch, seq, key)
+    }
+
+    fn backup_on(link: u8, stream: u32, epoch: u64, seq: u64, key: &DigestKey) -> Vec<u8> {
         let r = BackupRepr {
+            link,
             flags: Flags::EMPTY,
             stream,
             epoch,
@@ -324,8 +376,11 @@ mod tests {
         dst: EthernetAddress,
         src: EthernetAddress,
     ) -> Vec<u8> {
+        // From the node when it goes to us.
+        let from_node = dst == US;
         let h = HeartbeatRepr {
             link,
+            from_node,
             epoch,
             seq: 3,
             timestamp_ns: 4,
@@ -342,56 +397,73 @@ mod tests {
     #[test]
     fn tap_copies_by_case() {
         let good = backup(7, 100, 5, &KEY);
-        let TapCopy::Backup { seq: 5, digest } = tap_copy(&good, &id(), &KEY) else {
-            panic!("{:?}", tap_copy(&good, &id(), &KEY))
+        let TapCopy::Backup { seq: 5, digest } = tap_copy(&good, &id(), &ring()) else {
+            panic!("{:?}", tap_copy(&good, &id(), &ring()))
         };
+        let p = Packet::new_checked(&good[14..]).unwrap();
+        // The link-free digest, which every link's copy shares, not the trailer.
+        assert_eq!((p.digest_field(), digest), p.digests(&KEY));
+        assert_ne!(digest, p.digest_field());
+        let TapCopy::Backup { digest: d0, .. } = tap_copy(
+            &backup_on(0, 7, 100, 5, &KEY),
+            &LinkIdentity { link: 0, ..id() },
+            &ring(),
+        ) else {
+            panic!()
+        };
+        assert_eq!(d0, digest);
+        // Launched on link 0, shown on link 1's tap: never confirms link 1,
+        // re-addressed (named) or with the link byte rewritten (the digest).
         assert_eq!(
-            digest,
-            Packet::new_checked(&good[14..]).unwrap().digest_field()
+            tap_copy(&backup_on(0, 7, 100, 5, &KEY), &id(), &ring()),
+            TapCopy::WrongLink
         );
+        let mut moved = backup_on(0, 7, 100, 5, &KEY);
+        moved[14 + 6] = 1;
+        assert_eq!(tap_copy(&moved, &id(), &ring()), TapCopy::Corrupt);
         assert_eq!(
-            tap_copy(&backup(8, 100, 5, &KEY), &id(), &KEY),
+            tap_copy(&backup(8, 100, 5, &KEY), &id(), &ring()),
             TapCopy::Foreign
         );
         assert_eq!(
-            tap_copy(&backup(7, 99, 5, &KEY), &id(), &KEY),
+            tap_copy(&backup(7, 99, 5, &KEY), &id(), &ring()),
             TapCopy::WrongEpoch
         );
         assert_eq!(
-            tap_copy(&backup(7, 100, 5, &DigestKey([8; 16])), &id(), &KEY),
-            TapCopy::Corrupt
+            tap_copy(&backup(7, 100, 5, &DigestKey([8; 16])), &id(), &ring()),
+            TapCopy::UnknownKey
         );
         let mut flipped = good.clone();
         flipped[30] ^= 1; // inside the epoch field: damaged, not another run's
-        assert_eq!(tap_copy(&flipped, &id(), &KEY), TapCopy::Corrupt);
+        assert_eq!(tap_copy(&flipped, &id(), &ring()), TapCopy::Corrupt);
         let mut other_mac = good.clone();
         other_mac[5] ^= 1;
-        assert_eq!(tap_copy(&other_mac, &id(), &KEY), TapCopy::NotTaphold);
+        assert_eq!(tap_copy(&other_mac, &id(), &ring()), TapCopy::NotTaphold);
         assert_eq!(
-            tap_copy(&good[..40], &id(), &KEY),
+            tap_copy(&good[..40], &id(), &ring()),
             TapCopy::Malformed(WireError::Truncated)
         );
         assert_eq!(
-            tap_copy(&heartbeat(1, 7, 100, NODE, US), &id(), &KEY),
+            tap_copy(&heartbeat(1, 7, 100, NODE, US), &id(), &ring()),
             TapCopy::Heartbeat { seq: 3 }
         );
         assert_eq!(
-            tap_copy(&heartbeat(0, 7, 100, NODE, US), &id(), &KEY),
+            tap_copy(&heartbeat(0, 7, 100, NODE, US), &id(), &ring()),
             TapCopy::Foreign
         );
         assert_eq!(
-            tap_copy(&heartbeat(1, 7, 1, NODE, US), &id(), &KEY),
+            tap_copy(&heartbeat(1, 7, 1, NODE, US), &id(), &ring()),
             TapCopy::WrongEpoch
         );
         let mut a = ack(1, 7, 100, 1);
         a[0..6].copy_from_slice(&NODE.0);
         a[6..12].copy_from_slice(&US.0);
-        assert_eq!(tap_copy(&a, &id(), &KEY), TapCopy::UnexpectedType);
+        assert_eq!(tap_copy(&a, &id(), &ring()), TapCopy::UnexpectedType);
     }
 
     #[test]
     fn node_frames_by_case() {
-        let j = |f: &[u8], h: u64| from_node(f, &id(), &KEY, h);
+        let j = |f: &[u8], h: u64| from_node(f, &id(), &ring(), h);
         assert_eq!(j(&ack(1, 7, 100, 10), 10), FromNode::Ack { seq: 10 });
         assert_eq!(j(&ack(1, 7, 100, 11), 10), FromNode::AckBeyondLaunched);
         assert_eq!(j(&ack(1, 7, 99, 1), 10), FromNode::AckWrongEpoch);
@@ -411,6 +483,14 @@ mod tests {
         );
         // Our own heartbeat reflected back unchanged is not from the node.
         assert_eq!(j(&heartbeat(1, 7, 100, NODE, US), 0), FromNode::Foreign);
+        // Reflected with the addresses swapped: refused by name.
+        let mut reflected = heartbeat(1, 7, 100, NODE, US);
+        reflected[0..6].copy_from_slice(&US.0);
+        reflected[6..12].copy_from_slice(&NODE.0);
+        assert_eq!(j(&reflected, 0), FromNode::Reflected);
+        // ... and with FROM_NODE set as well: the digest.
+        reflected[14 + 5] |= 0x08;
+        assert_eq!(j(&reflected, 0), FromNode::Malformed);
         let mut bad = ack(1, 7, 100, 1);
         let last = bad.len() - 1;
         bad[last] ^= 1;
@@ -428,7 +508,7 @@ mod tests {
             epoch in prop_oneof![Just(100u64), any::<u64>()], seq in any::<u64>(),
             highest in any::<u64>(),
         ) {
-            let v = from_node(&ack(link, stream, epoch, seq), &id(), &KEY, highest);
+            let v = from_node(&ack(link, stream, epoch, seq), &id(), &ring(), highest);
             let want = if link != 1 || stream != 7 {
                 FromNode::Foreign
             } else if epoch != 100 {
@@ -446,7 +526,7 @@ mod tests {
             stream in prop_oneof![Just(7u32), any::<u32>()],
             epoch in prop_oneof![Just(100u64), any::<u64>()], seq in any::<u64>(),
         ) {
-            let v = tap_copy(&backup(stream, epoch, seq, &KEY), &id(), &KEY);
+            let v = tap_copy(&backup(stream, epoch, seq, &KEY), &id(), &ring());
             if stream != 7 {
                 prop_assert_eq!(v, TapCopy::Foreign);
             } else if epoch != 100 {
@@ -464,8 +544,8 @@ mod tests {
             bytes in proptest::collection::vec(any::<u8>(), 0..200),
             at in any::<proptest::sample::Index>(), x in 1u8..=255, which in 0usize..3,
         ) {
-            let _ = tap_copy(&bytes, &id(), &KEY);
-            let _ = from_node(&bytes, &id(), &KEY, u64::MAX);
+            let _ = tap_copy(&bytes, &id(), &ring());
+            let _ = from_node(&bytes, &id(), &ring(), u64::MAX);
             let good = match which {
                 0 => backup(7, 100, 5, &KEY),
                 1 => ack(1, 7, 100, 5),
@@ -475,9 +555,9 @@ mod tests {
             let i = at.index(f.len());
             f[i] ^= x;
             let passed = match which {
-                0 => matches!(tap_copy(&f, &id(), &KEY), TapCopy::Backup { .. }),
-                1 => matches!(from_node(&f, &id(), &KEY, u64::MAX), FromNode::Ack { .. }),
-                _ => matches!(from_node(&f, &id(), &KEY, u64::MAX), FromNode::Heartbeat { .. }),
+                0 => matches!(tap_copy(&f, &id(), &ring()), TapCopy::Backup { .. }),
+                1 => matches!(from_node(&f, &id(), &ring(), u64::MAX), FromNode::Ack { .. }),
+                _ => matches!(from_node(&f, &id(), &ring(), u64::MAX), FromNode::Heartbeat { .. }),
             };
             prop_assert!(!passed, "byte {} changed, still accepted", i);
         }
@@ -499,7 +579,7 @@ mod tests {
 
     #[test]
     fn a_target_confirmation_counts_only_for_this_run_and_what_it_released() {
-        let v = |pdu: &[u8]| target_confirm(pdu, 7, 100, 50, &KEY);
+        let v = |pdu: &[u8]| target_confirm(pdu, 7, 100, 50, &ring());
         assert_eq!(
             v(&target_confirm_pdu(7, 100, 50, &KEY)),
             TargetConfirm::Delivered { seq: 50 }
@@ -519,8 +599,11 @@ mod tests {
         let other_key = DigestKey([8; 16]);
         assert_eq!(
             v(&target_confirm_pdu(7, 100, 3, &other_key)),
-            TargetConfirm::Corrupt
+            TargetConfirm::UnknownKey
         );
+        let mut flipped = target_confirm_pdu(7, 100, 3, &KEY);
+        flipped[20] ^= 1;
+        assert_eq!(v(&flipped), TargetConfirm::Corrupt);
         assert_eq!(v(b"ORDER 1"), TargetConfirm::Malformed);
         // Another keyed PDU of ours is not a target confirmation.
         assert_eq!(v(&backup(7, 100, 3, &KEY)[14..]), TargetConfirm::Malformed);
@@ -534,12 +617,12 @@ mod tests {
             bytes in proptest::collection::vec(any::<u8>(), 0..100),
             at in any::<proptest::sample::Index>(), x in 1u8..=255,
         ) {
-            let _ = target_confirm(&bytes, 7, 100, u64::MAX, &KEY);
+            let _ = target_confirm(&bytes, 7, 100, u64::MAX, &ring());
             let mut f = target_confirm_pdu(7, 100, 5, &KEY);
             let i = at.index(f.len());
             f[i] ^= x;
             let counted = matches!(
-                target_confirm(&f, 7, 100, u64::MAX, &KEY),
+                target_confirm(&f, 7, 100, u64::MAX, &ring()),
                 TargetConfirm::Delivered { .. }
             );
             prop_assert!(!counted, "byte {} changed, still counted", i);

@@ -87,6 +87,15 @@ const USAGE: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--e
 
 /// `--help`: the options, and what the exit status means.
 const HELP: &str = "usage: taphold [EAL args] -- --config FILE [--out DIR] [--exit-when-idle-ms N] [--duration-ms N] [--json] [--hlog] [--metrics-listen ADDR:PORT]
+       taphold keygen [--payload] --out FILE
+
+  keygen --out FILE       write a new random 128-bit key to FILE (mode 0600, never over
+                          an existing file) and print its key id: a key file for
+                          digest_key_file, confirm_key_file, arbiter_key_file
+                          (docs/security.md)
+  keygen --payload --out FILE
+                          a new random 256-bit payload key (link_security: aead's
+                          payload_key_file)
 
   --config FILE           the YAML config (docs/operations.md); checked before EAL starts
   --out DIR               write events.csv, summary.json and held.pcap here
@@ -153,8 +162,28 @@ fn main() {
     std::process::exit(code);
 }
 
+/// `taphold keygen --out FILE`.
+fn keygen(args: &[String]) -> Result<i32, String> {
+    match args {
+        [flag, path] if flag == "--out" => {
+            let id = taphold_runtime::key::write_new_key_file(std::path::Path::new(path))?;
+            println!("{path}: a new key, key id {id:#04x}");
+            Ok(0)
+        }
+        [p, flag, path] if p == "--payload" && flag == "--out" => {
+            let f = taphold_runtime::key::write_new_payload_key_file(std::path::Path::new(path))?;
+            println!("{path}: a new payload key, fingerprint {f:#04x}");
+            Ok(0)
+        }
+        _ => Err("usage: taphold keygen [--payload] --out FILE".to_string()),
+    }
+}
+
 fn run() -> Result<i32, String> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "keygen") {
+        return keygen(&args[2..]);
+    }
     if let Some(text) = taphold_runtime::args::early(&args, "taphold", HELP) {
         println!("{text}");
         return Ok(0);
@@ -170,6 +199,12 @@ fn run() -> Result<i32, String> {
     let cfg = config::Config::load(&opts.config).map_err(|e| e.to_string())?;
     if taphold_runtime::key::is_demo(&cfg.digest_key.0) {
         log::warn!("{}", taphold_runtime::key::DEMO_WARNING);
+    }
+    if cfg.keys.confirm_shared {
+        log::warn!("SHARED KEY: confirmations are sealed with the backup-link key (no confirm_key_file): a source that checks its confirmations holds a key that seals backup frames");
+    }
+    if cfg.keys.arbiter_shared {
+        log::warn!("SHARED KEY: target confirmations are checked with the backup-link key (no arbiter_key_file): the arbiter holds a key that seals backup frames");
     }
     // SAFETY: on_signal only stores to an atomic, which is async-signal-safe.
     unsafe {

@@ -10,9 +10,10 @@ use taphold_core::policy::{PolicyCheck, ReleasePolicy};
 use taphold_runtime::idle::IdlePolicy;
 use taphold_runtime::yaml::us_to_ns;
 use taphold_wire::classify::PrimaryAddr;
-use taphold_wire::digest::DigestKey;
+use taphold_wire::digest::{DigestKey, KeyRing};
 use taphold_wire::emit::Endpoint;
 use taphold_wire::ethernet::EthernetAddress;
+use taphold_wire::payload::PayloadKey;
 use taphold_wire::taphold::{self, ContentMode};
 use taphold_wire::{delivery, ipv4, udp};
 
@@ -77,7 +78,14 @@ pub struct LinkPlan {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub stream: u32,
-    pub key: DigestKey,
+    /// The backup-link keys.
+    pub key: KeyRing,
+    /// The key that seals confirmations to sources.
+    pub confirm_key: DigestKey,
+    /// The keys of the arbiter's target confirmations.
+    pub arbiter_keys: KeyRing,
+    /// `link_security: aead`: the key that encrypts backup frames' payloads.
+    pub aead: Option<PayloadKey>,
     pub content: ContentMode,
     pub gate: Gate,
     pub framing: Framing,
@@ -134,7 +142,10 @@ impl Plan {
         let p = &cfg.primary;
         Ok(Plan {
             stream: cfg.stream_id,
-            key: cfg.digest_key.0,
+            key: cfg.keys.link,
+            confirm_key: cfg.keys.confirm,
+            arbiter_keys: cfg.keys.arbiter,
+            aead: cfg.keys.payload.clone(),
             content: match cfg.release.content {
                 ContentText::Full => ContentMode::Full,
                 ContentText::Digest => ContentMode::Digest,
@@ -247,14 +258,20 @@ impl Plan {
                     peer_mac: l.peer_mac.0,
                 })
                 .collect(),
-            link_mtu: mtu_for(taphold::backup_frame_len(
-                usize::from(p.max_payload),
-                match p.mode {
-                    PrimaryMode::Listener => ContentMode::Full,
-                    // The flow prefix is larger; compact FIX falls back to it.
-                    PrimaryMode::Gateway => ContentMode::Tcp,
+            link_mtu: mtu_for(
+                taphold::backup_frame_len(
+                    usize::from(p.max_payload),
+                    match p.mode {
+                        PrimaryMode::Listener => ContentMode::Full,
+                        // The flow prefix is larger; compact FIX falls back to it.
+                        PrimaryMode::Gateway => ContentMode::Tcp,
+                    },
+                ) + if cfg.keys.payload.is_some() {
+                    taphold_wire::payload::TAG_LEN
+                } else {
+                    0
                 },
-            )),
+            ),
             primary_set,
             hold_capacity: cfg.hold_ring.capacity as usize,
             events_ring: cfg.events.ring as usize,

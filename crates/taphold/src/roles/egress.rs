@@ -18,7 +18,7 @@ use taphold_core::policy::PolicyCheck;
 use taphold_core::spsc::SpscProducer;
 use taphold_wire::classify::MessageMeta;
 use taphold_wire::delivery::{self, DeliveryRepr};
-use taphold_wire::digest::DigestKey;
+use taphold_wire::digest::{DigestKey, KeyRing};
 use taphold_wire::emit::{
     rewrite_released, rewrite_released_framed, Endpoint, UDP_FRAME_HEADER_LEN,
 };
@@ -42,7 +42,12 @@ pub struct Egress {
     hold: Consumer<HeldMessage>,
     policy: PolicyCheck,
     pool: Mempool,
-    key: DigestKey,
+    /// The backup-link keys (the local journal's records are sealed with
+    /// the current one).
+    key: KeyRing,
+    /// Seals confirmations: a key of their own, so a source that checks them
+    /// holds nothing that seals a backup frame.
+    confirm_key: DigestKey,
     stream: u32,
     /// This run's epoch: (stream, epoch, seq) names each message.
     epoch: u64,
@@ -101,6 +106,7 @@ impl Egress {
             policy: plan.policy_check,
             pool: parts.pool,
             key: plan.key,
+            confirm_key: plan.confirm_key,
             stream: plan.stream,
             epoch,
             framing: plan.framing,
@@ -485,7 +491,7 @@ impl Egress {
             payload_len,
             echo,
         };
-        match confirmation_frame(&self.pool, &repr, &self.key, ours, source) {
+        match confirmation_frame(&self.pool, &repr, &self.confirm_key, ours, source) {
             // Cannot fail: confirm_tx keeps BURST of room for this poll's confirmations.
             Some(m) => {
                 let _ = self.confirm_tx.push(m);
@@ -513,17 +519,20 @@ impl Egress {
                 continue;
             };
             // Always the full message: the local journal is the only copy we rely on.
+            // Link 0: the record names no link that matters.
             let repr = held.backup_repr(
                 Flags::EMPTY,
                 seq,
                 self.stream,
                 self.epoch,
                 ContentMode::Full,
-                &self.key,
+                self.key.current(),
             );
             // The journal keeps the PDU only: no Ethernet addresses matter.
             let none = EthernetAddress([0; 6]);
-            let Some((frame, _)) = backup_frame(&self.pool, &repr, &self.key, none, none) else {
+            let key = self.key.current();
+            // In clear: the local journal never leaves this host.
+            let Some((frame, _)) = backup_frame(&self.pool, &repr, (key, None), none, none) else {
                 break; // no mbuf now: next poll
             };
             if let Err(frame) = out.push(frame) {

@@ -22,9 +22,10 @@ use taphold_wire::arp;
 use taphold_wire::classify::{
     classify_offloaded, Classified, DropReason, MessageMeta, PrimaryAddr,
 };
-use taphold_wire::digest::DigestKey;
-use taphold_wire::ethernet::{EthernetAddress, MIN_FRAME_LEN};
+use taphold_wire::digest::KeyRing;
+use taphold_wire::ethernet::{EthernetAddress, HEADER_LEN as ETH_HEADER_LEN, MIN_FRAME_LEN};
 use taphold_wire::link;
+use taphold_wire::payload::PayloadKey;
 use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags, HeartbeatRepr, Packet};
 
 use super::{HeldMessage, TcpHeld, BURST};
@@ -57,7 +58,12 @@ pub struct Ingress {
     links: Vec<LinkTx>,
     hold: Producer<HeldMessage>,
     pool: Mempool,
-    key: DigestKey,
+    /// The backup-link keys: the sealing one by the clock, both accepted.
+    key: KeyRing,
+    /// The arbiter's keys, for target confirmations.
+    arbiter_keys: KeyRing,
+    /// `link_security: aead`: backup frames' payloads are encrypted with it.
+    aead: Option<PayloadKey>,
     content: ContentMode,
     stream: u32,
     /// This run's epoch: (stream, epoch, seq) names each message.
@@ -116,6 +122,8 @@ impl Ingress {
             hold: parts.hold,
             pool: parts.pool,
             key: plan.key,
+            arbiter_keys: plan.arbiter_keys,
+            aead: plan.aead.clone(),
             content: plan.content,
             stream: plan.stream,
             epoch,
@@ -284,7 +292,12 @@ impl Ingress {
         };
         let payload = &m.data()[meta.payload_off as usize..][..meta.payload_len as usize];
         let repr = BackupRepr {
-            flags: Flags::EMPTY,
+            link: first as u8,
+            flags: if self.aead.is_some() {
+                Flags::ENCRYPTED
+            } else {
+                Flags::EMPTY
+            },
             stream: self.stream,
             epoch: self.epoch,
             seq,
@@ -293,7 +306,7 @@ impl Ingress {
             src_ip: meta.src_ip,
             src_port: meta.src_port,
             payload_len: meta.payload_len,
-            content: Content::new(self.content, payload, &self.key),
+            content: Content::new(self.content, payload, self.key.sealing(now)),
         };
         let Some(digest) = self.queue_backup_frames(&repr, first, active) else {
             c.no_mbuf.inc();
@@ -321,12 +334,21 @@ impl Ingress {
     }
 
     /// Builds the backup frame of `repr` and queues it on every link in
-    /// `active` (`first` is the lowest), all or nothing: the same PDU bytes
-    /// on every link, only the Ethernet addresses differ. Returns its digest,
-    /// or None (nothing queued) when the pool runs out.
+    /// `active` (`first` is the lowest, the one `repr` names), all or
+    /// nothing: the same PDU bytes on every link but the link byte and the
+    /// digest that binds it, sealed from one pass over the payload. Returns
+    /// the link-free digest the hold ring keeps, or None (nothing queued)
+    /// when the pool runs out.
     fn queue_backup_frames(&mut self, repr: &BackupRepr, first: usize, active: u8) -> Option<u64> {
         let l = &self.links[first];
-        let (frame, digest) = backup_frame(&self.pool, repr, &self.key, l.mac, l.peer_mac)?;
+        let key = self.key.sealing(repr.timestamp_ns);
+        let (frame, seal) = backup_frame(
+            &self.pool,
+            repr,
+            (key, self.aead.as_ref()),
+            l.mac,
+            l.peer_mac,
+        )?;
         let mut queued = 0u8;
         for k in (first + 1)..self.links.len() {
             if active & (1 << k) == 0 {
@@ -338,13 +360,15 @@ impl Ingress {
             };
             let l = &self.links[k];
             link::readdress(copy.data_mut(), l.peer_mac, l.mac);
+            // Cannot fail: the copy is the frame just built, for a link < 4.
+            let _ = seal.seal_for(&mut copy.data_mut()[ETH_HEADER_LEN..], k as u8);
             // Cannot fail: pending was empty at the start of this poll and
             // holds 4×BURST: at most BURST frames and a heartbeat per poll.
             let _ = self.links[k].pending.push(copy);
             queued |= 1 << k;
         }
         let _ = self.links[first].pending.push(frame);
-        Some(digest)
+        Some(seal.link_free())
     }
 
     /// Takes back (and frees) the frame last queued on each link in `links`.
@@ -381,13 +405,20 @@ impl Ingress {
     fn target_confirmation(&mut self, m: &Mbuf, meta: MessageMeta, now: u64) {
         let c = &self.plane.counters.ingress;
         let payload = &m.data()[meta.payload_off as usize..][..meta.payload_len as usize];
-        match target_confirm(payload, self.stream, self.epoch, self.released(), &self.key) {
+        match target_confirm(
+            payload,
+            self.stream,
+            self.epoch,
+            self.released(),
+            &self.arbiter_keys,
+        ) {
             TargetConfirm::Delivered { seq } => {
                 self.mine.delivered(seq, now);
                 c.target_confirms.inc();
             }
             TargetConfirm::Malformed => c.target_confirm_malformed.inc(),
             TargetConfirm::Corrupt => c.target_confirm_corrupt.inc(),
+            TargetConfirm::UnknownKey => c.target_confirm_unknown_key.inc(),
             TargetConfirm::Foreign => c.target_confirm_foreign.inc(),
             TargetConfirm::OtherEpoch => c.target_confirm_other_epoch.inc(),
             TargetConfirm::BeyondReleased => c.target_confirm_beyond_released.inc(),
@@ -446,6 +477,7 @@ impl Ingress {
             let (echo_seq, echo_timestamp_ns) = self.plane.link_rx[k].peer_heartbeat();
             let repr = HeartbeatRepr {
                 link: k as u8,
+                from_node: false,
                 stream: self.stream,
                 epoch: self.epoch,
                 seq,
@@ -455,7 +487,7 @@ impl Ingress {
                 echo_timestamp_ns,
             };
             let Some((m, _)) = link_frame(&self.pool, l.mac, l.peer_mac, repr.buffer_len(), |b| {
-                repr.emit(b, &self.key)
+                repr.emit(b, self.key.sealing(now))
             }) else {
                 self.plane.counters.ingress.no_mbuf.inc();
                 continue;

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use dpdk::{Burst, Clock, Port};
-use taphold_wire::digest::DigestKey;
+use taphold_wire::digest::KeyRing;
 
 use super::BURST;
 use crate::frames::{from_node, FromNode, LinkIdentity};
@@ -29,7 +29,7 @@ pub struct LinkRxLink {
 
 pub struct LinkRx {
     links: Vec<LinkRxLink>,
-    key: DigestKey,
+    key: KeyRing,
     clock: Clock,
     plane: &'static Plane,
     rx: Burst<BURST>,
@@ -38,7 +38,7 @@ pub struct LinkRx {
 impl LinkRx {
     pub fn new(
         links: Vec<LinkRxLink>,
-        key: DigestKey,
+        key: KeyRing,
         clock: Clock,
         plane: &'static Plane,
     ) -> LinkRx {
@@ -86,9 +86,11 @@ impl LinkRx {
                     }
                     FromNode::Foreign => c.foreign.inc(),
                     FromNode::Malformed => c.malformed.inc(),
+                    FromNode::UnknownKey => c.unknown_key.inc(),
                     FromNode::AckWrongEpoch => c.ack_wrong_epoch.inc(),
                     FromNode::AckBeyondLaunched => c.ack_beyond_launched.inc(),
                     FromNode::HeartbeatWrongEpoch => c.heartbeat_wrong_epoch.inc(),
+                    FromNode::Reflected => c.reflected.inc(),
                     FromNode::UnexpectedType => c.unexpected_type.inc(),
                 }
             }

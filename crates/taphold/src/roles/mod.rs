@@ -62,6 +62,7 @@ impl HeldMessage {
     /// watermark are the first launch's, so all re-launches are alike).
     /// A TCP segment's frame is always mode 2 (the segment in full): a
     /// re-launch or a journal record is never the compact form.
+    /// It names link 0: the caller sets the link it launches on.
     pub fn backup_repr<'a>(
         &'a self,
         flags: Flags,
@@ -74,6 +75,7 @@ impl HeldMessage {
         let payload =
             &self.mbuf.data()[self.meta.payload_off as usize..][..self.meta.payload_len as usize];
         BackupRepr {
+            link: 0,
             flags,
             stream,
             epoch,

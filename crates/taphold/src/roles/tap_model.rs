@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use dpdk::{Burst, Clock, Mbuf, Mempool, Port};
-use taphold_wire::digest::DigestKey;
+use taphold_wire::digest::KeyRing;
 use taphold_wire::ethernet::EthernetAddress;
 use taphold_wire::link;
 use taphold_wire::taphold::{AckRepr, HeartbeatRepr, MsgType, Packet};
@@ -67,13 +67,19 @@ pub struct ModelLink {
     /// The appliance's epoch as last heard: the modelled node speaks for it.
     epoch: u64,
     node_out: Burst<BURST>,
+    /// Attack: the index of the link whose launches this tap also shows.
+    pub inject_from: Option<usize>,
+    /// Attack: heartbeats go straight back, addresses swapped.
+    reflect: bool,
+    /// Bridged frames waiting for this link's tap.
+    bridged: Burst<BURST>,
 }
 
 pub struct TapModel {
     links: Vec<ModelLink>,
     sinks: Vec<Arc<Port>>,
     pool: Mempool,
-    key: DigestKey,
+    key: KeyRing,
     stream: u32,
     clock: Clock,
     plane: &'static Plane,
@@ -118,6 +124,9 @@ impl ModelLink {
             echo: (0, 0),
             epoch: 0,
             node_out: Burst::new(),
+            inject_from: None,
+            reflect: cfg.reflect,
+            bridged: Burst::new(),
         }
     }
 }
@@ -153,7 +162,21 @@ impl TapModel {
         let c = &self.plane.counters.tap_model;
         let mut work = 0;
         let now = self.clock.now_ns();
-        for l in &mut self.links {
+        // Attack models: (source link, target position, target's addresses).
+        let mut bridges = [(
+            usize::MAX,
+            0usize,
+            EthernetAddress([0; 6]),
+            EthernetAddress([0; 6]),
+        ); 4];
+        for (i, l) in self.links.iter().enumerate().take(bridges.len()) {
+            if let Some(from) = l.inject_from {
+                bridges[i] = (from, i, l.node_mac, l.appliance_mac);
+            }
+        }
+        for li in 0..self.links.len() {
+            let (before, rest) = self.links.split_at_mut(li);
+            let (l, after) = rest.split_first_mut().expect("li < len");
             if l.started_ns == 0 {
                 l.started_ns = now;
             }
@@ -199,6 +222,25 @@ impl TapModel {
                     if l.backup_node {
                         l.node_receives(&m, now, &self.key);
                     }
+                    if l.reflect {
+                        l.reflect_heartbeat(&m, &self.pool);
+                    }
+                    for &(from, to, node, ours) in &bridges {
+                        if from != l.link {
+                            continue;
+                        }
+                        let target = match to.cmp(&li) {
+                            std::cmp::Ordering::Less => &mut before[to],
+                            std::cmp::Ordering::Greater => &mut after[to - li - 1],
+                            std::cmp::Ordering::Equal => continue,
+                        };
+                        if let Some(mut copy) = m.copy(&self.pool) {
+                            link::readdress(copy.data_mut(), node, ours);
+                            if target.bridged.push(copy).is_err() {
+                                c.model_drops.inc();
+                            }
+                        }
+                    }
                     match l.sink {
                         Some(_) => {
                             if self.sink_out.push(m).is_err() {
@@ -220,6 +262,19 @@ impl TapModel {
             }
             if l.backup_node {
                 work += l.node_sends(now, &self.pool, &self.key, self.stream, self.plane);
+            } else if !l.node_out.is_empty() {
+                work += l.fibre.tx_burst(0, &mut l.node_out);
+                c.model_drops.add(l.node_out.len() as u64);
+                l.node_out.clear();
+            }
+        }
+        // What the attack models bridged reaches each tap whatever the tap
+        // fibre does: it is injected at the tap port.
+        for l in &mut self.links {
+            if !l.bridged.is_empty() {
+                work += l.tap_feed.tx_burst(0, &mut l.bridged);
+                c.model_drops.add(l.bridged.len() as u64);
+                l.bridged.clear();
             }
         }
         work
@@ -227,11 +282,29 @@ impl TapModel {
 }
 
 impl ModelLink {
+    /// The reflector: a heartbeat goes back to the appliance unchanged but
+    /// for the Ethernet addresses (no key needed).
+    fn reflect_heartbeat(&mut self, m: &Mbuf, pool: &Mempool) {
+        let is_hb = link::pdu(m.data())
+            .and_then(|b| Packet::new_checked(b).ok())
+            .is_some_and(|p| p.msg_type() == MsgType::Heartbeat);
+        if !is_hb {
+            return;
+        }
+        if let Some(mut copy) = m.copy(pool) {
+            link::readdress(copy.data_mut(), self.appliance_mac, self.node_mac);
+            let _ = self.node_out.push(copy);
+        }
+    }
+
     /// A frame reaches the modelled node: a backup frame is stored and acked
     /// (the ack arrives a fibre round trip after launch); our heartbeat is
     /// remembered for the echo.
-    fn node_receives(&mut self, m: &Mbuf, now: u64, key: &DigestKey) {
+    fn node_receives(&mut self, m: &Mbuf, now: u64, keys: &KeyRing) {
         let Some(Ok(p)) = link::pdu(m.data()).map(Packet::new_checked) else {
+            return;
+        };
+        let Some(key) = keys.for_id(p.key_id()) else {
             return;
         };
         if p.verify_digest(key).is_err() {
@@ -266,10 +339,11 @@ impl ModelLink {
         &mut self,
         now: u64,
         pool: &Mempool,
-        key: &DigestKey,
+        keys: &KeyRing,
         stream: u32,
         plane: &Plane,
     ) -> usize {
+        let key = keys.sealing(now);
         let c = &plane.counters.tap_model;
         let mut sent = 0;
         if let Some(ack_seq) = self.acks.due(now) {
@@ -296,6 +370,7 @@ impl ModelLink {
             self.node_hb_seq += 1;
             let repr = HeartbeatRepr {
                 link: self.link as u8,
+                from_node: true,
                 stream,
                 epoch: self.epoch,
                 seq: self.node_hb_seq,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use dpdk::{Burst, Clock, Port};
 use taphold_core::hold_ring::Confirm;
 use taphold_core::hold_ring::Confirmer;
-use taphold_wire::digest::DigestKey;
+use taphold_wire::digest::KeyRing;
 
 use super::{HeldMessage, BURST};
 use crate::counters::{TapCounters, WireErrorKind};
@@ -34,7 +34,7 @@ pub struct TapLink {
 pub struct TapRx {
     taps: Vec<TapLink>,
     hold: Confirmer<HeldMessage>,
-    key: DigestKey,
+    key: KeyRing,
     clock: Clock,
     plane: &'static Plane,
     rx: Burst<BURST>,
@@ -44,7 +44,7 @@ impl TapRx {
     pub fn new(
         taps: Vec<TapLink>,
         hold: Confirmer<HeldMessage>,
-        key: DigestKey,
+        key: KeyRing,
         clock: Clock,
         plane: &'static Plane,
     ) -> TapRx {
@@ -117,7 +117,9 @@ fn act(
         TapCopy::Malformed(e) => c.malformed[WireErrorKind::index(e)].inc(),
         TapCopy::Foreign => c.foreign.inc(),
         TapCopy::Corrupt => c.corrupt.inc(),
+        TapCopy::UnknownKey => c.unknown_key.inc(),
         TapCopy::WrongEpoch => c.wrong_epoch.inc(),
+        TapCopy::WrongLink => c.wrong_link.inc(),
         TapCopy::UnexpectedType => c.unexpected_type.inc(),
     }
 }

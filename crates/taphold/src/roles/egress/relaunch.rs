@@ -38,8 +38,9 @@
 use dpdk::{Mbuf, Mempool};
 use taphold_core::hold_ring::Consumer;
 use taphold_core::round::RoundEgress;
-use taphold_wire::digest::DigestKey;
+use taphold_wire::digest::KeyRing;
 use taphold_wire::ethernet::EthernetAddress;
+use taphold_wire::taphold::BackupRepr;
 use taphold_wire::taphold::{ContentMode, Flags};
 
 use crate::config::{Gate, MAX_LINKS};
@@ -77,7 +78,9 @@ pub struct Relaunch {
     /// Per link: frames for ingress to launch on it.
     out: Vec<dpdk::ring::Producer<Mbuf>>,
     pool: Mempool,
-    key: DigestKey,
+    key: KeyRing,
+    /// `link_security: aead`: re-launches are encrypted as first launches are.
+    aead: Option<taphold_wire::payload::PayloadKey>,
     stream: u32,
     epoch: u64,
     content: ContentMode,
@@ -120,6 +123,7 @@ impl Relaunch {
             out,
             pool,
             key: plan.key,
+            aead: plan.aead.clone(),
             stream: plan.stream,
             epoch,
             content: plan.content,
@@ -175,22 +179,35 @@ impl Relaunch {
         let Some((_, held)) = hold.peek(seq) else {
             return true; // released meanwhile: nothing left to do
         };
-        let repr = held.backup_repr(
-            Flags::RETRANSMIT,
-            seq,
-            self.stream,
-            self.epoch,
-            self.content,
-            &self.key,
-        );
+        let repr = BackupRepr {
+            link: k as u8,
+            ..held.backup_repr(
+                if self.aead.is_some() {
+                    Flags::RETRANSMIT | Flags::ENCRYPTED
+                } else {
+                    Flags::RETRANSMIT
+                },
+                seq,
+                self.stream,
+                self.epoch,
+                self.content,
+                self.key.sealing(now),
+            )
+        };
         let l = &self.links[k];
-        let Some((frame, digest)) = backup_frame(&self.pool, &repr, &self.key, l.mac, l.peer_mac)
-        else {
+        let key = self.key.sealing(now);
+        let Some((frame, seal)) = backup_frame(
+            &self.pool,
+            &repr,
+            (key, self.aead.as_ref()),
+            l.mac,
+            l.peer_mac,
+        ) else {
             c.deferred.inc();
             return false;
         };
         // Before the frame can exist on the wire: its tap copy must find it.
-        hold.set_relaunch_digest(seq, digest);
+        hold.set_relaunch_digest(seq, seal.link_free());
         if let Err(frame) = self.out[k].push(frame) {
             drop(frame);
             c.deferred.inc();

@@ -381,6 +381,9 @@ impl Ingress {
             _ => Content::Tcp(full),
         };
         let repr = BackupRepr {
+            // The first link it goes on; the others' copies are sealed for theirs.
+            link: first as u8,
+            // Never ENCRYPTED: gateway mode refuses link_security: aead (config).
             flags: Flags::EMPTY,
             stream: self.stream,
             epoch: self.epoch,
@@ -475,7 +478,7 @@ impl Ingress {
         let g = &self.plane.counters.gateway;
         let links = &mut self.links;
         let pool = &self.pool;
-        let key = &self.key;
+        let key = self.key.sealing(now);
         let seq = &mut gw.flow_ack_seq;
         gw.flows.unsent_acks(|flow, acked| {
             // All or nothing: a flow ack goes to every link or is offered again.
