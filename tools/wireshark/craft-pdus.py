@@ -287,8 +287,8 @@ def main():
     add(bad(pdu(k, FLOW_ACK, flow_ack_body(1, r2=0x100), link=0)), expert="taphold.malformed")
     add(bad(pdu(k, FLOW_ACK, flow_ack_body(1) + bytes(4), link=0)), expert="taphold.bad_length")
     add(bad(pdu(k, BACKUP, tcp_body(5, b"ORDER", reserved=1), mode=MODE_TCP)), expert="taphold.malformed")
-    add(bad(pdu(k, BACKUP, tcp_body(6, b"ORDER"), mode=MODE_TCP)), expert="taphold.bad_length")
-    add(bad(pdu(k, BACKUP, tcp_body(5, b"")[:16], mode=MODE_FIX_COMPACT)), expert="taphold.bad_length")
+    add(bad(pdu(k, BACKUP, tcp_body(6, b"ORDER"), mode=MODE_TCP, link=0)), expert="taphold.bad_length")
+    add(bad(pdu(k, BACKUP, tcp_body(5, b"")[:16], mode=MODE_FIX_COMPACT, link=0)), expert="taphold.bad_length")
     add(bad(pdu(k, BACKUP, tcp_body(5, b"ORDER"), mode=4)), expert="taphold.malformed")
 
     write_pcap(a.out, frames)

@@ -332,9 +332,10 @@ local function dissect_pdu(tvb, pinfo, root)
     if bit32.band(flags, 0xFF - F_PDU_KNOWN) ~= 0 then
         ft:add_proto_expert_info(e.bad_flags, string.format("Reserved flag bits set: 0x%02x", flags))
         problem = "bad flags"
-    elseif flags ~= 0 and mtype ~= T_BACKUP and mtype ~= T_CONFIRM then
-        -- Only backup frames and confirmations carry flags (docs/protocol.md).
-        ft:add_proto_expert_info(e.bad_flags, string.format("Flags 0x%04x on a %s, which carries none", flags, tname))
+    elseif bit32.band(flags, 0x07) ~= 0 and mtype ~= T_BACKUP and mtype ~= T_CONFIRM then
+        -- Only backup frames and confirmations carry the message flags (bits 0..2;
+        -- docs/protocol.md).
+        ft:add_proto_expert_info(e.bad_flags, string.format("Flags 0x%02x on a %s, which carries no message flag", flags, tname))
         problem = "bad flags"
     end
     if bit32.band(flags, F_RETRANSMIT) ~= 0 then ft:add_proto_expert_info(e.retransmit) end
