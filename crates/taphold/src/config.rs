@@ -174,6 +174,10 @@ pub struct GatewayConfig {
     /// gateway address of every subnet routed through us on P's segment).
     #[serde(default)]
     pub addresses: Vec<Ipv4Addr>,
+    /// A second port, Q (two-port gateway): routes with `port: q` leave on
+    /// it; None: one-armed on P.
+    #[serde(default)]
+    pub port2: Option<Port2Config>,
     /// Longest prefix wins; a route without `via` is directly connected.
     pub routes: Vec<RouteConfig>,
     /// Static ARP entries (never overridden by ARP replies).
@@ -211,12 +215,35 @@ fn default_flow_ack_interval_us() -> u64 {
     1000
 }
 
+/// The second gateway port Q: its device, our MAC and our addresses on it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port2Config {
+    pub port: String,
+    pub mac: Mac,
+    /// Our addresses on Q (at least one): Q answers ARP for them and asks
+    /// from the first.
+    pub addresses: Vec<Ipv4Addr>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub prefix: Prefix,
     #[serde(default)]
     pub via: Option<Ipv4Addr>,
+    /// The port the prefix (or its `via` router) is reached on.
+    #[serde(default)]
+    pub port: RoutePort,
+}
+
+/// Which gateway port a route leaves on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoutePort {
+    #[default]
+    P,
+    Q,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -840,6 +867,18 @@ impl Config {
         // Device name → the first field that uses it.
         let mut devices: BTreeMap<&str, String> = BTreeMap::new();
         devices.insert(&self.primary.port, "primary.port".into());
+        if let Some(q) = self.port2() {
+            if q.port == self.primary.port {
+                return Err(at.err(
+                    "gateway.port2.port",
+                    format!(
+                        "`{}` is already primary.port: Q is a device of its own",
+                        q.port
+                    ),
+                ));
+            }
+            devices.insert(&q.port, "gateway.port2.port".into());
+        }
         for (i, l) in self.backup_links.iter().enumerate() {
             if !names.insert(l.name.as_str()) {
                 return Err(at.err(
@@ -1044,6 +1083,14 @@ impl Config {
             .map_or_else(default_unconfirmed_alert_ms, |d| d.unconfirmed_alert_ms)
     }
 
+    /// Gateway mode's second port, if configured (and in gateway mode).
+    pub fn port2(&self) -> Option<&Port2Config> {
+        (self.primary.mode == PrimaryMode::Gateway)
+            .then_some(self.gateway.as_ref())
+            .flatten()
+            .and_then(|g| g.port2.as_ref())
+    }
+
     /// Gateway mode: routes, neighbours and protection rules that can work.
     fn check_gateway(&self, at: &At) -> Result<(), ConfigError> {
         let ours = self.primary.ip;
@@ -1097,10 +1144,46 @@ impl Config {
                 "needs at least one rule: without one nothing is protected and taphold is only a router",
             ));
         }
+        let q_addresses = g.port2.as_ref().map_or(&[][..], |q| &q.addresses[..]);
+        if let Some(q) = &g.port2 {
+            if q.mac.0.is_multicast() || q.mac.0 == EthernetAddress([0; 6]) {
+                return Err(at.err(
+                    "gateway.port2.mac",
+                    format!("{} is not a unicast MAC", q.mac.0),
+                ));
+            }
+            if q.addresses.is_empty() {
+                return Err(at.err(
+                    "gateway.port2.addresses",
+                    "needs at least one address of ours on Q: Q answers ARP for it and asks from it",
+                ));
+            }
+            for (i, a) in q.addresses.iter().enumerate() {
+                if *a == ours
+                    || g.addresses.contains(a)
+                    || q.addresses[..i].contains(a)
+                    || a.is_unspecified()
+                    || a.is_broadcast()
+                    || a.is_multicast()
+                {
+                    return Err(at.err(
+                        &format!("gateway.port2.addresses.{i}"),
+                        format!("{a} cannot be an address of ours on Q: unicast, and not already ours (primary.ip, gateway.addresses or an earlier one)"),
+                    ));
+                }
+            }
+        }
         for (i, r) in g.routes.iter().enumerate() {
+            if r.port == RoutePort::Q && g.port2.is_none() {
+                return Err(at.err(
+                    &format!("gateway.routes.{i}.port"),
+                    "q needs gateway.port2 (the second port): configure it or route on p",
+                ));
+            }
             if let Some(via) = r.via {
                 if via == ours
                     || g.addresses.contains(&via)
+                    || q_addresses.contains(&via)
                     || via.is_unspecified()
                     || via.is_broadcast()
                     || via.is_multicast()
@@ -1110,14 +1193,22 @@ impl Config {
                         format!("{via} cannot be a next hop: give a unicast router address other than primary.ip"),
                     ));
                 }
-                if !g
+                // The connected route that reaches it: the longest, as ingress picks.
+                let Some(link) = g
                     .routes
                     .iter()
-                    .any(|o| o.via.is_none() && o.prefix.0.contains(via.octets()))
-                {
+                    .filter(|o| o.via.is_none() && o.prefix.0.contains(via.octets()))
+                    .max_by_key(|o| o.prefix.0.len)
+                else {
                     return Err(at.err(
                         &format!("gateway.routes.{i}.via"),
                         format!("{via} is on no directly connected route (one without `via`): taphold could not reach it by ARP"),
+                    ));
+                };
+                if link.port != r.port {
+                    return Err(at.err(
+                        &format!("gateway.routes.{i}.port"),
+                        format!("{via} is reached on port {} (its directly connected route's): a route's port is its router's", match link.port { RoutePort::P => "p", RoutePort::Q => "q" }),
                     ));
                 }
             }

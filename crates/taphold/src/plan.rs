@@ -18,9 +18,9 @@ use taphold_wire::{delivery, ipv4, udp};
 
 use crate::config::{
     Config, ContentText, Framing, Gate, GatewayContent, OtherTraffic, PrimaryMode, RoleName,
-    SecondaryMode,
+    RoutePort, SecondaryMode,
 };
-use taphold_wire::gateway::{ProtectRule, Route};
+use taphold_wire::gateway::{ProtectRule, Route, PORT_P, PORT_Q};
 
 /// The primary port P and who we are on it.
 #[derive(Debug, Clone)]
@@ -47,6 +47,8 @@ pub struct PrimaryPlan {
 pub struct GatewayPlan {
     /// Our addresses on P besides primary.ip.
     pub addresses: Vec<[u8; 4]>,
+    /// The second port Q, if configured (else one-armed on P).
+    pub port2: Option<Port2Plan>,
     pub routes: Vec<Route>,
     pub protect: Vec<ProtectRule>,
     /// Per protect rule: where its segments are confirmed, if anywhere.
@@ -60,6 +62,15 @@ pub struct GatewayPlan {
     pub max_neighbors: usize,
     pub arp_retry_ns: u64,
     pub flow_ack_interval_ns: u64,
+}
+
+/// The second gateway port Q: its device, our MAC and addresses on it (the
+/// first is what we ask ARP from). Its MTU is P's.
+#[derive(Debug, Clone)]
+pub struct Port2Plan {
+    pub port: String,
+    pub mac: EthernetAddress,
+    pub addresses: Vec<[u8; 4]>,
 }
 
 /// One backup link.
@@ -180,12 +191,21 @@ impl Plan {
                 .flatten()
                 .map(|g| GatewayPlan {
                     addresses: g.addresses.iter().map(|a| a.octets()).collect(),
+                    port2: g.port2.as_ref().map(|q| Port2Plan {
+                        port: q.port.clone(),
+                        mac: q.mac.0,
+                        addresses: q.addresses.iter().map(|a| a.octets()).collect(),
+                    }),
                     routes: g
                         .routes
                         .iter()
                         .map(|r| Route {
                             prefix: r.prefix.0,
                             via: r.via.map(|v| v.octets()),
+                            port: match r.port {
+                                RoutePort::P => PORT_P,
+                                RoutePort::Q => PORT_Q,
+                            },
                         })
                         .collect(),
                     protect: g
@@ -341,6 +361,8 @@ mod tests {
         assert_eq!(g.addresses, vec![[10, 71, 2, 1]]);
         assert_eq!(g.routes.len(), 2);
         assert_eq!(g.routes[0].via, None);
+        assert_eq!(g.routes[0].port, PORT_P);
+        assert!(g.port2.is_none());
         assert_eq!(g.protect[0].ports, (9878, 9879));
         assert_eq!(g.neighbors.len(), 2);
         assert_eq!(g.confirm_to, vec![None]);
