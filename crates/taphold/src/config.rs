@@ -2268,6 +2268,144 @@ mod tests {
         .unwrap();
     }
 
+    /// config/gateway.yaml made two-port: the exchange's subnet on Q.
+    fn two_port_gateway() -> String {
+        let text = GATEWAY
+            .replacen(
+                "  addresses: [10.71.2.1]  # the exchange's gateway, on the same segment",
+                "  port2:\n    port: net_pcap2\n    mac: 02:00:00:00:00:02\n    addresses: [10.71.2.1]",
+                1,
+            )
+            .replacen(
+                "    - prefix: 10.71.2.0/24   # directly connected: the exchange",
+                "    - prefix: 10.71.2.0/24   # directly connected: the exchange\n      port: q",
+                1,
+            );
+        assert!(text.contains("port2:") && text.contains("port: q"));
+        text
+    }
+
+    /// two_port_gateway() with `edits`, refused for `field` on the `nth` line with `at`.
+    fn two_port_refused(edits: &[(&str, &str)], field: &str, at: &str, nth: usize) {
+        let mut text = two_port_gateway();
+        for (from, to) in edits {
+            assert!(text.contains(from), "no `{from}` to edit");
+            text = text.replacen(from, to, 1);
+        }
+        let e = match Config::parse("g2.yaml", &text) {
+            Err(e) => e,
+            Ok(_) => panic!("accepted: {edits:?}"),
+        };
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            (field, line_in(&text, at, nth)),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_two_port_gateway_is_valid_and_resolves() {
+        let c = Config::parse("g2.yaml", &two_port_gateway()).unwrap();
+        let q = c.port2().unwrap();
+        assert_eq!(q.port, "net_pcap2");
+        assert_eq!(c.gateway.as_ref().unwrap().routes[1].port, RoutePort::Q);
+        let p = crate::plan::Plan::of(&c).unwrap();
+        let g = p.gateway.as_ref().unwrap();
+        let q2 = g.port2.as_ref().unwrap();
+        assert_eq!(q2.addresses, vec![[10, 71, 2, 1]]);
+        assert_eq!(q2.mac, EthernetAddress([2, 0, 0, 0, 0, 2]));
+        assert!(g.addresses.is_empty());
+        assert_eq!(
+            g.routes.iter().map(|r| r.port).collect::<Vec<_>>(),
+            vec![taphold_wire::gateway::PORT_P, taphold_wire::gateway::PORT_Q]
+        );
+        // A router on Q, reached on Q.
+        Config::parse(
+            "g2.yaml",
+            &two_port_gateway().replacen(
+                "  neighbors:",
+                "    - prefix: 10.9.0.0/16\n      via: 10.71.2.254\n      port: q\n  neighbors:",
+                1,
+            ),
+        )
+        .unwrap();
+        // Not in gateway mode, no Q.
+        assert!(Config::parse("gateway.yaml", GATEWAY)
+            .unwrap()
+            .port2()
+            .is_none());
+    }
+
+    #[test]
+    fn two_port_gateway_errors_name_field_and_line() {
+        // Q is a device of its own: not P, not a backup link's or tap's.
+        two_port_refused(
+            &[("    port: net_pcap2", "    port: net_pcap0")],
+            "gateway.port2.port",
+            "    port: net_pcap0",
+            1,
+        );
+        two_port_refused(
+            &[("    port: net_pcap2", "    port: b1")],
+            "backup_links.0.port",
+            "    port: b1",
+            2,
+        );
+        two_port_refused(
+            &[("    mac: 02:00:00:00:00:02", "    mac: 01:00:5e:00:00:02")],
+            "gateway.port2.mac",
+            "    mac: 01:00:5e:00:00:02",
+            1,
+        );
+        two_port_refused(
+            &[("    addresses: [10.71.2.1]", "    addresses: []")],
+            "gateway.port2.addresses",
+            "    addresses: []",
+            1,
+        );
+        // Already ours on P.
+        two_port_refused(
+            &[("    addresses: [10.71.2.1]", "    addresses: [10.71.1.1]")],
+            "gateway.port2.addresses.0",
+            "    addresses: [10.71.1.1]",
+            1,
+        );
+        two_port_refused(
+            &[(
+                "    addresses: [10.71.2.1]",
+                "    addresses: [10.71.2.1, 10.71.2.1]",
+            )],
+            "gateway.port2.addresses.1",
+            "    addresses: [10.71.2.1, 10.71.2.1]",
+            1,
+        );
+        two_port_refused(
+            &[("      port: q", "      port: r")],
+            "gateway.routes.1.port",
+            "      port: r",
+            1,
+        );
+        // A route's port is its router's: 10.71.1.254 is on P.
+        two_port_refused(
+            &[(
+                "  neighbors:",
+                "    - prefix: 10.9.0.0/16\n      via: 10.71.1.254\n      port: q # its router is on P\n  neighbors:",
+            )],
+            "gateway.routes.2.port",
+            "port: q # its router is on P",
+            1,
+        );
+        // port: q needs Q.
+        gateway_refused(
+            &[(
+                "    - prefix: 10.71.2.0/24   # directly connected: the exchange",
+                "    - prefix: 10.71.2.0/24\n      port: q",
+            )],
+            "gateway.routes.1.port",
+            "      port: q",
+        );
+    }
+
     #[test]
     fn gateway_mode_errors_name_field_and_line() {
         gateway_refused(
