@@ -2329,6 +2329,29 @@ mod tests {
             ),
         )
         .unwrap();
+        // config/gateway.example.yaml's two-port option, as its comment says.
+        let ex = include_str!("../../../config/gateway.example.yaml")
+            .replace(
+                "/etc/taphold/digest.key",
+                key_file("gw2", FILE_KEY, 0o600).to_str().unwrap(),
+            )
+            .replacen("  addresses: [10.20.2.1]  # our address", "  # was", 1)
+            .replacen("  #   port2:", "  port2:", 1)
+            .replacen("  #     port: ", "    port: ", 1)
+            .replacen("  #     mac: ", "    mac: ", 1)
+            .replacen("  #     addresses: ", "    addresses: ", 1)
+            .replacen(
+                "    - prefix: 10.20.2.0/24      # the colo router: directly connected",
+                "    - prefix: 10.20.2.0/24\n      port: q",
+                1,
+            )
+            .replacen(
+                "      via: 10.20.2.254",
+                "      via: 10.20.2.254\n      port: q",
+                1,
+            );
+        let c = Config::parse("gateway.example.yaml", &ex).unwrap();
+        assert_eq!(c.port2().unwrap().port, "0000:3b:00.2");
         // Not in gateway mode, no Q.
         assert!(Config::parse("gateway.yaml", GATEWAY)
             .unwrap()
