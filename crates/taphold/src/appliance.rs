@@ -734,11 +734,15 @@ fn warn_numa(eal: &Eal, plan: &Plan, p_socket: Option<u32>) {
             );
         }
     }
-    for l in &plan.links {
-        for dev in [&l.port, &l.tap] {
-            if let Some(s) = Port::socket_of_name(dev).filter(|&s| s != p) {
-                log::warn!("NUMA: {dev} is on socket {s}, the mempool (P's) on socket {p}");
-            }
+    let q = plan.gateway.iter().filter_map(|g| g.port2.as_ref());
+    let devices = plan
+        .links
+        .iter()
+        .flat_map(|l| [&l.port, &l.tap])
+        .chain(q.map(|q| &q.port));
+    for dev in devices {
+        if let Some(s) = Port::socket_of_name(dev).filter(|&s| s != p) {
+            log::warn!("NUMA: {dev} is on socket {s}, the mempool (P's) on socket {p}");
         }
     }
 }

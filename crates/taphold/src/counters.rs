@@ -177,6 +177,9 @@ pub struct GatewayCounters {
     /// P's), and of `ingress.arp_replies` those answered on Q.
     pub q_rx_frames: Counter,
     pub q_arp_replies: Counter,
+    /// ARP replies for an address reached on the other port: not learned
+    /// (a neighbour is only believed on its own segment).
+    pub arp_wrong_port: Counter,
 }
 
 impl Named for GatewayCounters {
@@ -203,6 +206,7 @@ impl Named for GatewayCounters {
         f("fix_compact_fallback", self.fix_compact_fallback.get());
         f("q_rx_frames", self.q_rx_frames.get());
         f("q_arp_replies", self.q_arp_replies.get());
+        f("arp_wrong_port", self.arp_wrong_port.get());
     }
 }
 

@@ -775,6 +775,12 @@ fn two_port_input() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         arp_frame(Operation::Request, ENGINE, [10, 71, 1, 1]),
         // Q's address, asked on P: not answered there.
         arp_frame(Operation::Request, ENGINE, [10, 71, 2, 1]),
+        // A neighbour on Q's segment claimed on P: not believed.
+        arp_frame(
+            Operation::Reply,
+            ([10, 71, 2, 77], EthernetAddress([2, 0, 0, 0, 0xe, 0x77])),
+            [10, 71, 1, 1],
+        ),
         tcp_frame(ENGINE, 40001, EXCHANGE.0, 9878, 100, syn, b"", 1),
         tcp_frame(
             ENGINE,
@@ -1037,6 +1043,9 @@ fn two_ports_protected_segments_leave_on_q_after_their_tap_copy_and_return_traff
     assert_eq!(n(&s, "ingress.arp_replies"), 2);
     assert_eq!(n(&s, "gateway.q_arp_replies"), 1);
     assert_eq!(n(&s, "ingress.drop_arp_not_for_us"), 1);
+    assert_eq!(n(&s, "gateway.arp_wrong_port"), 1);
+    // Both sides' neighbours are static: nothing learned.
+    assert_eq!(n(&s, "gateway.arp_learned"), 0);
     let asked: Vec<_> = qa.iter().filter(|x| x.0 == 1).collect();
     assert!(!asked.is_empty(), "the router on Q was not asked for");
     for a in &asked {

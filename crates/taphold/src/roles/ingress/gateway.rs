@@ -203,6 +203,9 @@ impl Ingress {
                     }
                 }
             }
+            GatewayClass::ArpReply { ip, .. } if port_of(&gw.plan.routes, ip) != in_port => {
+                g.arp_wrong_port.inc();
+            }
             GatewayClass::ArpReply { ip, mac } => match gw.neighbors.learn(ip, mac.0) {
                 Learned::New => g.arp_learned.inc(),
                 Learned::Moved => g.arp_moved.inc(),
