@@ -92,9 +92,9 @@ pub fn port_of(routes: &[Route], next_hop: [u8; 4]) -> u8 {
 /// What the classifier needs to know: our address and the configured rules.
 #[derive(Debug, Clone, Copy)]
 pub struct GatewayRules<'a> {
-    /// P's MAC.
+    /// The MAC of the port the frame came in on (P's, or Q's with two ports).
     pub mac: EthernetAddress,
-    /// P's IPv4 address: ARP asks for it; nothing else is for it.
+    /// That port's IPv4 address: ARP asks for it; nothing else is for it.
     pub ip: [u8; 4],
     /// More addresses of ours on this port, answered like `ip` (the gateway
     /// address of each subnet we route for, when they share one segment).
@@ -236,7 +236,7 @@ pub enum GatewayClass {
     Drop(DropReason),
 }
 
-/// Classifies one frame received on P in gateway mode.
+/// Classifies one frame received on P (or Q, with Q's rules) in gateway mode.
 ///
 /// A [`GatewayClass::Protected`] segment always satisfies
 /// `payload_off + payload_len <= frame.len()` and has a correct TCP checksum.

@@ -255,8 +255,9 @@ impl Ingress {
         clear
     }
 
-    /// One frame from P: a message accepted (its seq returned), an ARP
-    /// request answered, or something else dropped and counted.
+    /// One frame from P (or, in a two-port gateway, from Q: `port`): a
+    /// message accepted (its seq returned), an ARP request answered, or
+    /// something else dropped and counted.
     fn admit(
         &mut self,
         mut m: Mbuf,
