@@ -44,14 +44,23 @@ impl Ipv4Prefix {
     }
 }
 
-/// A route: destinations in `prefix` go to `via`, or are on P's segment themselves.
+/// A route: destinations in `prefix` go to `via`, or are on the segment of port
+/// `port` themselves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
     /// The destinations it covers.
     pub prefix: Ipv4Prefix,
     /// The next hop; None: directly connected (the destination is its own next hop).
     pub via: Option<[u8; 4]>,
+    /// The port its prefix (or its `via` router) is reached on: [`PORT_P`] or
+    /// [`PORT_Q`].
+    pub port: u8,
 }
+
+/// The primary port P.
+pub const PORT_P: u8 = 0;
+/// The optional second gateway port Q (`gateway.port2`).
+pub const PORT_Q: u8 = 1;
 
 /// A protection rule: TCP to `dst` on ports `ports.0..=ports.1` is held and backed up
 /// (for example an exchange's FIX order-entry gateways).
@@ -70,16 +79,29 @@ impl ProtectRule {
     }
 }
 
+/// The port `next_hop` is reached on: that of the longest directly connected
+/// route in `routes` containing it, P if none does.
+pub fn port_of(routes: &[Route], next_hop: [u8; 4]) -> u8 {
+    routes
+        .iter()
+        .filter(|r| r.via.is_none() && r.prefix.contains(next_hop))
+        .max_by_key(|r| r.prefix.len)
+        .map_or(PORT_P, |r| r.port)
+}
+
 /// What the classifier needs to know: our address and the configured rules.
 #[derive(Debug, Clone, Copy)]
 pub struct GatewayRules<'a> {
-    /// P's MAC.
+    /// The MAC of the port the frame came in on (P's, or Q's with two ports).
     pub mac: EthernetAddress,
-    /// P's IPv4 address: ARP asks for it; nothing else is for it.
+    /// That port's IPv4 address: ARP asks for it; nothing else is for it.
     pub ip: [u8; 4],
-    /// More addresses of ours on P, answered like `ip` (the gateway address of
-    /// each subnet we route for, when they share one segment).
+    /// More addresses of ours on this port, answered like `ip` (the gateway
+    /// address of each subnet we route for, when they share one segment).
     pub also: &'a [[u8; 4]],
+    /// Our addresses on the other port (two-port gateway): IPv4 to them is to
+    /// us, but ARP for them is not answered here.
+    pub elsewhere: &'a [[u8; 4]],
     /// Routes, longest prefix wins.
     pub routes: &'a [Route],
     /// Protection rules (at most 255).
@@ -92,10 +114,23 @@ pub struct GatewayRules<'a> {
 }
 
 impl GatewayRules<'_> {
-    /// Whether `ip` is one of our addresses.
+    /// Whether `ip` is one of our addresses on this port.
     #[inline]
     pub fn is_ours(&self, ip: [u8; 4]) -> bool {
         ip == self.ip || self.also.contains(&ip)
+    }
+
+    /// Whether `ip` is one of our addresses on any port.
+    #[inline]
+    pub fn is_ours_anywhere(&self, ip: [u8; 4]) -> bool {
+        self.is_ours(ip) || self.elsewhere.contains(&ip)
+    }
+
+    /// The port a next hop is reached on: that of the longest directly
+    /// connected route containing it (validation puts every `via` inside one
+    /// on the route's port), P if none does.
+    pub fn port_of(&self, next_hop: [u8; 4]) -> u8 {
+        port_of(self.routes, next_hop)
     }
 
     /// The next hop for `dst`: the longest matching route's.
@@ -201,7 +236,7 @@ pub enum GatewayClass {
     Drop(DropReason),
 }
 
-/// Classifies one frame received on P in gateway mode.
+/// Classifies one frame received on P (or Q, with Q's rules) in gateway mode.
 ///
 /// A [`GatewayClass::Protected`] segment always satisfies
 /// `payload_off + payload_len <= frame.len()` and has a correct TCP checksum.
@@ -283,7 +318,7 @@ fn classify_ipv4(
         return Err(DropReason::Ipv4BadChecksum);
     }
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    if rules.is_ours(dst) {
+    if rules.is_ours_anywhere(dst) {
         return Err(DropReason::Ipv4ToUs);
     }
     if ip.ttl() <= 1 {
@@ -408,6 +443,7 @@ mod tests {
                 len: 24,
             },
             via: None,
+            port: PORT_P,
         },
         Route {
             prefix: Ipv4Prefix {
@@ -415,6 +451,7 @@ mod tests {
                 len: 24,
             },
             via: None,
+            port: PORT_P,
         },
         Route {
             prefix: Ipv4Prefix {
@@ -422,6 +459,7 @@ mod tests {
                 len: 8,
             },
             via: Some([10, 71, 2, 254]),
+            port: PORT_P,
         },
     ];
     const PROTECT: [ProtectRule; 1] = [ProtectRule {
@@ -437,6 +475,7 @@ mod tests {
             mac: OUR_MAC,
             ip: OUR_IP,
             also: &[[10, 71, 2, 1]],
+            elsewhere: &[],
             routes: &ROUTES,
             protect: &PROTECT,
             forward_other,
@@ -730,6 +769,120 @@ mod tests {
             classify_gateway(&f, &r),
             GatewayClass::Drop(DropReason::ArpOther)
         );
+    }
+
+    /// Two ports: each port's rules answer ARP for its own addresses only,
+    /// IPv4 to an address on either port is to us, and a next hop's port is
+    /// that of its directly connected route.
+    #[test]
+    fn two_ports_answer_arp_per_port_and_route_by_port() {
+        const Q_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
+        const Q_IP: [u8; 4] = [10, 71, 2, 1];
+        let routes = [
+            Route {
+                prefix: Ipv4Prefix {
+                    addr: [10, 71, 1, 0],
+                    len: 24,
+                },
+                via: None,
+                port: PORT_P,
+            },
+            Route {
+                prefix: Ipv4Prefix {
+                    addr: [10, 71, 2, 0],
+                    len: 24,
+                },
+                via: None,
+                port: PORT_Q,
+            },
+            Route {
+                prefix: Ipv4Prefix {
+                    addr: [10, 0, 0, 0],
+                    len: 8,
+                },
+                via: Some([10, 71, 2, 254]),
+                port: PORT_Q,
+            },
+        ];
+        let p = GatewayRules {
+            also: &[],
+            elsewhere: &[Q_IP],
+            routes: &routes,
+            ..rules(true)
+        };
+        let q = GatewayRules {
+            mac: Q_MAC,
+            ip: Q_IP,
+            also: &[],
+            elsewhere: &[OUR_IP],
+            ..p
+        };
+        assert_eq!(p.port_of(ENGINE), PORT_P);
+        assert_eq!(p.port_of(EXCHANGE), PORT_Q);
+        assert_eq!(p.port_of([10, 71, 2, 254]), PORT_Q);
+        assert_eq!(p.next_hop([10, 9, 9, 9]), Some([10, 71, 2, 254]));
+        // Not on any connected route: P.
+        assert_eq!(p.port_of([192, 0, 2, 1]), PORT_P);
+
+        let arp_to = |mac: EthernetAddress, target: [u8; 4]| {
+            let mut f = vec![0u8; arp::FRAME_LEN];
+            EthernetRepr {
+                src_addr: ENGINE_MAC,
+                dst_addr: mac,
+                ethertype: EtherType::ARP,
+            }
+            .emit(&mut f)
+            .unwrap();
+            arp::ArpRepr {
+                operation: arp::Operation::Request,
+                source_hardware_addr: ENGINE_MAC,
+                source_protocol_addr: ENGINE,
+                target_hardware_addr: EthernetAddress([0; 6]),
+                target_protocol_addr: target,
+            }
+            .emit(&mut f[14..])
+            .unwrap();
+            f
+        };
+        let ask_p = arp_to(EthernetAddress::BROADCAST, OUR_IP);
+        let ask_q = arp_to(EthernetAddress::BROADCAST, Q_IP);
+        assert_eq!(
+            classify_gateway(&ask_p, &p),
+            GatewayClass::ArpRequest { ip: OUR_IP }
+        );
+        assert_eq!(
+            classify_gateway(&ask_q, &q),
+            GatewayClass::ArpRequest { ip: Q_IP }
+        );
+        // Asked on the wrong port: not answered there.
+        assert_eq!(
+            classify_gateway(&ask_q, &p),
+            GatewayClass::Drop(DropReason::ArpNotForUs)
+        );
+        assert_eq!(
+            classify_gateway(&ask_p, &q),
+            GatewayClass::Drop(DropReason::ArpNotForUs)
+        );
+        // IPv4 to Q's address arriving on P is to us, not routed.
+        let f = tcp_frame(ENGINE, 40000, Q_IP, 9878, tcp::flags::ACK, b"x");
+        assert_eq!(
+            classify_gateway(&f, &p),
+            GatewayClass::Drop(DropReason::Ipv4ToUs)
+        );
+        // On Q, only frames to Q's MAC are routed.
+        assert_eq!(
+            classify_gateway(&f, &q),
+            GatewayClass::Drop(DropReason::NotForUsMac)
+        );
+        let mut r = tcp_frame(EXCHANGE, 9878, ENGINE, 40000, tcp::flags::ACK, b"");
+        r[0..6].copy_from_slice(&Q_MAC.0);
+        match classify_gateway(&r, &q) {
+            GatewayClass::Return { next_hop, .. } => {
+                assert_eq!(next_hop, ENGINE);
+                assert_eq!(q.port_of(next_hop), PORT_P);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -503,6 +503,8 @@ impl Appliance {
 struct Ports {
     all: BTreeMap<String, Arc<Port>>,
     primary: Arc<Port>,
+    /// A two-port gateway's Q.
+    q: Option<Arc<Port>>,
     /// Our MAC on each backup link.
     macs: Vec<EthernetAddress>,
     harness: Option<Harness>,
@@ -529,6 +531,16 @@ impl Ports {
             );
         }
         all.insert(plan.primary.port.clone(), primary.clone());
+        // Q as P: one receive queue (ingress's), one transmit queue (egress's), P's MTU.
+        let q = match plan.gateway.as_ref().and_then(|g| g.port2.as_ref()) {
+            Some(q2) => {
+                let q = Port::by_name(eal, &q2.port).map_err(err)?;
+                let q = Arc::new(start_port(q, 1, 1, pool, mtu)?);
+                all.insert(q2.port.clone(), q.clone());
+                Some(q)
+            }
+            None => None,
+        };
         for l in &plan.links {
             for name in [&l.port, &l.tap] {
                 if !all.contains_key(name) {
@@ -549,6 +561,7 @@ impl Ports {
         Ok(Ports {
             all,
             primary,
+            q,
             macs,
             harness,
         })
@@ -575,6 +588,8 @@ struct Rings {
     ),
     events: (SpscProducer<MessageEvent>, SpscConsumer<MessageEvent>),
     arp: (dpdk::ring::Producer<Mbuf>, dpdk::ring::Consumer<Mbuf>),
+    /// A two-port gateway's hand-off of what ingress sends on Q.
+    q: Option<(dpdk::ring::Producer<Mbuf>, dpdk::ring::Consumer<Mbuf>)>,
     relaunch: Vec<(dpdk::ring::Producer<Mbuf>, dpdk::ring::Consumer<Mbuf>)>,
 }
 
@@ -592,6 +607,10 @@ impl Rings {
             hold: HoldRing::new(plan.hold_capacity).map_err(|e| format!("hold ring: {e:?}"))?,
             events: Spsc::new(plan.events_ring).map_err(|e| format!("event ring: {e:?}"))?,
             arp: SpscRing::new(eal, "taphold_arp", 1024).map_err(err)?,
+            q: match plan.gateway.as_ref().and_then(|g| g.port2.as_ref()) {
+                Some(_) => Some(SpscRing::new(eal, "taphold_fwd_q", 1024).map_err(err)?),
+                None => None,
+            },
             relaunch,
         })
     }
@@ -626,6 +645,7 @@ impl Parts<'_> {
         let (plan, ports) = (self.plan, self.ports);
         let (producer, confirmer, consumer) = rings.hold;
         let (relaunch_tx, relaunch_rx): (Vec<_>, Vec<_>) = rings.relaunch.into_iter().unzip();
+        let (q_out, q_in) = rings.q.map_or((None, None), |(p, c)| (Some(p), Some(c)));
         let ingress = Ingress::new(
             plan,
             self.epoch,
@@ -637,6 +657,7 @@ impl Parts<'_> {
                 hold: producer,
                 pool: self.pool.clone(),
                 arp_out: rings.arp.0,
+                q: ports.q.clone().zip(q_out),
                 clock: self.clock,
                 plane: self.plane,
                 mine: w.ingress,
@@ -673,6 +694,7 @@ impl Parts<'_> {
                 hold: consumer,
                 pool: self.pool.clone(),
                 arp_in: rings.arp.1,
+                q: ports.q.clone().zip(q_in),
                 events: rings.events.0,
                 clock: self.clock,
                 plane: self.plane,
@@ -733,11 +755,15 @@ fn warn_numa(eal: &Eal, plan: &Plan, p_socket: Option<u32>) {
             );
         }
     }
-    for l in &plan.links {
-        for dev in [&l.port, &l.tap] {
-            if let Some(s) = Port::socket_of_name(dev).filter(|&s| s != p) {
-                log::warn!("NUMA: {dev} is on socket {s}, the mempool (P's) on socket {p}");
-            }
+    let q = plan.gateway.iter().filter_map(|g| g.port2.as_ref());
+    let devices = plan
+        .links
+        .iter()
+        .flat_map(|l| [&l.port, &l.tap])
+        .chain(q.map(|q| &q.port));
+    for dev in devices {
+        if let Some(s) = Port::socket_of_name(dev).filter(|&s| s != p) {
+            log::warn!("NUMA: {dev} is on socket {s}, the mempool (P's) on socket {p}");
         }
     }
 }

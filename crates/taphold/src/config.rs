@@ -206,6 +206,10 @@ pub struct GatewayConfig {
     /// gateway address of every subnet routed through us on P's segment).
     #[serde(default)]
     pub addresses: Vec<Ipv4Addr>,
+    /// A second port, Q (two-port gateway): routes with `port: q` leave on
+    /// it; None: one-armed on P.
+    #[serde(default)]
+    pub port2: Option<Port2Config>,
     /// Longest prefix wins; a route without `via` is directly connected.
     pub routes: Vec<RouteConfig>,
     /// Static ARP entries (never overridden by ARP replies).
@@ -243,12 +247,35 @@ fn default_flow_ack_interval_us() -> u64 {
     1000
 }
 
+/// The second gateway port Q: its device, our MAC and our addresses on it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port2Config {
+    pub port: String,
+    pub mac: Mac,
+    /// Our addresses on Q (at least one): Q answers ARP for them and asks
+    /// from the first.
+    pub addresses: Vec<Ipv4Addr>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub prefix: Prefix,
     #[serde(default)]
     pub via: Option<Ipv4Addr>,
+    /// The port the prefix (or its `via` router) is reached on.
+    #[serde(default)]
+    pub port: RoutePort,
+}
+
+/// Which gateway port a route leaves on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoutePort {
+    #[default]
+    P,
+    Q,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1024,6 +1051,18 @@ impl Config {
         // Device name → the first field that uses it.
         let mut devices: BTreeMap<&str, String> = BTreeMap::new();
         devices.insert(&self.primary.port, "primary.port".into());
+        if let Some(q) = self.port2() {
+            if q.port == self.primary.port {
+                return Err(at.err(
+                    "gateway.port2.port",
+                    format!(
+                        "`{}` is already primary.port: Q is a device of its own",
+                        q.port
+                    ),
+                ));
+            }
+            devices.insert(&q.port, "gateway.port2.port".into());
+        }
         for (i, l) in self.backup_links.iter().enumerate() {
             if !names.insert(l.name.as_str()) {
                 return Err(at.err(
@@ -1228,6 +1267,14 @@ impl Config {
             .map_or_else(default_unconfirmed_alert_ms, |d| d.unconfirmed_alert_ms)
     }
 
+    /// Gateway mode's second port, if configured (and in gateway mode).
+    pub fn port2(&self) -> Option<&Port2Config> {
+        (self.primary.mode == PrimaryMode::Gateway)
+            .then_some(self.gateway.as_ref())
+            .flatten()
+            .and_then(|g| g.port2.as_ref())
+    }
+
     /// Gateway mode: routes, neighbours and protection rules that can work.
     fn check_gateway(&self, at: &At) -> Result<(), ConfigError> {
         let ours = self.primary.ip;
@@ -1287,10 +1334,46 @@ impl Config {
                 "needs at least one rule: without one nothing is protected and taphold is only a router",
             ));
         }
+        let q_addresses = g.port2.as_ref().map_or(&[][..], |q| &q.addresses[..]);
+        if let Some(q) = &g.port2 {
+            if q.mac.0.is_multicast() || q.mac.0 == EthernetAddress([0; 6]) {
+                return Err(at.err(
+                    "gateway.port2.mac",
+                    format!("{} is not a unicast MAC", q.mac.0),
+                ));
+            }
+            if q.addresses.is_empty() {
+                return Err(at.err(
+                    "gateway.port2.addresses",
+                    "needs at least one address of ours on Q: Q answers ARP for it and asks from it",
+                ));
+            }
+            for (i, a) in q.addresses.iter().enumerate() {
+                if *a == ours
+                    || g.addresses.contains(a)
+                    || q.addresses[..i].contains(a)
+                    || a.is_unspecified()
+                    || a.is_broadcast()
+                    || a.is_multicast()
+                {
+                    return Err(at.err(
+                        &format!("gateway.port2.addresses.{i}"),
+                        format!("{a} cannot be an address of ours on Q: unicast, and not already ours (primary.ip, gateway.addresses or an earlier one)"),
+                    ));
+                }
+            }
+        }
         for (i, r) in g.routes.iter().enumerate() {
+            if r.port == RoutePort::Q && g.port2.is_none() {
+                return Err(at.err(
+                    &format!("gateway.routes.{i}.port"),
+                    "q needs gateway.port2 (the second port): configure it or route on p",
+                ));
+            }
             if let Some(via) = r.via {
                 if via == ours
                     || g.addresses.contains(&via)
+                    || q_addresses.contains(&via)
                     || via.is_unspecified()
                     || via.is_broadcast()
                     || via.is_multicast()
@@ -1300,14 +1383,22 @@ impl Config {
                         format!("{via} cannot be a next hop: give a unicast router address other than primary.ip"),
                     ));
                 }
-                if !g
+                // The connected route that reaches it: the longest, as ingress picks.
+                let Some(link) = g
                     .routes
                     .iter()
-                    .any(|o| o.via.is_none() && o.prefix.0.contains(via.octets()))
-                {
+                    .filter(|o| o.via.is_none() && o.prefix.0.contains(via.octets()))
+                    .max_by_key(|o| o.prefix.0.len)
+                else {
                     return Err(at.err(
                         &format!("gateway.routes.{i}.via"),
                         format!("{via} is on no directly connected route (one without `via`): taphold could not reach it by ARP"),
+                    ));
+                };
+                if link.port != r.port {
+                    return Err(at.err(
+                        &format!("gateway.routes.{i}.port"),
+                        format!("{via} is reached on port {} (its directly connected route's): a route's port is its router's", match link.port { RoutePort::P => "p", RoutePort::Q => "q" }),
                     ));
                 }
             }
@@ -2373,6 +2464,158 @@ mod tests {
             ),
         )
         .unwrap();
+    }
+
+    /// config/gateway.yaml made two-port: the exchange's subnet on Q.
+    fn two_port_gateway() -> String {
+        let text = GATEWAY
+            .replacen(
+                "  addresses: [10.71.2.1]  # the exchange's gateway, on the same segment",
+                "  port2:\n    port: net_pcap2\n    mac: 02:00:00:00:00:02\n    addresses: [10.71.2.1]",
+                1,
+            )
+            .replacen(
+                "    - prefix: 10.71.2.0/24   # directly connected: the exchange",
+                "    - prefix: 10.71.2.0/24   # directly connected: the exchange\n      port: q",
+                1,
+            );
+        assert!(text.contains("port2:") && text.contains("port: q"));
+        text
+    }
+
+    /// two_port_gateway() with `edits`, refused for `field` on the `nth` line with `at`.
+    fn two_port_refused(edits: &[(&str, &str)], field: &str, at: &str, nth: usize) {
+        let mut text = two_port_gateway();
+        for (from, to) in edits {
+            assert!(text.contains(from), "no `{from}` to edit");
+            text = text.replacen(from, to, 1);
+        }
+        let e = match Config::parse("g2.yaml", &text) {
+            Err(e) => e,
+            Ok(_) => panic!("accepted: {edits:?}"),
+        };
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            (field, line_in(&text, at, nth)),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_two_port_gateway_is_valid_and_resolves() {
+        let c = Config::parse("g2.yaml", &two_port_gateway()).unwrap();
+        let q = c.port2().unwrap();
+        assert_eq!(q.port, "net_pcap2");
+        assert_eq!(c.gateway.as_ref().unwrap().routes[1].port, RoutePort::Q);
+        // (What the plan makes of it: plan.rs, the_two_port_gateway_resolves.)
+        // A router on Q, reached on Q.
+        Config::parse(
+            "g2.yaml",
+            &two_port_gateway().replacen(
+                "  neighbors:",
+                "    - prefix: 10.9.0.0/16\n      via: 10.71.2.254\n      port: q\n  neighbors:",
+                1,
+            ),
+        )
+        .unwrap();
+        // config/gateway.example.yaml's two-port option, as its comment says.
+        let ex = include_str!("../../../config/gateway.example.yaml")
+            .replace(
+                "/etc/taphold/digest.key",
+                key_file("gw2", FILE_KEY, 0o600).to_str().unwrap(),
+            )
+            .replacen("  addresses: [10.20.2.1]  # our address", "  # was", 1)
+            .replacen("  #   port2:", "  port2:", 1)
+            .replacen("  #     port: ", "    port: ", 1)
+            .replacen("  #     mac: ", "    mac: ", 1)
+            .replacen("  #     addresses: ", "    addresses: ", 1)
+            .replacen(
+                "    - prefix: 10.20.2.0/24      # the colo router: directly connected",
+                "    - prefix: 10.20.2.0/24\n      port: q",
+                1,
+            )
+            .replacen(
+                "      via: 10.20.2.254",
+                "      via: 10.20.2.254\n      port: q",
+                1,
+            );
+        let c = Config::parse("gateway.example.yaml", &ex).unwrap();
+        assert_eq!(c.port2().unwrap().port, "0000:3b:00.2");
+        // Not in gateway mode, no Q.
+        assert!(Config::parse("gateway.yaml", GATEWAY)
+            .unwrap()
+            .port2()
+            .is_none());
+    }
+
+    #[test]
+    fn two_port_gateway_errors_name_field_and_line() {
+        // Q is a device of its own: not P, not a backup link's or tap's.
+        two_port_refused(
+            &[("    port: net_pcap2", "    port: net_pcap0")],
+            "gateway.port2.port",
+            "    port: net_pcap0",
+            1,
+        );
+        two_port_refused(
+            &[("    port: net_pcap2", "    port: b1")],
+            "backup_links.0.port",
+            "    port: b1",
+            2,
+        );
+        two_port_refused(
+            &[("    mac: 02:00:00:00:00:02", "    mac: 01:00:5e:00:00:02")],
+            "gateway.port2.mac",
+            "    mac: 01:00:5e:00:00:02",
+            1,
+        );
+        two_port_refused(
+            &[("    addresses: [10.71.2.1]", "    addresses: []")],
+            "gateway.port2.addresses",
+            "    addresses: []",
+            1,
+        );
+        // Already ours on P.
+        two_port_refused(
+            &[("    addresses: [10.71.2.1]", "    addresses: [10.71.1.1]")],
+            "gateway.port2.addresses.0",
+            "    addresses: [10.71.1.1]",
+            1,
+        );
+        two_port_refused(
+            &[(
+                "    addresses: [10.71.2.1]",
+                "    addresses: [10.71.2.1, 10.71.2.1]",
+            )],
+            "gateway.port2.addresses.1",
+            "    addresses: [10.71.2.1, 10.71.2.1]",
+            1,
+        );
+        two_port_refused(
+            &[("      port: q", "      port: r")],
+            "gateway.routes.1.port",
+            "      port: r",
+            1,
+        );
+        // A route's port is its router's: 10.71.1.254 is on P.
+        two_port_refused(
+            &[(
+                "  neighbors:",
+                "    - prefix: 10.9.0.0/16\n      via: 10.71.1.254\n      port: q # its router is on P\n  neighbors:",
+            )],
+            "gateway.routes.2.port",
+            "port: q # its router is on P",
+            1,
+        );
+        // port: q needs Q.
+        gateway_refused(
+            &[(
+                "    - prefix: 10.71.2.0/24   # directly connected: the exchange",
+                "    - prefix: 10.71.2.0/24\n      port: q",
+            )],
+            "gateway.routes.1.port",
+            "      port: q",
+        );
     }
 
     #[test]

@@ -154,6 +154,9 @@ pub struct GatewayCounters {
     /// Protected segments with no payload forwarded at once: nothing of
     /// their flow was held.
     pub protected_control_forwarded: Counter,
+    /// Protected segments refused while the appliance was halted (failed
+    /// closed): the engine's TCP retransmits them.
+    pub protected_refused_halted: Counter,
     /// Return traffic of protected flows forwarded at once.
     pub returned: Counter,
     /// Of which: acknowledgements that advanced a flow's (the target's confirmation).
@@ -179,6 +182,13 @@ pub struct GatewayCounters {
     /// not hold whole FIX messages and went in full.
     pub fix_compact: Counter,
     pub fix_compact_fallback: Counter,
+    /// Two-port gateway: frames received on Q (`ingress.rx_frames` counts
+    /// P's), and of `ingress.arp_replies` those answered on Q.
+    pub q_rx_frames: Counter,
+    pub q_arp_replies: Counter,
+    /// ARP replies for an address reached on the other port: not learned
+    /// (a neighbour is only believed on its own segment).
+    pub arp_wrong_port: Counter,
 }
 
 impl Named for GatewayCounters {
@@ -188,6 +198,10 @@ impl Named for GatewayCounters {
         f(
             "protected_control_forwarded",
             self.protected_control_forwarded.get(),
+        );
+        f(
+            "protected_refused_halted",
+            self.protected_refused_halted.get(),
         );
         f("returned", self.returned.get());
         f("return_acks", self.return_acks.get());
@@ -203,6 +217,9 @@ impl Named for GatewayCounters {
         f("flow_acks_sent", self.flow_acks_sent.get());
         f("fix_compact", self.fix_compact.get());
         f("fix_compact_fallback", self.fix_compact_fallback.get());
+        f("q_rx_frames", self.q_rx_frames.get());
+        f("q_arp_replies", self.q_arp_replies.get());
+        f("arp_wrong_port", self.arp_wrong_port.get());
     }
 }
 
@@ -334,6 +351,11 @@ pub struct EgressCounters {
     /// was released; the source will see it as unconfirmed and may resend).
     pub confirm_no_mbuf: Counter,
     pub arp_replies_sent: Counter,
+    /// Two-port gateway: frames transmitted on Q (released segments and
+    /// what ingress forwarded at once), and polls that found Q's transmit
+    /// queue refusing some.
+    pub q_tx_frames: Counter,
+    pub q_tx_retries: Counter,
     /// Event records lost because the main lcore fell behind (telemetry only).
     pub events_lost: Counter,
     /// Messages whose confirmation took longer than confirm_timeout_us.
@@ -360,6 +382,8 @@ impl Named for EgressCounters {
         f("confirm_tx_retries", self.confirm_tx_retries.get());
         f("confirm_no_mbuf", self.confirm_no_mbuf.get());
         f("arp_replies_sent", self.arp_replies_sent.get());
+        f("q_tx_frames", self.q_tx_frames.get());
+        f("q_tx_retries", self.q_tx_retries.get());
         f("events_lost", self.events_lost.get());
         f("overdue", self.overdue.get());
         f("released_unprotected", self.released_unprotected.get());

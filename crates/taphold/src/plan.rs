@@ -19,9 +19,9 @@ use taphold_wire::{delivery, ipv4, udp};
 
 use crate::config::{
     Config, ContentText, Framing, Gate, GatewayContent, OtherTraffic, PrimaryMode, RoleName,
-    SecondaryMode,
+    RoutePort, SecondaryMode,
 };
-use taphold_wire::gateway::{ProtectRule, Route};
+use taphold_wire::gateway::{ProtectRule, Route, PORT_P, PORT_Q};
 
 /// The primary port P and who we are on it.
 #[derive(Debug, Clone)]
@@ -48,6 +48,8 @@ pub struct PrimaryPlan {
 pub struct GatewayPlan {
     /// Our addresses on P besides primary.ip.
     pub addresses: Vec<[u8; 4]>,
+    /// The second port Q, if configured (else one-armed on P).
+    pub port2: Option<Port2Plan>,
     pub routes: Vec<Route>,
     pub protect: Vec<ProtectRule>,
     /// Per protect rule: where its segments are confirmed, if anywhere.
@@ -61,6 +63,15 @@ pub struct GatewayPlan {
     pub max_neighbors: usize,
     pub arp_retry_ns: u64,
     pub flow_ack_interval_ns: u64,
+}
+
+/// The second gateway port Q: its device, our MAC and addresses on it (the
+/// first is what we ask ARP from). Its MTU is P's.
+#[derive(Debug, Clone)]
+pub struct Port2Plan {
+    pub port: String,
+    pub mac: EthernetAddress,
+    pub addresses: Vec<[u8; 4]>,
 }
 
 /// One backup link.
@@ -191,12 +202,21 @@ impl Plan {
                 .flatten()
                 .map(|g| GatewayPlan {
                     addresses: g.addresses.iter().map(|a| a.octets()).collect(),
+                    port2: g.port2.as_ref().map(|q| Port2Plan {
+                        port: q.port.clone(),
+                        mac: q.mac.0,
+                        addresses: q.addresses.iter().map(|a| a.octets()).collect(),
+                    }),
                     routes: g
                         .routes
                         .iter()
                         .map(|r| Route {
                             prefix: r.prefix.0,
                             via: r.via.map(|v| v.octets()),
+                            port: match r.port {
+                                RoutePort::P => PORT_P,
+                                RoutePort::Q => PORT_Q,
+                            },
                         })
                         .collect(),
                     protect: g
@@ -358,6 +378,8 @@ mod tests {
         assert_eq!(g.addresses, vec![[10, 71, 2, 1]]);
         assert_eq!(g.routes.len(), 2);
         assert_eq!(g.routes[0].via, None);
+        assert_eq!(g.routes[0].port, PORT_P);
+        assert!(g.port2.is_none());
         assert_eq!(g.protect[0].ports, (9878, 9879));
         assert_eq!(g.neighbors.len(), 2);
         assert_eq!(g.confirm_to, vec![None]);
@@ -372,5 +394,31 @@ mod tests {
         .unwrap()
         .gateway
         .is_none());
+    }
+
+    #[test]
+    fn the_two_port_gateway_resolves() {
+        let text = include_str!("../../../config/gateway.yaml")
+            .replacen(
+                "  addresses: [10.71.2.1]  # the exchange's gateway, on the same segment",
+                "  port2:\n    port: net_pcap2\n    mac: 02:00:00:00:00:02\n    addresses: [10.71.2.1]",
+                1,
+            )
+            .replacen(
+                "    - prefix: 10.71.2.0/24   # directly connected: the exchange",
+                "    - prefix: 10.71.2.0/24   # directly connected: the exchange\n      port: q",
+                1,
+            );
+        let c = Config::parse("g2.yaml", &text).unwrap();
+        let p = Plan::of(&c).unwrap();
+        let g = p.gateway.as_ref().unwrap();
+        let q2 = g.port2.as_ref().unwrap();
+        assert_eq!(q2.addresses, vec![[10, 71, 2, 1]]);
+        assert_eq!(q2.mac, EthernetAddress([2, 0, 0, 0, 0, 2]));
+        assert!(g.addresses.is_empty());
+        assert_eq!(
+            g.routes.iter().map(|r| r.port).collect::<Vec<_>>(),
+            vec![taphold_wire::gateway::PORT_P, taphold_wire::gateway::PORT_Q]
+        );
     }
 }

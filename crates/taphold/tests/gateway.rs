@@ -734,3 +734,457 @@ fn a_frame_for_an_unresolved_next_hop_waits_for_its_arp_reply_instead_of_being_l
     assert_eq!(&asked[0][38..42], &EXCHANGE.0, "asked for the exchange");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Q's MAC in the two-port runs.
+const Q_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
+
+/// Two-port gateway: config/gateway.yaml with the exchange's subnet on Q
+/// (net_pcap2), and a router on Q that never answers (10.71.2.254).
+fn two_port_config(tap: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("config/gateway.yaml")).unwrap();
+    let edits = [
+        (
+            "  addresses: [10.71.2.1]  # the exchange's gateway, on the same segment",
+            "  port2:\n    port: net_pcap2\n    mac: 02:00:00:00:00:02\n    addresses: [10.71.2.1]",
+        ),
+        (
+            "    - prefix: 10.71.2.0/24   # directly connected: the exchange",
+            "    - prefix: 10.71.2.0/24\n      port: q\n    - prefix: 10.9.0.0/16\n      via: 10.71.2.254\n      port: q",
+        ),
+        ("tap: mirror", tap),
+    ];
+    let mut text = text;
+    for (from, to) in edits {
+        assert!(text.contains(from), "no `{from}`");
+        text = text.replacen(from, to, 1);
+    }
+    text
+}
+
+/// The engine's side (into P) and the exchange's side (into Q) of one
+/// protected FIX session, with ARP on both ports.
+fn two_port_input() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    use taphold_wire::arp::Operation;
+    let (syn, ack, fin) = (tcp::flags::SYN, tcp::flags::ACK, tcp::flags::FIN);
+    let psh = ack | tcp::flags::PSH;
+    let to_q = |mut f: Vec<u8>| {
+        f[0..6].copy_from_slice(&Q_MAC.0);
+        f
+    };
+    let p = vec![
+        arp_frame(Operation::Request, ENGINE, [10, 71, 1, 1]),
+        // Q's address, asked on P: not answered there.
+        arp_frame(Operation::Request, ENGINE, [10, 71, 2, 1]),
+        // A neighbour on Q's segment claimed on P: not believed.
+        arp_frame(
+            Operation::Reply,
+            ([10, 71, 2, 77], EthernetAddress([2, 0, 0, 0, 0xe, 0x77])),
+            [10, 71, 1, 1],
+        ),
+        tcp_frame(ENGINE, 40001, EXCHANGE.0, 9878, 100, syn, b"", 1),
+        tcp_frame(
+            ENGINE,
+            40001,
+            EXCHANGE.0,
+            9878,
+            101,
+            psh,
+            b"8=FIX.4.2\x01one",
+            2,
+        ),
+        tcp_frame(ENGINE, 40001, EXCHANGE.0, 9878, 115, ack, b"", 3),
+        tcp_frame(
+            ENGINE,
+            40001,
+            EXCHANGE.0,
+            9878,
+            115,
+            psh,
+            b"8=FIX.4.2\x01two",
+            4,
+        ),
+        tcp_frame(ENGINE, 40001, EXCHANGE.0, 9878, 129, fin | ack, b"", 5),
+        // Not protected: forwarded at once.
+        tcp_frame(ENGINE, 40009, EXCHANGE.0, 80, 7, psh, b"GET /", 6),
+    ];
+    let q = vec![
+        to_q(arp_frame(Operation::Request, EXCHANGE, [10, 71, 2, 1])),
+        to_q(tcp_frame(
+            EXCHANGE,
+            9878,
+            ENGINE.0,
+            40001,
+            500,
+            syn | ack,
+            b"",
+            101,
+        )),
+        to_q(tcp_frame(
+            EXCHANGE,
+            9878,
+            ENGINE.0,
+            40001,
+            501,
+            psh,
+            b"8=FIX.4.2\x01exec",
+            102,
+        )),
+        to_q(tcp_frame(
+            EXCHANGE, 9878, ENGINE.0, 40001, 516, ack, b"", 103,
+        )),
+        to_q(tcp_frame(
+            EXCHANGE,
+            9878,
+            ENGINE.0,
+            40001,
+            516,
+            fin | ack,
+            b"",
+            104,
+        )),
+    ];
+    (p, q)
+}
+
+/// Runs the binary with P = net_pcap0 (fed `p_in`, transmitting to
+/// p_out.pcap), the backup sink net_pcap1, and Q = net_pcap2 (fed `q_in`,
+/// transmitting to q_out.pcap): scripts/replay.sh's EAL invocation with a
+/// second gateway port.
+fn two_port_replay(tag: &str, config: &str, p_in: &[Vec<u8>], q_in: &[Vec<u8>]) -> Run {
+    let out = std::env::temp_dir().join(format!("taphold-gw2-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let (pi, qi) = (out.join("p_in.pcap"), out.join("q_in.pcap"));
+    pcap::write(&pi, p_in).unwrap();
+    pcap::write(&qi, q_in).unwrap();
+    let cfg = out.join("config.yaml");
+    let text = config.replace(
+        "state_dir: /tmp/taphold-state",
+        &format!("state_dir: {}", out.join("state").display()),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let d = out.display();
+    let o = Command::new(env!("CARGO_BIN_EXE_taphold"))
+        .args(["--no-huge", "-m", "1024", "--no-pci", "-l", "0,1"])
+        .args([
+            "--file-prefix",
+            &format!("taphold-gw2-{tag}-{}", std::process::id()),
+        ])
+        .args(["--log-level", "*:warning"])
+        .arg("--vdev")
+        .arg(format!(
+            "net_pcap0,rx_pcap={},tx_pcap={d}/p_out.pcap,tx_pcap={d}/p_src.pcap",
+            pi.display()
+        ))
+        .arg("--vdev")
+        .arg(format!("net_pcap1,tx_pcap={d}/backup.pcap"))
+        .arg("--vdev")
+        .arg(format!(
+            "net_pcap2,rx_pcap={},tx_pcap={d}/q_out.pcap",
+            qi.display()
+        ))
+        .arg("--")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .args(["--exit-when-idle-ms", "400"])
+        .output()
+        .unwrap();
+    Run {
+        out,
+        status: o.status,
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Forwarded from `orig`: to `next_hop` from `ours`, TTL − 1, IPv4 checksum
+/// right, every other byte of the IPv4 datagram as it came.
+fn assert_routed(orig: &[u8], out: &[u8], ours: EthernetAddress, next_hop: EthernetAddress) {
+    let ip_end = 14 + be16(&orig[16..18]) as usize;
+    assert_eq!(&out[0..6], &next_hop.0, "destination MAC");
+    assert_eq!(&out[6..12], &ours.0, "source MAC");
+    assert_eq!(out[22], orig[22] - 1, "TTL");
+    assert!(ipv4::Packet::new_checked(&out[14..])
+        .unwrap()
+        .verify_checksum());
+    for i in 12..ip_end {
+        if ![22, 24, 25].contains(&i) {
+            assert_eq!(out[i], orig[i], "byte {i} changed");
+        }
+    }
+}
+
+/// An ARP packet as these tests look at it: operation, sender MAC, sender
+/// IP, target IP, Ethernet source.
+type Arp = (u16, [u8; 6], [u8; 4], [u8; 4], [u8; 6]);
+
+/// The ARP packets in `frames`.
+fn arps(frames: &[Vec<u8>]) -> Vec<Arp> {
+    frames
+        .iter()
+        .filter(|f| f.len() >= 42 && f[12..14] == [0x08, 0x06])
+        .map(|f| {
+            (
+                be16(&f[20..22]),
+                f[22..28].try_into().unwrap(),
+                f[28..32].try_into().unwrap(),
+                f[38..42].try_into().unwrap(),
+                f[6..12].try_into().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn two_ports_protected_segments_leave_on_q_after_their_tap_copy_and_return_traffic_on_p_at_once() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (p_in, q_in) = two_port_input();
+    let r = two_port_replay("flow", &two_port_config("tap: mirror"), &p_in, &q_in);
+    let s = assert_clean(&r);
+    let (p_out, q_out) = (r.pcap("p_out.pcap"), r.pcap("q_out.pcap"));
+    let by_ident: BTreeMap<u16, &Vec<u8>> = p_in
+        .iter()
+        .chain(&q_in)
+        .filter_map(|f| Some((seg(f)?.ident, f)))
+        .collect();
+    let idents = |frames: &[Vec<u8>], from: [u8; 4]| -> Vec<u16> {
+        frames
+            .iter()
+            .filter_map(|f| seg(f))
+            .filter(|s| s.src.0 == from)
+            .map(|s| s.ident)
+            .collect()
+    };
+
+    // The engine's segments left on Q only, the protected flow in its order
+    // (the pure ACK and the FIN behind the data still held), the unprotected
+    // one as well; routed as a router would, from Q's MAC.
+    let to_exchange = idents(&q_out, ENGINE.0);
+    let flow: Vec<u16> = to_exchange.iter().copied().filter(|&i| i != 6).collect();
+    assert_eq!(flow, vec![1, 2, 3, 4, 5], "flow order on Q");
+    assert!(to_exchange.contains(&6), "{to_exchange:?}");
+    assert!(idents(&p_out, ENGINE.0).is_empty(), "engine traffic on P");
+    // The exchange's came back on P, all of it, in order, from P's MAC.
+    assert_eq!(idents(&p_out, EXCHANGE.0), vec![101, 102, 103, 104]);
+    assert!(
+        idents(&q_out, EXCHANGE.0).is_empty(),
+        "exchange traffic on Q"
+    );
+    for f in &q_out {
+        if let Some(sg) = seg(f) {
+            assert_routed(by_ident[&sg.ident], f, Q_MAC, EXCHANGE.1);
+        }
+    }
+    for f in &p_out {
+        if let Some(sg) = seg(f) {
+            assert_routed(by_ident[&sg.ident], f, OURS, ENGINE.1);
+        }
+    }
+
+    // Held: the two data segments, and whatever control segment found data
+    // of its flow still held; each released after its tap copy. Return
+    // traffic was never held.
+    assert_eq!(n(&s, "gateway.protected_segments"), 2);
+    let held = n(&s, "gateway.protected_segments") + n(&s, "gateway.protected_control_held");
+    assert_eq!(
+        held + n(&s, "gateway.protected_control_forwarded"),
+        5,
+        "{:#}",
+        s["gateway"]
+    );
+    assert_eq!(n(&s, "messages.accepted"), held);
+    assert_eq!(n(&s, "messages.released"), held);
+    assert_eq!(n(&s, "gateway.returned"), 4);
+    assert_eq!(n(&s, "gateway.forwarded"), 1);
+    let ev = r.events();
+    assert_eq!(ev.len() as u64, held);
+    for e in &ev {
+        let (launch, tap, release): (u64, u64, u64) = (
+            e[4].parse().unwrap(),
+            e[5].parse().unwrap(),
+            e[6].parse().unwrap(),
+        );
+        assert_eq!(e[7], "released", "{e:?}");
+        assert!(launch > 0 && tap >= launch && release >= tap, "{e:?}");
+    }
+    let backed_up: Vec<Vec<u8>> = r
+        .pcap("backup.pcap")
+        .iter()
+        .filter_map(|f| {
+            let p = Packet::new_checked(&f[14..]).ok()?;
+            if p.msg_type() != MsgType::Backup {
+                return None;
+            }
+            match BackupRepr::parse(&p, &key()).ok()?.content {
+                Content::Tcp(t) if !t.content.is_empty() => Some(t.content.to_vec()),
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(
+        backed_up,
+        vec![b"8=FIX.4.2\x01one".to_vec(), b"8=FIX.4.2\x01two".to_vec()]
+    );
+
+    // ARP: each port answers for its own address, from its own MAC; Q's
+    // address asked on P is not answered; the router on Q is asked on Q.
+    let (pa, qa) = (arps(&p_out), arps(&q_out));
+    let replies = |a: &[Arp]| -> Vec<Arp> { a.iter().filter(|x| x.0 == 2).copied().collect() };
+    assert_eq!(
+        replies(&pa),
+        vec![(2, OURS.0, [10, 71, 1, 1], ENGINE.0, OURS.0)]
+    );
+    assert_eq!(
+        replies(&qa),
+        vec![(2, Q_MAC.0, [10, 71, 2, 1], EXCHANGE.0, Q_MAC.0)]
+    );
+    assert_eq!(n(&s, "ingress.arp_replies"), 2);
+    assert_eq!(n(&s, "gateway.q_arp_replies"), 1);
+    assert_eq!(n(&s, "ingress.drop_arp_not_for_us"), 1);
+    assert_eq!(n(&s, "gateway.arp_wrong_port"), 1);
+    // Both sides' neighbours are static: nothing learned.
+    assert_eq!(n(&s, "gateway.arp_learned"), 0);
+    let asked: Vec<_> = qa.iter().filter(|x| x.0 == 1).collect();
+    assert!(!asked.is_empty(), "the router on Q was not asked for");
+    for a in &asked {
+        assert_eq!(**a, (1, Q_MAC.0, [10, 71, 2, 1], [10, 71, 2, 254], Q_MAC.0));
+    }
+    assert!(pa.iter().all(|x| x.0 == 2), "an ARP request on P: {pa:?}");
+    assert_eq!(asked.len() as u64, n(&s, "gateway.arp_requests_sent"));
+
+    // Counted per port.
+    assert_eq!(n(&s, "ingress.rx_frames"), p_in.len() as u64);
+    assert_eq!(n(&s, "gateway.q_rx_frames"), q_in.len() as u64);
+    assert_eq!(n(&s, "egress.q_tx_frames"), q_out.len() as u64);
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn two_ports_with_the_tap_cut_nothing_protected_leaves_on_q_and_return_traffic_still_flows_on_p() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (p_in, q_in) = two_port_input();
+    let r = two_port_replay("cut", &two_port_config("tap: cut"), &p_in, &q_in);
+    let s = assert_clean(&r);
+    assert_eq!(s["mode"]["final"], "halt");
+    let (p_out, q_out) = (r.pcap("p_out.pcap"), r.pcap("q_out.pcap"));
+    let leaked: Vec<Seg> = q_out
+        .iter()
+        .chain(&p_out)
+        .filter_map(|f| seg(f))
+        .filter(|s| to_exchange_protected(s) && !s.payload.is_empty())
+        .collect();
+    assert!(leaked.is_empty(), "left without a tap copy: {leaked:?}");
+    assert_eq!(n(&s, "messages.released"), 0);
+    assert!(n(&s, "gateway.protected_segments") >= 1);
+    let returned: Vec<u16> = p_out
+        .iter()
+        .filter_map(|f| seg(f))
+        .filter(|s| s.src.0 == EXCHANGE.0)
+        .map(|s| s.ident)
+        .collect();
+    assert_eq!(returned, vec![101, 102, 103, 104]);
+    let _ = std::fs::remove_dir_all(&r.out);
+}
+
+#[test]
+fn halted_the_gateway_still_routes_the_exchanges_side_and_refuses_protected_segments() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (a, d) = (tcp::flags::ACK, tcp::flags::ACK | tcp::flags::PSH);
+    // An order before the halt, then enough stray frames (dropped by EtherType)
+    // to take longer than the cut tap takes to halt the appliance, then an
+    // execution report and a new order.
+    let mut frames = vec![tcp_frame(
+        ENGINE,
+        40001,
+        EXCHANGE.0,
+        9878,
+        100,
+        d,
+        b"8=FIX.4.2\x01one",
+        1,
+    )];
+    let mut stray = vec![0u8; 60];
+    stray[0..6].copy_from_slice(&OURS.0);
+    stray[12..14].copy_from_slice(&[0x88, 0x99]);
+    frames.extend(std::iter::repeat_n(stray, 300_000));
+    frames.push(tcp_frame(
+        EXCHANGE,
+        9878,
+        ENGINE.0,
+        40001,
+        500,
+        d,
+        b"8=FIX.4.2\x01fill",
+        2,
+    ));
+    frames.push(tcp_frame(
+        ENGINE,
+        40001,
+        EXCHANGE.0,
+        9878,
+        114,
+        d,
+        b"8=FIX.4.2\x01two",
+        3,
+    ));
+    frames.push(tcp_frame(ENGINE, 40001, EXCHANGE.0, 9878, 128, a, b"", 4));
+    let root = repo();
+    let out = std::env::temp_dir().join(format!("taphold-gw-halt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let input = out.join("in.pcap");
+    pcap::write(&input, &frames).unwrap();
+    let text = std::fs::read_to_string(root.join("config/gateway.yaml"))
+        .unwrap()
+        .replace("tap: mirror", "tap: cut")
+        // Down, and so halted, within a few ms of the start, long before the
+        // stray frames are read (at millions a second that still takes 30 ms).
+        .replace("  tap_timeout_us: 20000", "  tap_timeout_us: 1000")
+        .replace("  down_after_us: 30000", "  down_after_us: 0")
+        .replace(
+            "state_dir: /tmp/taphold-state",
+            &format!("state_dir: {}", out.join("state").display()),
+        );
+    assert!(text.contains("tap_timeout_us: 1000") && text.contains("down_after_us: 0"));
+    std::fs::write(out.join("config.yaml"), text).unwrap();
+    let o = Command::new(root.join("scripts/replay.sh"))
+        .arg(&input)
+        .arg(&out)
+        .env("TAPHOLD_BIN", env!("CARGO_BIN_EXE_taphold"))
+        .env("TAPHOLD_CONFIG", out.join("config.yaml"))
+        .env("TAPHOLD_IDLE_MS", "400")
+        .output()
+        .unwrap();
+    let r = Run {
+        out: out.clone(),
+        status: o.status,
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    };
+    let s = assert_clean(&r);
+    assert_eq!(s["mode"]["final"], "halt");
+    assert_eq!(n(&s, "ingress.drop_unknown_ethertype"), 300_000);
+    // The first order was held (never released: no tap copy) or refused if the
+    // halt came first; the two after the strays were refused, not held; the
+    // execution report between them went through.
+    let refused = n(&s, "gateway.protected_refused_halted");
+    assert!(refused >= 2, "{:#}", s["gateway"]);
+    assert_eq!(
+        n(&s, "messages.accepted") + refused,
+        3,
+        "{:#}",
+        s["gateway"]
+    );
+    assert_eq!(n(&s, "messages.released"), 0);
+    assert_eq!(n(&s, "gateway.returned"), 1);
+    let sent: Vec<Seg> = r
+        .pcap("destination.pcap")
+        .iter()
+        .filter_map(|f| seg(f))
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].ident, 2, "the execution report, to the engine");
+    let _ = std::fs::remove_dir_all(&out);
+}

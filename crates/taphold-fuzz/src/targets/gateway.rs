@@ -9,6 +9,7 @@
 //! right.
 
 use taphold_wire::ethernet::EthernetAddress;
+use taphold_wire::gateway::PORT_P;
 use taphold_wire::gateway::{
     classify_gateway, forward_in_place, GatewayClass, GatewayRules, Ipv4Prefix, ProtectRule, Route,
 };
@@ -32,6 +33,7 @@ const ROUTES: [Route; 2] = [
             len: 24,
         },
         via: None,
+        port: PORT_P,
     },
     Route {
         prefix: Ipv4Prefix {
@@ -39,6 +41,7 @@ const ROUTES: [Route; 2] = [
             len: 24,
         },
         via: None,
+        port: PORT_P,
     },
 ];
 const PROTECT: [ProtectRule; 1] = [ProtectRule {
@@ -88,6 +91,7 @@ pub fn run(data: &[u8]) {
         mac: OURS,
         ip: [10, 71, 1, 1],
         also: &[[10, 71, 2, 1]],
+        elsewhere: &[],
         routes: &ROUTES,
         protect: &PROTECT,
         forward_other: data[0] & 2 == 0,

@@ -8,6 +8,9 @@
 //! transmit queues, so ingress's ARP replies come through it; and it alone
 //! looks at held messages in place, so it builds their re-launches
 //! (egress/relaunch.rs, a step of this role) for ingress to transmit.
+//! A two-port gateway's Q transmit queue is egress's too: segments held for
+//! a route on Q are released there, and what ingress forwards to Q comes
+//! through Q's own hand-off ring.
 
 use std::sync::Arc;
 
@@ -80,6 +83,11 @@ pub struct Egress {
     /// accepted; per protect rule, where a released segment is confirmed.
     gateway: bool,
     gateway_confirm_to: Vec<Option<Endpoint>>,
+    /// Two-port gateway: Q, ingress's hand-off ring for it, and what waits
+    /// for Q's transmit queue (released segments, then forwarded frames).
+    q: Option<Arc<Port>>,
+    q_in: Option<dpdk::ring::Consumer<Mbuf>>,
+    q_tx: Burst<{ 2 * BURST }>,
 }
 
 /// What egress is given to work with, besides the plan.
@@ -88,6 +96,8 @@ pub struct EgressParts {
     pub hold: Consumer<HeldMessage>,
     pub pool: Mempool,
     pub arp_in: dpdk::ring::Consumer<Mbuf>,
+    /// Two-port gateway: Q, and ingress's hand-off ring of what leaves on it.
+    pub q: Option<(Arc<Port>, dpdk::ring::Consumer<Mbuf>)>,
     pub events: SpscProducer<MessageEvent>,
     pub clock: Clock,
     pub plane: &'static Plane,
@@ -98,6 +108,7 @@ pub struct EgressParts {
 
 impl Egress {
     pub fn new(plan: &Plan, epoch: u64, parts: EgressParts) -> Egress {
+        let (q, q_in) = parts.q.map_or((None, None), |(p, r)| (Some(p), Some(r)));
         Egress {
             primary: parts.primary,
             release_q: plan.primary.release_q,
@@ -131,6 +142,9 @@ impl Egress {
                 .gateway
                 .as_ref()
                 .map_or_else(Vec::new, |g| g.confirm_to.clone()),
+            q,
+            q_in,
+            q_tx: Burst::new(),
         }
     }
 
@@ -149,7 +163,8 @@ impl Egress {
         work += self.release_ready(now, service);
         // Releases first; a confirmation only once every release is with the driver.
         self.primary.tx_burst(self.release_q, &mut self.release_tx);
-        if self.release_tx.is_empty() {
+        self.transmit_q();
+        if self.release_tx.is_empty() && self.q_tx.is_empty() {
             self.primary.tx_burst(self.confirm_q, &mut self.confirm_tx);
         }
         // Every held message has a next step: what waits too long for its
@@ -178,6 +193,13 @@ impl Egress {
                 return false;
             }
         }
+        if !self.q_tx.is_empty() {
+            self.transmit_q();
+            if !self.q_tx.is_empty() {
+                c.q_tx_retries.inc();
+                return false;
+            }
+        }
         if !self.confirm_tx.is_empty() {
             self.primary.tx_burst(self.confirm_q, &mut self.confirm_tx);
             if !self.confirm_tx.is_empty() {
@@ -203,8 +225,23 @@ impl Egress {
             let _ = out.push(m);
             n += 1;
         }
+        if let Some(q_in) = &mut self.q_in {
+            while self.q_tx.room() > BURST {
+                let Some(m) = q_in.pop() else { break };
+                let _ = self.q_tx.push(m);
+                n += 1;
+            }
+        }
         self.plane.counters.egress.arp_replies_sent.add(n as u64);
         n
+    }
+
+    /// Offers what waits for Q to Q's transmit queue (two-port gateway).
+    fn transmit_q(&mut self) {
+        if let Some(q) = &self.q {
+            let sent = q.tx_burst(0, &mut self.q_tx);
+            self.plane.counters.egress.q_tx_frames.add(sent as u64);
+        }
     }
 
     /// Releases, in order, up to a burst of held messages whose rule holds.
@@ -315,8 +352,13 @@ impl Egress {
         } = r.item;
         if let Some(t) = tcp {
             // A TCP segment, already addressed to its next hop: it leaves
-            // byte-identical to what was held.
-            let _ = self.release_tx.push(mbuf);
+            // byte-identical to what was held, on its route's port. (Q's burst
+            // keeps BURST of room for this poll's releases, like release_tx.)
+            let out = match t.out_port {
+                taphold_wire::gateway::PORT_Q if self.q.is_some() => &mut self.q_tx,
+                _ => &mut self.release_tx,
+            };
+            let _ = out.push(mbuf);
             match status {
                 MessageStatus::ReleasedUnprotected => c.released_unprotected.inc(),
                 MessageStatus::ReleasedJournaled => c.released_journaled.inc(),

@@ -24,6 +24,7 @@ use taphold_wire::classify::{
 };
 use taphold_wire::digest::KeyRing;
 use taphold_wire::ethernet::{EthernetAddress, HEADER_LEN as ETH_HEADER_LEN, MIN_FRAME_LEN};
+use taphold_wire::gateway::{PORT_P, PORT_Q};
 use taphold_wire::link;
 use taphold_wire::payload::PayloadKey;
 use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags, HeartbeatRepr, Packet};
@@ -82,6 +83,17 @@ pub struct Ingress {
     launched: [u64; BURST],
     /// Gateway mode's rules and tables; None in listener mode.
     gateway: Option<GatewayState>,
+    /// This poll found the appliance halted (failed closed).
+    halted: bool,
+    /// Two-port gateway: Q (its receive queue is ours) and the hand-off ring
+    /// of what leaves on Q (egress owns Q's transmit queue).
+    q: Option<Arc<Port>>,
+    q_out: Option<dpdk::ring::Producer<Mbuf>>,
+    /// The port each frame in `rx` came in on.
+    in_port: [u8; BURST],
+    /// Which port is read first this poll: they alternate, so that a busy P
+    /// cannot starve Q of the hold ring's room (or the reverse).
+    q_first: bool,
 }
 
 /// What ingress is given to work with, besides the plan.
@@ -92,6 +104,8 @@ pub struct IngressParts {
     pub hold: Producer<HeldMessage>,
     pub pool: Mempool,
     pub arp_out: dpdk::ring::Producer<Mbuf>,
+    /// Two-port gateway: Q, and the hand-off ring of what leaves on Q.
+    pub q: Option<(Arc<Port>, dpdk::ring::Producer<Mbuf>)>,
     pub clock: Clock,
     pub plane: &'static Plane,
     pub mine: IngressWriter,
@@ -114,6 +128,7 @@ impl Ingress {
                 relaunches,
             })
             .collect();
+        let (q, q_out) = parts.q.map_or((None, None), |(p, r)| (Some(p), Some(r)));
         Ingress {
             rx_checksum_offload: parts.primary.rx_checksum_offload(),
             primary: parts.primary,
@@ -139,7 +154,12 @@ impl Ingress {
             gateway: plan
                 .gateway
                 .as_ref()
-                .map(|g| GatewayState::new(g, plan.primary.addr.max_payload)),
+                .map(|g| GatewayState::new(g, plan.primary.addr.ip, plan.primary.addr.max_payload)),
+            q,
+            q_out,
+            in_port: [PORT_P; BURST],
+            q_first: false,
+            halted: false,
         }
     }
 
@@ -165,11 +185,21 @@ impl Ingress {
             c.failover_paused_polls.inc();
             return work;
         }
-        if service.mode == Mode::Halt {
+        self.halted = service.mode == Mode::Halt;
+        if self.halted {
             c.halted_polls.inc();
-            return work;
+            // Listener mode takes nothing from P while failed closed. Gateway
+            // mode goes on routing what it never holds (the exchange's side,
+            // ARP, other traffic) and refuses protected segments, counted.
+            if self.gateway.is_none() {
+                return work;
+            }
         }
-        let room = self.hold.free().min(BURST);
+        let room = if self.halted {
+            BURST
+        } else {
+            self.hold.free().min(BURST)
+        };
         self.mine.ring_full((room == 0).then_some(now));
         if room == 0 {
             c.ring_full_polls.inc();
@@ -178,20 +208,17 @@ impl Ingress {
         // Gateway mode: frames parked for a next hop now resolved go first.
         self.unpark(room);
         let parked = self.rx.len();
-        let n = if parked < room {
-            let n = self.primary.rx_burst_max(0, &mut self.rx, room - parked);
-            c.rx_frames.add(n as u64);
-            n
-        } else {
-            0
-        };
+        let n = self.receive(room, parked);
         if n + parked == 0 {
             return work;
         }
         let watermark = self.watermark();
         let mut accepted = 0;
+        let mut i = 0;
         while let Some(m) = self.rx.pop() {
-            if let Some(seq) = self.admit(m, now, watermark, service.active) {
+            let port = self.in_port[i];
+            i += 1;
+            if let Some(seq) = self.admit(m, port, now, watermark, service.active) {
                 self.launched[accepted] = seq;
                 accepted += 1;
             }
@@ -200,6 +227,41 @@ impl Ingress {
         self.launch(accepted, service.active);
         c.accepted.add(accepted as u64);
         work + n + parked
+    }
+
+    /// Reads up to `room` frames in all (`taken` already in `rx`) from P and,
+    /// with a second gateway port, from Q, noting each one's port.
+    fn receive(&mut self, room: usize, taken: usize) -> usize {
+        let order = if self.q_first {
+            [PORT_Q, PORT_P]
+        } else {
+            [PORT_P, PORT_Q]
+        };
+        self.q_first = !self.q_first && self.q.is_some();
+        let mut taken = taken;
+        let mut n = 0;
+        for port in order {
+            if taken >= room {
+                break;
+            }
+            let got = match (port, &self.q) {
+                (PORT_P, _) => {
+                    let k = self.primary.rx_burst_max(0, &mut self.rx, room - taken);
+                    self.plane.counters.ingress.rx_frames.add(k as u64);
+                    k
+                }
+                (_, Some(q)) => {
+                    let k = q.rx_burst_max(0, &mut self.rx, room - taken);
+                    self.plane.counters.gateway.q_rx_frames.add(k as u64);
+                    k
+                }
+                _ => 0,
+            };
+            self.in_port[taken..taken + got].fill(port);
+            taken += got;
+            n += got;
+        }
+        n
     }
 
     /// Transmits what each link holds pending; false if a link still refuses
@@ -217,16 +279,24 @@ impl Ingress {
         clear
     }
 
-    /// One frame from P: a message accepted (its seq returned), an ARP
-    /// request answered, or something else dropped and counted.
-    fn admit(&mut self, mut m: Mbuf, now: u64, watermark: u64, active: u8) -> Option<u64> {
+    /// One frame from P (or, in a two-port gateway, from Q: `port`): a
+    /// message accepted (its seq returned), an ARP request answered, or
+    /// something else dropped and counted.
+    fn admit(
+        &mut self,
+        mut m: Mbuf,
+        port: u8,
+        now: u64,
+        watermark: u64,
+        active: u8,
+    ) -> Option<u64> {
         let c = &self.plane.counters.ingress;
         if m.segments() != 1 {
             c.multi_segment.inc();
             return None;
         }
         if self.gateway.is_some() {
-            return self.admit_gateway(m, now, watermark, active);
+            return self.admit_gateway(m, port, now, watermark, active);
         }
         let verified = self.rx_checksum_offload && m.rx_checksums_good();
         match classify_offloaded(m.data(), &self.addr, self.target_confirm_port, verified) {

@@ -53,6 +53,8 @@ pub struct TcpHeld {
     pub tcp_flags: u8,
     /// The protect rule it matched.
     pub rule: u8,
+    /// The port it leaves on (`taphold_wire::gateway::PORT_P` or `PORT_Q`).
+    pub out_port: u8,
 }
 
 impl HeldMessage {

@@ -17,6 +17,12 @@
 //!
 //! What is forwarded at once goes through egress's hand-off ring (egress owns
 //! P's transmit queue), behind releases already queued.
+//!
+//! With a second port Q (`gateway.port2`), frames from Q are classified the
+//! same way by Q's rules (Q's MAC and addresses); ARP is answered, learned and
+//! asked on the port an address belongs to, and a frame leaves on its route's
+//! port: through the hand-off ring of that port (egress owns Q's transmit
+//! queue too). A held segment records its port for egress.
 
 use std::collections::VecDeque;
 
@@ -26,7 +32,8 @@ use taphold_wire::arp::{self, ArpRepr};
 use taphold_wire::classify::MessageMeta;
 use taphold_wire::ethernet::{self, EtherType, EthernetAddress};
 use taphold_wire::gateway::{
-    classify_gateway, forward_in_place, FlowKey, GatewayClass, GatewayRules, SegmentMeta,
+    classify_gateway, forward_in_place, port_of, FlowKey, GatewayClass, GatewayRules, SegmentMeta,
+    PORT_P, PORT_Q,
 };
 use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags, FlowAckRepr, TcpSegmentRepr};
 
@@ -48,9 +55,15 @@ pub struct GatewayState {
     /// Where a compact FIX encoding is built (allocated once).
     scratch: Vec<u8>,
     /// Frames waiting for their next hop's ARP reply, oldest first, with the
-    /// next hop and when they were parked (as Linux queues a few per
-    /// unresolved neighbour): the first SYN after a restart is not lost.
-    parked: VecDeque<([u8; 4], u64, Mbuf)>,
+    /// next hop, when they were parked and the port they came in on (as
+    /// Linux queues a few per unresolved neighbour): the first SYN after a
+    /// restart is not lost.
+    parked: VecDeque<([u8; 4], u64, Mbuf, u8)>,
+    /// Our addresses on P (primary.ip first), and on Q (empty without Q).
+    p_ours: Vec<[u8; 4]>,
+    q_ours: Vec<[u8; 4]>,
+    /// Our MAC on Q (unused without Q).
+    q_mac: EthernetAddress,
 }
 
 /// Frames parked for unresolved next hops, at most (the rest are dropped,
@@ -58,7 +71,7 @@ pub struct GatewayState {
 pub const PARKED_MAX: usize = 32;
 
 impl GatewayState {
-    pub fn new(plan: &GatewayPlan, max_payload: u16) -> GatewayState {
+    pub fn new(plan: &GatewayPlan, ip: [u8; 4], max_payload: u16) -> GatewayState {
         let mut neighbors = Neighbors::new(plan.max_neighbors, plan.arp_retry_ns);
         for (ip, mac) in &plan.neighbors {
             // Validation bounds the static entries by max_neighbors.
@@ -78,17 +91,30 @@ impl GatewayState {
             next_arp_scan_ns: 0,
             scratch: vec![0; usize::from(max_payload)],
             parked: VecDeque::with_capacity(PARKED_MAX),
+            p_ours: std::iter::once(ip)
+                .chain(plan.addresses.iter().copied())
+                .collect(),
+            q_ours: plan
+                .port2
+                .as_ref()
+                .map_or_else(Vec::new, |q| q.addresses.clone()),
+            q_mac: plan
+                .port2
+                .as_ref()
+                .map_or(EthernetAddress([0; 6]), |q| q.mac),
             plan: plan.clone(),
         }
     }
 }
 
 impl Ingress {
-    /// One frame from P in gateway mode: a message accepted (its seq
-    /// returned), or forwarded, answered, learned, or dropped and counted.
+    /// One frame from P (or Q: `in_port`) in gateway mode: a message
+    /// accepted (its seq returned), or forwarded, answered, learned, or
+    /// dropped and counted.
     pub(super) fn admit_gateway(
         &mut self,
         mut m: Mbuf,
+        in_port: u8,
         now: u64,
         watermark: u64,
         active: u8,
@@ -96,17 +122,33 @@ impl Ingress {
         let c = &self.plane.counters.ingress;
         let g = &self.plane.counters.gateway;
         let gw = self.gateway.as_mut()?;
-        let rules = GatewayRules {
-            mac: self.addr.mac,
-            ip: self.addr.ip,
-            also: &gw.plan.addresses,
-            routes: &gw.plan.routes,
-            protect: &gw.plan.protect,
-            forward_other: gw.plan.forward_other,
-            max_payload: self.addr.max_payload,
+        let rules = if in_port == PORT_Q {
+            GatewayRules {
+                mac: gw.q_mac,
+                ip: gw.q_ours.first().copied().unwrap_or([0; 4]),
+                also: gw.q_ours.get(1..).unwrap_or(&[]),
+                elsewhere: &gw.p_ours,
+                routes: &gw.plan.routes,
+                protect: &gw.plan.protect,
+                forward_other: gw.plan.forward_other,
+                max_payload: self.addr.max_payload,
+            }
+        } else {
+            GatewayRules {
+                mac: self.addr.mac,
+                ip: self.addr.ip,
+                also: &gw.plan.addresses,
+                elsewhere: &gw.q_ours,
+                routes: &gw.plan.routes,
+                protect: &gw.plan.protect,
+                forward_other: gw.plan.forward_other,
+                max_payload: self.addr.max_payload,
+            }
         };
         match classify_gateway(m.data(), &rules) {
-            GatewayClass::Protected(seg) => return self.protect(m, seg, now, watermark, active),
+            GatewayClass::Protected(seg) => {
+                return self.protect(m, seg, in_port, now, watermark, active)
+            }
             GatewayClass::Return {
                 flow,
                 ack,
@@ -117,25 +159,27 @@ impl Ingress {
                         g.return_acks.inc();
                     }
                 }
-                if self.forward_now(m, next_hop, now) {
+                if self.forward_now(m, next_hop, in_port, now) {
                     g.returned.inc();
                 }
             }
             GatewayClass::Forward { next_hop } => {
-                if self.forward_now(m, next_hop, now) {
+                if self.forward_now(m, next_hop, in_port, now) {
                     g.forwarded.inc();
                 }
             }
             GatewayClass::ArpRequest { ip } => {
-                // Its sender is a neighbour on our segment: learned, as Linux
-                // does, so the reply it is about to get needs no ARP of ours.
+                // Its sender is a neighbour on this port's segment: learned, as
+                // Linux does, so the reply it is about to get needs no ARP of ours.
                 let a = arp::Packet::new_unchecked(&m.data()[ethernet::HEADER_LEN..]);
                 let (sender, sender_mac) = (a.source_protocol_addr(), a.source_hardware_addr());
-                let on_link = gw
-                    .plan
-                    .routes
-                    .iter()
-                    .any(|r| r.via.is_none() && r.prefix.contains(sender));
+                let our_mac = rules.mac;
+                let on_link = port_of(&gw.plan.routes, sender) == in_port
+                    && gw
+                        .plan
+                        .routes
+                        .iter()
+                        .any(|r| r.via.is_none() && r.prefix.contains(sender));
                 if on_link && !rules.is_ours(sender) && sender_mac.0[0] & 1 == 0 {
                     match gw.neighbors.learn(sender, sender_mac.0) {
                         Learned::New => g.arp_learned.inc(),
@@ -144,17 +188,23 @@ impl Ingress {
                         Learned::Same | Learned::Static => {}
                     }
                 }
-                let ok = match arp::reply_in_place(m.data_mut(), self.addr.mac, ip) {
+                let ok = match arp::reply_in_place(m.data_mut(), our_mac, ip) {
                     Ok(len) => pad_to(&mut m, len),
                     Err(_) => false,
                 };
                 if !ok {
                     c.dropped[taphold_wire::DropReason::ArpOther.index()].inc();
-                } else if self.arp_out.push(m).is_err() {
+                } else if self.push_out(in_port, m).is_err() {
                     c.arp_reply_dropped.inc();
                 } else {
                     c.arp_replies.inc();
+                    if in_port == PORT_Q {
+                        g.q_arp_replies.inc();
+                    }
                 }
+            }
+            GatewayClass::ArpReply { ip, .. } if port_of(&gw.plan.routes, ip) != in_port => {
+                g.arp_wrong_port.inc();
             }
             GatewayClass::ArpReply { ip, mac } => match gw.neighbors.learn(ip, mac.0) {
                 Learned::New => g.arp_learned.inc(),
@@ -171,16 +221,22 @@ impl Ingress {
     /// until the next hop's ARP reply (asked for now, if due), or dropped when
     /// the parking is full (counted). A frame also parks while earlier ones
     /// for the same next hop are parked: it must not overtake them.
-    fn resolve(&mut self, m: Mbuf, next_hop: [u8; 4], now: u64) -> Option<(Mbuf, EthernetAddress)> {
+    fn resolve(
+        &mut self,
+        m: Mbuf,
+        next_hop: [u8; 4],
+        in_port: u8,
+        now: u64,
+    ) -> Option<(Mbuf, EthernetAddress)> {
         let g = &self.plane.counters.gateway;
         let gw = self.gateway.as_mut()?;
-        let waiting = gw.parked.iter().any(|(ip, _, _)| *ip == next_hop);
+        let waiting = gw.parked.iter().any(|(ip, _, _, _)| *ip == next_hop);
         if let (Some(mac), false) = (gw.neighbors.lookup(next_hop), waiting) {
             return Some((m, EthernetAddress(mac)));
         }
         if gw.parked.len() < PARKED_MAX {
             // Within the capacity reserved at construction: no allocation.
-            gw.parked.push_back((next_hop, now, m));
+            gw.parked.push_back((next_hop, now, m, in_port));
             g.arp_parked.inc();
         } else {
             g.no_neighbor.inc();
@@ -197,23 +253,26 @@ impl Ingress {
     /// behind the others.
     pub(super) fn unpark(&mut self, room: usize) {
         let out = &mut self.rx;
+        let ports = &mut self.in_port;
         let Some(gw) = self.gateway.as_mut() else {
             return;
         };
         while let Some(ip) = gw
             .parked
             .iter()
-            .map(|(ip, _, _)| *ip)
+            .map(|(ip, _, _, _)| *ip)
             .find(|ip| gw.neighbors.lookup(*ip).is_some())
         {
-            let count = gw.parked.iter().filter(|(i, _, _)| *i == ip).count();
+            let count = gw.parked.iter().filter(|(i, _, _, _)| *i == ip).count();
             if out.len() + count > room.min(BURST) {
                 return;
             }
             let mut i = 0;
             while i < gw.parked.len() {
                 if gw.parked[i].0 == ip {
-                    let (_, _, m) = gw.parked.remove(i).expect("index checked");
+                    let (_, _, m, port) = gw.parked.remove(i).expect("index checked");
+                    // Re-admitted by the rules of the port it came in on.
+                    ports[out.len()] = port;
                     let _ = out.push(m);
                 } else {
                     i += 1;
@@ -237,16 +296,42 @@ impl Ingress {
         while gw
             .parked
             .front()
-            .is_some_and(|(_, at, _)| now.saturating_sub(*at) > max_age_ns)
+            .is_some_and(|(_, at, _, _)| now.saturating_sub(*at) > max_age_ns)
         {
             drop(gw.parked.pop_front());
             g.no_neighbor.inc();
         }
     }
 
-    /// An ARP request for `ip`, broadcast on P through egress.
+    /// Our MAC and the address we speak from on `port`.
+    fn ours_on(&self, port: u8) -> (EthernetAddress, [u8; 4]) {
+        match (&self.gateway, port) {
+            (Some(gw), PORT_Q) => (gw.q_mac, gw.q_ours.first().copied().unwrap_or([0; 4])),
+            _ => (self.addr.mac, self.addr.ip),
+        }
+    }
+
+    /// The port `next_hop` is reached on.
+    fn port_to(&self, next_hop: [u8; 4]) -> u8 {
+        self.gateway
+            .as_ref()
+            .map_or(PORT_P, |gw| port_of(&gw.plan.routes, next_hop))
+    }
+
+    /// Hands a frame to egress for `port` (P's ring, or Q's with a second port).
+    fn push_out(&mut self, port: u8, m: Mbuf) -> Result<(), Mbuf> {
+        match (&mut self.q_out, port) {
+            (Some(q), PORT_Q) => q.push(m),
+            _ => self.arp_out.push(m),
+        }
+    }
+
+    /// An ARP request for `ip`, broadcast through egress on the port `ip`
+    /// is reached on.
     fn ask(&mut self, ip: [u8; 4]) {
         let g = &self.plane.counters.gateway;
+        let port = self.port_to(ip);
+        let (our_mac, our_ip) = self.ours_on(port);
         let Some(mut m) = self.pool.alloc() else {
             self.plane.counters.ingress.no_mbuf.inc();
             return;
@@ -257,19 +342,15 @@ impl Ingress {
         buf.fill(0);
         let repr = ArpRepr {
             operation: arp::Operation::Request,
-            source_hardware_addr: self.addr.mac,
-            source_protocol_addr: self.addr.ip,
+            source_hardware_addr: our_mac,
+            source_protocol_addr: our_ip,
             target_hardware_addr: EthernetAddress([0; 6]),
             target_protocol_addr: ip,
         };
-        let written = ethernet::emit_header(
-            buf,
-            EthernetAddress::BROADCAST,
-            self.addr.mac,
-            EtherType::ARP,
-        )
-        .and_then(|_| repr.emit(&mut buf[ethernet::HEADER_LEN..]));
-        if written.is_ok() && self.arp_out.push(m).is_ok() {
+        let written =
+            ethernet::emit_header(buf, EthernetAddress::BROADCAST, our_mac, EtherType::ARP)
+                .and_then(|_| repr.emit(&mut buf[ethernet::HEADER_LEN..]));
+        if written.is_ok() && self.push_out(port, m).is_ok() {
             g.arp_requests_sent.inc();
         } else {
             g.forward_ring_full.inc();
@@ -277,17 +358,18 @@ impl Ingress {
     }
 
     /// Forwards a frame at once: rewritten for `next_hop` and handed to
-    /// egress. False if it was dropped (counted).
-    fn forward_now(&mut self, m: Mbuf, next_hop: [u8; 4], now: u64) -> bool {
-        let Some((mut m, mac)) = self.resolve(m, next_hop, now) else {
+    /// egress for the port it is reached on. False if it was dropped (counted).
+    fn forward_now(&mut self, m: Mbuf, next_hop: [u8; 4], in_port: u8, now: u64) -> bool {
+        let Some((mut m, mac)) = self.resolve(m, next_hop, in_port, now) else {
             return false;
         };
-        if forward_in_place(m.data_mut(), self.addr.mac, mac).is_err() {
+        let out = self.port_to(next_hop);
+        if forward_in_place(m.data_mut(), self.ours_on(out).0, mac).is_err() {
             // The classifier refuses what the rewrite would (TTL ≤ 1, runts).
             debug_assert!(false, "forward rewrite refused a classified frame");
             return false;
         }
-        if self.arp_out.push(m).is_err() {
+        if self.push_out(out, m).is_err() {
             self.plane.counters.gateway.forward_ring_full.inc();
             return false;
         }
@@ -300,12 +382,18 @@ impl Ingress {
         &mut self,
         m: Mbuf,
         seg: SegmentMeta,
+        in_port: u8,
         now: u64,
         watermark: u64,
         active: u8,
     ) -> Option<u64> {
         let c = &self.plane.counters.ingress;
         let g = &self.plane.counters.gateway;
+        if self.halted {
+            // Failed closed: nothing protected is accepted (TCP retransmits it).
+            g.protected_refused_halted.inc();
+            return None;
+        }
         let released = self.released();
         let gw = self.gateway.as_mut()?;
         // u64::MAX: not tracked (table full), so assume something is held.
@@ -317,13 +405,14 @@ impl Ingress {
             }
         };
         if seg.payload_len == 0 && last_held <= released {
-            if self.forward_now(m, seg.next_hop, now) {
+            if self.forward_now(m, seg.next_hop, in_port, now) {
                 g.protected_control_forwarded.inc();
             }
             return None;
         }
-        let (mut m, mac) = self.resolve(m, seg.next_hop, now)?;
-        if forward_in_place(m.data_mut(), self.addr.mac, mac).is_err() {
+        let (mut m, mac) = self.resolve(m, seg.next_hop, in_port, now)?;
+        let out_port = self.port_to(seg.next_hop);
+        if forward_in_place(m.data_mut(), self.ours_on(out_port).0, mac).is_err() {
             debug_assert!(false, "forward rewrite refused a classified segment");
             return None;
         }
@@ -341,6 +430,7 @@ impl Ingress {
             tcp_seq: seg.tcp_seq,
             tcp_flags: seg.tcp_flags,
             rule: seg.rule,
+            out_port,
         };
         let seq = self.hold.next_seq();
         let Some(first) = (0..self.links.len()).find(|k| active & (1 << k) != 0) else {
