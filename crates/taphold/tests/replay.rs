@@ -1592,10 +1592,15 @@ fn a_lost_tap_copy_is_retransmitted_and_nothing_waits_behind_it() {
     assert_eq!(again, [7], "seq 7 re-launched, flagged RETRANSMIT");
     assert_eq!(n(&s, "tap.b1.confirmed"), want.len() as u64);
     assert_eq!(n(&s, "messages.held_at_shutdown"), 0);
-    // Seen: the link was degraded while seq 7 waited, never down.
+    // Never down. Degraded (tap_silent) while seq 7 waited, if the control
+    // tick (every 100 us) looked before its re-launch's copy came back: the
+    // re-launch and the health deadline are the same tap timeout, so on a fast
+    // machine the copy can beat the tick.
     let t = &s["health"]["b1"]["transitions"];
-    assert_eq!(t[0]["to"], "degraded", "{t:#}");
-    assert_eq!(t[0]["failing"], "tap_silent", "{t:#}");
+    if let Some(first) = t.as_array().unwrap().first() {
+        assert_eq!(first["to"], "degraded", "{t:#}");
+        assert_eq!(first["failing"], "tap_silent", "{t:#}");
+    }
     assert!(
         t.as_array().unwrap().iter().all(|t| t["to"] != "down"),
         "{t:#}"
