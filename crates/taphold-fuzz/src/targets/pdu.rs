@@ -50,19 +50,25 @@ pub fn run(data: &[u8]) {
 
     // Re-sealed: the type's parse must succeed and emit back to the same bytes.
     let mut sealed = data[..total].to_vec();
+    // Version 4: the key id (byte 4) names the key that sealed the PDU.
+    sealed[4] = KEY.id();
     Packet::new_unchecked(&mut sealed[..]).fill_digest(&KEY);
     let p = Packet::new_checked(&sealed[..]).expect("re-sealing keeps the checks");
     let verdict = parse_all(&sealed);
     check_verdicts(&p, &verdict, true);
-    let mut out = vec![0u8; total];
-    let digest = reemit(&sealed, &mut out);
-    assert_eq!(
-        out,
-        sealed,
-        "a {:?} emits back to other bytes",
-        p.msg_type()
-    );
-    assert_eq!(digest, p.digest_field());
+    // An ENCRYPTED backup frame carries ciphertext: only the payload key could
+    // emit it again (the aead round trip has its own tests in taphold-wire).
+    if !p.flags().contains(taphold_wire::Flags::ENCRYPTED) {
+        let mut out = vec![0u8; total];
+        let digest = reemit(&sealed, &mut out);
+        assert_eq!(
+            out,
+            sealed,
+            "a {:?} emits back to other bytes",
+            p.msg_type()
+        );
+        assert_eq!(digest, p.digest_field());
+    }
     // Every prefix of a valid PDU is refused as truncated (the order of the checks).
     for n in 0..total {
         assert_eq!(
@@ -78,8 +84,20 @@ pub fn run(data: &[u8]) {
             assert_eq!(payload.len(), usize::from(r.payload_len));
         }
         assert_eq!(r.buffer_len(), total);
+        // What backup_frame_len is given: the content's length (for fix-compact the
+        // compact encoding's, not payload_len), and an ENCRYPTED frame's tag after it.
+        let content_len = match r.content {
+            Content::Full(p) => p.len(),
+            Content::Tcp(s) | Content::FixCompact(s) => s.content.len(),
+            Content::Digest(_) => usize::from(r.payload_len),
+        };
+        let tag = if r.flags.contains(taphold_wire::Flags::ENCRYPTED) {
+            taphold_wire::payload::TAG_LEN
+        } else {
+            0
+        };
         assert_eq!(
-            taphold_wire::backup_frame_len(usize::from(r.payload_len), r.content.mode()),
+            taphold_wire::backup_frame_len(content_len, r.content.mode()) + tag,
             total
         );
     }
