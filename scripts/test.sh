@@ -2,7 +2,9 @@
 # The whole test suite, from a fresh machine: installs what it needs
 # (scripts/setup.sh), checks formatting and lints, runs every test (EAL tests
 # each in a process of their own, end-to-end replays through the real
-# binary), the Wireshark dissector against a replay's outputs, the Dockerfile's
+# binary; the replay invariant tests a second time with every backup frame
+# encrypted, link_security: aead), the Wireshark dissector against a replay's
+# outputs, the Dockerfile's
 # package lists against ldd, a short AFL++ run of every fuzz target, and the loom
 # models of the hold ring, event ring and re-send round.
 set -euo pipefail
@@ -31,6 +33,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p taphold-fuzz --features afl --all-targets -- -D warnings
 echo "== tests"
 cargo test --workspace
+echo "== the replay invariant tests again, every replay with link_security: aead"
+TAPHOLD_TEST_AEAD=1 cargo test -p taphold --test replay
 echo "== Wireshark dissector, on a replay's outputs (and broken copies of it must fail)"
 cargo build -q -p taphold -p taphold-backup -p taphold-arbiter
 TAPHOLD_BIN="$PWD/target/debug/taphold" scripts/test-dissector.sh --mutants

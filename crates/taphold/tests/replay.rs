@@ -97,6 +97,7 @@ fn launches(frames: &[Vec<u8>]) -> (Vec<u64>, Vec<u64>) {
 fn backup_frames_only(frames: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     frames
         .into_iter()
+        .map(decrypted)
         .filter(|f| {
             Packet::new_checked(&f[14..])
                 .map(|p| p.msg_type() == MsgType::Backup)
@@ -124,6 +125,7 @@ fn replay_with(tag: &str, input: &str, edit: impl Fn(String) -> String, extra: &
         "state_dir: /tmp/taphold-state",
         &format!("state_dir: {}", out.join("state").display()),
     );
+    let text = under_aead(text);
     std::fs::write(&config, text).unwrap();
     let o = Command::new(root.join("scripts/replay.sh"))
         .arg(root.join("test-pcaps").join(input))
@@ -1892,6 +1894,41 @@ fn a_reflected_heartbeat_is_no_backup_node() {
     let _ = std::fs::remove_dir_all(&r.out);
 }
 
+/// `TAPHOLD_TEST_AEAD=1` (scripts/test.sh's second pass): every replay runs with
+/// `link_security: aead`, unless its config already says how the link is secured
+/// or carries digests only (aead encrypts a full copy); the checks then read the
+/// backup frames decrypted ([`decrypted`]).
+fn aead_pass() -> bool {
+    std::env::var_os("TAPHOLD_TEST_AEAD").is_some_and(|v| v == "1")
+}
+
+fn under_aead(text: String) -> String {
+    if !aead_pass() || text.contains("link_security:") || text.contains("content: digest") {
+        return text;
+    }
+    let (kf, _) = payload_key_file("aead-pass");
+    with_aead(text, &kf)
+}
+
+/// A backup frame as the checks read it: under the aead pass, decrypted (with the
+/// pass's payload key; the digest re-made under the test key).
+fn decrypted(mut f: Vec<u8>) -> Vec<u8> {
+    if !aead_pass() {
+        return f;
+    }
+    let Ok(p) = Packet::new_checked(&f[14..]) else {
+        return f;
+    };
+    if p.msg_type() != MsgType::Backup || !p.flags().contains(taphold_wire::Flags::ENCRYPTED) {
+        return f;
+    }
+    let (_, pk) = payload_key_file("aead-pass");
+    let n = taphold_wire::taphold::decrypt_backup_frame(&mut f[14..], &pk, Some(&key()))
+        .expect("an encrypted backup frame of the pass opens with its key");
+    f.truncate(14 + n);
+    f
+}
+
 /// `link_security: aead` with its key file: the config edit.
 fn with_aead(c: String, key_file: &Path) -> String {
     c.replace(
@@ -1930,8 +1967,13 @@ fn aead_releases_everything_and_no_payload_crosses_the_link_in_clear() {
     assert_eq!(s["mode"]["final"], "protected");
     let link = r.pcap("backup.pcap");
     // One first launch per message (and, on a loaded machine, re-launches:
-    // a debug build's cipher is slow), each decrypting to its message.
-    let backup = r.backup_frames();
+    // a debug build's cipher is slow), each decrypting to its message. (Read as
+    // sent: `backup_frames` decrypts under the aead pass.)
+    let backup: Vec<Vec<u8>> = link
+        .iter()
+        .filter(|f| Packet::new_checked(&f[14..]).is_ok_and(|p| p.msg_type() == MsgType::Backup))
+        .cloned()
+        .collect();
     let (first, _) = launches(&backup);
     assert_eq!(first, (1..=want.len() as u64).collect::<Vec<_>>());
     for (i, f) in backup.iter().enumerate() {
@@ -1954,7 +1996,9 @@ fn aead_releases_everything_and_no_payload_crosses_the_link_in_clear() {
     assert_eq!(found, 0, "payload bytes in clear on the backup link");
     // The same messages in clear do show in a `mac` run's backup.pcap: the
     // search would find them.
-    let clear = replay("aead-clear", "mixed.pcap", |c| c);
+    let clear = replay("aead-clear", "mixed.pcap", |c| {
+        c.replace("\nmempool:", "\nlink_security: mac\n\nmempool:")
+    });
     assert_clean(&clear);
     let clear_link = clear.pcap("backup.pcap");
     let long = want.iter().find(|m| m.len() >= 8).unwrap();
@@ -1993,4 +2037,26 @@ fn aead_relaunches_and_failover_lose_nothing() {
     assert!(n(&s, "tap.b2.confirmed") > 0, "{:#}", s["tap"]);
     let _ = std::fs::remove_dir_all(&r.out);
     let _ = std::fs::remove_file(&kf);
+}
+
+/// The aead pass is not a no-op: under `TAPHOLD_TEST_AEAD=1` the default
+/// config's replays launch encrypted backup frames (and in the plain pass, none).
+#[test]
+fn the_aead_pass_really_encrypts_the_backup_frames() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = replay("aead-pass", "orders.pcap", |c| c);
+    assert_clean(&r);
+    let raw = r.pcap("backup.pcap");
+    let encrypted = raw
+        .iter()
+        .filter_map(|f| Packet::new_checked(&f[14..]).ok())
+        .filter(|p| p.msg_type() == MsgType::Backup)
+        .map(|p| p.flags().contains(taphold_wire::Flags::ENCRYPTED))
+        .collect::<Vec<_>>();
+    assert!(!encrypted.is_empty());
+    assert!(
+        encrypted.iter().all(|&e| e == aead_pass()),
+        "every backup frame encrypted exactly when the aead pass runs"
+    );
+    let _ = std::fs::remove_dir_all(&r.out);
 }
