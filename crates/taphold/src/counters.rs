@@ -191,6 +191,19 @@ pub struct GatewayCounters {
     pub arp_wrong_port: Counter,
 }
 
+impl GatewayCounters {
+    /// What an ARP reply or request taught the neighbour table.
+    pub fn count_learned(&self, learned: taphold_core::gateway::Learned) {
+        use taphold_core::gateway::Learned;
+        match learned {
+            Learned::New => self.arp_learned.inc(),
+            Learned::Moved => self.arp_moved.inc(),
+            Learned::Full => self.arp_table_full.inc(),
+            Learned::Same | Learned::Static => {}
+        }
+    }
+}
+
 impl Named for GatewayCounters {
     fn each(&self, f: &mut dyn FnMut(&str, u64)) {
         f("protected_segments", self.protected_segments.get());

@@ -359,11 +359,6 @@ impl Egress {
                 _ => &mut self.release_tx,
             };
             let _ = out.push(mbuf);
-            match status {
-                MessageStatus::ReleasedUnprotected => c.released_unprotected.inc(),
-                MessageStatus::ReleasedJournaled => c.released_journaled.inc(),
-                _ => {}
-            }
             self.record(r.seq, r.rx_ns, r.backup_tx_ns, r.tap_ns, now, status);
             let to = self
                 .gateway_confirm_to
@@ -411,11 +406,6 @@ impl Egress {
         // Cannot fail: release_tx was empty at the start and takes at most BURST per poll.
         let _ = self.release_tx.push(mbuf);
 
-        match status {
-            MessageStatus::ReleasedUnprotected => c.released_unprotected.inc(),
-            MessageStatus::ReleasedJournaled => c.released_journaled.inc(),
-            _ => {}
-        }
         self.record(r.seq, r.rx_ns, r.backup_tx_ns, r.tap_ns, now, status);
         let ours = self.ours;
         self.confirm_to(
@@ -430,7 +420,8 @@ impl Egress {
         true
     }
 
-    /// The released message's event record, for the main lcore.
+    /// Counts a released message by how it was released, and hands its event
+    /// record to the main lcore.
     fn record(
         &mut self,
         seq: u64,
@@ -450,8 +441,14 @@ impl Egress {
             release_ns: now,
             status,
         };
+        let c = &self.plane.counters.egress;
+        match status {
+            MessageStatus::ReleasedUnprotected => c.released_unprotected.inc(),
+            MessageStatus::ReleasedJournaled => c.released_journaled.inc(),
+            _ => {}
+        }
         if self.events.push(event).is_err() {
-            self.plane.counters.egress.events_lost.inc();
+            c.events_lost.inc();
         }
     }
 

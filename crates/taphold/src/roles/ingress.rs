@@ -282,14 +282,7 @@ impl Ingress {
     /// One frame from P (or, in a two-port gateway, from Q: `port`): a
     /// message accepted (its seq returned), an ARP request answered, or
     /// something else dropped and counted.
-    fn admit(
-        &mut self,
-        mut m: Mbuf,
-        port: u8,
-        now: u64,
-        watermark: u64,
-        active: u8,
-    ) -> Option<u64> {
+    fn admit(&mut self, m: Mbuf, port: u8, now: u64, watermark: u64, active: u8) -> Option<u64> {
         let c = &self.plane.counters.ingress;
         if m.segments() != 1 {
             c.multi_segment.inc();
@@ -303,17 +296,7 @@ impl Ingress {
             Classified::Message(meta) => return self.accept(m, meta, now, watermark, active),
             Classified::Control(meta) => self.target_confirmation(&m, meta, now),
             Classified::ArpRequest => {
-                let ok = match arp::reply_in_place(m.data_mut(), self.addr.mac, self.addr.ip) {
-                    Ok(len) => pad_to(&mut m, len),
-                    Err(_) => false,
-                };
-                if !ok {
-                    c.dropped[DropReason::ArpOther.index()].inc();
-                } else if self.arp_out.push(m).is_err() {
-                    c.arp_reply_dropped.inc();
-                } else {
-                    c.arp_replies.inc();
-                }
+                self.answer_arp(m, self.addr.mac, self.addr.ip, PORT_P);
             }
             Classified::Drop(reason) => c.dropped[reason.index()].inc(),
         }
@@ -598,6 +581,29 @@ impl Ingress {
         c.resent.add(moved as u64);
         self.round.try_resume(done, left == 0);
         moved
+    }
+}
+
+impl Ingress {
+    /// Answers an ARP request for our `ip` in place and hands the reply to
+    /// egress for `port`; true if it went (else counted: a request the reply
+    /// cannot be made of, or egress's ring full).
+    fn answer_arp(&mut self, mut m: Mbuf, mac: EthernetAddress, ip: [u8; 4], port: u8) -> bool {
+        let c = &self.plane.counters.ingress;
+        let ok = match arp::reply_in_place(m.data_mut(), mac, ip) {
+            Ok(len) => pad_to(&mut m, len),
+            Err(_) => false,
+        };
+        if !ok {
+            c.dropped[DropReason::ArpOther.index()].inc();
+            return false;
+        }
+        if self.push_out(port, m).is_err() {
+            c.arp_reply_dropped.inc();
+            return false;
+        }
+        c.arp_replies.inc();
+        true
     }
 }
 

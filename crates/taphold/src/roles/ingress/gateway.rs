@@ -27,7 +27,7 @@
 use std::collections::VecDeque;
 
 use dpdk::Mbuf;
-use taphold_core::gateway::{Flows, Learned, Neighbors};
+use taphold_core::gateway::{Flows, Neighbors};
 use taphold_wire::arp::{self, ArpRepr};
 use taphold_wire::classify::MessageMeta;
 use taphold_wire::ethernet::{self, EtherType, EthernetAddress};
@@ -37,7 +37,7 @@ use taphold_wire::gateway::{
 };
 use taphold_wire::taphold::{BackupRepr, Content, ContentMode, Flags, FlowAckRepr, TcpSegmentRepr};
 
-use super::{pad_to, Ingress, BURST};
+use super::{Ingress, BURST};
 use crate::frames::link_frame;
 use crate::plan::GatewayPlan;
 use crate::roles::{HeldMessage, TcpHeld};
@@ -113,7 +113,7 @@ impl Ingress {
     /// dropped and counted.
     pub(super) fn admit_gateway(
         &mut self,
-        mut m: Mbuf,
+        m: Mbuf,
         in_port: u8,
         now: u64,
         watermark: u64,
@@ -181,37 +181,16 @@ impl Ingress {
                         .iter()
                         .any(|r| r.via.is_none() && r.prefix.contains(sender));
                 if on_link && !rules.is_ours(sender) && sender_mac.0[0] & 1 == 0 {
-                    match gw.neighbors.learn(sender, sender_mac.0) {
-                        Learned::New => g.arp_learned.inc(),
-                        Learned::Moved => g.arp_moved.inc(),
-                        Learned::Full => g.arp_table_full.inc(),
-                        Learned::Same | Learned::Static => {}
-                    }
+                    g.count_learned(gw.neighbors.learn(sender, sender_mac.0));
                 }
-                let ok = match arp::reply_in_place(m.data_mut(), our_mac, ip) {
-                    Ok(len) => pad_to(&mut m, len),
-                    Err(_) => false,
-                };
-                if !ok {
-                    c.dropped[taphold_wire::DropReason::ArpOther.index()].inc();
-                } else if self.push_out(in_port, m).is_err() {
-                    c.arp_reply_dropped.inc();
-                } else {
-                    c.arp_replies.inc();
-                    if in_port == PORT_Q {
-                        g.q_arp_replies.inc();
-                    }
+                if self.answer_arp(m, our_mac, ip, in_port) && in_port == PORT_Q {
+                    g.q_arp_replies.inc();
                 }
             }
             GatewayClass::ArpReply { ip, .. } if port_of(&gw.plan.routes, ip) != in_port => {
                 g.arp_wrong_port.inc();
             }
-            GatewayClass::ArpReply { ip, mac } => match gw.neighbors.learn(ip, mac.0) {
-                Learned::New => g.arp_learned.inc(),
-                Learned::Moved => g.arp_moved.inc(),
-                Learned::Full => g.arp_table_full.inc(),
-                Learned::Same | Learned::Static => {}
-            },
+            GatewayClass::ArpReply { ip, mac } => g.count_learned(gw.neighbors.learn(ip, mac.0)),
             GatewayClass::Drop(reason) => c.dropped[reason.index()].inc(),
         }
         None
@@ -319,7 +298,7 @@ impl Ingress {
     }
 
     /// Hands a frame to egress for `port` (P's ring, or Q's with a second port).
-    fn push_out(&mut self, port: u8, m: Mbuf) -> Result<(), Mbuf> {
+    pub(super) fn push_out(&mut self, port: u8, m: Mbuf) -> Result<(), Mbuf> {
         match (&mut self.q_out, port) {
             (Some(q), PORT_Q) => q.push(m),
             _ => self.arp_out.push(m),
