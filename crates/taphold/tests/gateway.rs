@@ -74,6 +74,20 @@ impl Run {
 
 /// Replays gateway.pcap with config/gateway.yaml edited by `edit`.
 fn replay(tag: &str, edit: impl Fn(String) -> String) -> Run {
+    replay_input(tag, &repo().join("test-pcaps/gateway.pcap"), edit)
+}
+
+/// Replays `frames`, a capture made by the test, likewise.
+fn replay_frames(tag: &str, frames: &[Vec<u8>], edit: impl Fn(String) -> String) -> Run {
+    let input = std::env::temp_dir().join(format!("taphold-gw-{tag}-{}.pcap", std::process::id()));
+    pcap::write(&input, frames).unwrap();
+    let r = replay_input(tag, &input, edit);
+    let _ = std::fs::remove_file(&input);
+    r
+}
+
+/// Replays `input` with config/gateway.yaml edited by `edit`.
+fn replay_input(tag: &str, input: &Path, edit: impl Fn(String) -> String) -> Run {
     let root = repo();
     let out = std::env::temp_dir().join(format!("taphold-gw-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
@@ -86,7 +100,7 @@ fn replay(tag: &str, edit: impl Fn(String) -> String) -> Run {
     );
     std::fs::write(&config, text).unwrap();
     let o = Command::new(root.join("scripts/replay.sh"))
-        .arg(root.join("test-pcaps/gateway.pcap"))
+        .arg(input)
         .arg(&out)
         .env("TAPHOLD_BIN", env!("CARGO_BIN_EXE_taphold"))
         .env("TAPHOLD_CONFIG", &config)
@@ -673,34 +687,12 @@ fn a_frame_for_an_unresolved_next_hop_waits_for_its_arp_reply_instead_of_being_l
             4,
         ),
     ];
-    let root = repo();
-    let out = std::env::temp_dir().join(format!("taphold-gw-park-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out).unwrap();
-    let input = out.join("in.pcap");
-    pcap::write(&input, &frames).unwrap();
-    let text = std::fs::read_to_string(root.join("config/gateway.yaml")).unwrap();
-    let i = text.find("  neighbors:").unwrap();
-    let j = text.find("  protect:").unwrap();
-    let text = format!("{}{}", &text[..i], &text[j..]).replace(
-        "state_dir: /tmp/taphold-state",
-        &format!("state_dir: {}", out.join("state").display()),
-    );
-    std::fs::write(out.join("config.yaml"), text).unwrap();
-    let o = Command::new(root.join("scripts/replay.sh"))
-        .arg(&input)
-        .arg(&out)
-        .env("TAPHOLD_BIN", env!("CARGO_BIN_EXE_taphold"))
-        .env("TAPHOLD_CONFIG", out.join("config.yaml"))
-        .env("TAPHOLD_IDLE_MS", "400")
-        .output()
-        .unwrap();
-    let r = Run {
-        out: out.clone(),
-        status: o.status,
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    };
+    let r = replay_frames("park", &frames, |text| {
+        // No static neighbours.
+        let i = text.find("  neighbors:").unwrap();
+        let j = text.find("  protect:").unwrap();
+        format!("{}{}", &text[..i], &text[j..])
+    });
     let sm = assert_clean(&r);
     // The SYN and the order behind it; and the order after the reply, which
     // arrived in the same burst while they were still parked: it must not
@@ -732,7 +724,7 @@ fn a_frame_for_an_unresolved_next_hop_waits_for_its_arp_reply_instead_of_being_l
         .collect();
     assert_eq!(asked.len(), 1);
     assert_eq!(&asked[0][38..42], &EXCHANGE.0, "asked for the exchange");
-    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&r.out);
 }
 
 /// Q's MAC in the two-port runs.
@@ -1130,39 +1122,16 @@ fn halted_the_gateway_still_routes_the_exchanges_side_and_refuses_protected_segm
         3,
     ));
     frames.push(tcp_frame(ENGINE, 40001, EXCHANGE.0, 9878, 128, a, b"", 4));
-    let root = repo();
-    let out = std::env::temp_dir().join(format!("taphold-gw-halt-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out).unwrap();
-    let input = out.join("in.pcap");
-    pcap::write(&input, &frames).unwrap();
-    let text = std::fs::read_to_string(root.join("config/gateway.yaml"))
-        .unwrap()
-        .replace("tap: mirror", "tap: cut")
-        // Down, and so halted, within a few ms of the start, long before the
-        // stray frames are read (at millions a second that still takes 30 ms).
-        .replace("  tap_timeout_us: 20000", "  tap_timeout_us: 1000")
-        .replace("  down_after_us: 30000", "  down_after_us: 0")
-        .replace(
-            "state_dir: /tmp/taphold-state",
-            &format!("state_dir: {}", out.join("state").display()),
-        );
-    assert!(text.contains("tap_timeout_us: 1000") && text.contains("down_after_us: 0"));
-    std::fs::write(out.join("config.yaml"), text).unwrap();
-    let o = Command::new(root.join("scripts/replay.sh"))
-        .arg(&input)
-        .arg(&out)
-        .env("TAPHOLD_BIN", env!("CARGO_BIN_EXE_taphold"))
-        .env("TAPHOLD_CONFIG", out.join("config.yaml"))
-        .env("TAPHOLD_IDLE_MS", "400")
-        .output()
-        .unwrap();
-    let r = Run {
-        out: out.clone(),
-        status: o.status,
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    };
+    let r = replay_frames("halt", &frames, |c| {
+        let text = c
+            .replace("tap: mirror", "tap: cut")
+            // Down, and so halted, within a few ms of the start, long before the
+            // stray frames are read (at millions a second that still takes 30 ms).
+            .replace("  tap_timeout_us: 20000", "  tap_timeout_us: 1000")
+            .replace("  down_after_us: 30000", "  down_after_us: 0");
+        assert!(text.contains("tap_timeout_us: 1000") && text.contains("down_after_us: 0"));
+        text
+    });
     let s = assert_clean(&r);
     assert_eq!(s["mode"]["final"], "halt");
     assert_eq!(n(&s, "ingress.drop_unknown_ethertype"), 300_000);
@@ -1186,5 +1155,5 @@ fn halted_the_gateway_still_routes_the_exchanges_side_and_refuses_protected_segm
         .collect();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].ident, 2, "the execution report, to the engine");
-    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&r.out);
 }
